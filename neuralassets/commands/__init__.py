@@ -1,0 +1,1 @@
+"""Subcommands of the ``neuralassets`` CLI, one module each (see :mod:`neuralassets.cli`)."""

@@ -1,0 +1,259 @@
+"""From a Scene to the tensors that condition the renderer.
+
+:class:`Conditioning` is the contract between data (the generator's training pairs,
+extracted or edited scenes) and models (the asset encoder). It holds everything the
+asset encoder needs and nothing it has to guess: images already greyed the way the
+paper prescribes, normalised source boxes, the 12 pose numbers of every target box,
+a padding mask, and the relative camera motion.
+
+Object slots are padded to a fixed ``max_objects``; padded slots have zero boxes, zero
+pose and ``object_mask`` False, and the encoder must ignore them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from . import geometry
+from .errors import ValidationError
+from .scene import Camera, Scene
+
+GREY = 0.5  # fill value for pixels hidden from an encoder (the paper's choice)
+
+
+@dataclass
+class Conditioning:
+    """Asset tokens' inputs for a batch of renders.
+
+    Attributes:
+        appearance_images: (B, S, 3, H, W) float in [0, 1]: the S source images that
+            appearance is taken from, with pixels outside every object box set to 0.5.
+        object_image_index: (B, N) long, which of the S images each object comes from.
+        object_boxes: (B, N, 4) float ``(x0, y0, x1, y1)`` of each object in its source
+            image, normalised to [0, 1] by the image width and height.
+        object_poses: (B, N, 12) float, the target-frame pose numbers
+            (:func:`neuralassets.geometry.pose_features`: u/W, v/H, depth in metres for
+            corners 0, 1, 2, 4).
+        object_target_boxes: (B, N, 4) float, normalised 2D bounds of the projected target
+            box, clipped to the image (for spatial conditioning and in-box metrics).
+        object_mask: (B, N) bool, True for real objects, False for padding.
+        background_image: (B, 3, H, W) float in [0, 1], the background source with object
+            boxes filled with 0.5.
+        camera_pose: (B, 12) float, background camera -> target camera transform
+            (rotation row-major 9 numbers, then translation in metres).
+    """
+
+    appearance_images: Tensor
+    object_image_index: Tensor
+    object_boxes: Tensor
+    object_poses: Tensor
+    object_target_boxes: Tensor
+    object_mask: Tensor
+    background_image: Tensor
+    camera_pose: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.object_mask.shape[0])
+
+    @property
+    def max_objects(self) -> int:
+        return int(self.object_mask.shape[1])
+
+    def to(self, *args, **kwargs) -> Conditioning:
+        """Move every tensor (``Tensor.to`` arguments); dtype changes apply to float tensors only."""
+        out = {}
+        for f in fields(self):
+            x = getattr(self, f.name)
+            if x.is_floating_point():
+                out[f.name] = x.to(*args, **kwargs)
+            else:
+                device = kwargs.get("device", next((a for a in args if isinstance(a, (str, torch.device))), None))
+                out[f.name] = x.to(device) if device is not None else x
+        return Conditioning(**out)
+
+    def drop_objects(self, drop: Tensor) -> Conditioning:
+        """Copy with all objects of the selected examples removed (classifier-free guidance's null).
+
+        Args:
+            drop: (B,) bool, True where every object slot becomes padding.
+        """
+        keep = (~drop).view(-1, 1)
+        return Conditioning(
+            appearance_images=self.appearance_images,
+            object_image_index=self.object_image_index * keep,
+            object_boxes=self.object_boxes * keep.unsqueeze(-1),
+            object_poses=self.object_poses * keep.unsqueeze(-1),
+            object_target_boxes=self.object_target_boxes * keep.unsqueeze(-1),
+            object_mask=self.object_mask & keep,
+            background_image=self.background_image,
+            camera_pose=self.camera_pose,
+        )
+
+    @staticmethod
+    def collate(items: list[Conditioning]) -> Conditioning:
+        """Concatenate along the batch; source-image lists are padded with grey to the longest."""
+        S = max(c.appearance_images.shape[1] for c in items)
+
+        def pad(x: Tensor) -> Tensor:
+            if x.shape[1] == S:
+                return x
+            fill = torch.full((x.shape[0], S - x.shape[1], *x.shape[2:]), GREY, dtype=x.dtype)
+            return torch.cat([x, fill], dim=1)
+
+        out = {f.name: torch.cat([getattr(c, f.name) for c in items]) for f in fields(Conditioning)
+               if f.name != "appearance_images"}
+        return Conditioning(appearance_images=torch.cat([pad(c.appearance_images) for c in items]), **out)
+
+
+def grey_outside(image: Tensor, boxes: Tensor) -> Tensor:
+    """Set pixels outside every box to 0.5.
+
+    Args:
+        image: (3, H, W) float.
+        boxes: (M, 4) pixel boxes ``(x0, y0, x1, y1)``.
+
+    Returns:
+        (3, H, W); a copy.
+    """
+    return torch.where(_box_union(boxes, image.shape[-2], image.shape[-1]), image, torch.full_like(image, GREY))
+
+
+def grey_inside(image: Tensor, boxes: Tensor) -> Tensor:
+    """Set pixels inside any box to 0.5.
+
+    Args:
+        image: (3, H, W) float.
+        boxes: (M, 4) pixel boxes ``(x0, y0, x1, y1)``.
+
+    Returns:
+        (3, H, W); a copy.
+    """
+    return torch.where(_box_union(boxes, image.shape[-2], image.shape[-1]), torch.full_like(image, GREY), image)
+
+
+def _box_union(boxes: Tensor, height: int, width: int) -> Tensor:
+    """(H, W) bool, True at pixels whose centre lies in any box."""
+    ys = torch.arange(height, dtype=torch.float32) + 0.5
+    xs = torch.arange(width, dtype=torch.float32) + 0.5
+    inside = ((xs[None, None, :] >= boxes[:, 0, None, None]) & (xs[None, None, :] <= boxes[:, 2, None, None])
+              & (ys[None, :, None] >= boxes[:, 1, None, None]) & (ys[None, :, None] <= boxes[:, 3, None, None]))
+    return inside.any(dim=0)
+
+
+def camera_motion(source: Camera, target: Camera) -> Tensor:
+    """(12,) float: the source -> target camera transform (rotation row-major, then translation)."""
+    R, t = geometry.relative_pose(source.R, source.t, target.R, target.t)
+    return torch.cat([R.flatten(), t])
+
+
+def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
+                            source_frame: int | None = None, min_visibility: float = 0.0) -> Conditioning:
+    """Build the conditioning for rendering ``scene`` as seen at ``target_frame``.
+
+    Each asset's appearance comes from its own source (``asset.appearance`` or frame
+    ``asset.source_frame``; ``source_frame`` overrides the latter for every asset), its
+    pose from its box at ``target_frame`` seen by that frame's camera. The background
+    comes from ``scene.background`` or, when it has none, from the source frame.
+
+    Args:
+        scene: the scene to render.
+        target_frame: frame index whose cameras and poses are rendered.
+        max_objects: number of object slots N.
+        source_frame: frame to take appearance and background from (default: each asset's own).
+        min_visibility: assets whose visibility in their source frame is at or below this
+            are left out (they have no appearance to take); 0 keeps every asset seen at all.
+
+    Returns:
+        A batch of one.
+
+    Raises:
+        ValidationError: more assets than ``max_objects``, or a frame index out of range.
+    """
+    T = scene.num_frames
+    for name, idx in (("target_frame", target_frame), ("source_frame", source_frame)):
+        if idx is not None and not 0 <= idx < T:
+            raise ValidationError(f"{name}: {idx} is not a frame index in [0, {T})")
+    H, W = scene.height, scene.width
+    target_cam = scene.cameras[target_frame]
+
+    # Group assets by the image their appearance comes from (the scene frames first).
+    images: list[Tensor] = []
+    image_boxes: list[list[Tensor]] = []
+    frame_slot: dict[int, int] = {}
+    entries = []  # (asset, image slot, pixel box)
+    for a in scene.assets:
+        if a.appearance is not None:
+            box, slot = a.appearance.box_2d, len(images)
+            images.append(a.appearance.image)
+            image_boxes.append([box])
+        else:
+            f = a.source_frame if source_frame is None else source_frame
+            if a.visibility[f] <= min_visibility:
+                continue
+            box = a.boxes_2d[f]
+            if f not in frame_slot:
+                frame_slot[f] = len(images)
+                images.append(scene.frames[f])
+                image_boxes.append([])
+            slot = frame_slot[f]
+            image_boxes[slot].append(box)
+        entries.append((a, slot, box))
+    if len(entries) > max_objects:
+        raise ValidationError(
+            f"scene has {len(entries)} assets but the model has {max_objects} object slots; "
+            "remove assets or use a model with more slots")
+
+    N = max_objects
+    index = torch.zeros(N, dtype=torch.long)
+    boxes = torch.zeros(N, 4)
+    poses = torch.zeros(N, 12)
+    target_boxes = torch.zeros(N, 4)
+    mask = torch.zeros(N, dtype=torch.bool)
+    cam = target_cam
+    for i, (a, slot, box) in enumerate(entries):
+        img = images[slot]
+        scale = torch.tensor([img.shape[-1], img.shape[-2]] * 2, dtype=torch.float32)
+        index[i] = slot
+        boxes[i] = box / scale
+        b = a.box(target_frame)
+        poses[i] = geometry.pose_features(b.center, b.size, b.rotation, cam.K, cam.R, cam.t, W, H)
+        uv, _ = geometry.project_box(b.center, b.size, b.rotation, cam.K, cam.R, cam.t)
+        target_boxes[i] = geometry.bounding_box_2d(uv, W, H) / torch.tensor([W, H, W, H], dtype=torch.float32)
+        mask[i] = True
+
+    if not images:  # no objects: one grey image keeps shapes static
+        images, image_boxes = [torch.full((3, H, W), GREY)], [[]]
+    size_hw = max((img.shape[-2], img.shape[-1]) for img in images)
+    appearance = torch.stack([
+        _resize(grey_outside(img, torch.stack(bx) if bx else torch.zeros(0, 4)), size_hw)
+        for img, bx in zip(images, image_boxes)])
+
+    if scene.background is not None:
+        bg_img, bg_cam, bg_boxes = scene.background.image, scene.background.camera, scene.background.object_boxes
+    else:
+        f = source_frame if source_frame is not None else (entries[0][0].source_frame if entries else target_frame)
+        bg_img, bg_cam = scene.frames[f], scene.cameras[f]
+        bg_boxes = torch.stack([a.boxes_2d[f] for a in scene.assets]) if scene.assets else torch.zeros(0, 4)
+    background = _resize(grey_inside(bg_img, bg_boxes), (H, W))
+
+    return Conditioning(
+        appearance_images=appearance.unsqueeze(0),
+        object_image_index=index.unsqueeze(0),
+        object_boxes=boxes.unsqueeze(0),
+        object_poses=poses.unsqueeze(0),
+        object_target_boxes=target_boxes.unsqueeze(0),
+        object_mask=mask.unsqueeze(0),
+        background_image=background.unsqueeze(0),
+        camera_pose=camera_motion(bg_cam, target_cam).unsqueeze(0),
+    )
+
+
+def _resize(image: Tensor, size_hw: tuple[int, int]) -> Tensor:
+    if tuple(image.shape[-2:]) == tuple(size_hw):
+        return image
+    return torch.nn.functional.interpolate(image[None], size=size_hw, mode="bilinear", align_corners=False,
+                                           antialias=True)[0]

@@ -1,0 +1,591 @@
+"""The Scene model: cameras, 3D boxes, assets, background — and their folder format.
+
+A :class:`Scene` is the one value that travels through the library: perception makes
+it, edits return new ones, the pipeline renders it and the benchmark compares it with
+ground truth. Everything in it is a plain dataclass holding torch tensors.
+
+Folder format (``FORMAT_VERSION`` 1)::
+
+    scene.json            format version, sizes, asset list, metadata (JSON)
+    tensors.safetensors   cameras, per-frame asset poses, 2D boxes, visibility, depth
+    frames/00000.png ...  one RGB PNG per frame
+    masks/asset_0001.png  the asset's T masks stacked vertically, (T*H, W) 8-bit PNG
+    appearance/asset_0001.png  appearance image of an asset brought from another scene
+    background.png        the background image, when the scene has an explicit one
+
+Frames are stored with 8 bits per channel, so they round-trip exactly when they are
+multiples of 1/255 (as frames read from files or made by the generator are); every
+other tensor round-trips bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from . import geometry
+from .errors import AssetNotFoundError, SceneFormatError, ValidationError
+
+FORMAT_VERSION = 1
+_SCENE_FILE = "scene.json"
+_TENSOR_FILE = "tensors.safetensors"
+
+
+def _f32(x: Any) -> Tensor:
+    return torch.as_tensor(x, dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------------------
+# Value objects
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class Camera:
+    """A pinhole camera with OpenCV axes (x right, y down, z forward).
+
+    Attributes:
+        K: (3, 3) float intrinsics in pixels.
+        R: (3, 3) float world-to-camera rotation.
+        t: (3,) float world-to-camera translation in metres (``x_cam = R x_world + t``).
+        width: image width in pixels.
+        height: image height in pixels.
+    """
+
+    K: Tensor
+    R: Tensor
+    t: Tensor
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        self.K, self.R, self.t = _f32(self.K), _f32(self.R), _f32(self.t)
+        self.width, self.height = int(self.width), int(self.height)
+
+    @classmethod
+    def look_at(cls, eye, target, fov_degrees: float = 50.0, width: int = 128, height: int = 128) -> Camera:
+        """A camera at ``eye`` (3,) metres looking at ``target`` (3,) with a horizontal field of view in degrees."""
+        R, t = geometry.look_at(_f32(eye), _f32(target))
+        return cls(geometry.intrinsics_from_fov(fov_degrees, width, height), R, t, width, height)
+
+    @property
+    def center(self) -> Tensor:
+        """(3,) camera position in world metres."""
+        return geometry.camera_center(self.R, self.t)
+
+    def project(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Project (P, 3) world points; returns uv (P, 2) pixels and depth (P,) metres."""
+        return geometry.project_points(points, self.K, self.R, self.t)
+
+    def validate(self, where: str = "camera") -> None:
+        """Raise :class:`ValidationError` naming ``where`` if any field is malformed."""
+        _check_tensor(self.K, (3, 3), f"{where}.K")
+        _check_tensor(self.R, (3, 3), f"{where}.R")
+        _check_tensor(self.t, (3,), f"{where}.t")
+        if not bool(geometry.is_rotation(self.R, atol=1e-3)):
+            raise ValidationError(f"{where}.R: expected a rotation matrix (orthonormal, det +1)")
+        if self.K[0, 0] <= 0 or self.K[1, 1] <= 0:
+            raise ValidationError(f"{where}.K: focal lengths must be positive, got {self.K[0, 0]:.4g}, {self.K[1, 1]:.4g}")
+        if self.width <= 0 or self.height <= 0:
+            raise ValidationError(f"{where}: image size must be positive, got {self.width}x{self.height}")
+
+
+@dataclass
+class Box3D:
+    """An oriented 3D box.
+
+    Attributes:
+        center: (3,) float, metres.
+        size: (3,) float, full extents along the box's own x, y, z axes, metres.
+        rotation: (3, 3) float, box-to-world rotation.
+
+    Corner ``i`` has local offset ``((i & 1) - .5, ((i >> 1) & 1) - .5, ((i >> 2) & 1) - .5) * size``;
+    see :func:`neuralassets.geometry.box_corners`.
+    """
+
+    center: Tensor
+    size: Tensor
+    rotation: Tensor
+
+    def __post_init__(self) -> None:
+        self.center, self.size, self.rotation = _f32(self.center), _f32(self.size), _f32(self.rotation)
+
+    def corners(self) -> Tensor:
+        """(8, 3) corners in metres, in the documented order."""
+        return geometry.box_corners(self.center, self.size, self.rotation)
+
+    def validate(self, where: str = "box") -> None:
+        """Raise :class:`ValidationError` naming ``where`` if the box is not finite, positive and rigid."""
+        _check_tensor(self.center, (3,), f"{where}.center")
+        _check_tensor(self.size, (3,), f"{where}.size")
+        _check_tensor(self.rotation, (3, 3), f"{where}.rotation")
+        if bool((self.size <= 0).any()):
+            raise ValidationError(f"{where}.size: every extent must be positive, got {self.size.tolist()}")
+        if not bool(geometry.is_rotation(self.rotation, atol=1e-3)):
+            raise ValidationError(f"{where}.rotation: expected a rotation matrix (orthonormal, det +1)")
+
+
+@dataclass
+class AppearanceSource:
+    """An image region an asset takes its appearance from, when that is not a frame of its own scene.
+
+    Attributes:
+        image: (3, H, W) float in [0, 1].
+        box_2d: (4,) float ``(x0, y0, x1, y1)`` pixel box of the asset in ``image``.
+    """
+
+    image: Tensor
+    box_2d: Tensor
+
+    def __post_init__(self) -> None:
+        self.image, self.box_2d = _f32(self.image), _f32(self.box_2d)
+
+
+@dataclass
+class Asset:
+    """One object of a scene, with a keyframed pose for every frame.
+
+    Attributes:
+        id: stable integer id >= 1; also its value in instance-id maps (0 is background).
+        name: human-readable name, e.g. ``"red cube"``.
+        centers: (T, 3) float box centres per frame, metres.
+        sizes: (T, 3) float box extents per frame, metres.
+        rotations: (T, 3, 3) float box-to-world rotations per frame.
+        boxes_2d: (T, 4) float pixel boxes ``(x0, y0, x1, y1)`` of the visible object per frame.
+        visibility: (T,) float visible fraction per frame in [0, 1] (0 = not seen).
+        source_frame: index of the frame its appearance is taken from.
+        category: object class, e.g. ``"cube"`` or ``"mug"``.
+        masks: (T, H, W) bool visible masks per frame, or None.
+        appearance: where the appearance comes from when not ``source_frame`` of its scene.
+        attributes: JSON-serialisable extras (the synthetic renderer keeps shape, colour, texture here).
+    """
+
+    id: int
+    name: str
+    centers: Tensor
+    sizes: Tensor
+    rotations: Tensor
+    boxes_2d: Tensor
+    visibility: Tensor
+    source_frame: int = 0
+    category: str = "object"
+    masks: Tensor | None = None
+    appearance: AppearanceSource | None = None
+    attributes: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.centers, self.sizes, self.rotations = _f32(self.centers), _f32(self.sizes), _f32(self.rotations)
+        self.boxes_2d, self.visibility = _f32(self.boxes_2d), _f32(self.visibility)
+        if self.masks is not None:
+            self.masks = torch.as_tensor(self.masks).bool()
+        self.id, self.source_frame = int(self.id), int(self.source_frame)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.centers.shape[0])
+
+    def box(self, frame: int) -> Box3D:
+        """The 3D box at ``frame``."""
+        return Box3D(self.centers[frame], self.sizes[frame], self.rotations[frame])
+
+    def with_box(self, frame: int, box: Box3D) -> Asset:
+        """A copy whose pose at ``frame`` is ``box``; this asset is unchanged."""
+        out = self.copy()
+        out.centers[frame], out.sizes[frame], out.rotations[frame] = box.center, box.size, box.rotation
+        return out
+
+    def copy(self) -> Asset:
+        """A deep copy: no tensor is shared with this asset."""
+        return copy.deepcopy(self)
+
+    def validate(self, num_frames: int, image_size: tuple[int, int], where: str) -> None:
+        """Raise :class:`ValidationError` naming the first bad field (``where`` prefixes it)."""
+        if self.id < 1:
+            raise ValidationError(f"{where}.id: must be >= 1 (0 is the background), got {self.id}")
+        T = num_frames
+        _check_tensor(self.centers, (T, 3), f"{where}.centers")
+        _check_tensor(self.sizes, (T, 3), f"{where}.sizes")
+        _check_tensor(self.rotations, (T, 3, 3), f"{where}.rotations")
+        _check_tensor(self.boxes_2d, (T, 4), f"{where}.boxes_2d")
+        _check_tensor(self.visibility, (T,), f"{where}.visibility")
+        bad = (self.sizes <= 0).any(dim=-1).nonzero()
+        if len(bad):
+            f = int(bad[0])
+            raise ValidationError(f"{where}.sizes[{f}]: every extent must be positive, got {self.sizes[f].tolist()}")
+        ok = geometry.is_rotation(self.rotations, atol=1e-3)
+        if not bool(ok.all()):
+            f = int((~ok).nonzero()[0])
+            raise ValidationError(f"{where}.rotations[{f}]: expected a rotation matrix (orthonormal, det +1)")
+        if not 0 <= self.source_frame < T and self.appearance is None:
+            raise ValidationError(f"{where}.source_frame: {self.source_frame} is not a frame index in [0, {T})")
+        if self.masks is not None and tuple(self.masks.shape) != (T, *image_size):
+            raise ValidationError(f"{where}.masks: expected shape {(T, *image_size)}, got {tuple(self.masks.shape)}")
+        if self.appearance is not None:
+            _check_tensor(self.appearance.image, (3, None, None), f"{where}.appearance.image")
+            _check_tensor(self.appearance.box_2d, (4,), f"{where}.appearance.box_2d")
+
+
+@dataclass
+class Background:
+    """What the scene's background token is made from.
+
+    Attributes:
+        image: (3, H, W) float in [0, 1]; object regions in it are greyed out before encoding.
+        camera: the camera that took ``image`` (the background token carries the motion
+            from this camera to the target camera).
+        object_boxes: (M, 4) float pixel boxes of objects in ``image`` to grey out.
+        attributes: JSON-serialisable extras (the synthetic renderer keeps its backdrop style here).
+    """
+
+    image: Tensor
+    camera: Camera
+    object_boxes: Tensor = field(default_factory=lambda: torch.zeros(0, 4))
+    attributes: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.image, self.object_boxes = _f32(self.image), _f32(self.object_boxes).reshape(-1, 4)
+
+
+@dataclass
+class Scene:
+    """A video (or frame pair) and the neural assets found in it.
+
+    Attributes:
+        frames: (T, 3, H, W) float in [0, 1].
+        cameras: T cameras, one per frame.
+        assets: the objects; their order fixes the token order.
+        background: an explicit background (e.g. after a background swap), or None to use
+            the source frame of the render.
+        depth: (T, H, W) float camera-frame depth in metres, when known.
+        metadata: JSON-serialisable extras (generator seed, renderer parameters, edit history).
+    """
+
+    frames: Tensor
+    cameras: list[Camera]
+    assets: list[Asset] = field(default_factory=list)
+    background: Background | None = None
+    depth: Tensor | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.frames = _f32(self.frames)
+        if self.depth is not None:
+            self.depth = _f32(self.depth)
+        self.cameras, self.assets = list(self.cameras), list(self.assets)
+
+    # -- access -----------------------------------------------------------------------
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[-2])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[-1])
+
+    @property
+    def asset_ids(self) -> list[int]:
+        return [a.id for a in self.assets]
+
+    def asset(self, asset_id: int) -> Asset:
+        """The asset with ``asset_id``; raises :class:`AssetNotFoundError` naming the known ids."""
+        for a in self.assets:
+            if a.id == asset_id:
+                return a
+        raise AssetNotFoundError(f"asset id {asset_id} is not in this scene (ids: {self.asset_ids})")
+
+    def index_of(self, asset_id: int) -> int:
+        """Position of ``asset_id`` in :attr:`assets`."""
+        return self.assets.index(self.asset(asset_id))
+
+    def next_asset_id(self) -> int:
+        """The smallest id larger than every id in use."""
+        return max(self.asset_ids, default=0) + 1
+
+    def __iter__(self) -> Iterator[Asset]:
+        return iter(self.assets)
+
+    def __len__(self) -> int:
+        return len(self.assets)
+
+    def __iadd__(self, asset: Asset) -> Scene:
+        """``scene += asset`` appends an asset in place (its id must be new)."""
+        if asset.id in self.asset_ids:
+            raise ValidationError(f"asset id {asset.id} is already in this scene (ids: {self.asset_ids})")
+        self.assets.append(asset)
+        return self
+
+    def copy(self) -> Scene:
+        """A deep copy: editing it never changes this scene."""
+        return copy.deepcopy(self)
+
+    def replace(self, **changes: Any) -> Scene:
+        """A deep copy with some fields replaced (``dataclasses.replace`` semantics)."""
+        return replace(self.copy(), **changes)
+
+    def instance_map(self, frame: int) -> Tensor:
+        """(H, W) long instance ids at ``frame`` from the assets' masks (0 = background, later assets on top)."""
+        out = torch.zeros(self.height, self.width, dtype=torch.long)
+        for a in self.assets:
+            if a.masks is not None:
+                out[a.masks[frame]] = a.id
+        return out
+
+    # -- validation ---------------------------------------------------------------------
+    def validate(self) -> Scene:
+        """Check every field; raise :class:`ValidationError` naming the first bad one. Returns self."""
+        if self.frames.dim() != 4 or self.frames.shape[1] != 3:
+            raise ValidationError(f"frames: expected shape (T, 3, H, W), got {tuple(self.frames.shape)}")
+        T, H, W = self.num_frames, self.height, self.width
+        if T < 1:
+            raise ValidationError("frames: a scene needs at least one frame")
+        if not bool(torch.isfinite(self.frames).all()) or self.frames.min() < 0 or self.frames.max() > 1:
+            raise ValidationError("frames: expected finite values in [0, 1]")
+        if len(self.cameras) != T:
+            raise ValidationError(f"cameras: expected one per frame ({T}), got {len(self.cameras)}")
+        for i, cam in enumerate(self.cameras):
+            cam.validate(f"cameras[{i}]")
+            if (cam.width, cam.height) != (W, H):
+                raise ValidationError(f"cameras[{i}]: image size {cam.width}x{cam.height} does not match frames {W}x{H}")
+        seen: set[int] = set()
+        for i, a in enumerate(self.assets):
+            a.validate(T, (H, W), f"assets[{i}] (id {a.id})")
+            if a.id in seen:
+                raise ValidationError(f"assets[{i}].id: id {a.id} is used twice")
+            seen.add(a.id)
+        if self.depth is not None:
+            _check_tensor(self.depth, (T, H, W), "depth", finite=False)
+        if self.background is not None:
+            _check_tensor(self.background.image, (3, None, None), "background.image")
+            self.background.camera.validate("background.camera")
+        return self
+
+    # -- files ------------------------------------------------------------------------
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the scene to ``folder`` (created if needed); returns the folder path.
+
+        Files are written under temporary names and renamed into place, and ``scene.json``
+        goes last, so an interrupted save never leaves a folder that loads as a valid but
+        different scene.
+        """
+        self.validate()
+        folder = Path(folder)
+        (folder / "frames").mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, Tensor] = {
+            "camera_K": torch.stack([c.K for c in self.cameras]),
+            "camera_R": torch.stack([c.R for c in self.cameras]),
+            "camera_t": torch.stack([c.t for c in self.cameras]),
+        }
+        if self.depth is not None:
+            tensors["depth"] = self.depth
+        for i in range(self.num_frames):
+            _write_png(folder / "frames" / f"{i:05d}.png", self.frames[i])
+        assets_json = []
+        for a in self.assets:
+            key = f"asset_{a.id:04d}"
+            for name in ("centers", "sizes", "rotations", "boxes_2d", "visibility"):
+                tensors[f"{key}.{name}"] = getattr(a, name)
+            entry = {"id": a.id, "name": a.name, "category": a.category, "source_frame": a.source_frame,
+                     "attributes": a.attributes, "masks": None, "appearance": None}
+            if a.masks is not None:
+                (folder / "masks").mkdir(exist_ok=True)
+                entry["masks"] = f"masks/{key}.png"
+                _write_mask_png(folder / entry["masks"], a.masks.reshape(-1, self.width))
+            if a.appearance is not None:
+                (folder / "appearance").mkdir(exist_ok=True)
+                entry["appearance"] = f"appearance/{key}.png"
+                _write_png(folder / entry["appearance"], a.appearance.image)
+                tensors[f"{key}.appearance_box_2d"] = a.appearance.box_2d
+            assets_json.append(entry)
+        background_json = None
+        if self.background is not None:
+            bg = self.background
+            _write_png(folder / "background.png", bg.image)
+            tensors.update({"background.K": bg.camera.K, "background.R": bg.camera.R, "background.t": bg.camera.t,
+                            "background.object_boxes": bg.object_boxes})
+            background_json = {"image": "background.png", "width": bg.camera.width, "height": bg.camera.height,
+                               "attributes": bg.attributes}
+        tmp = folder / (_TENSOR_FILE + ".tmp")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, folder / _TENSOR_FILE)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "num_frames": self.num_frames,
+            "height": self.height,
+            "width": self.width,
+            "assets": assets_json,
+            "background": background_json,
+            "metadata": self.metadata,
+        }
+        tmp = folder / (_SCENE_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, folder / _SCENE_FILE)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> Scene:
+        """Read a scene written by :meth:`save`.
+
+        Raises:
+            SceneFormatError: a file is missing or unreadable, the version is unknown, or a
+                field is malformed; the message names the file or field.
+        """
+        folder = Path(folder)
+        meta_path = folder / _SCENE_FILE
+        if not meta_path.is_file():
+            raise SceneFormatError(f"{meta_path}: missing; not a saved Scene folder")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SceneFormatError(f"{meta_path}: not valid JSON ({e})") from None
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version is None:
+            raise SceneFormatError(f"{meta_path}: no format_version field")
+        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+            raise SceneFormatError(
+                f"{meta_path}: format_version {version!r} is not supported (this library reads 1..{FORMAT_VERSION}; "
+                "a newer version needs a newer neuralassets)")
+        try:
+            T, H, W = int(meta["num_frames"]), int(meta["height"]), int(meta["width"])
+            asset_entries = list(meta["assets"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise SceneFormatError(f"{meta_path}: missing or malformed field {e}") from None
+        tensor_path = folder / _TENSOR_FILE
+        if not tensor_path.is_file():
+            raise SceneFormatError(f"{tensor_path}: missing")
+        try:
+            tensors = load_file(str(tensor_path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise SceneFormatError(f"{tensor_path}: unreadable or truncated ({e})") from None
+
+        def get(name: str) -> Tensor:
+            if name not in tensors:
+                raise SceneFormatError(f"{tensor_path}: tensor {name!r} is missing")
+            return tensors[name]
+
+        frames = torch.stack([_read_png(folder / "frames" / f"{i:05d}.png", (H, W)) for i in range(T)])
+        K, R, t = get("camera_K"), get("camera_R"), get("camera_t")
+        if K.shape[0] != T or R.shape[0] != T or t.shape[0] != T:
+            raise SceneFormatError(f"{tensor_path}: camera tensors do not have {T} frames")
+        cameras = [Camera(K[i], R[i], t[i], W, H) for i in range(T)]
+        assets = []
+        for i, entry in enumerate(asset_entries):
+            try:
+                key = f"asset_{int(entry['id']):04d}"
+                masks = None
+                if entry.get("masks"):
+                    masks = _read_mask_png(_inside(folder, entry["masks"]), (T * H, W)).reshape(T, H, W)
+                appearance = None
+                if entry.get("appearance"):
+                    img = _read_png(_inside(folder, entry["appearance"]), None)
+                    appearance = AppearanceSource(img, get(f"{key}.appearance_box_2d"))
+                assets.append(Asset(
+                    id=entry["id"], name=str(entry["name"]), category=str(entry.get("category", "object")),
+                    centers=get(f"{key}.centers"), sizes=get(f"{key}.sizes"), rotations=get(f"{key}.rotations"),
+                    boxes_2d=get(f"{key}.boxes_2d"), visibility=get(f"{key}.visibility"),
+                    source_frame=entry["source_frame"], masks=masks, appearance=appearance,
+                    attributes=dict(entry.get("attributes") or {})))
+            except (KeyError, TypeError, ValueError) as e:
+                raise SceneFormatError(f"{meta_path}: assets[{i}] is malformed ({e})") from None
+        background = None
+        if meta.get("background"):
+            bg = meta["background"]
+            img = _read_png(_inside(folder, bg["image"]), None)
+            camera = Camera(get("background.K"), get("background.R"), get("background.t"), bg["width"], bg["height"])
+            background = Background(img, camera, get("background.object_boxes"), dict(bg.get("attributes") or {}))
+        scene = cls(frames, cameras, assets, background, tensors.get("depth"), dict(meta.get("metadata") or {}))
+        try:
+            return scene.validate()
+        except ValidationError as e:
+            raise SceneFormatError(f"{folder}: {e}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+def _check_tensor(x: Tensor, shape: tuple, where: str, finite: bool = True) -> None:
+    if not isinstance(x, Tensor):
+        raise ValidationError(f"{where}: expected a tensor, got {type(x).__name__}")
+    if x.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValidationError(f"{where}: expected shape {want}, got {tuple(x.shape)}")
+    if finite and not bool(torch.isfinite(x).all()):
+        idx = (~torch.isfinite(x)).nonzero()[0].tolist()
+        raise ValidationError(f"{where}{idx}: expected a finite number, got {x[tuple(idx)].item()}")
+
+
+def _inside(folder: Path, relative: str) -> Path:
+    """Resolve a path named in scene.json, refusing anything that leaves the folder."""
+    path = (folder / relative).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise SceneFormatError(f"{folder / _SCENE_FILE}: path {relative!r} points outside the scene folder")
+    return path
+
+
+def _to_uint8(image: Tensor) -> np.ndarray:
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _write_png(path: Path, image: Tensor) -> None:
+    """Write (3, H, W) float in [0, 1] as an 8-bit RGB PNG."""
+    Image.fromarray(_to_uint8(image)).save(path)
+
+
+def _write_mask_png(path: Path, mask: Tensor) -> None:
+    Image.fromarray(mask.to(torch.uint8).numpy() * 255).save(path)
+
+
+def _open_image(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise SceneFormatError(f"{path}: missing")
+    try:
+        img = Image.open(path)
+        img.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise SceneFormatError(f"{path}: not a readable image ({e})") from None
+    return img
+
+
+def _read_png(path: Path, size: tuple[int, int] | None) -> Tensor:
+    """(3, H, W) float in [0, 1]; ``size`` (H, W) is checked when given."""
+    arr = np.asarray(_open_image(path).convert("RGB"))
+    if size is not None and arr.shape[:2] != tuple(size):
+        raise SceneFormatError(f"{path}: expected {size[1]}x{size[0]} pixels, got {arr.shape[1]}x{arr.shape[0]}")
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _read_mask_png(path: Path, size: tuple[int, int]) -> Tensor:
+    arr = np.asarray(_open_image(path).convert("L"))
+    if arr.shape != tuple(size):
+        raise SceneFormatError(f"{path}: expected {size[1]}x{size[0]} pixels, got {arr.shape[1]}x{arr.shape[0]}")
+    return torch.from_numpy(arr > 127)
+
+
+def quantize(images: Tensor) -> Tensor:
+    """Round float images in [0, 1] to multiples of 1/255, so they survive a PNG round-trip exactly.
+
+    Args:
+        images: (..., 3, H, W) float.
+
+    Returns:
+        The same shape, float32.
+    """
+    return (images.clamp(0, 1) * 255).round() / 255.0
+
+
+__all__ = ["FORMAT_VERSION", "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "quantize"]

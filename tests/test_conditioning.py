@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from neuralassets import ValidationError
+from neuralassets.conditioning import Conditioning, conditioning_from_scene, grey_inside, grey_outside
+
+
+def test_shapes_and_padding(simple_scene):
+    c = conditioning_from_scene(simple_scene, target_frame=2, max_objects=5, source_frame=0)
+    assert c.appearance_images.shape == (1, 1, 3, 24, 32)
+    assert c.object_poses.shape == (1, 5, 12) and c.object_mask.tolist() == [[True, True, False, False, False]]
+    assert c.object_poses[0, 2:].abs().sum() == 0 and c.object_boxes[0, 2:].abs().sum() == 0
+    # boxes normalised by image size
+    assert torch.allclose(c.object_boxes[0, 0], torch.tensor([2 / 32, 3 / 24, 12 / 32, 15 / 24]))
+    # outside the union of boxes the appearance image is grey; inside it is the frame
+    img = c.appearance_images[0, 0]
+    assert torch.all(img[:, 20:, :] == 0.5)
+    assert torch.equal(img[:, 5, 5], simple_scene.frames[0][:, 5, 5])
+    assert torch.all(c.background_image[0][:, 5, 5] == 0.5)
+    # camera motion source frame 0 -> target frame 2
+    assert c.camera_pose.shape == (1, 12)
+
+
+def test_too_many_objects_is_a_clear_error(simple_scene):
+    with pytest.raises(ValidationError, match="scene has 2 assets but the model has 1 object slots"):
+        conditioning_from_scene(simple_scene, 0, max_objects=1)
+
+
+def test_drop_and_collate(simple_scene):
+    a = conditioning_from_scene(simple_scene, 0, 4)
+    b = conditioning_from_scene(simple_scene, 1, 4)
+    batch = Conditioning.collate([a, b])
+    assert batch.batch_size == 2
+    dropped = batch.drop_objects(torch.tensor([True, False]))
+    assert not dropped.object_mask[0].any() and dropped.object_mask[1].equal(batch.object_mask[1])
+    assert dropped.object_poses[0].abs().sum() == 0
+
+
+def test_grey_helpers():
+    img = torch.zeros(3, 4, 4)
+    box = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    out = grey_outside(img, box)
+    assert out[:, :2, :2].eq(0).all() and out[:, 2:, :].eq(0.5).all()
+    inside = grey_inside(img, box)
+    assert inside[:, :2, :2].eq(0.5).all() and inside[:, 3, 3].eq(0).all()
