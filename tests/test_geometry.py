@@ -26,7 +26,8 @@ def test_unit_cube_projects_to_hand_computed_pixels():
 def test_corner_order_is_bitwise():
     c = G.box_corners(torch.tensor([1.0, 2, 3]), torch.tensor([2.0, 4, 6]), torch.eye(3))
     for i in range(8):
-        expect = torch.tensor([1.0, 2, 3]) + torch.tensor([(i & 1) - 0.5, ((i >> 1) & 1) - 0.5, ((i >> 2) & 1) - 0.5]) * torch.tensor([2.0, 4, 6])
+        signs = torch.tensor([(i & 1) - 0.5, ((i >> 1) & 1) - 0.5, ((i >> 2) & 1) - 0.5])
+        expect = torch.tensor([1.0, 2, 3]) + signs * torch.tensor([2.0, 4, 6])
         assert torch.equal(c[i], expect)
 
 
