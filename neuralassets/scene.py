@@ -23,6 +23,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +43,8 @@ from .errors import AssetNotFoundError, SceneFormatError, ValidationError
 FORMAT_VERSION = 1
 _SCENE_FILE = "scene.json"
 _TENSOR_FILE = "tensors.safetensors"
+#: Largest total uncompressed size accepted from a Scene zip (guards against zip bombs).
+MAX_ZIP_BYTES = 2 * 1024**3
 
 
 def _f32(x: Any) -> Tensor:
@@ -512,6 +516,49 @@ class Scene:
             return scene.validate()
         except ValidationError as e:
             raise SceneFormatError(f"{folder}: {e}") from None
+
+    def save_zip(self, path: str | os.PathLike) -> Path:
+        """Write the scene folder format into one zip archive at ``path``; returns the path."""
+        path = Path(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save(Path(tmp) / "scene")
+            partial = path.with_name(path.name + ".tmp")
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+                for f in sorted(folder.rglob("*")):
+                    if f.is_file():
+                        zf.write(f, f.relative_to(folder).as_posix())
+            os.replace(partial, path)
+        return path
+
+    @classmethod
+    def load_zip(cls, path: str | os.PathLike) -> Scene:
+        """Read a scene from a zip written by :meth:`save_zip` (or a zipped Scene folder).
+
+        Entries that would land outside the extraction folder (absolute paths, ``..``),
+        links, and archives over :data:`MAX_ZIP_BYTES` uncompressed are refused with a
+        :class:`SceneFormatError`; nothing is written outside a temporary folder.
+        """
+        path = Path(path)
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise SceneFormatError(f"{path}: not a readable zip archive ({e})") from None
+        with zf, tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp).resolve()
+            infos = zf.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > MAX_ZIP_BYTES:
+                raise SceneFormatError(f"{path}: {total} bytes uncompressed exceeds the {MAX_ZIP_BYTES}-byte limit")
+            for info in infos:
+                target = (root / info.filename).resolve()
+                is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+                if info.filename.startswith(("/", "\\")) or not target.is_relative_to(root) or is_link:
+                    raise SceneFormatError(f"{path}: entry {info.filename!r} points outside the archive's folder")
+            zf.extractall(root)
+            metas = sorted(root.rglob(_SCENE_FILE), key=lambda p: len(p.parts))
+            if not metas:
+                raise SceneFormatError(f"{path}: no {_SCENE_FILE} inside; not a Scene archive")
+            return cls.load(metas[0].parent)
 
 
 # --------------------------------------------------------------------------------------
