@@ -1,0 +1,17 @@
+"""Synthetic data: the exact renderer, the scene generator, training pairs and the Kubric MOVi folder format.
+
+* :func:`generate_scene` samples and renders a multi-object video with exact ground truth
+  from one integer seed; :func:`sample_scene_spec` samples it without rendering.
+* :func:`render` re-renders any Scene whose assets carry renderer attributes, so an edited
+  scene renders its edit exactly; :func:`render_scene` returns the re-rendered Scene with
+  masks, 2D boxes, visibility and depth; :func:`render_background` makes a background.
+* :data:`SPLITS` holds disjoint train / val / test seed ranges.
+"""
+
+from .renderer import RenderOutput, masks_to_boxes, render, render_background, render_scene
+from .synthetic import SPLITS, GeneratorConfig, generate_scene, sample_scene_spec, select_frames, split_seed
+
+__all__ = [
+    "SPLITS", "GeneratorConfig", "RenderOutput", "generate_scene", "masks_to_boxes", "render", "render_background",
+    "render_scene", "sample_scene_spec", "select_frames", "split_seed",
+]
