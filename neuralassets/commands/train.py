@@ -1,0 +1,43 @@
+"""``neuralassets train``: train the autoencoder or the denoiser from a config file.
+
+Several processes or GPUs: ``accelerate launch --num_processes N -m neuralassets.cli train --config FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the autoencoder or the denoiser from a config file",
+                       description="Train one stage (autoencoder, then denoiser) from a YAML/JSON config. "
+                                   "A run continues from the newest checkpoint in its checkpoint folder.")
+    p.add_argument("--config", required=True, help="YAML or JSON training config (see configs/)")
+    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
+                   help="resume from CHECKPOINT, or from the newest checkpoint when no file is given (an error if none)")
+    p.add_argument("--max-steps", type=int, default=None, help="override max_steps")
+    p.add_argument("--output-dir", default=None, help="override output_dir")
+    p.set_defaults(run=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import WeightsError
+    from ..training import Trainer, load_config
+    from ..training.checkpoint import list_checkpoints
+
+    config = load_config(args.config, max_steps=args.max_steps, output_dir=args.output_dir)
+    resume = None
+    if args.resume == "latest":
+        existing = list_checkpoints(config.checkpoints)
+        if not existing:
+            raise WeightsError(f"--resume: no checkpoint in {config.checkpoints}")
+        resume = existing[-1]
+    elif args.resume is not None:
+        resume = Path(args.resume)
+    trainer = Trainer(config, resume_from=resume)
+    if trainer.accelerator.is_main_process:
+        print(f"{config.stage}: step {trainer.step} of {config.max_steps}, logging to {trainer.log_path}")
+    trainer.train()
+    return 0

@@ -1,0 +1,222 @@
+"""The asset encoder: a :class:`~neuralassets.conditioning.Conditioning` -> asset tokens.
+
+Token layout for a batch with ``N`` object slots and RoIAlign size ``k`` (``k * k`` cells):
+
+    [ null tokens (num_null_tokens) | background (k*k) | object 0 (k*k) | ... | object N-1 (k*k) ]
+
+- **Object tokens**: backbone features of the object's appearance image RoIAligned k×k inside
+  its source box (one token per cell, plus a learned cell embedding), each paired with the
+  same pose embedding (Fourier features of the 12 target pose numbers -> MLP) and fused to
+  the token width.
+- **Background tokens**: the background image RoIAligned with the whole-image box, paired
+  with an embedding of the 12-number camera motion.
+- **Null tokens**: learned and always present, so attention never runs over an empty set
+  and "no objects" (classifier-free guidance's null, an empty scene) has a learned meaning.
+
+Padded slots are zeroed and masked (``token_mask`` False): they reach neither attention nor
+the pooled summary nor the spatial map, so adding an empty slot leaves the output unchanged.
+
+Optionally (``spatial_channels > 0``) the encoder also rasterises each object's projected
+target box onto the latent grid, carrying a projection of that object's appearance
+embedding; the denoiser concatenates this map to its noisy latent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+from ..conditioning import Conditioning
+from ..errors import ConfigError, ValidationError
+from .backbones import ConvBackbone, Dinov2Backbone, dinov2_from_config, load_dinov2
+
+POSE_DEPTH_INDICES = (2, 5, 8, 11)  # depth entries of the 12 pose numbers (u, v, depth per corner)
+
+
+@dataclass
+class AssetEncoderConfig:
+    """How conditioning becomes tokens."""
+
+    backbone: str = "conv"  # "conv" (small conv net trained jointly) or "dinov2" (transformers Dinov2Model)
+    backbone_channels: tuple[int, ...] = (32, 64, 128)  # conv: output channels of each stride-2 stage
+    backbone_path: str | None = None  # dinov2: local folder or hub id of a pretrained Dinov2Model
+    backbone_trainable: bool = True  # dinov2: fine-tune (True) or freeze (False); the paper found fine-tuning best
+    dinov2_image_size: int = 224  # dinov2: square input side in pixels, a multiple of its patch size
+    dinov2_config: dict | None = None  # dinov2: its config, filled in when built, so saved weights rebuild without backbone_path
+    roi_size: int = 2  # k: RoIAlign output is k x k, giving k*k appearance tokens per object and for the background
+    pose_frequencies: int = 6  # Fourier bands (2^0..2^(F-1) times pi) on the pose numbers; 0 feeds raw numbers
+    depth_scale: float = 10.0  # metres that map to 1.0 before the Fourier features
+    hidden_dim: int = 256  # width of the appearance / pose embeddings before fusion
+    token_dim: int = 256  # width of the output tokens (the denoiser's context width)
+    num_null_tokens: int = 4  # learned tokens always present (the meaning of "no objects")
+    spatial_channels: int = 0  # channels of the spatial conditioning map; 0 = tokens only
+
+
+@dataclass
+class AssetTokens:
+    """Output of :class:`AssetEncoder`.
+
+    Attributes:
+        tokens: (B, L, token_dim) float; padded slots are zero.
+        mask: (B, L) bool, False for padded slots (to be masked out of attention).
+        spatial: (B, spatial_channels, h, w) float map on the latent grid, or None.
+    """
+
+    tokens: Tensor
+    mask: Tensor
+    spatial: Tensor | None = None
+
+
+def fourier_features(x: Tensor, num_frequencies: int) -> Tensor:
+    """``[x, sin(2^f pi x), cos(2^f pi x)]`` for f in [0, F).
+
+    Args:
+        x: (..., D) float.
+        num_frequencies: F; 0 returns ``x`` unchanged.
+
+    Returns:
+        (..., D * (1 + 2F)).
+    """
+    if num_frequencies == 0:
+        return x
+    freqs = math.pi * 2.0 ** torch.arange(num_frequencies, dtype=x.dtype, device=x.device)
+    angles = (x.unsqueeze(-1) * freqs).flatten(-2)
+    return torch.cat([x, angles.sin(), angles.cos()], dim=-1)
+
+
+def box_coverage(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Fraction of each grid cell covered by each box.
+
+    Args:
+        boxes: (..., 4) normalised ``(x0, y0, x1, y1)`` in [0, 1].
+        height, width: grid size; cell (i, j) spans ``[j/w, (j+1)/w] x [i/h, (i+1)/h]``.
+
+    Returns:
+        (..., height, width) float in [0, 1].
+    """
+    def overlap(lo: Tensor, hi: Tensor, n: int) -> Tensor:
+        edges = torch.arange(n + 1, dtype=boxes.dtype, device=boxes.device) / n
+        return ((torch.minimum(hi[..., None], edges[1:]) - torch.maximum(lo[..., None], edges[:-1])) * n).clamp(min=0)
+
+    ox = overlap(boxes[..., 0], boxes[..., 2], width)
+    oy = overlap(boxes[..., 1], boxes[..., 3], height)
+    return oy[..., :, None] * ox[..., None, :]
+
+
+def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, d_out))
+
+
+class AssetEncoder(nn.Module):
+    """Conditioning -> asset tokens (see the module docstring for the layout).
+
+    Build with :meth:`from_config`; ``config`` is kept on the module for saving.
+    """
+
+    def __init__(self, config: AssetEncoderConfig, backbone: nn.Module):
+        super().__init__()
+        if config.roi_size < 1:
+            raise ConfigError(f"asset_encoder.roi_size: {config.roi_size} must be >= 1")
+        self.config = config
+        k2, hid, dim = config.roi_size ** 2, config.hidden_dim, config.token_dim
+        self.backbone = backbone
+        self.appearance_proj = nn.Linear(backbone.out_channels, hid)
+        self.cell_embedding = nn.Parameter(torch.randn(k2, hid) * 0.02)
+        self.pose_mlp = _mlp(12 * (1 + 2 * config.pose_frequencies), hid, hid)
+        self.object_fuse = _mlp(2 * hid, hid, dim)
+        self.camera_mlp = _mlp(12, hid, hid)
+        self.background_fuse = _mlp(2 * hid, hid, dim)
+        self.null_tokens = nn.Parameter(torch.randn(config.num_null_tokens, dim) * 0.02)
+        self.spatial_proj = nn.Linear(hid, config.spatial_channels) if config.spatial_channels > 0 else None
+
+    @classmethod
+    def from_config(cls, config: AssetEncoderConfig, load_backbone_weights: bool = True) -> AssetEncoder:
+        """Build the encoder; a DINOv2 backbone comes from ``backbone_path`` or the stored ``dinov2_config``.
+
+        Args:
+            config: the encoder config.
+            load_backbone_weights: load pretrained DINOv2 weights from ``backbone_path``; False
+                builds it from ``dinov2_config`` with random weights (a saved pipeline's
+                weights are loaded afterwards).
+
+        Raises:
+            ConfigError: unknown backbone, or dinov2 without a path or stored config.
+        """
+        if config.backbone == "conv":
+            return cls(config, ConvBackbone(tuple(config.backbone_channels)))
+        if config.backbone == "dinov2":
+            if load_backbone_weights and config.backbone_path:
+                model, model_config = load_dinov2(config.backbone_path)
+                config = replace(config, dinov2_config=model_config)
+            elif config.dinov2_config is not None:
+                model = dinov2_from_config(config.dinov2_config)
+            else:
+                raise ConfigError("asset_encoder.backbone_path: the dinov2 backbone needs a folder or hub id")
+            return cls(config, Dinov2Backbone(model, config.dinov2_image_size, config.backbone_trainable))
+        raise ConfigError(f"asset_encoder.backbone: {config.backbone!r} is not one of 'conv', 'dinov2'")
+
+    @property
+    def tokens_per_object(self) -> int:
+        return self.config.roi_size ** 2
+
+    def num_tokens(self, max_objects: int) -> int:
+        """Sequence length L for ``max_objects`` slots."""
+        return self.config.num_null_tokens + (1 + max_objects) * self.tokens_per_object
+
+    def forward(self, cond: Conditioning, spatial_size: tuple[int, int] | None = None) -> AssetTokens:
+        """Encode a batch.
+
+        Args:
+            cond: batched conditioning (B examples, N slots, S appearance images).
+            spatial_size: (h, w) of the latent grid; needed when ``spatial_channels > 0``.
+
+        Returns:
+            :class:`AssetTokens` with L = ``num_tokens(N)`` tokens.
+        """
+        B, N = cond.object_mask.shape
+        S = cond.appearance_images.shape[1]
+        k = self.config.roi_size
+        dtype = self.null_tokens.dtype
+        images = torch.cat([cond.appearance_images.flatten(0, 1), cond.background_image]).to(dtype)
+        features = self.backbone(images)  # (B*S + B, C, h, w)
+        fh, fw = features.shape[-2:]
+        scale = torch.tensor([fw, fh, fw, fh], dtype=features.dtype, device=features.device)
+
+        # RoIs: (image index, x0, y0, x1, y1) in feature-grid units; objects first, then backgrounds.
+        batch = torch.arange(B, device=features.device)
+        object_image = (batch[:, None] * S + cond.object_image_index).flatten()
+        object_boxes = cond.object_boxes.flatten(0, 1).to(features.dtype) * scale
+        whole = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=features.dtype, device=features.device) * scale
+        rois = torch.cat([
+            torch.cat([object_image[:, None].to(features.dtype), object_boxes], dim=1),
+            torch.cat([(B * S + batch)[:, None].to(features.dtype), whole.expand(B, 4)], dim=1)])
+        cells = roi_align(features, rois, output_size=k, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+        cells = self.appearance_proj(cells.flatten(2).transpose(1, 2)) + self.cell_embedding  # (B*N + B, k*k, hid)
+        object_cells = cells[:B * N].view(B, N, k * k, -1)
+        background_cells = cells[B * N:]
+
+        poses = cond.object_poses.to(dtype).clone()
+        poses[..., POSE_DEPTH_INDICES] = poses[..., POSE_DEPTH_INDICES] / self.config.depth_scale
+        pose = self.pose_mlp(fourier_features(poses, self.config.pose_frequencies))  # (B, N, hid)
+        keep = cond.object_mask.to(dtype)[..., None, None]
+        objects = self.object_fuse(torch.cat([object_cells, pose[:, :, None].expand_as(object_cells)], -1)) * keep
+
+        camera = self.camera_mlp(cond.camera_pose.to(dtype))[:, None].expand_as(background_cells)
+        background = self.background_fuse(torch.cat([background_cells, camera], dim=-1))
+
+        tokens = torch.cat([self.null_tokens.expand(B, -1, -1), background, objects.flatten(1, 2)], dim=1)
+        always = torch.ones(B, self.config.num_null_tokens + k * k, dtype=torch.bool, device=tokens.device)
+        mask = torch.cat([always, cond.object_mask.repeat_interleave(k * k, dim=1)], dim=1)
+
+        spatial = None
+        if self.spatial_proj is not None:
+            if spatial_size is None:
+                raise ValidationError("spatial_size: the (h, w) latent grid is required when spatial_channels > 0")
+            coverage = box_coverage(cond.object_target_boxes.to(dtype), *spatial_size) * keep  # (B, N, h, w)
+            embedding = self.spatial_proj(object_cells.mean(dim=2))  # (B, N, C)
+            spatial = torch.einsum("bnhw,bnc->bchw", coverage, embedding)
+        return AssetTokens(tokens=tokens, mask=mask, spatial=spatial)

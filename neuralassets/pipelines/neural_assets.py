@@ -1,0 +1,384 @@
+"""``NeuralAssetsPipeline``: render a Scene (or a batch of conditionings) with the model.
+
+A saved pipeline is a diffusers-like folder, nothing in it is pickled::
+
+    model_index.json                       format version, image size, slots, defaults, component classes
+    asset_encoder/config.json, model.safetensors
+    denoiser/config.json, model.safetensors
+    vae/config.json, diffusion_pytorch_model.safetensors   (loadable by diffusers' AutoencoderKL too)
+    scheduler/scheduler_config.json
+
+Weights may be stored in bf16 (``save_pretrained(..., dtype=torch.bfloat16)``); they are
+upcast to float32 on load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from ..conditioning import Conditioning, conditioning_from_scene
+from ..errors import ValidationError, WeightsError
+from ..models.asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
+from ..models.autoencoder import downsampling_factor
+from ..models.build import Components, ModelConfig, build_components
+from ..models.config import from_dict, to_dict
+from ..models.denoiser import Denoiser, DenoiserConfig
+from ..models.scheduler import SCHEDULERS
+from ..scene import Scene
+
+FORMAT_VERSION = 1
+#: The shipped default model: the repository's top-level weights/ folder.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+WEIGHT_FILES = {"asset_encoder": "model.safetensors", "denoiser": "model.safetensors",
+                "vae": "diffusion_pytorch_model.safetensors"}
+OUTPUT_TYPES = ("pt", "np", "pil")
+
+
+@dataclass
+class NeuralAssetsPipelineOutput:
+    """Rendered images.
+
+    Attributes:
+        images: ``"pt"``: (B, 3, H, W) float in [0, 1]; ``"np"``: (B, H, W, 3) uint8;
+            ``"pil"``: list of B RGB ``PIL.Image``.
+    """
+
+    images: Tensor | np.ndarray | list[Image.Image]
+
+
+class NeuralAssetsPipeline:
+    """Asset tokens -> latent diffusion -> image.
+
+    Args:
+        vae: diffusers ``AutoencoderKL``.
+        asset_encoder: :class:`~neuralassets.models.AssetEncoder`.
+        denoiser: :class:`~neuralassets.models.Denoiser`.
+        scheduler: a diffusers scheduler (:data:`~neuralassets.models.scheduler.SCHEDULERS`).
+        config: the :class:`~neuralassets.models.ModelConfig` the components were built from
+            (image size, object slots and default sampling settings are read from it).
+
+    Attributes:
+        autocast_dtype: None (float32) or ``torch.bfloat16`` to run the networks under autocast
+            (faster on recent CPUs and GPUs; same seed -> same image either way).
+    """
+
+    def __init__(self, vae: nn.Module, asset_encoder: AssetEncoder, denoiser: Denoiser, scheduler, config: ModelConfig):
+        self.vae, self.asset_encoder, self.denoiser, self.scheduler = vae, asset_encoder, denoiser, scheduler
+        self.config = config
+        self.autocast_dtype: torch.dtype | None = None
+        for m in (vae, asset_encoder, denoiser):
+            m.eval().requires_grad_(False)
+
+    # ------------------------------------------------------------------ construction and files
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> NeuralAssetsPipeline:
+        """A pipeline with freshly built components (random weights except pretrained parts)."""
+        return cls.from_components(build_components(config))
+
+    @classmethod
+    def from_components(cls, components: Components) -> NeuralAssetsPipeline:
+        c = components
+        return cls(c.vae, c.asset_encoder, c.denoiser, c.scheduler, c.config)
+
+    @classmethod
+    def from_pretrained(cls, folder_or_id: str | os.PathLike | None = None) -> NeuralAssetsPipeline:
+        """Load a saved pipeline.
+
+        Args:
+            folder_or_id: a folder written by :meth:`save_pretrained`, or a hub id of one;
+                None loads the shipped default from the repository's ``weights/`` folder.
+
+        Raises:
+            WeightsError: the folder is missing, incomplete or of another format version, or a
+                stored tensor does not match the config (the message names the tensor).
+        """
+        folder = _resolve(folder_or_id)
+        index = _read_json(folder / "model_index.json")
+        if index.get("format_version") != FORMAT_VERSION:
+            raise WeightsError(f"{folder / 'model_index.json'}: format_version {index.get('format_version')!r}, "
+                               f"expected {FORMAT_VERSION}")
+        import diffusers
+
+        scheduler_class = index.get("scheduler", [None, None])[1]
+        if scheduler_class not in SCHEDULERS.values():
+            raise WeightsError(f"{folder / 'model_index.json'}: scheduler {scheduler_class!r} is not one of "
+                               f"{', '.join(SCHEDULERS.values())}")
+        scheduler = getattr(diffusers, scheduler_class).from_config(_read_json(folder / "scheduler" / "scheduler_config.json"))
+
+        vae_config = _read_json(folder / "vae" / "config.json")
+        vae = diffusers.AutoencoderKL.from_config(vae_config)
+        encoder_config = from_dict(AssetEncoderConfig, _read_json(folder / "asset_encoder" / "config.json"))
+        encoder = AssetEncoder.from_config(encoder_config, load_backbone_weights=False)
+        denoiser_config = from_dict(DenoiserConfig, _read_json(folder / "denoiser" / "config.json"))
+        denoiser = Denoiser.from_config(denoiser_config, latent_channels=int(vae_config["latent_channels"]),
+                                        latent_size=index["image_size"] // downsampling_factor(vae),
+                                        token_dim=encoder_config.token_dim,
+                                        spatial_channels=encoder_config.spatial_channels, load_pretrained=False)
+        for name, module in (("asset_encoder", encoder), ("denoiser", denoiser), ("vae", vae)):
+            load_weights(module, folder / name / WEIGHT_FILES[name])
+        defaults = ModelConfig()
+        config = ModelConfig(
+            image_size=int(index["image_size"]), max_objects=int(index["max_objects"]),
+            num_inference_steps=int(index.get("num_inference_steps", defaults.num_inference_steps)),
+            guidance_scale=float(index.get("guidance_scale", defaults.guidance_scale)),
+            autoencoder=replace(defaults.autoencoder, latent_channels=int(vae_config["latent_channels"]),
+                                scaling_factor=float(vae_config["scaling_factor"]), model_config=vae_config),
+            asset_encoder=encoder_config, denoiser=denoiser.config)
+        return cls(vae, encoder, denoiser, scheduler, config)
+
+    def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+        """Write the pipeline folder (replacing one that exists, never leaving half a folder).
+
+        Args:
+            folder: destination.
+            dtype: store float weights in this dtype (e.g. ``torch.bfloat16`` halves the size);
+                None keeps float32.
+        """
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for name in ("asset_encoder", "denoiser", "vae", "scheduler"):
+            (tmp / name).mkdir(parents=True)
+        c = self.config
+        index = {"_class_name": type(self).__name__, "format_version": FORMAT_VERSION,
+                 "image_size": c.image_size, "max_objects": c.max_objects,
+                 "num_inference_steps": c.num_inference_steps, "guidance_scale": c.guidance_scale,
+                 "asset_encoder": ["neuralassets", "AssetEncoder"], "denoiser": ["neuralassets", "Denoiser"],
+                 "vae": ["diffusers", type(self.vae).__name__], "scheduler": ["diffusers", type(self.scheduler).__name__]}
+        _write_json(tmp / "model_index.json", index)
+        _write_json(tmp / "asset_encoder" / "config.json", to_dict(self.asset_encoder.config))
+        _write_json(tmp / "denoiser" / "config.json", to_dict(self.denoiser.config))
+        self.vae.save_config(tmp / "vae")
+        self.scheduler.save_config(tmp / "scheduler")
+        for name, module in (("asset_encoder", self.asset_encoder), ("denoiser", self.denoiser), ("vae", self.vae)):
+            state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+                     for k, v in module.state_dict().items()}
+            save_file(state, str(tmp / name / WEIGHT_FILES[name]), metadata={"format": "pt"})
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def to(self, device: str | torch.device) -> NeuralAssetsPipeline:
+        """Move every network to ``device``; returns self."""
+        for m in (self.vae, self.asset_encoder, self.denoiser):
+            m.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the latent grid."""
+        return self.config.image_size // downsampling_factor(self.vae)
+
+    # ------------------------------------------------------------------ rendering
+
+    @torch.no_grad()
+    def __call__(self, scene: Scene, target_frame: int = -1, source_frame: int | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 generator: torch.Generator | None = None, latents: Tensor | None = None,
+                 output_type: str = "pt") -> NeuralAssetsPipelineOutput:
+        """Render ``scene`` as seen at ``target_frame``.
+
+        Args:
+            scene: the scene (edited or not); it is not modified.
+            target_frame: frame whose poses and camera are rendered (negative counts from the end).
+            source_frame: frame to take every asset's appearance and the background from
+                (default: each asset's own source frame).
+            num_inference_steps: sampling steps (default: the model's).
+            guidance_scale: classifier-free guidance scale, >= 0 (default: the model's); 1 turns
+                guidance off, 0 renders the object-free null.
+            generator: seeds the initial noise; the same seed gives the same image.
+            latents: (1, C, h, w) initial noise to use instead of drawing it (videos keep it fixed).
+            output_type: ``"pt"``, ``"np"`` or ``"pil"``.
+
+        Returns:
+            :class:`NeuralAssetsPipelineOutput` with one image of ``image_size`` squared.
+        """
+        if output_type not in OUTPUT_TYPES:
+            raise ValidationError(f"output_type: {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
+        if not -scene.num_frames <= target_frame < scene.num_frames:
+            raise ValidationError(f"target_frame: {target_frame} is not a frame index of a {scene.num_frames}-frame scene")
+        cond = conditioning_from_scene(scene, target_frame % scene.num_frames, self.config.max_objects, source_frame)
+        images = self.render(cond, num_inference_steps, guidance_scale, generator, latents)
+        return NeuralAssetsPipelineOutput(images=to_output_type(images, output_type))
+
+    @torch.no_grad()
+    def render(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+               generator: torch.Generator | None = None, latents: Tensor | None = None) -> Tensor:
+        """Render a batch of conditionings.
+
+        Args:
+            cond: batched :class:`Conditioning` with at most ``max_objects`` slots.
+            num_inference_steps, guidance_scale, generator: as in :meth:`__call__`.
+            latents: (B, C, h, w) initial noise, or None to draw it from ``generator``.
+
+        Returns:
+            (B, 3, image_size, image_size) float in [0, 1].
+        """
+        steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        self._check_settings(cond, steps, guidance)
+        cond = self.fit_conditioning(cond)
+        tokens = self.encode_tokens(cond, guidance)
+        latents = self.prepare_latents(cond.batch_size, generator, latents)
+        latents = self.denoise(latents, tokens, steps, guidance)
+        return self.decode_latents(latents)
+
+    def fit_conditioning(self, cond: Conditioning) -> Conditioning:
+        """Resize the conditioning's images to the model's square ``image_size`` (boxes are normalised, so they stay)."""
+        size = (self.config.image_size,) * 2
+        if tuple(cond.background_image.shape[-2:]) == size and tuple(cond.appearance_images.shape[-2:]) == size:
+            return cond.to(self.device)
+
+        def resize(x: Tensor) -> Tensor:
+            return nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+        B, S = cond.appearance_images.shape[:2]
+        return replace(cond, appearance_images=resize(cond.appearance_images.flatten(0, 1)).unflatten(0, (B, S)),
+                       background_image=resize(cond.background_image)).to(self.device)
+
+    def encode_tokens(self, cond: Conditioning, guidance_scale: float) -> AssetTokens:
+        """Asset tokens for the batch; with guidance (scale != 1) the null comes first, doubling the batch."""
+        if guidance_scale != 1.0:
+            cond = Conditioning.collate([cond.drop_objects(torch.ones(cond.batch_size, dtype=torch.bool)), cond])
+        with self._autocast():
+            return self.asset_encoder(cond, spatial_size=(self.latent_size, self.latent_size))
+
+    def prepare_latents(self, batch_size: int, generator: torch.Generator | None, latents: Tensor | None = None) -> Tensor:
+        """(B, C, h, w) float32 unit Gaussian noise drawn on the CPU from ``generator`` (device-independent)."""
+        shape = (batch_size, int(self.vae.config.latent_channels), self.latent_size, self.latent_size)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise ValidationError(f"latents: shape {tuple(latents.shape)}, expected {shape}")
+        return latents.to(self.device, torch.float32) * float(getattr(self.scheduler, "init_noise_sigma", 1.0))
+
+    def denoise(self, latents: Tensor, tokens: AssetTokens, num_inference_steps: int, guidance_scale: float) -> Tensor:
+        """Run the sampler from noise to clean latents, with classifier-free guidance when the scale is not 1."""
+        guided = guidance_scale != 1.0
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        for t in self.scheduler.timesteps:
+            x = torch.cat([latents, latents]) if guided else latents
+            if hasattr(self.scheduler, "scale_model_input"):  # flow matching has no input scaling
+                x = self.scheduler.scale_model_input(x, t)
+            with self._autocast():
+                pred = self.denoiser(x, t.expand(x.shape[0]), tokens.tokens, tokens.mask, tokens.spatial).float()
+            if guided:
+                null, full = pred.chunk(2)
+                pred = null + guidance_scale * (full - null)
+            latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+        return latents
+
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        """(B, C, h, w) scaled latents -> (B, 3, H, W) float in [0, 1]."""
+        with self._autocast():
+            images = self.vae.decode(latents / self.vae.config.scaling_factor).sample.float()
+        return ((images + 1) / 2).clamp(0, 1)
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, C, h, w) scaled latents (the posterior mode, deterministic)."""
+        with self._autocast():
+            posterior = self.vae.encode(images.to(self.device) * 2 - 1).latent_dist
+        return posterior.mode().float() * self.vae.config.scaling_factor
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def _check_settings(self, cond: Conditioning, steps: int, guidance: float) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValidationError(f"num_inference_steps: {steps!r} must be an integer >= 1")
+        if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
+            raise ValidationError(f"guidance_scale: {guidance!r} must be a finite number >= 0")
+        if cond.max_objects > self.config.max_objects:
+            raise ValidationError(f"conditioning has {cond.max_objects} object slots; the model has {self.config.max_objects}")
+
+
+def to_output_type(images: Tensor, output_type: str) -> Tensor | np.ndarray | list[Image.Image]:
+    """(B, 3, H, W) float in [0, 1] -> ``"pt"`` (unchanged), ``"np"`` (B, H, W, 3) uint8 or ``"pil"`` list."""
+    if output_type == "pt":
+        return images.cpu()
+    arrays = (images.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    return arrays if output_type == "np" else [Image.fromarray(a) for a in arrays]
+
+
+def load_weights(module: nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``module``, upcasting to the module's dtypes.
+
+    Raises:
+        WeightsError: the file is missing or unreadable, or a tensor is missing, unexpected
+            or of the wrong shape (named with the file).
+    """
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file is missing")
+    try:
+        stored = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated or corrupt files
+        raise WeightsError(f"{path}: cannot read safetensors weights: {e}") from e
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise WeightsError(f"{path}: weights do not match the config: missing tensor(s) {missing[:5]}, "
+                           f"unexpected tensor(s) {unexpected[:5]}")
+    for name, value in stored.items():
+        if value.shape != expected[name].shape:
+            raise WeightsError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, "
+                               f"the config expects {tuple(expected[name].shape)}")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in stored.items()})
+
+
+def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
+    if folder_or_id is None:
+        if not (DEFAULT_WEIGHTS / "model_index.json").is_file():
+            raise WeightsError(
+                f"no default weights in {DEFAULT_WEIGHTS.name}/ (model_index.json missing): train them with "
+                "`neuralassets train --config configs/default_ae.yaml` then `--config configs/default_denoiser.yaml` "
+                "and copy the run's pipeline/ folder to weights/, or pass a folder or hub id to from_pretrained")
+        return DEFAULT_WEIGHTS
+    path = Path(folder_or_id)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise WeightsError(f"{path}: not a saved pipeline (model_index.json missing)")
+        return path
+    if path.exists() or str(folder_or_id).count("/") != 1:
+        raise WeightsError(f"{folder_or_id}: no such pipeline folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(folder_or_id)))
+    except Exception as e:  # offline, unknown repo or no access: all mean "cannot obtain these weights"
+        raise WeightsError(f"{folder_or_id}: not a local folder and cannot be downloaded from the hub: {e}") from e
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise WeightsError(f"{path}: file is missing") from e
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{path}: invalid JSON: {e}") from e
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

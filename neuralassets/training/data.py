@@ -1,0 +1,130 @@
+"""Training data: the pair datasets, a resumable sharded batch order, and the latent cache.
+
+The data order is a pure function of (seed, micro-batch number, process rank): every epoch
+is a seeded permutation of the fixed training set, and process ``r`` of ``W`` takes the
+``r``-th slice of each global micro-batch. Resuming at step ``s`` therefore continues with
+exactly the batches the uninterrupted run would have seen, with nothing to save but ``s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import ConfigError
+from .config import DataConfig
+
+
+def build_pair_dataset(config: DataConfig, max_objects: int) -> tuple[Dataset, Callable]:
+    """The training pairs named by ``config`` and their collate function.
+
+    Returns:
+        a dataset of ``(Conditioning, target (3, H, W))`` and ``collate(items) -> (Conditioning, (B, 3, H, W))``.
+
+    Raises:
+        ConfigError: the data source is unavailable.
+    """
+    try:
+        from ..data import pairs
+    except ImportError as e:
+        raise ConfigError(f"data.source: the pair datasets (neuralassets.data.pairs) cannot be imported: {e}") from e
+    if config.source == "shards":
+        dataset = pairs.ShardedPairDataset(config.shard_folder)
+    else:
+        dataset = pairs.FramePairDataset("train", config.length, max_objects, config.generator_config)
+    return dataset, pairs.collate_pairs
+
+
+class ResumableBatchSampler:
+    """Endless per-process index batches over seeded epoch permutations.
+
+    Args:
+        length: size of the training set.
+        batch_size: examples per process per micro-batch.
+        seed: seeds each epoch's permutation (epoch ``e`` uses ``seed + e``).
+        rank, world_size: this process and the number of processes.
+        start_batch: global micro-batch to start from (``step * grad_accum_steps`` on resume).
+    """
+
+    def __init__(self, length: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start_batch: int = 0):
+        if length < 1:
+            raise ConfigError("data.length: the training set is empty")
+        self.length, self.batch_size, self.seed = length, batch_size, seed
+        self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
+        self._epoch, self._perm = -1, None
+
+    def _index(self, position: int) -> int:
+        epoch = position // self.length
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._perm = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + epoch))
+        return int(self._perm[position % self.length])
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batch = self.start_batch
+        while True:
+            first = (batch * self.world_size + self.rank) * self.batch_size
+            yield [self._index(p) for p in range(first, first + self.batch_size)]
+            batch += 1
+
+
+class LatentPairs(Dataset):
+    """Pairs whose targets are replaced by cached latents: ``(Conditioning, latent (C, h, w))``."""
+
+    def __init__(self, pairs: Dataset, latents: Tensor):
+        self.pairs, self.latents = pairs, latents
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def __getitem__(self, index: int):
+        cond, _ = self.pairs[index]
+        return cond, self.latents[index]
+
+
+def cache_latents(path: Path, pairs: Dataset, collate: Callable, encode: Callable[[Tensor], Tensor], key: dict,
+                  batch_size: int = 64, num_workers: int = 0) -> Tensor:
+    """Latents of every pair's target, read from ``path`` when it was written for the same ``key``.
+
+    Args:
+        path: safetensors cache file.
+        pairs: dataset of ``(Conditioning, target)``.
+        collate: its collate function.
+        encode: (B, 3, H, W) images -> (B, C, h, w) unscaled latents.
+        key: JSON-ready description of what the latents depend on (data config, autoencoder hash).
+
+    Returns:
+        (len(pairs), C, h, w) float32.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from tqdm.auto import tqdm
+
+    key_json = json.dumps(key, sort_keys=True)
+    if path.is_file():
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("key") == key_json:
+                return load_file(str(path))["latents"]
+    loader = DataLoader(pairs, batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
+    chunks = [encode(targets) for _, targets in tqdm(loader, desc="caching latents", leave=False)]
+    latents = torch.cat(chunks).float().contiguous()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"latents": latents}, str(tmp), metadata={"key": key_json})
+    tmp.replace(path)
+    return latents
+
+
+def state_hash(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's weights (identifies which autoencoder produced cached latents)."""
+    h = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,108 @@
+"""Training objectives: the conditional diffusion loss and the autoencoder loss.
+
+Every random draw (noise, noise level, which examples lose their objects) comes from an
+explicit generator, so a step is a pure function of (weights, batch, generator state).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..conditioning import Conditioning
+from ..models.asset_encoder import AssetEncoder
+from ..models.denoiser import Denoiser
+from ..models.scheduler import is_flow_matching
+
+
+class ConditionalDenoiser(nn.Module):
+    """Asset encoder + denoiser as one trainable module (what the optimiser and DDP see)."""
+
+    def __init__(self, asset_encoder: AssetEncoder, denoiser: Denoiser):
+        super().__init__()
+        self.asset_encoder = asset_encoder
+        self.denoiser = denoiser
+
+    def forward(self, noisy_latents: Tensor, timesteps: Tensor, cond: Conditioning) -> Tensor:
+        """(B, C, h, w) noisy latents, (B,) timesteps, B conditionings -> (B, C, h, w) prediction."""
+        tokens = self.asset_encoder(cond, spatial_size=tuple(noisy_latents.shape[-2:]))
+        return self.denoiser(noisy_latents, timesteps, tokens.tokens, tokens.mask, tokens.spatial)
+
+
+class DiffusionObjective:
+    """Noises clean latents and scores the model's prediction, matching the sampler's scheduler.
+
+    Flow matching (``FlowMatchEulerDiscreteScheduler``): ``x = (1 - s) x0 + s n`` with
+    ``s = shift(sigmoid(N(0, 1)))`` (logit-normal, as in SD3), timestep ``1000 s``, target the
+    velocity ``n - x0``. DDPM family: uniform integer timesteps, the scheduler's betas,
+    target the noise (``epsilon``) or ``v``.
+
+    Args:
+        scheduler: the pipeline's diffusers scheduler.
+        cfg_drop_prob: probability per example of dropping every object (the guidance null).
+    """
+
+    def __init__(self, scheduler, cfg_drop_prob: float):
+        self.flow = is_flow_matching(scheduler)
+        self.cfg_drop_prob = cfg_drop_prob
+        self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
+        if self.flow:
+            self.shift = float(scheduler.config.shift)
+        else:
+            from diffusers import DDPMScheduler
+
+            self.ddpm = DDPMScheduler.from_config(scheduler.config)
+            self.prediction_type = scheduler.config.prediction_type
+
+    def __call__(self, model: nn.Module, latents: Tensor, cond: Conditioning, generator: torch.Generator) -> Tensor:
+        """Mean squared error of one batch.
+
+        Args:
+            model: a :class:`ConditionalDenoiser` (possibly wrapped by accelerate).
+            latents: (B, C, h, w) clean scaled latents.
+            cond: B conditionings.
+            generator: CPU generator for every random draw of the step.
+
+        Returns:
+            scalar float32 loss.
+        """
+        B = latents.shape[0]
+        drop = torch.rand(B, generator=generator) < self.cfg_drop_prob
+        cond = cond.drop_objects(drop.to(cond.object_mask.device))
+        noise = torch.randn(latents.shape, generator=generator).to(latents)
+        if self.flow:
+            sigma = torch.sigmoid(torch.randn(B, generator=generator))
+            sigma = self.shift * sigma / (1 + (self.shift - 1) * sigma)
+            s = sigma.to(latents).view(B, 1, 1, 1)
+            noisy = (1 - s) * latents + s * noise
+            timesteps = sigma.to(latents) * self.num_train_timesteps
+            target = noise - latents
+        else:
+            timesteps = torch.randint(0, self.num_train_timesteps, (B,), generator=generator).to(latents.device)
+            noisy = self.ddpm.add_noise(latents, noise, timesteps)
+            target = noise if self.prediction_type == "epsilon" else self.ddpm.get_velocity(latents, noise, timesteps)
+        prediction = model(noisy, timesteps, cond)
+        return F.mse_loss(prediction.float(), target.float())
+
+
+class AutoencoderObjective(nn.Module):
+    """The VAE with its loss as ``forward``, so DDP sees one forward per step.
+
+    Loss: L1 reconstruction of a posterior sample plus ``kl_weight`` times the per-element
+    KL divergence to N(0, 1).
+    """
+
+    def __init__(self, vae: nn.Module, kl_weight: float):
+        super().__init__()
+        self.vae = vae
+        self.kl_weight = kl_weight
+
+    def forward(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """(B, 3, H, W) float in [0, 1] -> scalar float32 loss; ``generator`` draws the posterior sample."""
+        x = images * 2 - 1
+        posterior = self.vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
+        reconstruction = self.vae.decode(z).sample
+        kl = posterior.kl().mean() / posterior.mean[0].numel()
+        return F.l1_loss(reconstruction.float(), x.float()) + self.kl_weight * kl.float()

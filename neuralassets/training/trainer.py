@@ -1,0 +1,337 @@
+"""The accelerate trainer for both stages.
+
+``autoencoder`` trains the VAE on target frames; ``denoiser`` trains the asset encoder and
+the denoiser on cached latents of a fixed set of training pairs (the VAE is frozen). One
+code path runs on one CPU, several processes (``accelerate launch --num_processes N``) or
+GPUs, with optional bf16 autocast and gradient accumulation.
+
+Outputs under ``output_dir``: ``log.jsonl`` (one JSON record per ``log_every`` steps),
+``loss.png``, ``samples/step_*.png``, the exported EMA weights (``autoencoder/``, a diffusers
+``AutoencoderKL`` folder, or ``pipeline/``, a :class:`NeuralAssetsPipeline` folder) and the
+checkpoints (see :mod:`.checkpoint`), from which a run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..conditioning import Conditioning
+from ..errors import ConfigError, WeightsError
+from ..models.build import build_components
+from ..models.config import to_dict
+from ..pipelines.neural_assets import NeuralAssetsPipeline, load_weights
+from .checkpoint import (
+    ExponentialMovingAverage,
+    flatten_optimizer_state,
+    list_checkpoints,
+    load_checkpoint,
+    prefixed,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
+from .config import TrainConfig
+from .data import LatentPairs, ResumableBatchSampler, build_pair_dataset, cache_latents, state_hash
+from .objectives import AutoencoderObjective, ConditionalDenoiser, DiffusionObjective
+from .plots import save_image_grid, save_loss_curve
+
+SCALING_SAMPLES = 64  # training images whose latent std sets the exported autoencoder's scaling factor
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to ``optim.lr`` over ``warmup_steps``, then cosine to ``lr * min_lr_ratio`` at ``max_steps``."""
+    o = config.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    progress = min(1.0, (step - o.warmup_steps) / max(1, config.max_steps - o.warmup_steps))
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Trainer:
+    """Builds the model, data and optimiser for one stage and runs it to ``max_steps``.
+
+    Args:
+        config: the run.
+        dataset: training pairs ``(Conditioning, target (3, H, W))``; default: from ``config.data``.
+        collate_fn: batches pairs into ``(Conditioning, (B, 3, H, W))``; required with ``dataset``.
+        resume_from: a checkpoint file to resume from; default: the newest in the checkpoint
+            folder when ``config.auto_resume``.
+    """
+
+    def __init__(self, config: TrainConfig, dataset: Dataset | None = None, collate_fn: Callable | None = None,
+                 resume_from: Path | None = None):
+        from accelerate import Accelerator
+
+        self.config = config
+        self.accelerator = acc = Accelerator(mixed_precision=config.mixed_precision,
+                                             gradient_accumulation_steps=config.optim.grad_accum_steps)
+        self.output_dir = Path(config.output_dir)
+        self.log_path = self.output_dir / "log.jsonl"
+        if dataset is None:
+            dataset, collate_fn = build_pair_dataset(config.data, config.model.max_objects)
+        elif collate_fn is None:
+            raise ConfigError("collate_fn: required when a dataset is passed")
+        self.pairs, self.collate = dataset, collate_fn
+
+        torch.manual_seed(config.seed)  # identical initial weights on every process
+        components = build_components(config.model)
+        self.components = components
+        self.scheduler = components.scheduler
+        if config.init_from:
+            self._init_weights(Path(config.init_from))
+        if config.stage == "autoencoder":
+            module: nn.Module = AutoencoderObjective(components.vae, config.optim.kl_weight)
+            train_set: Dataset = dataset
+        else:
+            components.vae.eval().requires_grad_(False)
+            module = ConditionalDenoiser(components.asset_encoder, components.denoiser)
+            self.objective = DiffusionObjective(self.scheduler, config.optim.cfg_drop_prob)
+            train_set = LatentPairs(dataset, self._latents())
+        self.ema = ExponentialMovingAverage(module, config.optim.ema_decay)
+        optimizer = torch.optim.AdamW(_param_groups(module, config.optim.weight_decay), lr=config.optim.lr,
+                                      betas=tuple(config.optim.betas))
+        self.model, self.optimizer = acc.prepare(module, optimizer)
+        self.train_set = train_set
+        self.step = 0
+        resume = resume_from
+        if resume is None and config.auto_resume:
+            existing = list_checkpoints(config.checkpoints)
+            resume = existing[-1] if existing else None
+        if resume is not None:
+            self._load(Path(resume))
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _init_weights(self, folder: Path) -> None:
+        """Weights-only start from a pipeline folder (or, for the autoencoder stage, an autoencoder folder)."""
+        c = self.components
+        if self.config.stage == "autoencoder":
+            vae_folder = folder / "vae" if (folder / "vae").is_dir() else folder
+            load_weights(c.vae, vae_folder / "diffusion_pytorch_model.safetensors")
+            return
+        if not (folder / "model_index.json").is_file():
+            raise WeightsError(f"init_from: {folder} is not a saved pipeline (model_index.json missing)")
+        load_weights(c.asset_encoder, folder / "asset_encoder" / "model.safetensors")
+        load_weights(c.denoiser, folder / "denoiser" / "model.safetensors")
+
+    def _encode(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, C, h, w) unscaled latents (posterior mode)."""
+        vae = self.components.vae
+        with torch.no_grad(), self.accelerator.autocast():
+            return vae.encode(images.to(self.accelerator.device) * 2 - 1).latent_dist.mode().float().cpu()
+
+    def _latents(self) -> Tensor:
+        """Scaled latents of the fixed training set, computed once by the main process and cached on disk."""
+        vae = self.components.vae.to(self.accelerator.device)
+        key = {"data": to_dict(self.config.data), "image_size": self.config.model.image_size,
+               "autoencoder": state_hash(vae)}
+        path = self.output_dir / "latent_cache.safetensors"
+        self._check_image_size()
+        if self.accelerator.is_main_process:
+            cache_latents(path, self.pairs, self.collate, self._encode, key, num_workers=self.config.data.num_workers)
+        self.accelerator.wait_for_everyone()
+        latents = cache_latents(path, self.pairs, self.collate, self._encode, key)
+        return latents * float(vae.config.scaling_factor)
+
+    def _check_image_size(self) -> None:
+        _, target = self.pairs[0]
+        size = self.config.model.image_size
+        if tuple(target.shape[-2:]) != (size, size):
+            raise ConfigError(f"model.image_size: {size}, but the training pairs are {tuple(target.shape[-2:])} images")
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> list[float]:
+        """Run from the current step to ``max_steps``; returns the loss of every step run."""
+        from tqdm.auto import tqdm
+
+        c, acc = self.config, self.accelerator
+        accum = c.optim.grad_accum_steps
+        sampler = ResumableBatchSampler(len(self.train_set), c.optim.batch_size, c.seed, acc.process_index,
+                                        acc.num_processes, start_batch=self.step * accum)
+        collate = self.collate if c.stage == "autoencoder" else _collate_latents
+        loader = DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
+                            num_workers=c.data.num_workers)
+        batches = iter(loader)
+        unwrapped = acc.unwrap_model(self.model)
+        losses: list[float] = []
+        window: list[float] = []
+        started, window_start = time.perf_counter(), time.perf_counter()
+        bar = tqdm(total=c.max_steps, initial=self.step, disable=not acc.is_main_process, desc=c.stage,
+                   dynamic_ncols=True)
+        self.model.train()
+        if c.stage == "denoiser":
+            self.components.vae.eval()
+        while self.step < c.max_steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(self.step, c)
+            step_loss = 0.0
+            for micro in range(accum):
+                inputs, targets = next(batches)
+                generator = torch.Generator().manual_seed(
+                    (c.seed << 40) + ((self.step * accum + micro) * acc.num_processes + acc.process_index))
+                with acc.accumulate(self.model):
+                    with acc.autocast():
+                        loss = self._loss(inputs, targets, generator)
+                    acc.backward(loss)
+                    if acc.sync_gradients and c.optim.grad_clip > 0:
+                        acc.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                step_loss += loss.detach() / accum
+            self.step += 1
+            self.ema.update(unwrapped)
+            loss_value = float(acc.reduce(step_loss.to(acc.device), "mean"))
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"step {self.step}: loss is {loss_value}; lower optim.lr or check the data")
+            losses.append(loss_value)
+            window.append(loss_value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+            if self.step % c.log_every == 0 or self.step == c.max_steps:
+                seconds = time.perf_counter() - window_start
+                samples = len(window) * c.optim.batch_size * accum * acc.num_processes
+                self._log({"step": self.step, "loss": sum(window) / len(window), "lr": learning_rate(self.step - 1, c),
+                           "samples_per_s": samples / seconds, "elapsed_s": time.perf_counter() - started})
+                window, window_start = [], time.perf_counter()
+            if self.step % c.checkpoint_every == 0 or self.step == c.max_steps:
+                self.save()
+            if (c.sample_every and self.step % c.sample_every == 0) or self.step == c.max_steps:
+                self.save_samples()
+        bar.close()
+        acc.wait_for_everyone()
+        return losses
+
+    def _loss(self, inputs, targets: Tensor, generator: torch.Generator) -> Tensor:
+        device = self.accelerator.device
+        if self.config.stage == "autoencoder":
+            return self.model(targets.to(device), generator)
+        return self.objective(self.model, targets.to(device), inputs.to(device), generator)
+
+    # ------------------------------------------------------------------ outputs
+
+    def _log(self, record: dict) -> None:
+        if self.accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps({**record, "time": time.time()}) + "\n")
+
+    def ema_components(self):
+        """Copies of the trained networks carrying the EMA weights: (vae, asset_encoder, denoiser)."""
+        module = copy.deepcopy(self.accelerator.unwrap_model(self.model)).float()
+        self.ema.copy_to(module)
+        if self.config.stage == "autoencoder":
+            return module.vae, self.components.asset_encoder, self.components.denoiser
+        return self.components.vae, module.asset_encoder, module.denoiser
+
+    def pipeline(self) -> NeuralAssetsPipeline:
+        """A pipeline over the EMA weights (for samples and export)."""
+        vae, encoder, denoiser = self.ema_components()
+        c = self.components
+        pipe = NeuralAssetsPipeline(vae, encoder, denoiser, copy.deepcopy(self.scheduler), c.config)
+        pipe.autocast_dtype = torch.bfloat16 if self.config.mixed_precision == "bf16" else None
+        return pipe
+
+    def save(self) -> None:
+        """Checkpoint (all processes' RNG states gathered, written once by the main process) and export EMA weights."""
+        acc = self.accelerator
+        rng = acc.gather(torch.get_rng_state().to(acc.device)[None]).cpu()
+        checksum = acc.gather(_checksum(acc.unwrap_model(self.model)).to(acc.device)[None]).cpu()
+        in_sync = bool((checksum == checksum[0]).all())
+        if acc.is_main_process:
+            model = acc.unwrap_model(self.model)
+            tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+            tensors.update({f"ema.{k}": v for k, v in self.ema.shadow.items()})
+            optimizer_tensors, optimizer_meta = flatten_optimizer_state(self.optimizer.state_dict())
+            tensors.update(optimizer_tensors)
+            tensors["rng.torch"] = rng
+            meta = {"stage": self.config.stage, "config": to_dict(self.config), "optimizer": optimizer_meta,
+                    "ema_updates": self.ema.num_updates, "world_size": acc.num_processes, "ranks_in_sync": in_sync}
+            path = save_checkpoint(self.config.checkpoints, self.step, tensors, meta, self.config.keep_checkpoints)
+            self._log({"step": self.step, "checkpoint": str(path), "ranks_in_sync": in_sync})
+            self.export()
+        acc.wait_for_everyone()
+
+    def export(self) -> Path:
+        """Write the EMA weights: ``autoencoder/`` (with its latent scaling factor) or ``pipeline/``."""
+        pipe = self.pipeline()
+        if self.config.stage == "denoiser":
+            folder = self.output_dir / "pipeline"
+            pipe.save_pretrained(folder)
+            return folder
+        _, targets = self.collate([self.pairs[i] for i in range(min(SCALING_SAMPLES, len(self.pairs)))])
+        latents = pipe.vae.encode(targets.to(pipe.device) * 2 - 1).latent_dist.mode()
+        pipe.vae.register_to_config(scaling_factor=float(1.0 / latents.float().std().clamp(min=1e-6)))
+        folder = self.output_dir / "autoencoder"
+        tmp = folder.with_name("autoencoder.tmp")
+        pipe.vae.save_pretrained(tmp)
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        return folder
+
+    @torch.no_grad()
+    def save_samples(self) -> None:
+        """Sample grid (denoiser: appearance | background | target | generated; autoencoder: target | reconstruction) and loss curve."""
+        if not self.accelerator.is_main_process:
+            return
+        pipe = self.pipeline()
+        n = min(self.config.data.num_samples, len(self.pairs))
+        cond, targets = self.collate([self.pairs[i] for i in range(n)])
+        if self.config.stage == "autoencoder":
+            columns = [targets, pipe.decode_latents(pipe.encode_images(targets))]
+        else:
+            generated = pipe.render(cond, generator=torch.Generator().manual_seed(self.config.seed))
+            fit = pipe.fit_conditioning(cond)
+            columns = [fit.appearance_images[:, 0], fit.background_image, targets, generated]
+        save_image_grid(self.output_dir / "samples" / f"step_{self.step:08d}.png", [c.cpu() for c in columns])
+        if self.log_path.is_file():
+            save_loss_curve(self.log_path, self.output_dir / "loss.png")
+
+    def _load(self, path: Path) -> None:
+        """Resume model, EMA, optimiser, RNG state and step from a checkpoint."""
+        tensors, meta = load_checkpoint(path)
+        if meta.get("stage") != self.config.stage:
+            raise WeightsError(f"{path}: a {meta.get('stage')!r} checkpoint cannot resume the {self.config.stage!r} stage")
+        model = self.accelerator.unwrap_model(self.model)
+        expected = model.state_dict()
+        state = prefixed(tensors, "model.")
+        for name, value in expected.items():
+            if name not in state or state[name].shape != value.shape:
+                raise WeightsError(f"{path}: tensor 'model.{name}' is missing or has another shape than the config gives")
+        model.load_state_dict(state)
+        self.ema.shadow = {k: v.float() for k, v in prefixed(tensors, "ema.").items()}
+        self.ema.num_updates = int(meta["ema_updates"])
+        self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta["optimizer"]))
+        rng = tensors["rng.torch"]
+        if rng.shape[0] == self.accelerator.num_processes:
+            torch.set_rng_state(rng[self.accelerator.process_index].contiguous())
+        self.step = int(meta["step"])
+
+
+def _collate_latents(items: list) -> tuple[Conditioning, Tensor]:
+    """[(Conditioning, latent (C, h, w))] -> (batched Conditioning, (B, C, h, w))."""
+    return Conditioning.collate([c for c, _ in items]), torch.stack([z for _, z in items])
+
+
+def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices and convolution kernels, not biases, norms or embeddings of one dimension."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+
+def _checksum(module: nn.Module) -> Tensor:
+    """(1,) float64 sum of every parameter (equal on all processes when they are in sync)."""
+    return torch.stack([p.detach().double().sum() for p in module.parameters()]).sum().view(1).cpu()
