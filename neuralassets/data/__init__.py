@@ -6,12 +6,16 @@
   scene renders its edit exactly; :func:`render_scene` returns the re-rendered Scene with
   masks, 2D boxes, visibility and depth; :func:`render_background` makes a background.
 * :data:`SPLITS` holds disjoint train / val / test seed ranges.
+* :class:`FramePairDataset` yields the paper's (source, target) training pairs;
+  :func:`write_shards` caches them and :class:`ShardedPairDataset` reads the cache.
 """
 
+from .pairs import FramePairDataset, ShardedPairDataset, collate_pairs, write_shards
 from .renderer import RenderOutput, masks_to_boxes, render, render_background, render_scene
 from .synthetic import SPLITS, GeneratorConfig, generate_scene, sample_scene_spec, select_frames, split_seed
 
 __all__ = [
-    "SPLITS", "GeneratorConfig", "RenderOutput", "generate_scene", "masks_to_boxes", "render", "render_background",
-    "render_scene", "sample_scene_spec", "select_frames", "split_seed",
+    "FramePairDataset", "GeneratorConfig", "RenderOutput", "SPLITS", "ShardedPairDataset", "collate_pairs",
+    "generate_scene", "masks_to_boxes", "render", "render_background", "render_scene", "sample_scene_spec",
+    "select_frames", "split_seed", "write_shards",
 ]

@@ -295,35 +295,43 @@ def _normalize(v: Tensor) -> Tensor:
     return v / torch.sqrt(_dot(v, v)).clamp(min=1e-12).unsqueeze(-1)
 
 
-def _hash01(ix: Tensor, iy: Tensor, iz: Tensor, seed: Tensor) -> Tensor:
-    """Pseudo-random values in [0, 1) from integer lattice coordinates (int64 arithmetic)."""
-    h = (ix * 73856093) ^ (iy * 19349663) ^ (iz * 83492791) ^ (seed * 2654435761)
-    h = (h ^ (h >> 13)) * 1274126177
-    h = h ^ (h >> 16)
-    return (h & 0xFFFFFF).float() / float(0x1000000)
+_NOISE_PERIOD = 64  # lattice cells before value noise repeats
+
+
+def _noise_lattice() -> Tensor:
+    """(_NOISE_PERIOD ** 3,) fixed random lattice values in [0, 1), built once from seed 0."""
+    if not hasattr(_noise_lattice, "table"):
+        generator = torch.Generator().manual_seed(0)
+        _noise_lattice.table = torch.rand(_NOISE_PERIOD ** 3, generator=generator)
+    return _noise_lattice.table
 
 
 def value_noise(p: Tensor, seed: Tensor) -> Tensor:
-    """Smooth 3D value noise.
+    """Smooth 2D or 3D value noise (smoothstep-weighted lattice values of a periodic random table).
 
     Args:
-        p: (N, 3) float coordinates (one lattice cell per unit).
-        seed: (N,) long, selects an independent noise field.
+        p: (N, D) float coordinates with D = 2 or 3 (one lattice cell per unit).
+        seed: (N,) long, shifts the lattice so different seeds give different fields.
 
     Returns:
         (N,) float in [0, 1].
     """
+    dims = p.shape[-1]
     base = torch.floor(p)
     frac = p - base
     w = frac * frac * (3 - 2 * frac)
-    i = base.long()
+    i = base.long() + seed.unsqueeze(-1) * torch.tensor([17, 31, 47][:dims])
+    table = _noise_lattice()
+    n = _NOISE_PERIOD
     out = torch.zeros_like(p[:, 0])
-    for corner in range(8):
-        bx, by, bz = corner & 1, (corner >> 1) & 1, (corner >> 2) & 1
-        value = _hash01(i[:, 0] + bx, i[:, 1] + by, i[:, 2] + bz, seed)
-        weight = ((w[:, 0] if bx else 1 - w[:, 0]) * (w[:, 1] if by else 1 - w[:, 1])
-                  * (w[:, 2] if bz else 1 - w[:, 2]))
-        out = out + weight * value
+    for corner in range(2 ** dims):
+        index = torch.zeros_like(i[:, 0])
+        weight = torch.ones_like(out)
+        for axis in range(dims):
+            bit = (corner >> axis) & 1
+            index = index * n + (i[:, axis] + bit) % n
+            weight = weight * (w[:, axis] if bit else 1 - w[:, axis])
+        out = out + weight * table[index]
     return out
 
 
@@ -581,17 +589,16 @@ def _floor_albedo(world: _World, xy: Tensor) -> Tensor:
     s = world.floor_scale
     p = xy / s
     seed = torch.full_like(xy[:, 0], 7, dtype=torch.long)
-    grain = value_noise(torch.cat([p * 4, torch.zeros_like(p[:, :1])], -1), seed)
     kind = FLOOR_TEXTURES[world.floor_texture]
     if kind == "solid":
-        mix = 0.15 * grain
+        mix = 0.15 * value_noise(p * 4, seed)
     elif kind == "checker":
         mix = ((torch.floor(p).long().sum(-1) % 2) == 0).float()
     elif kind == "grid":
         f = torch.frac(p)
         mix = ((f < 0.06) | (f > 0.94)).any(-1).float()
     else:
-        mix = value_noise(torch.cat([p * 1.5, torch.zeros_like(p[:, :1])], -1), seed + 1)
+        mix = value_noise(p * 1.5, seed + 1)
     return world.floor_rgb + (world.floor_rgb2 - world.floor_rgb) * mix.unsqueeze(-1)
 
 
@@ -603,7 +610,7 @@ def _backdrop_colour(world: _World, points: Tensor) -> Tensor:
     style = BACKDROPS[world.backdrop_style]
     if style == "sky":
         mix = (z / _SKY_HEIGHT).clamp(0, 1) ** 0.7
-        clouds = value_noise(torch.stack([arc / 2.5, z / 1.2, torch.zeros_like(z)], -1), torch.full_like(z, 3).long())
+        clouds = value_noise(torch.stack([arc / 2.5, z / 1.2], -1), torch.full_like(z, 3).long())
         base = world.backdrop_rgb + (world.backdrop_rgb2 - world.backdrop_rgb) * mix.unsqueeze(-1)
         return base + (1 - base) * (0.35 * (clouds - 0.55).clamp(min=0) / 0.45 * (z > 1.5).float()).unsqueeze(-1)
     if style == "wall":

@@ -1,0 +1,253 @@
+"""Training pairs from synthetic videos, generated on the fly or read from cached shards.
+
+The paper's sampling: from a video of T frames pick a gap ``dt`` uniform in [0, T - 1],
+a source frame uniform among those that leave room for it, the target ``dt`` frames
+later, and swap source and target with probability 0.5. Appearance and background come
+from the source frame, poses and camera from the target, and the target frame is what
+the model must reconstruct. Only the (one or two) frames needed are rendered.
+
+Item ``i`` depends only on ``(split, seed_offset + i)``: no random state lives in the
+dataset, so DataLoader workers need no seeding and any worker count yields the same items.
+
+Shard folder format (``SHARD_FORMAT_VERSION`` 1), written by :func:`write_shards` /
+``neuralassets data make``::
+
+    dataset.json                 split, length, seed_offset, max_objects, shard_size, generator config
+    shard_00000.safetensors ...  items [k * shard_size, (k + 1) * shard_size): uint8 source and
+                                 target frames and the Conditioning's box, pose, mask and camera tensors
+
+A shard file appears only once complete (written under a temporary name, then renamed),
+so an interrupted ``make`` resumes by skipping the shards that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from ..conditioning import Conditioning, conditioning_from_scene, grey_inside, grey_outside
+from ..errors import ConfigError, SceneFormatError, ValidationError
+from ..scene import Scene
+from .synthetic import SPLITS, GeneratorConfig, generate_scene
+
+SHARD_FORMAT_VERSION = 1
+_PAIR_STREAM = 0x5A1E  # second seed word: pair choice never shares a stream with scene sampling
+_CONDITIONING_TENSORS = ("object_image_index", "object_boxes", "object_poses", "object_target_boxes", "object_mask",
+                         "camera_pose")
+
+
+def pair_frames(seed: int, num_frames: int) -> tuple[int, int]:
+    """The (source, target) frame indices of the pair drawn from scene ``seed``.
+
+    ``dt`` is uniform in [0, num_frames - 1], the earlier frame uniform in
+    [0, num_frames - 1 - dt], and the order is swapped with probability 0.5.
+    """
+    rng = np.random.default_rng([seed, _PAIR_STREAM])
+    gap = int(rng.integers(num_frames))
+    first = int(rng.integers(num_frames - gap))
+    source, target = first, first + gap
+    return (target, source) if rng.uniform() < 0.5 else (source, target)
+
+
+class FramePairDataset(Dataset):
+    """Training pairs rendered on the fly from the synthetic generator.
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"`` (see :data:`~neuralassets.data.synthetic.SPLITS`).
+        length: number of items; item i uses scene seed ``SPLITS[split][seed_offset + i]``.
+        max_objects: object slots N of the conditioning; scenes are sampled with at most
+            this many objects (``config.max_objects`` is lowered to it when larger).
+        config: generator settings (default :class:`GeneratorConfig`).
+        seed_offset: first index into the split's seed range.
+
+    Items are ``(Conditioning, target)``: a batch-of-one :class:`Conditioning` and the
+    target frame ``(3, H, W)`` float in [0, 1].
+    """
+
+    def __init__(self, split: str, length: int, max_objects: int, config: GeneratorConfig | None = None,
+                 seed_offset: int = 0):
+        if split not in SPLITS:
+            raise ValidationError(f"split: {split!r} is not one of {list(SPLITS)}")
+        if length < 0 or seed_offset < 0 or seed_offset + length > len(SPLITS[split]):
+            raise ValidationError(f"length/seed_offset: items [{seed_offset}, {seed_offset + length}) do not fit in "
+                                  f"split {split!r} of {len(SPLITS[split])} seeds")
+        if max_objects < 1:
+            raise ValidationError(f"max_objects: expected >= 1, got {max_objects}")
+        config = config or GeneratorConfig()
+        most = min(config.max_objects, max_objects)
+        self.config = replace(config, max_objects=most, min_objects=min(config.min_objects, most)).validate()
+        self.split, self.length, self.max_objects, self.seed_offset = split, length, max_objects, seed_offset
+
+    def __len__(self) -> int:
+        return self.length
+
+    def seed(self, index: int) -> int:
+        """The scene seed of item ``index``."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} is out of range for a dataset of {self.length} items")
+        return SPLITS[self.split][self.seed_offset + index]
+
+    def pair(self, index: int) -> tuple[Scene, int, int]:
+        """Item ``index`` as a rendered scene of one or two frames and its (source, target) indices in it."""
+        seed = self.seed(index)
+        source, target = pair_frames(seed, self.config.num_frames)
+        frames = [source] if source == target else [source, target]
+        return generate_scene(seed, self.config, frames), 0, frames.index(target)
+
+    def __getitem__(self, index: int) -> tuple[Conditioning, Tensor]:
+        scene, source, target = self.pair(index)
+        conditioning = conditioning_from_scene(scene, target, self.max_objects, source_frame=source)
+        return conditioning, scene.frames[target]
+
+
+def collate_pairs(items: list[tuple[Conditioning, Tensor]]) -> tuple[Conditioning, Tensor]:
+    """Batch ``(Conditioning, target)`` items: a batched Conditioning and targets (B, 3, H, W)."""
+    return Conditioning.collate([c for c, _ in items]), torch.stack([t for _, t in items])
+
+
+# --------------------------------------------------------------------------------------
+# Shards
+# --------------------------------------------------------------------------------------
+
+def _to_uint8(image: Tensor) -> Tensor:
+    return (image * 255).round().to(torch.uint8)
+
+
+class _ShardRecords(Dataset):
+    """Item i of a FramePairDataset as the flat tensors a shard stores."""
+
+    def __init__(self, pairs: FramePairDataset):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        scene, source, target = self.pairs.pair(index)
+        conditioning = conditioning_from_scene(scene, target, self.pairs.max_objects, source_frame=source)
+        record = {name: getattr(conditioning, name)[0] for name in _CONDITIONING_TENSORS}
+        record["source"] = _to_uint8(scene.frames[source])
+        record["target"] = _to_uint8(scene.frames[target])
+        return record
+
+
+def _conditioning_from_record(record: dict[str, Tensor]) -> tuple[Conditioning, Tensor]:
+    """Rebuild the item :class:`FramePairDataset` yields from a stored record (exactly)."""
+    source = record["source"].float() / 255.0
+    H, W = source.shape[-2:]
+    boxes = record["object_boxes"][record["object_mask"]] * torch.tensor([W, H, W, H], dtype=torch.float32)
+    extra = {name: record[name].unsqueeze(0) for name in _CONDITIONING_TENSORS}
+    conditioning = Conditioning(appearance_images=grey_outside(source, boxes)[None, None],
+                                background_image=grey_inside(source, boxes)[None], **extra)
+    return conditioning, record["target"].float() / 255.0
+
+
+def _shard_name(k: int) -> str:
+    return f"shard_{k:05d}.safetensors"
+
+
+def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects: int = 10,
+                 config: GeneratorConfig | None = None, shard_size: int = 256, seed_offset: int = 0,
+                 num_workers: int = 0, progress: bool = True) -> Path:
+    """Render ``length`` training pairs into safetensors shards under ``folder``.
+
+    Resumable: shards already present are skipped. Refuses to add to a folder made with
+    other settings.
+
+    Args:
+        folder: output folder (created if needed).
+        split, length, max_objects, config, seed_offset: as for :class:`FramePairDataset`.
+        shard_size: items per shard file.
+        num_workers: DataLoader worker processes rendering in parallel (0: in this process).
+        progress: show a progress bar.
+
+    Returns:
+        The folder path.
+
+    Raises:
+        ConfigError: ``folder`` holds a dataset with different settings, or ``shard_size`` < 1.
+    """
+    from tqdm import tqdm
+
+    if shard_size < 1:
+        raise ConfigError(f"shard_size: expected >= 1, got {shard_size}")
+    pairs = FramePairDataset(split, length, max_objects, config, seed_offset)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    description = {"format_version": SHARD_FORMAT_VERSION, "split": split, "length": length, "seed_offset": seed_offset,
+                   "max_objects": max_objects, "shard_size": shard_size, "config": json.loads(json.dumps(asdict(pairs.config)))}
+    meta_path = folder / "dataset.json"
+    if meta_path.is_file():
+        existing = json.loads(meta_path.read_text())
+        if existing != description:
+            changed = sorted(k for k in description if existing.get(k) != description[k])
+            raise ConfigError(f"{meta_path}: holds a dataset made with other settings ({', '.join(changed)} differ); "
+                              "use another folder")
+    else:
+        meta_path.write_text(json.dumps(description, indent=1))
+    num_shards = -(-length // shard_size)
+    missing = [k for k in range(num_shards) if not (folder / _shard_name(k)).is_file()]
+    batches = [list(range(k * shard_size, min((k + 1) * shard_size, length))) for k in missing]
+    loader = DataLoader(_ShardRecords(pairs), batch_sampler=batches, num_workers=num_workers)
+    done = length - sum(len(b) for b in batches)
+    with tqdm(total=length, initial=done, unit="pair", disable=not progress, desc=f"{split} pairs") as bar:
+        for k, batch in zip(missing, loader):
+            tmp = folder / (_shard_name(k) + ".tmp")
+            save_file({name: value.contiguous() for name, value in batch.items()}, str(tmp),
+                      metadata={"first_index": str(k * shard_size)})
+            os.replace(tmp, folder / _shard_name(k))
+            bar.update(len(batch["target"]))
+    return folder
+
+
+class ShardedPairDataset(Dataset):
+    """Training pairs read from a folder written by :func:`write_shards` (``neuralassets data make``).
+
+    Items equal those of the :class:`FramePairDataset` that wrote them, bit for bit.
+
+    Raises:
+        SceneFormatError: ``dataset.json`` is missing or of an unknown version, or a shard is missing.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        meta_path = self.folder / "dataset.json"
+        if not meta_path.is_file():
+            raise SceneFormatError(f"{meta_path}: missing; not a folder written by `neuralassets data make`")
+        try:
+            meta = json.loads(meta_path.read_text())
+            version, self.length, self.shard_size = meta["format_version"], int(meta["length"]), int(meta["shard_size"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise SceneFormatError(f"{meta_path}: malformed ({e})") from None
+        if version != SHARD_FORMAT_VERSION:
+            raise SceneFormatError(f"{meta_path}: format_version {version!r} is not supported (expected {SHARD_FORMAT_VERSION})")
+        self.metadata = meta
+        missing = [_shard_name(k) for k in range(-(-self.length // self.shard_size))
+                   if not (self.folder / _shard_name(k)).is_file()]
+        if missing:
+            raise SceneFormatError(f"{self.folder}: {len(missing)} shard(s) missing (first: {missing[0]}); "
+                                   "rerun `neuralassets data make` with the same arguments to finish it")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[Conditioning, Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} is out of range for a dataset of {self.length} items")
+        path = self.folder / _shard_name(index // self.shard_size)
+        row = index % self.shard_size
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                record = {name: f.get_slice(name)[row:row + 1][0] for name in f.keys()}
+        except (SafetensorError, OSError) as e:
+            raise SceneFormatError(f"{path}: unreadable or truncated ({e})") from None
+        return _conditioning_from_record(record)

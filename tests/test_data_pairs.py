@@ -1,0 +1,97 @@
+"""Training pairs: paper sampling, determinism, collation, workers, shards."""
+import json
+from dataclasses import fields
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from neuralassets import ConfigError, SceneFormatError, ValidationError
+from neuralassets.conditioning import Conditioning
+from neuralassets.data import SPLITS, GeneratorConfig, generate_scene
+from neuralassets.data.pairs import FramePairDataset, ShardedPairDataset, collate_pairs, pair_frames, write_shards
+
+SMALL = GeneratorConfig(image_size=64, max_objects=5)
+
+
+def _assert_equal_items(a, b):
+    for f in fields(Conditioning):
+        assert torch.equal(getattr(a[0], f.name), getattr(b[0], f.name)), f.name
+    assert torch.equal(a[1], b[1])
+
+
+def test_pair_frames_follow_the_paper_sampling():
+    pairs = [pair_frames(seed, 24) for seed in range(4000)]
+    gaps = torch.tensor([t - s for s, t in pairs])
+    assert all(0 <= s < 24 and 0 <= t < 24 for s, t in pairs)
+    assert gaps.abs().max() == 23 and (gaps == 0).any()
+    assert 0.45 < (gaps < 0).float().sum() / (gaps != 0).float().sum() < 0.55  # order swapped half the time
+    counts = torch.bincount(gaps.abs(), minlength=24).float()
+    assert counts.min() > 0.6 * counts.mean() and counts.max() < 1.4 * counts.mean()  # |dt| uniform
+    assert pair_frames(7, 24) == pair_frames(7, 24)
+
+
+def test_item_is_the_conditioning_of_the_scene_frames():
+    data = FramePairDataset("val", 3, max_objects=6, config=SMALL)
+    cond, target = data[1]
+    seed = SPLITS["val"][1]
+    source_frame, target_frame = pair_frames(seed, 24)
+    full = generate_scene(seed, data.config)
+    assert torch.equal(target, full.frames[target_frame])
+    assert cond.batch_size == 1 and cond.max_objects == 6 and target.shape == (3, 64, 64)
+    visible = sum(int(a.visibility[source_frame] > 0) for a in full.assets)
+    assert int(cond.object_mask.sum()) == visible
+    _assert_equal_items(data[1], data[1])
+
+
+def test_collate_and_dataloader_workers_give_the_same_batches():
+    data = FramePairDataset("train", 4, max_objects=5, config=SMALL, seed_offset=100)
+    direct = collate_pairs([data[i] for i in range(4)])
+    assert direct[1].shape == (4, 3, 64, 64) and direct[0].batch_size == 4
+    loader = DataLoader(data, batch_size=2, num_workers=2, collate_fn=collate_pairs)
+    batches = list(loader)
+    for f in fields(Conditioning):
+        assert torch.equal(torch.cat([getattr(b[0], f.name) for b in batches]), getattr(direct[0], f.name)), f.name
+    assert torch.equal(torch.cat([b[1] for b in batches]), direct[1])
+
+
+def test_max_objects_caps_the_scenes():
+    data = FramePairDataset("train", 1, max_objects=3, config=GeneratorConfig(image_size=64))
+    assert data.config.max_objects == 3 and data.config.min_objects == 3
+    assert int(data[0][0].object_mask.sum()) <= 3
+
+
+def test_dataset_arguments_are_validated():
+    with pytest.raises(ValidationError, match="split"):
+        FramePairDataset("training", 1, 4)
+    with pytest.raises(ValidationError, match="do not fit"):
+        FramePairDataset("val", 10**4 + 1, 4)
+    with pytest.raises(IndexError):
+        FramePairDataset("val", 2, 4, SMALL)[2]
+
+
+def test_shards_round_trip_exactly_and_resume(tmp_path):
+    out = tmp_path / "pairs"
+    write_shards(out, "val", 5, max_objects=5, config=SMALL, shard_size=2, progress=False)
+    assert sorted(p.name for p in out.glob("shard_*")) == [f"shard_0000{k}.safetensors" for k in range(3)]
+    data = ShardedPairDataset(out)
+    live = FramePairDataset("val", 5, max_objects=5, config=SMALL)
+    assert len(data) == 5
+    for i in (0, 3, 4):
+        _assert_equal_items(data[i], live[i])
+
+    # Resuming skips complete shards (their bytes stay) and rewrites only the missing one.
+    kept = (out / "shard_00000.safetensors").stat().st_mtime_ns
+    (out / "shard_00001.safetensors").unlink()
+    with pytest.raises(SceneFormatError, match="shard_00001"):
+        ShardedPairDataset(out)
+    write_shards(out, "val", 5, max_objects=5, config=SMALL, shard_size=2, progress=False)
+    assert (out / "shard_00000.safetensors").stat().st_mtime_ns == kept
+    _assert_equal_items(ShardedPairDataset(out)[2], live[2])
+
+    with pytest.raises(ConfigError, match="max_objects"):
+        write_shards(out, "val", 5, max_objects=6, config=SMALL, shard_size=2, progress=False)
+    meta = json.loads((out / "dataset.json").read_text())
+    (out / "dataset.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(SceneFormatError, match="format_version"):
+        ShardedPairDataset(out)

@@ -1,0 +1,123 @@
+"""The scene sampler: determinism, frame subsets, physical plausibility, splits, round-trips."""
+import json
+
+import pytest
+import torch
+
+from neuralassets import ConfigError, Scene
+from neuralassets.data import SPLITS, GeneratorConfig, generate_scene, render, sample_scene_spec, split_seed
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return generate_scene(3)
+
+
+def _assert_same_scene(a: Scene, b: Scene):
+    assert torch.equal(a.frames, b.frames) and torch.equal(a.depth, b.depth)
+    assert a.metadata == b.metadata and len(a.assets) == len(b.assets)
+    for x, y in zip(a.assets, b.assets):
+        for name in ("centers", "sizes", "rotations", "boxes_2d", "visibility", "masks"):
+            assert torch.equal(getattr(x, name), getattr(y, name)), name
+        assert (x.name, x.attributes) == (y.name, y.attributes)
+    for c, d in zip(a.cameras, b.cameras):
+        assert torch.equal(c.K, d.K) and torch.equal(c.R, d.R) and torch.equal(c.t, d.t)
+
+
+def test_same_seed_gives_bit_identical_scenes(scene):
+    _assert_same_scene(scene, generate_scene(3))
+    assert not torch.equal(scene.frames, generate_scene(4).frames)
+
+
+def test_frame_subset_matches_the_full_video(scene):
+    part = generate_scene(3, frames=[17, 4])
+    assert part.num_frames == 2 and part.metadata["frames"] == [17, 4]
+    idx = [17, 4]
+    assert torch.equal(part.frames, scene.frames[idx]) and torch.equal(part.depth, scene.depth[idx])
+    for x, y in zip(part.assets, scene.assets):
+        assert torch.equal(x.masks, y.masks[idx]) and torch.equal(x.boxes_2d, y.boxes_2d[idx])
+        assert torch.equal(x.visibility, y.visibility[idx]) and torch.equal(x.centers, y.centers[idx])
+        assert x.source_frame == 0
+
+
+def test_scene_contents_and_ground_truth(scene):
+    cfg = GeneratorConfig()
+    assert scene.frames.shape == (24, 3, 128, 128) and scene.depth.shape == (24, 128, 128)
+    assert cfg.min_objects <= len(scene) <= cfg.max_objects
+    assert torch.isfinite(scene.depth).all()
+    json.dumps(scene.metadata)
+    for a in scene.assets:
+        json.dumps(a.attributes)
+        colour, shape = a.name.split(" ")
+        assert colour == a.attributes["color"] and a.category == a.attributes["shape"]
+        assert a.source_frame == 0 and a.masks.shape == (24, 128, 128)
+    instance = torch.stack([scene.instance_map(f) for f in range(scene.num_frames)])
+    assert torch.equal(instance, render(scene).instance)
+
+
+def _separated(a_c, a_R, a_s, b_c, b_R, b_s) -> torch.Tensor:
+    """Separating-axis test of two oriented boxes per frame; True where they do not overlap."""
+    axes = [a_R[..., :, i] for i in range(3)] + [b_R[..., :, i] for i in range(3)]
+    axes += [torch.linalg.cross(a_R[..., :, i], b_R[..., :, j]) for i in range(3) for j in range(3)]
+    d = b_c - a_c
+    separated = torch.zeros(a_c.shape[0], dtype=torch.bool)
+    for axis in axes:
+        n = axis.norm(dim=-1, keepdim=True)
+        axis = axis / n.clamp(min=1e-9)
+        ra = ((a_R.transpose(-1, -2) @ axis.unsqueeze(-1)).squeeze(-1).abs() * a_s / 2).sum(-1)
+        rb = ((b_R.transpose(-1, -2) @ axis.unsqueeze(-1)).squeeze(-1).abs() * b_s / 2).sum(-1)
+        separated |= (n.squeeze(-1) > 1e-6) & ((d * axis).sum(-1).abs() > ra + rb)
+    return separated
+
+
+def test_objects_never_overlap_and_stand_on_the_floor():
+    cfg = GeneratorConfig(min_objects=8, max_objects=10)
+    motions = set()
+    for seed in range(12):
+        spec = sample_scene_spec(seed, cfg)
+        for i, a in enumerate(spec.assets):
+            motions.add(a.attributes["motion"])
+            for b in spec.assets[i + 1:]:
+                assert _separated(a.centers, a.rotations, a.sizes, b.centers, b.rotations, b.sizes).all(), (seed, a.name, b.name)
+            lowest = a.box(0).corners()[:, 2].min()
+            if a.category == "sphere" or a.attributes["motion"] == "roll" or (
+                    a.category == "cylinder" and abs(float(a.rotations[0, 2, 2])) < 0.5):
+                # Round things rest on their curved side: the centre is one radius above the floor.
+                assert torch.allclose(a.centers[:, 2], a.sizes[:, 0] / 2, atol=1e-5), (seed, a.name)
+            else:
+                lows = torch.stack([a.box(f).corners()[:, 2].min() for f in range(spec.num_frames)])
+                assert lows.abs().max() < 1e-5, (seed, a.name, float(lowest))
+    assert {"slide", "static", "roll", "tumble"} <= motions
+
+
+def test_the_camera_sees_most_objects_most_of_the_time():
+    seen, total = 0, 0
+    for seed in range(4):
+        s = generate_scene(SPLITS["val"][seed], frames=[0, 12, 23])
+        vis = torch.stack([a.visibility for a in s.assets])
+        seen, total = seen + int((vis > 0.3).sum()), total + vis.numel()
+    assert seen / total > 0.8
+
+
+def test_splits_are_disjoint_and_indexed():
+    ranges = list(SPLITS.values())
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1:]:
+            assert a.stop <= b.start or b.stop <= a.start
+    assert split_seed("val", 3) == SPLITS["val"][3]
+    with pytest.raises(Exception, match="split"):
+        split_seed("training", 0)
+
+
+def test_saved_scene_round_trips_and_rerenders_identically(scene, tmp_path):
+    small = generate_scene(8, GeneratorConfig(image_size=64, num_frames=3))
+    loaded = Scene.load(small.save(tmp_path / "s"))
+    _assert_same_scene(small, loaded)
+    assert torch.equal(render(loaded).rgb, small.frames)
+
+
+def test_config_is_validated():
+    with pytest.raises(ConfigError, match="min_objects"):
+        sample_scene_spec(0, GeneratorConfig(min_objects=5, max_objects=2))
+    with pytest.raises(ConfigError, match="shapes"):
+        sample_scene_spec(0, GeneratorConfig(shapes=("teapot",)))
