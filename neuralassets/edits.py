@@ -51,10 +51,10 @@ from .scene import AppearanceSource, Asset, Background, Camera, Scene
 #: Version of the edit-list JSON file written by :func:`save_edits`.
 EDITS_FORMAT_VERSION = 1
 
-#: Asset attributes that describe what an object looks like (the synthetic renderer's
-#: shape, colour and texture). Appearance edits move them with the appearance; sizes
-#: belong to the pose and stay.
-APPEARANCE_ATTRIBUTES = ("shape", "color", "texture", "material")
+#: Asset attributes that describe what an object looks like: the synthetic renderer's
+#: shape, colours, texture and shininess, and colour or material names. Appearance edits
+#: move them with the appearance; sizes belong to the pose and stay.
+APPEARANCE_ATTRIBUTES = ("shape", "rgb", "rgb2", "texture", "texture_scale", "texture_seed", "specular", "color", "material")
 
 #: Frame selection: None (every frame), one index, or a sequence of indices.
 FrameSelection = int | Sequence[int] | None
