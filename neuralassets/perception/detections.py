@@ -1,0 +1,230 @@
+"""What segmenters and trackers return, and the small mask helpers they share.
+
+A :class:`Segmenter` looks at frames independently (or as a clip, for background
+modelling) and returns one :class:`FrameDetections` per frame. A tracker then links those
+detections into :class:`Tracks`: one id per object with a mask in every frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from ..errors import ValidationError
+
+
+@dataclass
+class FrameDetections:
+    """The objects found in one frame.
+
+    Attributes:
+        masks: (K, H, W) bool instance masks.
+        boxes: (K, 4) float pixel boxes ``(x0, y0, x1, y1)``; a mask covering pixel columns
+            ``a..b`` spans ``x0 = a, x1 = b + 1`` (pixel edges, see docs/ARCHITECTURE.md).
+        scores: (K,) float confidences in [0, 1].
+        labels: K class names or text prompts, or None.
+        ids: (K,) long object ids >= 1 when the source already knows identities (ground
+            truth, video propagation), else None.
+    """
+
+    masks: Tensor
+    boxes: Tensor
+    scores: Tensor
+    labels: list[str] | None = None
+    ids: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self.masks = torch.as_tensor(self.masks).bool()
+        self.boxes = torch.as_tensor(self.boxes, dtype=torch.float32).reshape(-1, 4)
+        self.scores = torch.as_tensor(self.scores, dtype=torch.float32).reshape(-1)
+        K = self.masks.shape[0]
+        if self.masks.dim() != 3 or self.boxes.shape[0] != K or self.scores.shape[0] != K:
+            raise ValidationError(f"FrameDetections: expected masks (K, H, W), boxes (K, 4), scores (K,); got "
+                                  f"{tuple(self.masks.shape)}, {tuple(self.boxes.shape)}, {tuple(self.scores.shape)}")
+        if self.labels is not None and len(self.labels) != K:
+            raise ValidationError(f"FrameDetections: {len(self.labels)} labels for {K} masks")
+        if self.ids is not None:
+            self.ids = torch.as_tensor(self.ids, dtype=torch.long).reshape(-1)
+            if self.ids.shape[0] != K:
+                raise ValidationError(f"FrameDetections: {self.ids.shape[0]} ids for {K} masks")
+
+    @classmethod
+    def from_masks(cls, masks: Tensor, scores: Tensor | None = None, labels: list[str] | None = None,
+                   ids: Tensor | None = None) -> FrameDetections:
+        """Detections whose boxes are the masks' bounds; scores default to 1."""
+        masks = torch.as_tensor(masks).bool()
+        if scores is None:
+            scores = torch.ones(masks.shape[0])
+        return cls(masks, masks_to_boxes(masks), scores, labels, ids)
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> FrameDetections:
+        """No detections in an ``height`` x ``width`` frame."""
+        return cls(torch.zeros(0, height, width, dtype=torch.bool), torch.zeros(0, 4), torch.zeros(0))
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    def select(self, keep: Tensor | list[int]) -> FrameDetections:
+        """The detections at indices (or a bool mask) ``keep``, in that order."""
+        keep = torch.as_tensor(keep)
+        if keep.dtype == torch.bool:
+            keep = keep.nonzero().flatten()
+        keep = keep.long()
+        labels = None if self.labels is None else [self.labels[i] for i in keep.tolist()]
+        ids = None if self.ids is None else self.ids[keep]
+        return FrameDetections(self.masks[keep], self.boxes[keep], self.scores[keep], labels, ids)
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """Finds object masks in frames."""
+
+    def segment(self, frames: Tensor) -> list[FrameDetections]:
+        """Segment ``frames`` (T, 3, H, W) float in [0, 1]; returns T :class:`FrameDetections`."""
+        ...
+
+
+@dataclass
+class Tracks:
+    """Objects linked across frames.
+
+    Attributes:
+        ids: N object ids >= 1, in the order of the other fields.
+        masks: (N, T, H, W) bool visible mask of each object in each frame (empty where unseen).
+        scores: (N, T) float detection confidence, 0 where the object was not detected.
+        labels: N class names or prompts ("object" when unknown).
+    """
+
+    ids: list[int]
+    masks: Tensor
+    scores: Tensor
+    labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ids = [int(i) for i in self.ids]
+        if not self.labels:
+            self.labels = ["object"] * len(self.ids)
+        N = len(self.ids)
+        if self.masks.dim() != 4 or self.masks.shape[0] != N or tuple(self.scores.shape) != (N, self.masks.shape[1]):
+            raise ValidationError(f"Tracks: expected masks (N, T, H, W) and scores (N, T) for {N} ids, got "
+                                  f"{tuple(self.masks.shape)} and {tuple(self.scores.shape)}")
+        if len(self.labels) != N:
+            raise ValidationError(f"Tracks: {len(self.labels)} labels for {N} ids")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.masks.shape[1])
+
+    @classmethod
+    def from_ids(cls, detections: list[FrameDetections]) -> Tracks:
+        """Group detections that carry :attr:`FrameDetections.ids` by id (no matching needed)."""
+        if not detections:
+            raise ValidationError("Tracks.from_ids: no frames")
+        if any(d.ids is None for d in detections):
+            raise ValidationError("Tracks.from_ids: every FrameDetections needs ids")
+        H, W = detections[0].masks.shape[-2:]
+        ids = sorted({int(i) for d in detections for i in d.ids.tolist()})
+        row = {i: n for n, i in enumerate(ids)}
+        masks = torch.zeros(len(ids), len(detections), H, W, dtype=torch.bool)
+        scores = torch.zeros(len(ids), len(detections))
+        labels = ["object"] * len(ids)
+        for t, d in enumerate(detections):
+            for k, i in enumerate(d.ids.tolist()):
+                masks[row[i], t] |= d.masks[k]
+                scores[row[i], t] = max(float(scores[row[i], t]), float(d.scores[k]))
+                if d.labels is not None:
+                    labels[row[i]] = d.labels[k]
+        return cls(ids, masks, scores, labels)
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """Links per-frame detections into object tracks."""
+
+    def track(self, frames: Tensor, detections: list[FrameDetections]) -> Tracks:
+        """Link ``detections`` (one per frame of ``frames`` (T, 3, H, W)) into :class:`Tracks`."""
+        ...
+
+
+def any_along(masks: Tensor, dim: int | tuple[int, ...]) -> Tensor:
+    """``masks.any(dim)`` for bool tensors, via a uint8 max (several times faster on CPU)."""
+    return masks.bool().view(torch.uint8).amax(dim=dim).bool()
+
+
+def masks_to_boxes(masks: Tensor) -> Tensor:
+    """Pixel boxes around masks.
+
+    Args:
+        masks: (K, H, W) bool.
+
+    Returns:
+        (K, 4) float ``(x0, y0, x1, y1)`` at pixel edges (a one-pixel mask at column u,
+        row v gives ``(u, v, u + 1, v + 1)``); all zeros for an empty mask.
+
+    Example:
+        >>> m = torch.zeros(1, 4, 5, dtype=torch.bool); m[0, 1:3, 2] = True
+        >>> masks_to_boxes(m).tolist()
+        [[2.0, 1.0, 3.0, 3.0]]
+    """
+    masks = masks.bool()
+    K, H, W = masks.shape
+    out = torch.zeros(K, 4)
+    if K == 0:
+        return out
+    cols, rows = any_along(masks, 1), any_along(masks, 2)  # (K, W), (K, H)
+    nonempty = any_along(cols, 1)
+    xs = torch.arange(W, dtype=torch.float32)
+    ys = torch.arange(H, dtype=torch.float32)
+    big = float(max(H, W) + 1)
+    out[:, 0] = torch.where(cols, xs, big).amin(dim=1)
+    out[:, 1] = torch.where(rows, ys, big).amin(dim=1)
+    out[:, 2] = torch.where(cols, xs, -1.0).amax(dim=1) + 1
+    out[:, 3] = torch.where(rows, ys, -1.0).amax(dim=1) + 1
+    return torch.where(nonempty[:, None], out, torch.zeros_like(out))
+
+
+def mask_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise intersection over union of two sets of masks.
+
+    Args:
+        a: (N, H, W) bool.
+        b: (M, H, W) bool.
+
+    Returns:
+        (N, M) float in [0, 1]; 0 where both masks are empty.
+    """
+    a, b = a.flatten(1).float(), b.flatten(1).float()
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return inter / union.clamp(min=1)
+
+
+def non_max_suppression(masks: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy mask NMS.
+
+    Args:
+        masks: (K, H, W) bool.
+        scores: (K,) float.
+        iou_threshold: a mask overlapping a better-scoring kept mask by more than this is dropped.
+
+    Returns:
+        (K',) long indices of kept masks, best score first.
+    """
+    order = scores.argsort(descending=True)
+    iou = mask_iou(masks[order], masks[order])
+    kept: list[int] = []
+    for i in range(len(order)):
+        if all(iou[i, j] <= iou_threshold for j in kept):
+            kept.append(i)
+    return order[kept]
+
+
+__all__ = ["FrameDetections", "Segmenter", "Tracker", "Tracks", "any_along", "mask_iou", "masks_to_boxes",
+           "non_max_suppression"]

@@ -1,0 +1,174 @@
+"""Linking per-frame detections into object tracks.
+
+:class:`MaskTracker` (the default) matches each frame's masks to the open tracks with the
+Hungarian algorithm on a similarity that mixes mask IoU (against the track's last mask,
+shifted by its recent motion) and colour-histogram similarity. A track that finds no
+match waits ``patience`` frames before it is closed, so an object that is briefly occluded
+keeps its id. :class:`Sam2VideoTracker` instead propagates masks through the clip with
+SAM 2's video model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from ..errors import ConfigError
+from .detections import FrameDetections, Tracks, mask_iou
+
+
+@dataclass
+class TrackerConfig:
+    """Settings of :class:`MaskTracker`."""
+
+    iou_weight: float = 0.6  # weight of mask IoU in the match similarity
+    appearance_weight: float = 0.4  # weight of colour-histogram similarity (Bhattacharyya coefficient)
+    min_similarity: float = 0.3  # pairs below this never match
+    patience: int = 8  # frames a track survives without a match (occlusions up to this long keep the id)
+    histogram_bins: int = 8  # bins per RGB channel of the appearance histogram
+    appearance_momentum: float = 0.8  # how much of the old histogram an update keeps
+    min_track_frames: int = 2  # tracks matched in fewer frames are dropped as flicker
+
+    def __post_init__(self) -> None:
+        if self.patience < 0 or self.histogram_bins < 1 or self.min_track_frames < 1:
+            raise ConfigError("TrackerConfig: patience >= 0, histogram_bins >= 1 and min_track_frames >= 1 are required")
+
+
+@dataclass
+class _Track:
+    id: int
+    mask: Tensor  # (H, W) last matched mask
+    velocity: Tensor  # (2,) centroid motion per frame in pixels (x, y)
+    histogram: Tensor  # (bins**3,) appearance
+    last_frame: int
+    label: str
+    frames: int = 1
+
+
+class MaskTracker:
+    """Mask-IoU + colour-histogram tracker with Hungarian matching.
+
+    Detections that already carry ids (:attr:`FrameDetections.ids`) are grouped by id instead.
+
+    Args:
+        config: see :class:`TrackerConfig`.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+
+    def track(self, frames: Tensor, detections: list[FrameDetections]) -> Tracks:
+        """Link ``detections`` (one per frame of ``frames`` (T, 3, H, W) float in [0, 1]) into :class:`Tracks`.
+
+        Track ids are 1, 2, ... in order of first appearance.
+        """
+        if len(detections) != frames.shape[0]:
+            raise ConfigError(f"MaskTracker.track: {len(detections)} detections for {frames.shape[0]} frames")
+        if all(d.ids is not None for d in detections):
+            return Tracks.from_ids(detections)
+        cfg = self.config
+        T, _, H, W = frames.shape
+        open_tracks: list[_Track] = []
+        assigned: list[list[int]] = []  # per frame: track id of each detection
+        next_id = 1
+        for t, det in enumerate(detections):
+            hists = [colour_histogram(frames[t], m, cfg.histogram_bins) for m in det.masks]
+            ids = [0] * len(det)
+            if open_tracks and len(det):
+                sim = self._similarity(open_tracks, det, hists, t)
+                rows, cols = linear_sum_assignment(-sim.numpy())
+                for r, c in zip(rows, cols):
+                    if sim[r, c] >= cfg.min_similarity:
+                        self._update(open_tracks[r], det.masks[c], hists[c], t)
+                        ids[c] = open_tracks[r].id
+            for c in range(len(det)):
+                if not ids[c]:
+                    label = det.labels[c] if det.labels is not None else "object"
+                    open_tracks.append(_Track(next_id, det.masks[c], torch.zeros(2), hists[c], t, label))
+                    ids[c] = next_id
+                    next_id += 1
+            open_tracks = [tr for tr in open_tracks if t - tr.last_frame <= cfg.patience]
+            assigned.append(ids)
+        return self._collect(detections, assigned, next_id - 1, T, H, W)
+
+    def _similarity(self, tracks: list[_Track], det: FrameDetections, hists: list[Tensor], t: int) -> Tensor:
+        """(N_tracks, K) similarity in [0, 1]."""
+        cfg = self.config
+        predicted = torch.stack([_shift(tr.mask, tr.velocity * (t - tr.last_frame)) for tr in tracks])
+        iou = mask_iou(predicted, det.masks)
+        app = torch.stack([tr.histogram for tr in tracks]).sqrt() @ torch.stack(hists).sqrt().T  # Bhattacharyya
+        total = cfg.iou_weight + cfg.appearance_weight
+        sim = (cfg.iou_weight * iou + cfg.appearance_weight * app) / total
+        # a track whose prediction does not touch the detection at all must rely on appearance alone,
+        # and only after it has been lost (a visible object does not jump)
+        lost = torch.tensor([t - tr.last_frame > 1 for tr in tracks])[:, None]
+        return torch.where((iou > 0) | lost, sim, torch.zeros_like(sim))
+
+    def _update(self, track: _Track, mask: Tensor, hist: Tensor, t: int) -> None:
+        gap = t - track.last_frame
+        motion = (_centroid(mask) - _centroid(track.mask)) / max(gap, 1)
+        track.velocity = 0.5 * track.velocity + 0.5 * motion
+        m = self.config.appearance_momentum
+        track.histogram = m * track.histogram + (1 - m) * hist
+        track.mask, track.last_frame, track.frames = mask, t, track.frames + 1
+
+    def _collect(self, detections: list[FrameDetections], assigned: list[list[int]], n: int, T: int, H: int, W: int) -> Tracks:
+        counts = np.bincount([i for ids in assigned for i in ids], minlength=n + 1)
+        keep = [i for i in range(1, n + 1) if counts[i] >= self.config.min_track_frames]
+        row = {i: r for r, i in enumerate(keep)}
+        masks = torch.zeros(len(keep), T, H, W, dtype=torch.bool)
+        scores = torch.zeros(len(keep), T)
+        labels = ["object"] * len(keep)
+        for t, (det, ids) in enumerate(zip(detections, assigned)):
+            for c, i in enumerate(ids):
+                if i in row:
+                    masks[row[i], t] = det.masks[c]
+                    scores[row[i], t] = det.scores[c]
+                    if det.labels is not None:
+                        labels[row[i]] = det.labels[c]
+        # renumber 1..N so ids stay dense after dropping flicker
+        return Tracks(list(range(1, len(keep) + 1)), masks, scores, labels)
+
+
+def colour_histogram(image: Tensor, mask: Tensor, bins: int) -> Tensor:
+    """Normalised joint RGB histogram of the pixels under a mask.
+
+    Args:
+        image: (3, H, W) float in [0, 1].
+        mask: (H, W) bool.
+        bins: bins per channel.
+
+    Returns:
+        (bins**3,) float summing to 1 (uniform for an empty mask).
+    """
+    pixels = image[:, mask]  # (3, P)
+    if pixels.shape[1] == 0:
+        return torch.full((bins**3,), 1.0 / bins**3)
+    q = (pixels * bins).long().clamp(0, bins - 1)
+    index = (q[0] * bins + q[1]) * bins + q[2]
+    hist = torch.bincount(index, minlength=bins**3).float()
+    return hist / hist.sum()
+
+
+def _centroid(mask: Tensor) -> Tensor:
+    ys, xs = mask.nonzero(as_tuple=True)
+    if len(xs) == 0:
+        return torch.zeros(2)
+    return torch.stack([xs.float().mean(), ys.float().mean()])
+
+
+def _shift(mask: Tensor, offset: Tensor) -> Tensor:
+    """Move a (H, W) mask by ``offset`` (dx, dy) pixels, rounded; pixels leaving the frame are lost."""
+    dx, dy = (int(round(float(v))) for v in offset)
+    if dx == 0 and dy == 0:
+        return mask
+    H, W = mask.shape
+    out = torch.zeros_like(mask)
+    if abs(dx) >= W or abs(dy) >= H:
+        return out
+    out[max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = mask[max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
+    return out
