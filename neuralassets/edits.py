@@ -198,6 +198,14 @@ def _boxes_overlap(a: Asset, b: Asset, frames: list[int]) -> Tensor:
     return ~separated.any(dim=-1)
 
 
+def _warn(message: str) -> None:
+    """Issue an :class:`EditWarning` attributed to the first caller outside this module."""
+    level, frame = 1, inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, EditWarning, stacklevel=level)
+
+
 def _check_placement(before: Scene | None, after: Scene, asset_id: int, frames: list[int], check_visibility: str) -> None:
     """Report an asset newly out of view (error or warning) or newly interpenetrating another (warning).
 
@@ -213,7 +221,7 @@ def _check_placement(before: Scene | None, after: Scene, asset_id: int, frames: 
             message = f"asset {asset_id} ({asset.name}) would be out of view ({listed})"
             if check_visibility == "error":
                 raise ValidationError(message + "; pass check_visibility='warn' to allow it")
-            warnings.warn(message, EditWarning, stacklevel=3)
+            _warn(message)
     clashes = []
     for other in after.assets:
         if other.id == asset_id:
@@ -225,7 +233,7 @@ def _check_placement(before: Scene | None, after: Scene, asset_id: int, frames: 
         if hit:
             clashes.append(f"asset {other.id} ({other.name}) at frames {hit[:5]}{' ...' if len(hit) > 5 else ''}")
     if clashes:
-        warnings.warn(f"asset {asset_id} ({asset.name}) now interpenetrates " + "; ".join(clashes), EditWarning, stacklevel=3)
+        _warn(f"asset {asset_id} ({asset.name}) now interpenetrates " + "; ".join(clashes))
 
 
 # --------------------------------------------------------------------------------------
