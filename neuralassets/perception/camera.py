@@ -30,8 +30,8 @@ class CameraConfig:
     """Assumptions and thresholds for estimating cameras."""
 
     fov_degrees: float = 50.0  # horizontal field of view assumed when intrinsics are unknown
-    height: float = 2.0  # metres above the floor assumed without depth, and the scale given to relative depth
-    pitch_degrees: float = 35.0  # downward tilt of the optical axis assumed without depth
+    height: float = 3.5  # metres above the floor assumed without depth, and the scale given to relative depth
+    pitch_degrees: float = 30.0  # downward tilt of the optical axis assumed without depth
     features: int = 400  # ORB features per frame
     min_matches: int = 12  # fewer matched (or PnP-inlier) features keep the previous pose
     static_pixels: float = 0.3  # median feature motion (pixels) below which the camera is taken as still

@@ -175,26 +175,32 @@ def _shadowless_distance(pixels: np.ndarray, reference: np.ndarray, min_brightne
 def _homographies_to_first(video: np.ndarray) -> list[np.ndarray] | None:
     """Per frame, the homography taking its pixels to frame 0 (chained frame to frame; ORB + RANSAC).
 
-    Returns None when some pair of frames has too few features to align (texture-less video).
+    A frame pair whose homography is unreliable (few or ambiguous matches, as on repetitive
+    texture, or a jump of more than a tenth of the image) counts as no motion. Returns None
+    when the video has too little texture to align at all.
     """
+    T, H, W, _ = video.shape
     gray = [(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) * 255).astype(np.uint8) for f in video]
     orb = cv2.ORB_create(nfeatures=500, edgeThreshold=8, patchSize=15, fastThreshold=10)
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
     features = [orb.detectAndCompute(g, None) for g in gray]
+    if all(d is None or len(d) < 8 for _, d in features):
+        return None
+    corners = np.float32([[0, 0], [W, 0], [0, H], [W, H]]).reshape(-1, 1, 2)
     chain = [np.eye(3)]
-    for t in range(1, len(video)):
+    for t in range(1, T):
         (kp0, d0), (kp1, d1) = features[t - 1], features[t]
-        if d0 is None or d1 is None:
-            return None
-        matches = matcher.match(d1, d0)
-        if len(matches) < 8:
-            return None
-        src = np.float32([kp1[m.queryIdx].pt for m in matches])
-        dst = np.float32([kp0[m.trainIdx].pt for m in matches])
-        h, _ = cv2.findHomography(src, dst, cv2.RANSAC, 1.5)
-        if h is None:
-            return None
-        chain.append(chain[-1] @ h)  # frame t → t-1 → ... → 0
+        h = None
+        if d0 is not None and d1 is not None:
+            matches = matcher.match(d1, d0)
+            if len(matches) >= 8:
+                src = np.float32([kp1[m.queryIdx].pt for m in matches])
+                dst = np.float32([kp0[m.trainIdx].pt for m in matches])
+                h, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 1.5)
+                if h is not None and (inliers.mean() < 0.5 or np.abs(cv2.perspectiveTransform(corners, h) - corners).max()
+                                      > 0.1 * max(H, W)):
+                    h = None
+        chain.append(chain[-1] @ (h if h is not None else np.eye(3)))  # frame t → t-1 → ... → 0
     return chain
 
 

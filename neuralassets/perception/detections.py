@@ -155,6 +155,8 @@ class Tracker(Protocol):
 
 def any_along(masks: Tensor, dim: int | tuple[int, ...]) -> Tensor:
     """``masks.any(dim)`` for bool tensors, via a uint8 max (several times faster on CPU)."""
+    if masks.numel() == 0:
+        return masks.bool().any(dim=dim)
     return masks.bool().view(torch.uint8).amax(dim=dim).bool()
 
 

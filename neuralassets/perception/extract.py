@@ -66,6 +66,10 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
         raise ValidationError(f"extract: frames must be (T, 3, H, W), got {tuple(frames.shape)}")
     frames = frames.float()
     T, _, H, W = frames.shape
+    if depth is not None and tuple(depth.shape) != (T, H, W):
+        raise ValidationError(f"extract: depth must be (T, H, W) = {(T, H, W)}, got {tuple(depth.shape)}")
+    if isinstance(camera, list) and len(camera) != T:
+        raise ValidationError(f"extract: {len(camera)} cameras for {T} frames")
     segmenter = segmenter or ClassicalSegmenter()
     tracker = tracker or MaskTracker()
     detections = segmenter.segment(frames)
@@ -80,8 +84,6 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
         raise ValidationError(f"extract: depth must be (T, H, W) = {(T, H, W)}, got {tuple(depth.shape)}")
 
     if isinstance(camera, list):
-        if len(camera) != T:
-            raise ValidationError(f"extract: {len(camera)} cameras for {T} frames")
         cameras = camera
         if relative:
             depth = depth * _floor_height(camera[0]) / _fit_floor(depth[0], objects[0], camera[0].K, cfg)[1]

@@ -63,6 +63,7 @@ class LiftingConfig:
     snap_to_floor: float = 0.3  # a box whose lowest point is below this fraction of its height rests on the floor
     cap_fraction: float = 0.05  # depth lifting: the top this fraction of the height is the object's "top"
     flat_top_ratio: float = 0.35  # a top covering less of the footprint than this marks a rounded object
+    max_contact_slope: float = 2.5  # ground-plane lifting: steeper silhouette ends (rows per column) are sides, not contact
     square_ratio: float = 0.5  # ground-plane lifting: a footprint thinner than this is completed to a square
     erode_pixels: int = 0  # depth lifting: mask erosion keeping boundary pixels (blurred depth) out; 1 for monocular depth
 
@@ -201,6 +202,16 @@ def _box_from_ground_contact(mask: Tensor, others: Tensor, cam: Camera, cfg: Lif
     below = (bottom[cols] + 1).clamp(max=H - 1)
     # a contact point hidden behind another object, or cut by the image edge, is not on the floor
     usable = (bottom[cols] < H - 1) & ~others[below, cols]
+    # at the ends, columns where the silhouette climbs steeply are vertical sides, not floor contact
+    rows_used = bottom[cols]
+    steep = (rows_used[1:] - rows_used[:-1]).abs() > cfg.max_contact_slope
+    first, last = 0, len(cols)
+    while first < last - 1 and bool(steep[first]):
+        first += 1
+    while last - 1 > first and bool(steep[last - 2]):
+        last -= 1
+    usable[:first] = False
+    usable[last:] = False
     cols = cols[usable]
     if len(cols) < 2:
         return None

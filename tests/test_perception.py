@@ -1,0 +1,239 @@
+"""Perception without model weights: detections, classical segmenter, tracker, lifting, cameras, extract()."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuralassets import Camera, Scene, geometry
+from neuralassets.errors import ValidationError
+from neuralassets.perception import (
+    ClassicalSegmenter,
+    DepthLifter,
+    FrameDetections,
+    GroundPlaneLifter,
+    GroundTruthSegmenter,
+    MaskTracker,
+    Tracks,
+    camera_from_floor,
+    estimate_camera_motion,
+    extract,
+    fit_floor,
+    mask_iou,
+    masks_to_boxes,
+)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    from neuralassets.data import GeneratorConfig, generate_scene
+
+    return generate_scene(5, GeneratorConfig(image_size=96, num_frames=6, min_objects=3, max_objects=4))
+
+
+def _squares(T=8, H=48, W=64, hide=()):
+    """A grey floor with a red square moving right and a blue one moving down; ``hide`` drops the red one's detection."""
+    frames = torch.full((T, 3, H, W), 0.5)
+    masks = torch.zeros(T, 2, H, W, dtype=torch.bool)
+    for t in range(T):
+        masks[t, 0, 10:20, 4 + 3 * t:14 + 3 * t] = True
+        masks[t, 1, 4 + 2 * t:12 + 2 * t, 44:54] = True
+        frames[t][:, masks[t, 0]] = torch.tensor([0.9, 0.1, 0.1])[:, None]
+        frames[t][:, masks[t, 1]] = torch.tensor([0.1, 0.2, 0.9])[:, None]
+    dets = [FrameDetections.from_masks(masks[t] if t not in hide else masks[t, 1:]) for t in range(T)]
+    return frames, masks, dets
+
+
+def test_boxes_and_iou_by_hand():
+    m = torch.zeros(2, 4, 6, dtype=torch.bool)
+    m[0, 1:3, 1:4] = True  # 6 pixels
+    m[1, 2:4, 2:5] = True  # 6 pixels, 2 shared
+    assert masks_to_boxes(m).tolist() == [[1, 1, 4, 3], [2, 2, 5, 4]]
+    assert mask_iou(m, m)[0, 1].item() == pytest.approx(2 / 10)
+    assert masks_to_boxes(torch.zeros(1, 3, 3, dtype=torch.bool)).tolist() == [[0, 0, 0, 0]]
+    with pytest.raises(ValidationError, match="2 labels for 1 masks"):
+        FrameDetections.from_masks(m[:1], labels=["a", "b"])
+
+
+def test_tracker_keeps_ids_through_a_short_occlusion():
+    frames, masks, dets = _squares(hide=(3, 4))
+    tracks = MaskTracker().track(frames, dets)
+    assert tracks.ids == [1, 2]
+    red = tracks.masks[0]
+    assert [bool(red[t].any()) for t in range(8)] == [True, True, True, False, False, True, True, True]
+    for t in (0, 5, 7):
+        assert torch.equal(red[t], masks[t, 0])
+    assert torch.equal(tracks.masks[1], masks[:, 1])
+    assert tracks.scores.shape == (2, 8)
+
+
+def test_tracker_ignores_detection_order_and_drops_one_frame_flicker():
+    frames, masks, dets = _squares()
+    shuffled = [d.select([1, 0]) if t % 2 else d for t, d in enumerate(dets)]
+    flicker = torch.zeros(1, 48, 64, dtype=torch.bool)
+    flicker[0, 40:46, 20:26] = True
+    shuffled[2] = FrameDetections.from_masks(torch.cat([shuffled[2].masks, flicker]))
+    tracks = MaskTracker().track(frames, shuffled)
+    assert len(tracks) == 2
+    assert torch.equal(tracks.masks[0], masks[:, 0]) and torch.equal(tracks.masks[1], masks[:, 1])
+
+
+def test_detections_with_ids_are_grouped_by_id():
+    frames, masks, _ = _squares(T=3)
+    dets = [FrameDetections.from_masks(masks[t], ids=[7, 3]) for t in range(3)]
+    tracks = MaskTracker().track(frames, dets)
+    assert tracks.ids == [3, 7] and torch.equal(tracks.masks[1], masks[:, 0])
+
+
+def test_classical_segmenter_finds_moving_and_static_objects_on_a_still_camera():
+    T, H, W = 10, 64, 80
+    y, x = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    floor = 0.45 + 0.05 * ((x // 8 + y // 8) % 2).float()  # a faint checker
+    frames = floor.expand(T, 3, H, W).clone()
+    truth = torch.zeros(T, 2, H, W, dtype=torch.bool)
+    for t in range(T):
+        truth[t, 0, 20:34, 5 + 4 * t:19 + 4 * t] = True  # moving red square
+        truth[t, 1, 44:58, 60:72] = True  # static yellow block
+        frames[t][:, truth[t, 0]] = torch.tensor([0.85, 0.15, 0.1])[:, None]
+        frames[t][:, truth[t, 1]] = torch.tensor([0.9, 0.8, 0.1])[:, None]
+    dets = ClassicalSegmenter().segment(frames)
+    assert len(dets) == T
+    for t in (0, 5, 9):
+        iou = mask_iou(truth[t], dets[t].masks)
+        assert iou.amax(1).min() > 0.85, iou
+        assert len(dets[t]) == 2
+    assert ((dets[0].scores > 0) & (dets[0].scores <= 1)).all()
+
+
+def test_fit_floor_and_camera_from_floor_recover_a_known_camera():
+    cam = Camera.look_at([3.0, -4.0, 2.5], [0.0, 0.0, 0.0], 50.0, 64, 48)
+    g = torch.Generator().manual_seed(0)
+    floor = torch.cat([torch.rand(300, 2, generator=g) * 4 - 2, torch.zeros(300, 1)], 1)
+    clutter = torch.rand(60, 3, generator=g) + torch.tensor([0.0, 0.0, 0.5])
+    cam_points = geometry.transform_points(torch.cat([floor, clutter]), cam.R, cam.t)
+    normal, offset, inliers = fit_floor(cam_points, threshold=0.01)
+    assert offset == pytest.approx(2.5, abs=1e-3)
+    assert torch.allclose(normal, cam.R[:, 2], atol=1e-3)  # world up seen from the camera
+    assert inliers[:300].all() and inliers[300:].float().mean() < 0.2
+    rebuilt = camera_from_floor(normal, offset, cam.K, 64, 48)
+    assert float(rebuilt.center[2]) == pytest.approx(2.5, abs=1e-3)
+    assert abs(float(rebuilt.center[0])) < 1e-4 and abs(float(rebuilt.center[1])) < 1e-4
+    # the floor seen by the rebuilt camera lies at z = 0 of its world
+    uv, _ = cam.project(floor[:20])
+    hits, ok = geometry.ground_intersection(uv, rebuilt.K, rebuilt.R, rebuilt.t)
+    depth_ref = geometry.transform_points(floor[:20], cam.R, cam.t)[:, 2]
+    depth_new = geometry.transform_points(hits, rebuilt.R, rebuilt.t)[:, 2]
+    assert ok.all() and torch.allclose(depth_ref, depth_new, atol=1e-3)
+
+
+def _gt_tracks(scene: Scene) -> Tracks:
+    return Tracks.from_ids(GroundTruthSegmenter(scene).segment(scene.frames))
+
+
+def test_depth_lifting_recovers_ground_truth_boxes(synthetic):
+    boxes = DepthLifter().lift(_gt_tracks(synthetic), synthetic.cameras, synthetic.depth)
+    for n, a in enumerate(synthetic.assets):
+        seen = a.masks.flatten(1).sum(1) > 40
+        err = (boxes.centers[n] - a.centers).norm(dim=-1)[seen] / a.sizes[seen].amax(-1)
+        assert err.median() < 0.1, (a.name, err)
+        assert boxes.measured[n][seen].all()
+        assert torch.allclose(geometry.is_rotation(boxes.rotations[n]).float(), torch.ones(6))
+
+
+def test_ground_plane_lifting_puts_boxes_on_the_floor_near_the_objects(synthetic):
+    boxes = GroundPlaneLifter().lift(_gt_tracks(synthetic), synthetic.cameras)
+    for n, a in enumerate(synthetic.assets):
+        assert torch.allclose(boxes.centers[n, :, 2], boxes.sizes[n, :, 2] / 2)
+        err = (boxes.centers[n, :, :2] - a.centers[:, :2]).norm(dim=-1) / a.sizes[:, :2].amax(-1)
+        assert err.median() < 0.8, (a.name, err)
+
+
+def test_yaw_is_continuous_when_a_box_is_seen_turned_by_90_degrees():
+    from neuralassets.perception.lifting import _stabilise
+
+    raw = torch.tensor([[[0.0, 0.0, 0.0, 2.0, 1.0, 1.0, 0.1],
+                         [0.0, 0.0, 0.0, 1.0, 2.0, 1.0, 0.1 + math.pi / 2 + 0.05],
+                         [float("nan")] * 7,
+                         [0.2, 0.0, 0.0, 2.0, 1.0, 1.0, 0.2]]])
+    boxes = _stabilise(raw)
+    yaw = geometry.yaw_of(boxes.rotations[0])
+    assert torch.allclose(yaw, torch.tensor([0.1, 0.15, 0.175, 0.2]), atol=1e-5)
+    assert boxes.sizes[0, 0].tolist() == [2.0, 1.0, 1.0]
+    assert boxes.measured[0].tolist() == [True, True, False, True]
+    assert boxes.centers[0, 2].tolist() == pytest.approx([0.1, 0.0, 0.5])
+
+
+def test_camera_motion_follows_the_ground_truth(synthetic):
+    objects = torch.stack([a.masks for a in synthetic.assets]).any(0)
+    cams = estimate_camera_motion(synthetic.frames, synthetic.cameras[0], objects, synthetic.depth)
+    def angle(A, B):
+        return math.degrees(float(torch.arccos(((A @ B.T).trace() - 1).clamp(-2, 2) / 2)))
+
+    first = synthetic.cameras[0]
+    for est, gt in zip(cams[1:], synthetic.cameras[1:]):  # the camera orbits; staying put would be far worse
+        assert float((est.center - gt.center).norm()) < 0.3 * float((first.center - gt.center).norm()) + 0.02
+        assert angle(est.R, gt.R) < 0.4 * angle(first.R, gt.R) + 0.2
+    still = estimate_camera_motion(synthetic.frames[:1].expand(3, -1, -1, -1), synthetic.cameras[0])
+    assert all(torch.equal(c.R, synthetic.cameras[0].R) for c in still)
+
+
+def test_extract_with_ground_truth_round_trips_through_a_scene_folder(synthetic, tmp_path):
+    scene = extract(synthetic.frames, GroundTruthSegmenter(synthetic), camera=synthetic.cameras, depth=synthetic.depth)
+    assert len(scene) == len(synthetic) and scene.metadata["extraction"]["lifter"] == "DepthLifter"
+    for a, g in zip(scene.assets, synthetic.assets):
+        assert torch.equal(a.masks, g.masks)
+        assert a.source_frame == int(torch.argmax(a.visibility))
+        assert float(a.visibility.max()) == 1.0
+    loaded = Scene.load(scene.save(tmp_path / "scene"))
+    assert torch.equal(loaded.assets[0].centers, scene.assets[0].centers)
+
+
+def test_default_extract_needs_nothing_but_frames(synthetic):
+    scene = extract(synthetic.frames)
+    assert scene.num_frames == 6 and scene.metadata["extraction"]["segmenter"] == "ClassicalSegmenter"
+    assert len(scene) >= 1
+    cam = scene.cameras[0]
+    assert float(cam.center[2]) == pytest.approx(3.5, abs=1e-4)  # the assumed height
+    for a in scene.assets:
+        assert (a.sizes > 0).all() and a.masks.shape == (6, 96, 96)
+    again = extract(synthetic.frames)
+    assert torch.equal(again.assets[0].centers, scene.assets[0].centers)  # deterministic
+
+
+def test_extract_with_relative_depth_scales_it_to_the_assumed_camera_height(synthetic):
+    class HalfDepth:
+        metric = False
+
+        def estimate(self, frames):
+            return synthetic.depth * 0.37
+
+    scene = extract(synthetic.frames, GroundTruthSegmenter(synthetic), depth_estimator=HalfDepth())
+    cam_height = float(synthetic.cameras[0].center[2])
+    assert float(scene.cameras[0].center[2]) == pytest.approx(3.5, rel=1e-3)
+    ratio = 3.5 / cam_height
+    assert torch.allclose(scene.depth, synthetic.depth * ratio, rtol=0.03)
+    for a, g in zip(scene.assets, synthetic.assets):
+        assert a.sizes[0, 2] == pytest.approx(float(g.sizes[0, 2]) * ratio, rel=0.15)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValidationError, match=r"frames must be \(T, 3, H, W\)"):
+        extract(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValidationError, match="needs at least 3 points"):
+        fit_floor(torch.zeros(2, 3))
+    frames = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValidationError, match="depth must be"):
+        extract(frames, depth=torch.ones(2, 4, 4))
+    with pytest.raises(ValidationError, match="3 cameras for 2 frames"):
+        extract(frames, camera=[Camera.look_at([0, -3, 2], [0, 0, 0], 50, 8, 8)] * 3)
+
+
+def test_perception_runs_on_numpy_drawn_frame_pair():
+    """A frame pair (T = 2): the colour cue alone segments it."""
+    frames = torch.full((2, 3, 40, 40), 0.3)
+    frames[0, :, 10:22, 8:20] = torch.tensor([0.9, 0.9, 0.1])[:, None, None]
+    frames[1, :, 12:24, 14:26] = torch.tensor([0.9, 0.9, 0.1])[:, None, None]
+    scene = extract(frames)
+    assert len(scene) == 1
+    assert scene.assets[0].boxes_2d[1].tolist() == [14, 12, 26, 24]
+    assert np.isfinite(scene.assets[0].centers.numpy()).all()
