@@ -26,7 +26,7 @@ def _assert_same_scene(a: Scene, b: Scene):
 
 def test_same_seed_gives_bit_identical_scenes(scene):
     _assert_same_scene(scene, generate_scene(3))
-    assert not torch.equal(scene.frames, generate_scene(4).frames)
+    assert not torch.equal(scene.frames[:1], generate_scene(4, frames=[0]).frames)
 
 
 def test_frame_subset_matches_the_full_video(scene):
@@ -51,8 +51,8 @@ def test_scene_contents_and_ground_truth(scene):
         colour, shape = a.name.split(" ")
         assert colour == a.attributes["color"] and a.category == a.attributes["shape"]
         assert a.source_frame == 0 and a.masks.shape == (24, 128, 128)
-    instance = torch.stack([scene.instance_map(f) for f in range(scene.num_frames)])
-    assert torch.equal(instance, render(scene).instance)
+    instance = torch.stack([scene.instance_map(f) for f in (0, 23)])
+    assert torch.equal(instance, render(scene, frames=[0, 23]).instance)
 
 
 def _separated(a_c, a_R, a_s, b_c, b_R, b_s) -> torch.Tensor:

@@ -598,7 +598,7 @@ def _floor_albedo(world: _World, xy: Tensor) -> Tensor:
         f = torch.frac(p)
         mix = ((f < 0.06) | (f > 0.94)).any(-1).float()
     else:
-        mix = value_noise(p * 1.5, seed + 1)
+        mix = 0.7 * value_noise(p * 2.5, seed + 1)
     return world.floor_rgb + (world.floor_rgb2 - world.floor_rgb) * mix.unsqueeze(-1)
 
 

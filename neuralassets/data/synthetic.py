@@ -58,7 +58,7 @@ class GeneratorConfig:
     supersample: bool = False  # average 2x2 rays per pixel for RGB (ground truth always from pixel centres)
     fov_degrees: float = 50.0  # horizontal field of view
     placement_radius: float = 2.2  # objects' centres stay within this distance of the scene centre
-    camera_distance: tuple[float, float] = (6.0, 7.2)  # range of the camera's distance to its target (at 50 degrees)
+    camera_distance: tuple[float, float] = (5.3, 6.5)  # range of the camera's distance to its target (at 50 degrees)
     camera_elevation: tuple[float, float] = (22.0, 40.0)  # range of the camera's elevation above the floor
     camera_orbit_degrees: float = 15.0  # largest azimuth change of the camera over a video
     max_speed: float = 0.05  # largest object speed, metres per frame
