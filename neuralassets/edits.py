@@ -114,7 +114,7 @@ def _frame_list(scene: Scene, frames: FrameSelection, name: str = "frames") -> l
     T = scene.num_frames
     if frames is None:
         return list(range(T))
-    if isinstance(frames, Tensor):
+    if hasattr(frames, "tolist"):  # tensors, numpy arrays and numpy integers
         frames = frames.tolist()
     items = [frames] if isinstance(frames, int) else frames
     try:
@@ -248,7 +248,7 @@ def _scene_name(scene: Scene, name: str | None) -> str:
 
 
 def _to_json(value: Any) -> Any:
-    if isinstance(value, Tensor):
+    if hasattr(value, "tolist"):  # tensors, numpy arrays and numpy scalars
         return value.tolist()
     if isinstance(value, Camera):
         return {"K": value.K.tolist(), "R": value.R.tolist(), "t": value.t.tolist(), "width": value.width, "height": value.height}
@@ -256,8 +256,6 @@ def _to_json(value: Any) -> Any:
         return [_to_json(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _to_json(v) for k, v in value.items()}
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
     return value
 
 

@@ -3,6 +3,7 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -267,3 +268,11 @@ def test_edit_files_are_checked(tmp_path, front_scene):
     path.write_text(json.dumps([{"op": "remove", "args": {"asset_id": 9}}]))
     with pytest.raises(AssetNotFoundError, match=r"edits\[0\] \(remove\): asset id 9 is not in this scene"):
         E.apply_edits(front_scene, E.load_edits(path))
+
+
+def test_numpy_and_tensor_arguments_are_recorded_as_json(front_scene):
+    out = E.move(front_scene, np.int64(1), np.array([0.1, 0.0, 0.0]), frames=np.int64(0))
+    out = E.scale(out, 1, np.float32(1.5), frames=torch.tensor([0]))
+    assert json.loads(json.dumps(out.metadata)) == out.metadata
+    assert [e.args["frames"] for e in E.history(out)] == [0, [0]]
+    assert E.history(out)[0].args["asset_id"] == 1 and E.history(out)[1].args["factor"] == 1.5
