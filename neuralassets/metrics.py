@@ -36,25 +36,30 @@ SSIM_WINDOW = 11  # taps of the Gaussian window (kornia fixes sigma = 1.5)
 PSNR_CAP_DB = 100.0  # PSNR of identical images (an MSE of 1e-10 of the range squared)
 
 
-def _check_pair(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor | None:
+def _check_pair(pred: Tensor, target: Tensor) -> None:
     if pred.dim() != 4 or pred.shape[1] != 3 or pred.shape != target.shape:
         raise ValidationError(f"images: expected two (B, 3, H, W) tensors of one shape, got {tuple(pred.shape)} "
                               f"and {tuple(target.shape)}")
+
+
+def region_mean(values: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean of per-pixel values over channels and a region.
+
+    Args:
+        values: (B, C, H, W) float, e.g. squared errors or an :func:`ssim_map`.
+        mask: (H, W) or (B, H, W) bool, or None for the whole image.
+
+    Returns:
+        (B,) float; NaN where the mask is empty.
+    """
     if mask is None:
-        return None
-    B, _, H, W = pred.shape
+        return values.flatten(1).mean(dim=1)
+    B, _, H, W = values.shape
     mask = mask.bool()
-    if mask.dim() == 2 and tuple(mask.shape) == (H, W):
+    if tuple(mask.shape) == (H, W):
         mask = mask.expand(B, H, W)
     if tuple(mask.shape) != (B, H, W):
         raise ValidationError(f"mask: expected shape (H, W) or (B, H, W) = ({B}, {H}, {W}), got {tuple(mask.shape)}")
-    return mask
-
-
-def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean of ``(B, C, H, W)`` values over channels and the pixels of ``(B, H, W)`` mask; NaN where it is empty."""
-    if mask is None:
-        return values.flatten(1).mean(dim=1)
     weight = mask.unsqueeze(1).to(values.dtype).expand_as(values)
     count = weight.flatten(1).sum(dim=1)
     total = (values * weight).flatten(1).sum(dim=1)
@@ -72,15 +77,28 @@ def psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None, max_val: floa
     Returns:
         (B,) float dB; NaN where the mask is empty.
     """
-    mask = _check_pair(pred, target, mask)
-    mse = _masked_mean((pred.double() - target.double()) ** 2, mask)
+    _check_pair(pred, target)
+    mse = region_mean((pred.double() - target.double()) ** 2, mask)
     # The cap keeps identical images (MSE 0) finite, so per-task means stay meaningful.
     floor = max_val**2 * 10 ** (-PSNR_CAP_DB / 10)
     return (10 * torch.log10(max_val**2 / mse.clamp(min=floor))).float()
 
 
-def ssim(pred: Tensor, target: Tensor, mask: Tensor | None = None, max_val: float = 1.0) -> Tensor:
-    """Structural similarity with an 11-tap Gaussian window (sigma 1.5), reflect-padded.
+def ssim_map(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-pixel structural similarity with an 11-tap Gaussian window (sigma 1.5), reflect-padded.
+
+    Args:
+        pred, target: (B, 3, H, W) float in [0, 1].
+
+    Returns:
+        (B, 3, H, W) float32 in [-1, 1].
+    """
+    _check_pair(pred, target)
+    return kornia.metrics.ssim(pred.float(), target.float(), SSIM_WINDOW, max_val=1.0, eps=0.0)
+
+
+def ssim(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Structural similarity (:func:`ssim_map` averaged), over the image or inside a region.
 
     Inside a region it is the mean of the SSIM map over the region's pixels (the map
     itself looks at the 11x11 neighbourhood, so pixels just outside the region count).
@@ -88,14 +106,11 @@ def ssim(pred: Tensor, target: Tensor, mask: Tensor | None = None, max_val: floa
     Args:
         pred, target: (B, 3, H, W) float in [0, 1].
         mask: optional (H, W) or (B, H, W) bool region.
-        max_val: the images' dynamic range.
 
     Returns:
         (B,) float in [-1, 1]; NaN where the mask is empty.
     """
-    mask = _check_pair(pred, target, mask)
-    ssim_map = kornia.metrics.ssim(pred.double(), target.double(), SSIM_WINDOW, max_val=float(max_val), eps=0.0)
-    return _masked_mean(ssim_map, mask).float()
+    return region_mean(ssim_map(pred, target), mask)
 
 
 def region_mask(scene: Scene, asset_ids: Iterable[int], frames: Sequence[int]) -> Tensor:
@@ -192,7 +207,7 @@ class LPIPS(torch.nn.Module):
     @torch.no_grad()
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """(B, 3, H, W) float in [0, 1] pair → (B,) float distance >= 0."""
-        _check_pair(pred, target, None)
+        _check_pair(pred, target)
         total = torch.zeros(pred.shape[0])
         for lin, a, b in zip(self.lins, self._taps(pred.float()), self._taps(target.float())):
             total = total + lin((a - b) ** 2).mean(dim=(1, 2, 3))
@@ -256,21 +271,24 @@ _HOG_CELLS, _HOG_ORIENTATIONS = 4, 9  # 4x4 cells of 9 unsigned gradient orienta
 
 
 def crop_boxes(images: Tensor, boxes: Tensor, size: int = DESCRIPTOR_SIZE) -> Tensor:
-    """Resample box crops of images to a fixed square size.
+    """Resample box crops of images to a fixed square size (bilinear, ``kornia.geometry.transform.crop_and_resize``).
 
     Args:
         images: (B, 3, H, W) float.
-        boxes: (B, 4) float pixel boxes ``(x0, y0, x1, y1)``.
+        boxes: (B, 4) float pixel boxes ``(x0, y0, x1, y1)`` (pixel edges), at least one pixel wide.
         size: output side in pixels.
 
     Returns:
         (B, 3, size, size).
     """
-    import torchvision
-
-    rois = torch.cat([torch.arange(len(boxes), dtype=boxes.dtype).unsqueeze(1), boxes], dim=1)
-    return torchvision.ops.roi_align(images.float(), rois.float(), (size, size), spatial_scale=1.0,
-                                     sampling_ratio=2, aligned=True)
+    # kornia wants the first and last sample in pixel-index coordinates (pixel k's centre at k): the
+    # centres half a pixel inside the box edges, i.e. edge - 0.5 + 0.5 at the start and edge - 0.5 - 0.5 at the end.
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = (boxes[:, 2] - 1).maximum(x0), (boxes[:, 3] - 1).maximum(y0)
+    corners = torch.stack([torch.stack([x0, y0], -1), torch.stack([x1, y0], -1),
+                           torch.stack([x1, y1], -1), torch.stack([x0, y1], -1)], dim=1)
+    return kornia.geometry.transform.crop_and_resize(images.float(), corners.float(), (size, size), mode="bilinear",
+                                                     padding_mode="border", align_corners=True)
 
 
 def classical_descriptor(crops: Tensor) -> Tensor:
@@ -315,6 +333,33 @@ def classical_descriptor(crops: Tensor) -> Tensor:
     return F.normalize(torch.cat(parts, dim=1), dim=1)
 
 
+def backbone_descriptor(backbone: torch.nn.Module, grid: int = 2) -> Callable[[Tensor, Tensor], Tensor]:
+    """A learned descriptor: a model's appearance backbone RoIAligned inside each box.
+
+    Args:
+        backbone: maps (B, 3, H, W) float in [0, 1] to a (B, C, h, w) feature grid covering
+            the whole image (e.g. a pipeline's ``asset_encoder.backbone``).
+        grid: RoIAlign output cells per side; the descriptor has ``C * grid**2`` numbers.
+
+    Returns:
+        ``describe(images (B, 3, H, W), boxes (B, 4) pixels) -> (B, C * grid**2)`` for
+        :func:`appearance_similarity`.
+    """
+    import torchvision
+
+    param = next(backbone.parameters())
+
+    @torch.no_grad()
+    def describe(images: Tensor, boxes: Tensor) -> Tensor:
+        features = backbone(images.to(param)).float().cpu()
+        rois = torch.cat([torch.arange(len(boxes), dtype=torch.float32).unsqueeze(1), boxes.float()], dim=1)
+        pooled = torchvision.ops.roi_align(features, rois, (grid, grid), spatial_scale=features.shape[-1] / images.shape[-1],
+                                           sampling_ratio=2, aligned=True)
+        return pooled.flatten(1)
+
+    return describe
+
+
 def appearance_similarity(pred: Tensor, target: Tensor, boxes: Tensor,
                           describe: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
     """Cosine similarity of an object's descriptors in two images (identity preservation).
@@ -329,7 +374,7 @@ def appearance_similarity(pred: Tensor, target: Tensor, boxes: Tensor,
     Returns:
         (B,) float in [-1, 1] (1 = the same descriptor).
     """
-    _check_pair(pred, target, None)
+    _check_pair(pred, target)
     if describe is None:
         def describe(images: Tensor, b: Tensor) -> Tensor:
             return classical_descriptor(crop_boxes(images, b))
@@ -364,5 +409,5 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
     return mean, half, n
 
 
-__all__ = ["LPIPS", "appearance_similarity", "classical_descriptor", "crop_boxes", "load_lpips", "mean_ci",
-           "psnr", "region_mask", "ssim"]
+__all__ = ["LPIPS", "appearance_similarity", "backbone_descriptor", "classical_descriptor", "crop_boxes", "load_lpips", "mean_ci",
+           "psnr", "region_mask", "region_mean", "ssim", "ssim_map"]

@@ -1,0 +1,236 @@
+"""Run methods on benchmark cases and score them.
+
+:func:`run_benchmark` walks the cases seed by seed (so each generated video is rendered
+once for all tasks), gives every method the same cases, times it, and scores its images
+against the exact ground truth with :mod:`neuralassets.metrics`. It returns a
+:class:`BenchmarkResult` holding one row of numbers per (case, method), the per-task
+summaries with 95% confidence intervals, and a few example images per task for the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor
+
+from .. import geometry
+from ..errors import ValidationError
+from ..metrics import LPIPS, appearance_similarity, mean_ci, psnr, region_mean, ssim_map
+from .baselines import Method
+from .case import Case
+from .tasks import TASKS, TaskConfig, iter_cases
+
+#: Reported metrics: key -> (column title, higher is better).
+METRICS: dict[str, tuple[str, bool]] = {
+    "psnr": ("PSNR (dB)", True),
+    "ssim": ("SSIM", True),
+    "psnr_box": ("PSNR in box (dB)", True),
+    "ssim_box": ("SSIM in box", True),
+    "lpips": ("LPIPS", False),
+    "identity": ("identity sim.", True),
+    "ms_per_edit": ("ms / edit", False),
+}
+
+
+@dataclass
+class Example:
+    """Images of one case for the report's example grids.
+
+    Attributes:
+        task, index, seed: which case.
+        source: (3, H, W) float in [0, 1].
+        target: (3, H, W) float in [0, 1], the ground truth.
+        region: (H, W) bool.
+        predictions: method name -> (3, H, W) float in [0, 1].
+    """
+
+    task: str
+    index: int
+    seed: int
+    source: Tensor
+    target: Tensor
+    region: Tensor
+    predictions: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything a report needs.
+
+    Attributes:
+        config: the run's settings (JSON-serialisable).
+        methods: method names in column order.
+        tasks: task names in row order.
+        rows: one dict per (case, method): task, index, seed, method and each metric (NaN where undefined).
+        examples: a few cases per task with every method's image.
+        lpips_available: whether LPIPS weights were found (otherwise its column is "n/a").
+        descriptor: what the identity similarity is computed with.
+    """
+
+    config: dict
+    methods: list[str]
+    tasks: list[str]
+    rows: list[dict] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)
+    lpips_available: bool = False
+    descriptor: str = "classical (colour histogram + HOG)"
+
+    def summary(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        """task -> method -> metric -> {"mean", "ci95", "n"} over the task's cases."""
+        out: dict = {}
+        for task in self.tasks:
+            out[task] = {}
+            for method in self.methods:
+                rows = [r for r in self.rows if r["task"] == task and r["method"] == method]
+                out[task][method] = {}
+                for key in METRICS:
+                    mean, half, n = mean_ci(r[key] for r in rows)
+                    out[task][method][key] = {"mean": mean, "ci95": half, "n": n}
+        return out
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to run.
+
+    Attributes:
+        seeds: generator seeds of the source videos (case ``i`` uses ``seeds[i]``).
+        cases_per_task: cases per task (at most ``len(seeds)``).
+        tasks: task names, a subset of :data:`~neuralassets.benchmark.tasks.TASKS`.
+        generator_overrides: generator config fields to change (hidden-case variants).
+        examples_per_task: cases per task kept as images for the example grids.
+        seeds_per_batch: seeds whose cases go to a method in one call (batching for models).
+        split: the split the seeds came from, for the report.
+    """
+
+    seeds: Sequence[int]
+    cases_per_task: int = 200
+    tasks: Sequence[str] = TASKS
+    generator_overrides: dict = field(default_factory=dict)
+    examples_per_task: int = 3
+    seeds_per_batch: int = 4
+    split: str = "test"
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        seeds = [int(s) for s in self.seeds][: self.cases_per_task]
+        out["seeds"] = f"{seeds[0]}:{seeds[-1] + 1}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else seeds
+        out["tasks"] = list(self.tasks)
+        return out
+
+
+def target_boxes(case: Case) -> Tensor:
+    """(N, 4) float pixel boxes of the case's edited assets that are present in the target frame."""
+    boxes = []
+    for asset_id in case.edited_ids:
+        if asset_id not in case.scene.asset_ids:
+            continue  # removed
+        a, cam = case.scene.asset(asset_id), case.scene.cameras[1]
+        uv, depth = geometry.project_box(a.centers[1], a.sizes[1], a.rotations[1], cam.K, cam.R, cam.t)
+        box = geometry.bounding_box_2d(uv, case.scene.width, case.scene.height)
+        if bool((depth > 0).all()) and box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
+            boxes.append(box)
+    return torch.stack(boxes) if boxes else torch.zeros(0, 4)
+
+
+def score(cases: Sequence[Case], predictions: Tensor, lpips: LPIPS | None = None,
+          describe: Callable[[Tensor, Tensor], Tensor] | None = None) -> list[dict[str, float]]:
+    """Metrics of predictions against the cases' ground truth.
+
+    Args:
+        cases: B cases.
+        predictions: (B, 3, H, W) float in [0, 1].
+        lpips: an LPIPS module, or None (the ``lpips`` value is then NaN).
+        describe: descriptor for :func:`~neuralassets.metrics.appearance_similarity` (None = classical).
+
+    Returns:
+        B dicts with ``psnr``, ``ssim``, ``psnr_box``, ``ssim_box``, ``lpips`` and
+        ``identity`` (mean similarity over the edited objects present in the target; NaN for removal).
+    """
+    if predictions.shape[0] != len(cases):
+        raise ValidationError(f"predictions: expected {len(cases)} images, got {predictions.shape[0]}")
+    targets = torch.stack([c.target for c in cases])
+    regions = torch.stack([c.region for c in cases])
+    preds = predictions.float().clamp(0, 1)
+    similarity = ssim_map(preds, targets)
+    values = {
+        "psnr": psnr(preds, targets), "ssim": region_mean(similarity),
+        "psnr_box": psnr(preds, targets, regions), "ssim_box": region_mean(similarity, regions),
+        "lpips": lpips(preds, targets) if lpips is not None else torch.full((len(cases),), float("nan")),
+    }
+    identity = []
+    for i, case in enumerate(cases):
+        boxes = target_boxes(case)
+        if len(boxes) == 0:
+            identity.append(float("nan"))
+            continue
+        n = len(boxes)
+        sims = appearance_similarity(preds[i:i + 1].expand(n, -1, -1, -1), targets[i:i + 1].expand(n, -1, -1, -1),
+                                     boxes, describe)
+        identity.append(float(sims.mean()))
+    return [{**{k: float(v[i]) for k, v in values.items()}, "identity": identity[i]} for i in range(len(cases))]
+
+
+def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPIPS | None = None,
+                  describe: Callable[[Tensor, Tensor], Tensor] | None = None, descriptor: str | None = None,
+                  progress: Callable[[str], None] | None = None) -> BenchmarkResult:
+    """Run every method on every case and score it.
+
+    Args:
+        methods: the methods (their ``name`` s must differ).
+        config: seeds, tasks and sizes.
+        lpips: LPIPS module when its weights are available.
+        describe: identity descriptor (None = the classical one); ``descriptor`` names it in the report.
+        progress: called with a line of text after each batch of seeds.
+
+    Returns:
+        A :class:`BenchmarkResult`.
+    """
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ValidationError(f"methods: names must differ, got {names}")
+    result = BenchmarkResult(config.to_json(), names, list(config.tasks), lpips_available=lpips is not None)
+    if descriptor is not None:
+        result.descriptor = descriptor
+    elapsed = dict.fromkeys(names, 0.0)
+    start, done = time.perf_counter(), 0
+    batch: list[Case] = []
+    seeds_in_batch = 0
+    total = min(config.cases_per_task, len(config.seeds))
+
+    def flush() -> None:
+        for task in config.tasks:
+            cases = [c for c in batch if c.task == task]
+            if not cases:
+                continue
+            examples = [Example(c.task, c.index, c.seed, c.source, c.target, c.region) for c in cases
+                        if c.index < config.examples_per_task]
+            for method in methods:
+                t0 = time.perf_counter()
+                preds = method.predict(cases)
+                seconds = time.perf_counter() - t0
+                elapsed[method.name] += seconds
+                for case, values in zip(cases, score(cases, preds, lpips, describe)):
+                    result.rows.append({"task": task, "index": case.index, "seed": case.seed, "method": method.name,
+                                        **values, "ms_per_edit": 1000 * seconds / len(cases)})
+                for example in examples:
+                    example.predictions[method.name] = preds[[c.index for c in cases].index(example.index)]
+            result.examples.extend(examples)
+        batch.clear()
+
+    task_config = TaskConfig(config.seeds, config.generator_overrides)
+    for cases in iter_cases(task_config, config.tasks, config.cases_per_task):
+        batch.extend(cases)
+        seeds_in_batch += 1
+        done += 1
+        if seeds_in_batch >= config.seeds_per_batch or done == total:
+            flush()
+            seeds_in_batch = 0
+            if progress is not None:
+                timing = ", ".join(f"{n} {1000 * elapsed[n] / max(1, done * len(config.tasks)):.0f} ms" for n in names)
+                progress(f"{done}/{total} seeds, {time.perf_counter() - start:.0f} s ({timing} per edit)")
+    result.config["seconds"] = round(time.perf_counter() - start, 1)
+    return result
