@@ -101,3 +101,14 @@ def test_rotate_with_three_angles(folders, simple_scene):
     assert main(["edit", str(folders / "scene"), "--out", str(folders / "out"), "--rotate", "1:10,20,30"]) == 0
     turn = G.euler_to_matrix(*torch.tensor([10.0, 20.0, 30.0]).deg2rad())
     assert torch.allclose(Scene.load(folders / "out").asset(1).rotations, turn @ simple_scene.asset(1).rotations, atol=1e-6)
+
+
+def test_render_with_a_model_folder(folders, capsys):
+    from test_models import tiny_pipeline
+
+    tiny_pipeline().save_pretrained(folders / "tiny")
+    assert main(["edit", str(folders / "scene"), "--out", str(folders / "out"), "--move", "2:0.1,0,0", "--render",
+                 "--weights", str(folders / "tiny"), "--steps", "2", "--target-frame", "1"]) == 0
+    image = np.asarray(Image.open(folders / "out" / "render.png"))
+    assert image.shape == (32, 32, 3) and image.std() > 0  # the tiny model's square size, not a blank image
+    assert "render.png: frame 1 rendered by the model" in capsys.readouterr().out
