@@ -20,6 +20,15 @@ TINY = ModelConfig(
     denoiser=DenoiserConfig(num_layers=2, num_heads=2, head_dim=16))
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are overhead-bound: one thread is as fast, and far faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_pipeline(config: ModelConfig = TINY, seed: int = 0) -> NeuralAssetsPipeline:
     torch.manual_seed(seed)
     return NeuralAssetsPipeline.from_config(config)

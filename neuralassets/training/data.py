@@ -18,11 +18,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError
+from ..models.config import from_dict
 from .config import DataConfig
 
 
-def build_pair_dataset(config: DataConfig, max_objects: int) -> tuple[Dataset, Callable]:
+def build_pair_dataset(config: DataConfig, max_objects: int, image_size: int) -> tuple[Dataset, Callable]:
     """The training pairs named by ``config`` and their collate function.
+
+    Synthetic pairs are rendered at ``image_size`` unless ``generator_config`` sets another size.
 
     Returns:
         a dataset of ``(Conditioning, target (3, H, W))`` and ``collate(items) -> (Conditioning, (B, 3, H, W))``.
@@ -37,7 +40,11 @@ def build_pair_dataset(config: DataConfig, max_objects: int) -> tuple[Dataset, C
     if config.source == "shards":
         dataset = pairs.ShardedPairDataset(config.shard_folder)
     else:
-        dataset = pairs.FramePairDataset("train", config.length, max_objects, config.generator_config)
+        from ..data.synthetic import GeneratorConfig
+
+        generator = from_dict(GeneratorConfig, {"image_size": image_size, **(config.generator_config or {})},
+                              "data.generator_config")
+        dataset = pairs.FramePairDataset("train", config.length, max_objects, generator)
     return dataset, pairs.collate_pairs
 
 

@@ -77,7 +77,7 @@ class Trainer:
         self.output_dir = Path(config.output_dir)
         self.log_path = self.output_dir / "log.jsonl"
         if dataset is None:
-            dataset, collate_fn = build_pair_dataset(config.data, config.model.max_objects)
+            dataset, collate_fn = build_pair_dataset(config.data, config.model.max_objects, config.model.image_size)
         elif collate_fn is None:
             raise ConfigError("collate_fn: required when a dataset is passed")
         self.pairs, self.collate = dataset, collate_fn

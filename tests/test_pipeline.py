@@ -1,0 +1,122 @@
+"""NeuralAssetsPipeline: determinism, save/load, weights errors and settings validation (tiny random model)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from test_models import TINY, one_thread, tiny_pipeline  # noqa: F401 (one_thread: autouse fixture)
+
+from neuralassets.conditioning import conditioning_from_scene
+from neuralassets.errors import ValidationError, WeightsError
+from neuralassets.pipelines import NeuralAssetsPipeline
+from neuralassets.pipelines import neural_assets as module
+
+
+def seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_same_seed_same_image_and_output_types(simple_scene):
+    pipe = tiny_pipeline()
+    a = pipe(simple_scene, target_frame=2, generator=seeded(5)).images
+    assert a.shape == (1, 3, 32, 32) and a.dtype == torch.float32 and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, pipe(simple_scene, target_frame=-1, generator=seeded(5)).images)
+    assert not torch.equal(a, pipe(simple_scene, target_frame=2, generator=seeded(6)).images)
+    arr = pipe(simple_scene, generator=seeded(5), output_type="np").images
+    assert arr.shape == (1, 32, 32, 3) and arr.dtype == np.uint8
+    assert np.array_equal(arr[0], (a[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    pil = pipe(simple_scene, generator=seeded(5), output_type="pil").images
+    assert pil[0].size == (32, 32) and pil[0].mode == "RGB"
+
+
+def test_fixed_initial_noise_equals_seeded_noise(simple_scene):
+    pipe = tiny_pipeline()
+    noise = torch.randn(1, 4, 16, 16, generator=seeded(9))
+    assert torch.equal(pipe(simple_scene, latents=noise).images, pipe(simple_scene, generator=seeded(9)).images)
+
+
+def test_render_batches_like_single_calls(simple_scene):
+    pipe = tiny_pipeline()
+    conds = [conditioning_from_scene(simple_scene, t, 3) for t in (0, 2)]
+    noise = torch.randn(2, 4, 16, 16, generator=seeded(1))
+    from neuralassets.conditioning import Conditioning
+
+    both = pipe.render(Conditioning.collate(conds), latents=noise)
+    one = pipe.render(conds[1], latents=noise[1:])
+    assert both.shape == (2, 3, 32, 32)
+    assert torch.allclose(both[1:], one, atol=1e-5)
+
+
+def test_save_load_bit_identical(tmp_path, simple_scene):
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "p")
+    index = json.loads((tmp_path / "p" / "model_index.json").read_text())
+    assert index["format_version"] == 1 and index["image_size"] == 32 and index["max_objects"] == 3
+    assert index["scheduler"] == ["diffusers", "FlowMatchEulerDiscreteScheduler"]
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pt"))
+    loaded = NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+    a = pipe(simple_scene, generator=seeded(2)).images
+    assert torch.equal(a, loaded(simple_scene, generator=seeded(2)).images)
+    # the vae folder is a plain diffusers AutoencoderKL folder
+    from diffusers import AutoencoderKL
+
+    assert AutoencoderKL.from_pretrained(tmp_path / "p" / "vae").config.latent_channels == 4
+
+
+def test_bf16_storage_upcasts_on_load(tmp_path, simple_scene):
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "p", dtype=torch.bfloat16)
+    stored = load_file(str(tmp_path / "p" / "denoiser" / "model.safetensors"))
+    assert {v.dtype for v in stored.values()} == {torch.bfloat16}
+    loaded = NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+    assert all(p.dtype == torch.float32 for p in loaded.denoiser.parameters())
+    a, b = pipe(simple_scene, generator=seeded(2)).images, loaded(simple_scene, generator=seeded(2)).images
+    assert (a - b).abs().mean() < 0.05
+
+
+def test_mismatched_weights_name_the_tensor(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "p")
+    path = tmp_path / "p" / "asset_encoder" / "model.safetensors"
+    tensors = load_file(str(path))
+    tensors["null_tokens"] = torch.zeros(5, 32)
+    save_file(tensors, str(path))
+    with pytest.raises(WeightsError, match=r"null_tokens.*\(5, 32\).*\(2, 32\)"):
+        NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+    del tensors["null_tokens"]
+    save_file(tensors, str(path))
+    with pytest.raises(WeightsError, match="missing tensor.*null_tokens"):
+        NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+    path.write_bytes(b"truncated")
+    with pytest.raises(WeightsError, match="cannot read"):
+        NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+
+
+def test_missing_default_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(module, "DEFAULT_WEIGHTS", tmp_path / "weights")
+    with pytest.raises(WeightsError, match="neuralassets train --config configs/default_ae.yaml"):
+        NeuralAssetsPipeline.from_pretrained()
+    with pytest.raises(WeightsError, match="model_index.json missing"):
+        NeuralAssetsPipeline.from_pretrained(tmp_path)
+    with pytest.raises(WeightsError, match="no such pipeline folder"):
+        NeuralAssetsPipeline.from_pretrained(tmp_path / "nothing" / "here")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_inference_steps": 0}, "num_inference_steps"),
+    ({"num_inference_steps": 2.5}, "num_inference_steps"),
+    ({"guidance_scale": -1.0}, "guidance_scale"),
+    ({"guidance_scale": float("nan")}, "guidance_scale"),
+    ({"output_type": "jpeg"}, "output_type"),
+    ({"target_frame": 3}, "target_frame"),
+    ({"latents": torch.zeros(1, 4, 8, 8)}, "latents"),
+])
+def test_invalid_settings_raise_validation_errors(simple_scene, kwargs, match):
+    with pytest.raises(ValidationError, match=match):
+        tiny_pipeline()(simple_scene, **kwargs)
+
+
+def test_too_many_slots_rejected(simple_scene):
+    cond = conditioning_from_scene(simple_scene, 1, TINY.max_objects + 1)
+    with pytest.raises(ValidationError, match="object slots"):
+        tiny_pipeline().render(cond)

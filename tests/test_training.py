@@ -1,0 +1,174 @@
+"""Trainer: configs, checkpoints, overfitting, exact resume and multi-process training (tiny models)."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from test_models import TINY, one_thread  # noqa: F401 (one_thread: autouse fixture)
+
+from neuralassets.conditioning import conditioning_from_scene
+from neuralassets.errors import ConfigError, WeightsError
+from neuralassets.models import build_components
+from neuralassets.training import Trainer, load_config
+from neuralassets.training.checkpoint import (
+    flatten_optimizer_state,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
+from neuralassets.training.data import ResumableBatchSampler
+from neuralassets.training.objectives import ConditionalDenoiser, DiffusionObjective
+from neuralassets.training.trainer import learning_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_YAML = ROOT / "configs" / "tiny.yaml"
+
+
+def tiny_config(tmp_path, **overrides):
+    return load_config(TINY_YAML, output_dir=str(tmp_path / "run"), **overrides)
+
+
+def test_shipped_configs_load():
+    for name in ("tiny", "default_ae", "default_denoiser"):
+        config = load_config(ROOT / "configs" / f"{name}.yaml")
+        assert config.max_steps >= 1
+    assert load_config(ROOT / "configs" / "default_ae.yaml").stage == "autoencoder"
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: denoiser\noptim:\n  lrr: 0.1\nmodel:\n  denoiser:\n    widht: 3\n")
+    with pytest.raises(ConfigError, match=r"optim\.lrr"):
+        load_config(bad)
+    bad.write_text("stage: diffusion\n")
+    with pytest.raises(ConfigError, match="stage"):
+        load_config(bad)
+    bad.write_text("optim: [1, 2]\n")
+    with pytest.raises(ConfigError, match="optim: expected a mapping"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_learning_rate_schedule(tmp_path):
+    c = tiny_config(tmp_path, max_steps=105)  # lr 1e-3, warm-up 5, min ratio 0.1
+    assert learning_rate(0, c) == pytest.approx(2e-4)
+    assert learning_rate(4, c) == pytest.approx(1e-3)
+    assert learning_rate(55, c) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert learning_rate(105, c) == pytest.approx(1e-4)
+
+
+def test_batch_sampler_is_resumable_and_sharded():
+    full = ResumableBatchSampler(10, 3, seed=1)
+    first = [b for _, b in zip(range(8), full)]
+    assert sorted(sum(first[:3], []) + [first[3][0]]) == list(range(10))  # each epoch is a permutation
+    resumed = ResumableBatchSampler(10, 3, seed=1, start_batch=5)
+    assert [b for _, b in zip(range(3), resumed)] == first[5:8]
+    ranks = [ResumableBatchSampler(10, 3, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    assert next(iter(ranks[0])) + next(iter(ranks[1])) == first[0] + first[1]
+
+
+def test_optimizer_state_round_trips_through_checkpoint(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    tensors, meta = flatten_optimizer_state(opt.state_dict())
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, tensors, {"optimizer": meta}, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002.safetensors", "step_00000003.safetensors"]
+    assert not list(tmp_path.glob("*.tmp"))
+    loaded, loaded_meta = load_checkpoint(tmp_path / "step_00000003.safetensors")
+    assert loaded_meta["step"] == 3
+    opt2 = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.5)
+    opt2.load_state_dict(unflatten_optimizer_state(loaded, loaded_meta["optimizer"]))
+    assert opt2.param_groups[0]["lr"] == 0.1
+    for a, b in zip(opt.state.values(), opt2.state.values()):
+        assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"]) and float(a["step"]) == float(b["step"])
+    (tmp_path / "step_00000003.safetensors").write_bytes(b"x" * 20)
+    with pytest.raises(WeightsError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "step_00000003.safetensors")
+
+
+def test_tiny_denoiser_overfits_a_fixed_batch(simple_scene):
+    torch.manual_seed(0)
+    c = build_components(replace(TINY, asset_encoder=replace(TINY.asset_encoder, spatial_channels=0)))
+    model = ConditionalDenoiser(c.asset_encoder, c.denoiser)
+    objective = DiffusionObjective(c.scheduler, cfg_drop_prob=0.0)
+    from neuralassets.conditioning import Conditioning
+
+    cond = Conditioning.collate([conditioning_from_scene(simple_scene, t, 3, source_frame=0) for t in (1, 2)])
+    latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    losses = []
+    for _ in range(250):
+        loss = objective(model, latents, cond, torch.Generator().manual_seed(2))  # same noise and level: a fixed batch
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10
+
+
+def test_trainer_resume_reproduces_uninterrupted_run(tmp_path):
+    full = Trainer(tiny_config(tmp_path / "a", max_steps=6, log_every=1, checkpoint_every=3))
+    losses = full.train()
+    assert len(losses) == 6
+    part = Trainer(tiny_config(tmp_path / "b", max_steps=3, log_every=1, checkpoint_every=3))
+    assert part.train() == pytest.approx(losses[:3], rel=1e-6)
+    resumed = Trainer(tiny_config(tmp_path / "b", max_steps=6, log_every=1, checkpoint_every=3))
+    assert resumed.step == 3
+    assert resumed.train() == pytest.approx(losses[3:], rel=1e-5, abs=1e-6)
+    run = tmp_path / "b" / "run"
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert (run / "loss.png").is_file() and (run / "samples" / "step_00000006.png").is_file()
+    from neuralassets.pipelines import NeuralAssetsPipeline
+
+    pipe = NeuralAssetsPipeline.from_pretrained(run / "pipeline")
+    assert pipe.render(full.pairs[0][0], generator=torch.Generator().manual_seed(0)).shape == (1, 3, 32, 32)
+    # a weights-only start takes the weights, not the step or the optimiser
+    fresh = Trainer(tiny_config(tmp_path / "c", max_steps=1, init_from=str(run / "pipeline")))
+    assert fresh.step == 0 and not fresh.optimizer.state
+    ema = fresh.ema.shadow["denoiser.model.proj_out.weight"]
+    assert torch.equal(ema, pipe.denoiser.state_dict()["model.proj_out.weight"])
+
+
+def test_autoencoder_stage_exports_a_scaled_vae(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, stage="autoencoder", max_steps=2, checkpoint_every=2))
+    trainer.train()
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(tmp_path / "run" / "autoencoder")
+    assert vae.config.scaling_factor != 1.0 and vae.config.latent_channels == 4
+    with pytest.raises(WeightsError, match="'autoencoder' checkpoint cannot resume the 'denoiser'"):
+        Trainer(tiny_config(tmp_path, max_steps=2))
+
+
+def test_cli_trains_and_resumes(tmp_path):
+    from neuralassets.cli import main
+
+    out = str(tmp_path / "cli")
+    assert main(["train", "--config", str(TINY_YAML), "--output-dir", out, "--max-steps", "2"]) == 0
+    assert [p.name for p in list_checkpoints(Path(out) / "checkpoints")] == ["step_00000002.safetensors"]
+    assert main(["train", "--config", str(TINY_YAML), "--output-dir", str(tmp_path / "none"), "--resume"]) == 2
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "neuralassets.cli", "train", "--config", str(TINY_YAML),
+           "--output-dir", str(tmp_path / "run"), "--max-steps", "4"]
+    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    checkpoints = [r for r in records if "checkpoint" in r]
+    assert [r["step"] for r in checkpoints] == [4] and checkpoints[0]["ranks_in_sync"] is True  # written once
+    _, meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000004.safetensors")
+    assert meta["world_size"] == 2
