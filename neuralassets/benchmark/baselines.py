@@ -33,6 +33,8 @@ from .case import Case
 INPAINT_RADIUS = 3  # pixels Telea looks around each hole pixel
 HOLE_DILATION = 1  # pixels the hole grows by, so anti-aliased object edges are inpainted too
 STATIC_TOLERANCE = 0.25  # pixels an object's projected corners may move and still count as static
+MIN_FACE_AREA = 4.0  # square pixels a box face must cover in both views to define the warp
+UPRIGHT_PREFERENCE = 0.25  # weight of a floor-parallel face's area against an upright face's when choosing the warp
 
 
 class Method:
@@ -72,11 +74,12 @@ _FACES = tuple((axis, side, tuple(c for c in (0, 1, 3, 2, 4, 5, 7, 6) if (c >> a
 
 @dataclass
 class _BoxView:
-    """A box seen by a camera: (8, 2) pixel corners, mean depth, and which faces face the camera."""
+    """A box seen by a camera: (8, 2) pixel corners, mean depth, which faces face the camera and which stand upright."""
 
     corners: np.ndarray
     depth: float
     visible_faces: list[bool]
+    upright_faces: list[bool]
 
 
 def _box_view(scene: Scene, asset_id: int, frame: int) -> _BoxView | None:
@@ -87,12 +90,13 @@ def _box_view(scene: Scene, asset_id: int, frame: int) -> _BoxView | None:
     if bool((depth <= 0).any()):
         return None
     eye = cam.center
-    visible = []
+    visible, upright = [], []
     for axis, side, _ in _FACES:
         normal = rotation[:, axis] * (1.0 if side else -1.0)
         face_centre = center + normal * size[axis] / 2
         visible.append(float(normal @ (eye - face_centre)) > 0)
-    return _BoxView(uv.double().numpy(), float(depth.mean()), visible)
+        upright.append(abs(float(normal[2])) < 0.5)
+    return _BoxView(uv.double().numpy(), float(depth.mean()), visible, upright)
 
 
 def _quad_area(points: np.ndarray) -> float:
@@ -117,30 +121,32 @@ def _warp(src: _BoxView, dst: _BoxView) -> np.ndarray:
 
     A box face seen in both views is a plane, so its four corners give an exact
     homography for that face (``cv2.getPerspectiveTransform``); the face that is largest
-    in both views is used. When no face is seen in both (e.g. turned upside down) or the
+    in both views is used, upright faces first. When no face is seen in both (e.g. turned upside down) or the
     homography folds or blows up the object, the 2D bounds of the projected box are
     mapped onto each other instead.
     """
     if np.abs(src.corners - dst.corners).max() <= STATIC_TOLERANCE:
         return np.eye(3)
     fallback = _box_to_box(src.corners, dst.corners)
-    best, best_area = None, 0.0
-    for (_, _, idx), seen_src, seen_dst in zip(_FACES, src.visible_faces, dst.visible_faces):
+    best, best_score = None, 0.0
+    for (_, _, idx), seen_src, seen_dst, upright in zip(_FACES, src.visible_faces, dst.visible_faces, src.upright_faces):
         if seen_src and seen_dst:
             area = min(abs(_quad_area(src.corners[list(idx)])), abs(_quad_area(dst.corners[list(idx)])))
-            if area > best_area:
-                best, best_area = list(idx), area
-    if best is None or best_area < 4.0:
+            # An upright face carries the object's silhouette; a floor-parallel one shears it under translation.
+            score = area * (1.0 if upright else UPRIGHT_PREFERENCE)
+            if area >= MIN_FACE_AREA and score > best_score:
+                best, best_score = list(idx), score
+    if best is None:
         return fallback
     homography = cv2.getPerspectiveTransform(src.corners[best].astype(np.float32), dst.corners[best].astype(np.float32))
-    # Sanity: the whole source box must map in front of the homography's horizon to a similar size.
+    # Sanity: the whole source box must map in front of the homography's horizon to about the target's width and height.
     mapped = np.concatenate([src.corners, np.ones((8, 1))], axis=1) @ homography.T
     if not np.isfinite(mapped).all() or (mapped[:, 2] <= 1e-6).any():
         return fallback
     mapped = mapped[:, :2] / mapped[:, 2:]
     (mx0, my0, mx1, my1), (dx0, dy0, dx1, dy1) = _bounds(mapped), _bounds(dst.corners)
-    ratio = ((mx1 - mx0) * (my1 - my0)) / max((dx1 - dx0) * (dy1 - dy0), 1e-6)
-    return homography if 0.5 <= ratio <= 2.0 else fallback
+    ratios = np.array([(mx1 - mx0) / max(dx1 - dx0, 1e-6), (my1 - my0) / max(dy1 - dy0, 1e-6)])
+    return homography if ((ratios >= 0.5) & (ratios <= 2.0)).all() else fallback
 
 
 def _object_mask(scene: Scene, asset_id: int, frame: int) -> np.ndarray:

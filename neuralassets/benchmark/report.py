@@ -29,7 +29,9 @@ def _cell(stats: dict[str, float], key: str, lpips_available: bool) -> str:
     mean, half = stats["mean"], stats["ci95"]
     if stats["n"] == 0 or math.isnan(mean):
         return "–"
-    digits = 0 if key == "ms_per_edit" else (2 if key.startswith("psnr") else 3)
+    if key == "ms_per_edit":
+        return f"{mean:.0f}"  # measured per batch, so a per-case interval would be meaningless
+    digits = 2 if key.startswith("psnr") else 3
     return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 

@@ -1,0 +1,13 @@
+"""The pose-edit benchmark: tasks built from held-out synthetic scenes, methods, harness and report.
+
+See ``benchmarks/pose_edit.py`` (or ``neuralassets bench``) for the command line.
+"""
+
+from .baselines import CopyPasteMethod, IdentityMethod, Method, PipelineMethod, VAECeilingMethod
+from .case import Case
+from .harness import BenchmarkConfig, BenchmarkResult, run_benchmark
+from .report import write_report
+from .tasks import TASKS
+
+__all__ = ["TASKS", "BenchmarkConfig", "BenchmarkResult", "Case", "CopyPasteMethod", "IdentityMethod", "Method",
+           "PipelineMethod", "VAECeilingMethod", "run_benchmark", "write_report"]
