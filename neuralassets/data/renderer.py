@@ -467,15 +467,23 @@ def _cast_against_objects(objects: _Objects, frame: Tensor, obj: Tensor, origin:
     return t, part[best], q, q_dir[best], face[best]
 
 
-def _camera_rays(K: Tensor, R: Tensor, t: Tensor, px: Tensor, py: Tensor, frame: Tensor) -> tuple[Tensor, Tensor]:
-    """World origins and unit directions (E, 3) of the rays through pixel centres (px + .5, py + .5)."""
-    Kf = K[frame]
-    x = (px.float() + 0.5 - Kf[:, 0, 2]) / Kf[:, 0, 0]
-    y = (py.float() + 0.5 - Kf[:, 1, 2]) / Kf[:, 1, 1]
+def _camera_rays(K: Tensor, R: Tensor, t: Tensor, px: Tensor, py: Tensor, frame: Tensor | None) -> tuple[Tensor, Tensor]:
+    """World origins and unit directions (E, 3) of the rays through pixel centres (px + .5, py + .5).
+
+    With ``frame`` (E,) the pixels are arbitrary candidates; with ``frame=None`` px, py (P,)
+    are taken in every frame (E = F * P) and the cameras are broadcast instead of gathered.
+    Both paths do the same arithmetic, so a pixel's ray is bit-identical either way.
+    """
+    if frame is None:
+        K, R, t = K[:, None], R[:, None], t[:, None]
+    else:
+        K, R, t = K[frame], R[frame], t[frame]
+    x = (px.float() + 0.5 - K[..., 0, 2]) / K[..., 0, 0]
+    y = (py.float() + 0.5 - K[..., 1, 2]) / K[..., 1, 1]
     cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)
-    direction = _normalize(_matvec_t(R[frame], cam))
-    origin = -_matvec_t(R[frame], t[frame])
-    return origin, direction
+    direction = _normalize(_matvec_t(R, cam))
+    origin = -_matvec_t(R, t)
+    return origin.expand_as(direction).reshape(-1, 3), direction.reshape(-1, 3)
 
 
 @dataclass
@@ -499,8 +507,8 @@ def _trace(objects: _Objects, world: _World, K: Tensor, R: Tensor, t: Tensor, he
     num_frames, num_objects = K.shape[0], len(objects.ids)
     HW = height * width
     frame = torch.arange(num_frames).repeat_interleave(HW)
-    pix = torch.arange(HW).repeat(num_frames)
-    origin, direction = _camera_rays(K, R, t, pix % width, pix // width, frame)
+    pix = torch.arange(HW)
+    origin, direction = _camera_rays(K, R, t, pix % width, pix // width, None)
 
     # Floor (z = 0) and the room's cylinder wall (the camera is inside the room).
     dz = direction[:, 2]
@@ -630,31 +638,38 @@ def _dot2(v: Tensor) -> Tensor:
     return v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1]
 
 
-def _shadowed(objects: _Objects, world: _World, frame: Tensor, points: Tensor) -> Tensor:
-    """(M,) bool: True where the ray from ``points`` (M, 3) towards the light hits an object."""
-    num_objects = len(objects.ids)
-    if num_objects == 0 or len(points) == 0:
-        return torch.zeros(len(points), dtype=torch.bool)
+def _shadowed(objects: _Objects, world: _World, points: Tensor, receives: Tensor) -> Tensor:
+    """Which points see no light.
+
+    Args:
+        points: (F * P, 3) world points, P per frame, frame-major.
+        receives: (F * P,) bool, the points to test (others are returned False).
+
+    Returns:
+        (F * P,) bool, True where the ray from the point towards the light hits an object.
+    """
+    num_frames, num_objects = objects.centers.shape[:2]
+    shadowed = torch.zeros(len(points), dtype=torch.bool)
+    if num_objects == 0 or not bool(receives.any()):
+        return shadowed
     L = world.light_dir
     helper = torch.tensor([1.0, 0.0, 0.0]) if abs(float(L[0])) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
     u = _normalize(torch.linalg.cross(L, helper))
-    v = torch.linalg.cross(L, u)
-    basis = torch.stack([u, v, L])  # rows: light-space axes
+    basis = torch.stack([u, torch.linalg.cross(L, u), L])  # rows: light-space axes, the last along the light
     corners = geometry.box_corners(objects.centers, objects.sizes, objects.rotations)  # (F, O, 8, 3)
-    light_corners = corners @ basis.T  # (F, O, 8, 3)
-    lo, hi = light_corners.amin(-2), light_corners.amax(-2)  # (F, O, 3)
-    p = points @ basis.T  # (M, 3)
-    lo_f, hi_f = lo[frame], hi[frame]  # (M, O, 3)
-    # A point can be shadowed by an object only if it lies inside the object's light-space
-    # footprint and below the object's highest point along the light.
-    candidate = ((p[:, None, :2] >= lo_f[..., :2]) & (p[:, None, :2] <= hi_f[..., :2])).all(-1) & (p[:, None, 2] < hi_f[..., 2])
-    point_index, obj = candidate.nonzero(as_tuple=True)
+    light_corners = _matvec(basis, corners)
+    lo, hi = light_corners.amin(-2)[:, None], light_corners.amax(-2)[:, None]  # (F, 1, O, 3)
+    p = _matvec(basis, points).view(num_frames, -1, 1, 3)
+    # A point can be shadowed by an object only inside the object's footprint seen from the
+    # light, and only if it lies below the object's highest point along the light.
+    candidate = ((p[..., 0] >= lo[..., 0]) & (p[..., 0] <= hi[..., 0]) & (p[..., 1] >= lo[..., 1])
+                 & (p[..., 1] <= hi[..., 1]) & (p[..., 2] < hi[..., 2]) & receives.view(num_frames, -1, 1))
+    point_index, obj = candidate.view(len(points), num_objects).nonzero(as_tuple=True)
     if len(point_index) == 0:
-        return torch.zeros(len(points), dtype=torch.bool)
-    direction = L.expand(len(point_index), 3)
-    t, *_ = _cast_against_objects(objects, frame[point_index], obj, points[point_index], direction, 0.0)
-    hit = torch.isfinite(t)
-    return torch.zeros(len(points), dtype=torch.bool).index_fill(0, point_index[hit], True)
+        return shadowed
+    frame = torch.div(point_index, len(points) // num_frames, rounding_mode="floor")
+    t, *_ = _cast_against_objects(objects, frame, obj, points[point_index], L.expand(len(point_index), 3), 0.0)
+    return shadowed.index_fill(0, point_index[torch.isfinite(t)], True)
 
 
 def _shade(objects: _Objects, world: _World, trace: _Trace, shadows: bool) -> Tensor:
@@ -691,9 +706,7 @@ def _shade(objects: _Objects, world: _World, trace: _Trace, shadows: bool) -> Te
     light = torch.zeros_like(t)
     light[receives] = 1.0
     if shadows:
-        idx = receives.nonzero(as_tuple=True)[0]
-        start = points[idx] + _SHADOW_OFFSET * normal[idx]
-        light[idx[_shadowed(objects, world, frame_of_ray[idx], start)]] = 0.0
+        light[_shadowed(objects, world, points + _SHADOW_OFFSET * normal, receives)] = 0.0
     diffuse = world.ambient + world.light_intensity * lit_side * light
     half_vec = _normalize(L - trace.direction)
     highlight = specular * light * _dot(normal, half_vec).clamp(min=0) ** 40
