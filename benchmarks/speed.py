@@ -59,7 +59,70 @@ def generator_section(quick: bool = False) -> list[dict]:
     return rows
 
 
-SECTIONS = {"generator": generator_section}
+def model_section(quick: bool = False) -> list[dict]:
+    """The default model (configs/default_denoiser.yaml; shipped weights when present, else random ones):
+    parameters, denoiser-stage training samples/s, ms per guided denoising step, end-to-end ms per
+    128x128 image at several step counts, peak RSS; fp32 and bf16 autocast, and the UNet alternative."""
+    import resource
+    from dataclasses import replace
+    from pathlib import Path
+
+    from neuralassets.conditioning import Conditioning
+    from neuralassets.data.pairs import FramePairDataset
+    from neuralassets.models import DenoiserConfig, build_components
+    from neuralassets.pipelines import NeuralAssetsPipeline
+    from neuralassets.pipelines.neural_assets import DEFAULT_WEIGHTS
+    from neuralassets.training import load_config
+    from neuralassets.training.objectives import ConditionalDenoiser, DiffusionObjective
+
+    model_config = load_config(Path(__file__).resolve().parents[1] / "configs" / "default_denoiser.yaml").model
+    model_config = replace(model_config, autoencoder=replace(model_config.autoencoder, pretrained=None))
+    repeats = 1 if quick else 3
+    pairs = FramePairDataset("val", 32, model_config.max_objects)
+    batch = Conditioning.collate([pairs[i][0] for i in range(32)])
+    rows = []
+    candidates = [("SD3 transformer 6x256, patch 2 (default)", model_config.denoiser)]
+    if not quick:
+        candidates.append(("UNet (64,128,256), cross-attention", DenoiserConfig(kind="unet")))
+    for name, denoiser_config in candidates:
+        c = build_components(replace(model_config, denoiser=denoiser_config))
+        model = ConditionalDenoiser(c.asset_encoder, c.denoiser)
+        objective = DiffusionObjective(c.scheduler, 0.1)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        latents = torch.randn(32, c.vae.config.latent_channels, 16, 16)
+        params = sum(p.numel() for p in model.denoiser.parameters()) / 1e6
+        for autocast in (False, True):
+            def train_step():
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):  # noqa: B023
+                    loss = objective(model, latents, batch, torch.Generator().manual_seed(0))  # noqa: B023
+                optimizer.zero_grad()  # noqa: B023
+                loss.backward()
+                optimizer.step()  # noqa: B023
+
+            seconds = _best_of(train_step, repeats)
+            pipe = NeuralAssetsPipeline.from_components(c)
+            pipe.autocast_dtype = torch.bfloat16 if autocast else None
+            tokens = pipe.encode_tokens(pipe.fit_conditioning(Conditioning.collate([pairs[0][0]])), 2.0)
+            noise = pipe.prepare_latents(1, torch.Generator().manual_seed(0))
+            step_seconds = _best_of(lambda: pipe.denoise(noise, tokens, 1, 2.0), repeats * 3)  # noqa: B023
+            rows.append({"what": f"{name}, {params:.1f}M params, {'bf16 autocast' if autocast else 'fp32'}",
+                         "value": f"train {32 / seconds:.1f} samples/s (batch 32); {1000 * step_seconds:.1f} ms per guided step"})
+    pipe = NeuralAssetsPipeline.from_pretrained() if (DEFAULT_WEIGHTS / "model_index.json").is_file() else \
+        NeuralAssetsPipeline.from_config(model_config)
+    sizes = {n: sum(p.numel() for p in getattr(pipe, n).parameters()) / 1e6 for n in ("vae", "asset_encoder", "denoiser")}
+    rows.append({"what": "parameters (M)", "value": ", ".join(f"{n} {v:.2f}" for n, v in sizes.items())})
+    cond = pairs[0][0]
+    for autocast in (None, torch.bfloat16):
+        pipe.autocast_dtype = autocast
+        for steps in ((pipe.config.num_inference_steps,) if quick else (10, pipe.config.num_inference_steps, 20, 50)):
+            seconds = _best_of(lambda: pipe.render(cond, steps, generator=torch.Generator().manual_seed(0)), repeats)  # noqa: B023
+            rows.append({"what": f"end to end, one 128x128 image, {steps} steps, guidance {pipe.config.guidance_scale}, "
+                                 f"{'bf16 autocast' if autocast else 'fp32'}", "value": f"{1000 * seconds:.0f} ms"})
+    rows.append({"what": "peak RSS of this process", "value": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"})
+    return rows
+
+
+SECTIONS = {"generator": generator_section, "model": model_section}
 
 
 def main(argv: list[str] | None = None) -> None:

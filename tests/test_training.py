@@ -161,8 +161,8 @@ def test_cli_trains_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_accelerate_launch_two_processes(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}  # torchrun processes joined by gloo
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "neuralassets.cli", "train", "--config", str(TINY_YAML),
            "--output-dir", str(tmp_path / "run"), "--max-steps", "4"]
     result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)

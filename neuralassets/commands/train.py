@@ -1,6 +1,7 @@
 """``neuralassets train``: train the autoencoder or the denoiser from a config file.
 
-Several processes or GPUs: ``accelerate launch --num_processes N -m neuralassets.cli train --config FILE``.
+Several GPUs: ``accelerate launch --multi_gpu --num_processes N -m neuralassets.cli train --config FILE``;
+several CPU processes (gloo): the same with ``ACCELERATE_USE_CPU=1`` in the environment.
 """
 
 from __future__ import annotations
