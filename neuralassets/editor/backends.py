@@ -1,0 +1,130 @@
+"""The editor's render back ends: the neural pipeline and the synthetic generator's exact renderer.
+
+One :class:`Renderers` serves a whole process. The neural pipeline is loaded on the first
+neural render, once, and shared by every session; its calls are serialised because a
+diffusers scheduler keeps per-call state. Ground-truth renders are pure and run side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ValidationError
+from ..scene import Scene, quantize
+from .state import RenderSettings
+
+NEURAL = "neural"
+GROUND_TRUTH = "ground truth"
+#: Back ends offered in the editor, in the order shown.
+BACKENDS = (GROUND_TRUTH, NEURAL)
+#: Bounds of the render settings the editor accepts.
+MAX_STEPS = 200
+MAX_GUIDANCE = 20.0
+
+#: ``progress(fraction, desc=...)``, e.g. a ``gr.Progress``.
+Progress = Callable[..., object]
+
+
+def check_settings(settings: RenderSettings) -> None:
+    """Raise :class:`ValidationError` naming the first render setting out of range."""
+    if settings.backend not in BACKENDS:
+        raise ValidationError(f"backend: {settings.backend!r} is not one of {', '.join(BACKENDS)}")
+    if not 1 <= settings.steps <= MAX_STEPS:
+        raise ValidationError(f"steps: expected 1..{MAX_STEPS}, got {settings.steps}")
+    if not 0 <= settings.guidance <= MAX_GUIDANCE:
+        raise ValidationError(f"guidance: expected 0..{MAX_GUIDANCE:g}, got {settings.guidance}")
+    if settings.seed < 0:
+        raise ValidationError(f"seed: expected a non-negative integer, got {settings.seed}")
+
+
+class Renderers:
+    """Render back ends shared by every session of one process.
+
+    Args:
+        weights: pipeline folder or hub id for the neural back end (None = the shipped weights).
+        device: torch device the pipeline runs on.
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu") -> None:
+        self.weights = weights
+        self.device = device
+        self.loads = 0  # how many times the pipeline was loaded (once per process, or zero)
+        self._pipeline = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    def neural_status(self) -> str:
+        """One line for the UI: whether the neural back end has weights, checked without loading them."""
+        from ..pipelines.neural_assets import DEFAULT_WEIGHTS
+
+        if self._pipeline is not None:
+            return "Neural back end: model loaded."
+        folder = DEFAULT_WEIGHTS if self.weights is None else Path(self.weights)
+        if (self.weights is None or folder.is_dir()) and not (folder / "model_index.json").is_file():
+            return f"Neural back end unavailable: no trained weights in {folder.name}/ (use the ground-truth back end)."
+        return "Neural back end: weights are loaded on the first neural render."
+
+    def pipeline(self):
+        """The :class:`~neuralassets.pipelines.NeuralAssetsPipeline`, loaded on first use.
+
+        Raises:
+            WeightsError: the weights are missing or unreadable (nothing is cached, so a later
+                call tries again).
+        """
+        with self._load_lock:
+            if self._pipeline is None:
+                from ..pipelines import NeuralAssetsPipeline
+
+                self._pipeline = NeuralAssetsPipeline.from_pretrained(self.weights).to(self.device)
+                self.loads += 1
+            return self._pipeline
+
+    def render(self, scene: Scene, frame: int, settings: RenderSettings, progress: Progress | None = None) -> Tensor:
+        """Render ``scene`` as seen at ``frame``.
+
+        Args:
+            scene: the scene to render; not modified.
+            frame: frame index (its poses and camera are rendered; the neural back end takes
+                appearance and background from the same frame).
+            settings: back end, steps, guidance and seed.
+            progress: called with (fraction, desc=...) as work proceeds.
+
+        Returns:
+            (3, H, W) float in [0, 1] at the scene's size, multiples of 1/255.
+
+        Raises:
+            ValidationError: bad settings, or a scene the ground-truth renderer cannot draw
+                (not made by the synthetic generator).
+            WeightsError: the neural back end has no usable weights.
+        """
+        check_settings(settings)
+        if settings.backend == GROUND_TRUTH:
+            from ..data import render
+
+            try:
+                return render(scene, frames=[frame]).rgb[0]
+            except ValidationError as e:
+                raise ValidationError(f"the ground-truth back end renders only synthetic scenes: {e}") from None
+        if progress is not None and self._pipeline is None:
+            progress(0.0, desc="loading the neural model (once)")
+        pipe = self.pipeline()
+        if progress is not None:
+            progress(0.2, desc=f"denoising, {settings.steps} steps")
+        generator = torch.Generator(pipe.device).manual_seed(settings.seed)
+        with self._run_lock:
+            image = pipe(scene, target_frame=frame, source_frame=frame, num_inference_steps=settings.steps,
+                         guidance_scale=settings.guidance, generator=generator).images[0].float().cpu()
+        if tuple(image.shape[-2:]) != (scene.height, scene.width):
+            # the model renders squares at its own size; shown next to the frame it must match it
+            image = F.interpolate(image[None], size=(scene.height, scene.width), mode="bilinear", antialias=True)[0]
+        return quantize(image)
+
+
+__all__ = ["BACKENDS", "GROUND_TRUTH", "NEURAL", "Renderers", "check_settings"]
