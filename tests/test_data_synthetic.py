@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from neuralassets import ConfigError, Scene
-from neuralassets.data import SPLITS, GeneratorConfig, generate_scene, render, sample_scene_spec, split_seed
+from neuralassets.data import SPLITS, GeneratorConfig, generate_scene, render, sample_scene_spec, select_frames, split_seed
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,18 @@ def test_frame_subset_matches_the_full_video(scene):
         assert torch.equal(x.masks, y.masks[idx]) and torch.equal(x.boxes_2d, y.boxes_2d[idx])
         assert torch.equal(x.visibility, y.visibility[idx]) and torch.equal(x.centers, y.centers[idx])
         assert x.source_frame == 0
+
+
+def test_select_frames_slices_a_copy(scene):
+    part = select_frames(scene, [5, 2])
+    assert torch.equal(part.depth, scene.depth[[5, 2]]) and part.metadata["frames"] == [5, 2]
+    assert torch.equal(part.assets[0].masks, scene.assets[0].masks[[5, 2]])
+    part.assets[0].centers += 1
+    part.assets[0].attributes["color"] = "changed"
+    part.metadata["renderer"]["room_radius"] = 1.0
+    assert scene.assets[0].attributes["color"] != "changed" and scene.metadata["renderer"]["room_radius"] == 10.0
+    assert torch.equal(select_frames(part, [1]).frames, scene.frames[[2]])
+    assert select_frames(part, [1]).metadata["frames"] == [2]
 
 
 def test_scene_contents_and_ground_truth(scene):

@@ -14,8 +14,10 @@ always looking at its centre.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -159,6 +161,7 @@ class _Track:
     rotations: np.ndarray  # (T, 3, 3)
     motion: str
 
+    @cached_property
     def footprint(self) -> tuple[np.ndarray, np.ndarray]:
         """Floor circles enclosing the box at every frame: centres (T, 2) and radii (T,)."""
         signs = np.array([[(i & 1) - 0.5, ((i >> 1) & 1) - 0.5, ((i >> 2) & 1) - 0.5] for i in range(8)])
@@ -214,11 +217,11 @@ def _sample_track(rng: np.random.Generator, shape: str, config: GeneratorConfig,
 
 
 def _fits(track: _Track, placed: list[_Track], config: GeneratorConfig) -> bool:
-    centres, radii = track.footprint()
+    centres, radii = track.footprint
     if (np.linalg.norm(centres, axis=-1) + radii > config.placement_radius + 0.6).any():
         return False
     for other in placed:
-        c2, r2 = other.footprint()
+        c2, r2 = other.footprint
         if (np.linalg.norm(centres - c2, axis=-1) < radii + r2 + _FOOTPRINT_GAP).any():
             return False
     return True
@@ -361,15 +364,18 @@ def select_frames(scene: Scene, frames: list[int]) -> Scene:
     if bad or not frames:
         raise ValidationError(f"frames: {bad or 'empty'}; expected frame indices in [0, {T})")
     idx = torch.tensor(frames, dtype=torch.long)
-    out = scene.copy()
-    out.frames = out.frames[idx]
-    out.cameras = [out.cameras[f] for f in frames]
-    out.depth = None if out.depth is None else out.depth[idx]
-    for a in out.assets:
-        a.centers, a.sizes, a.rotations = a.centers[idx], a.sizes[idx], a.rotations[idx]
-        a.boxes_2d, a.visibility = a.boxes_2d[idx], a.visibility[idx]
-        a.masks = None if a.masks is None else a.masks[idx]
-        a.source_frame = frames.index(a.source_frame) if a.source_frame in frames else 0
+    # Slice before copying: the full video is never duplicated.
+    out = Scene(scene.frames[idx], [copy.deepcopy(scene.cameras[f]) for f in frames], [],
+                copy.deepcopy(scene.background), None if scene.depth is None else scene.depth[idx],
+                copy.deepcopy(scene.metadata))
+    for asset in scene.assets:
+        a = copy.copy(asset)
+        a.centers, a.sizes, a.rotations = asset.centers[idx], asset.sizes[idx], asset.rotations[idx]
+        a.boxes_2d, a.visibility = asset.boxes_2d[idx], asset.visibility[idx]
+        a.masks = None if asset.masks is None else asset.masks[idx]
+        a.appearance, a.attributes = copy.deepcopy(asset.appearance), copy.deepcopy(asset.attributes)
+        a.source_frame = frames.index(asset.source_frame) if asset.source_frame in frames else 0
+        out.assets.append(a)
     previous = scene.metadata.get("frames", list(range(T)))
     out.metadata["frames"] = [previous[f] for f in frames]
     return out
