@@ -83,10 +83,11 @@ def _separated(a_c, a_R, a_s, b_c, b_R, b_s) -> torch.Tensor:
 
 
 def test_objects_never_overlap_and_stand_on_the_floor():
-    cfg = GeneratorConfig(min_objects=8, max_objects=10)
+    cfg = GeneratorConfig(min_objects=10, max_objects=10)  # the most crowded scenes
     motions = set()
     for seed in range(12):
         spec = sample_scene_spec(seed, cfg)
+        assert len(spec) == 10
         for i, a in enumerate(spec.assets):
             motions.add(a.attributes["motion"])
             for b in spec.assets[i + 1:]:

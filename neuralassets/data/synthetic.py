@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -228,16 +228,22 @@ def _fits(track: _Track, placed: list[_Track], config: GeneratorConfig) -> bool:
 
 
 def _sample_objects(rng: np.random.Generator, config: GeneratorConfig) -> list[_Track]:
+    """Place objects one by one; an object that keeps colliding is retried standing still,
+    and one that still does not fit is dropped unless the scene would have too few."""
     T = config.num_frames
     wanted = int(rng.integers(config.min_objects, config.max_objects + 1))
+    still = replace(config, static_probability=1.0)
     placed: list[_Track] = []
-    attempts = 0
-    while len(placed) < wanted and attempts < 60 * wanted:
-        attempts += 1
+    tries = 0
+    while len(placed) < wanted:
+        tries += 1
+        if tries > 200 or (tries > 60 and len(placed) >= config.min_objects):
+            break
         shape = config.shapes[rng.integers(len(config.shapes))]
-        track = _sample_track(rng, shape, config, T)
+        track = _sample_track(rng, shape, config if tries <= 30 else still, T)
         if _fits(track, placed, config):
             placed.append(track)
+            tries = 0
     if len(placed) < config.min_objects:
         raise ConfigError(f"GeneratorConfig: could not place {config.min_objects} objects without overlap within "
                           f"placement_radius {config.placement_radius} m; raise it or lower min_objects")
