@@ -10,6 +10,7 @@ SAM 2's video model.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WeightsError
 from .detections import FrameDetections, Tracks, mask_iou
 
 
@@ -172,3 +173,63 @@ def _shift(mask: Tensor, offset: Tensor) -> Tensor:
         return out
     out[max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = mask[max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
     return out
+
+
+class Sam2VideoTracker:
+    """Tracks by SAM 2 video propagation (transformers ``Sam2VideoModel`` and its inference session).
+
+    The objects the segmenter found in the first frame with any detection are prompted
+    with their boxes and propagated through the whole clip (forwards, then backwards to
+    earlier frames); ids come from the propagation, so no matching is needed. Objects that
+    enter later are not added (documented limit).
+
+    Args:
+        model: a ``Sam2VideoModel``.
+        processor: its ``Sam2VideoProcessor``.
+        max_objects: most objects prompted (best detection scores first).
+    """
+
+    def __init__(self, model, processor, max_objects: int = 20) -> None:
+        self.model, self.processor, self.max_objects = model.eval(), processor, max_objects
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs) -> Sam2VideoTracker:
+        """Load a SAM 2 video checkpoint folder (or cached hub id) with its processor."""
+        from transformers import Sam2VideoModel, Sam2VideoProcessor
+
+        try:
+            model = Sam2VideoModel.from_pretrained(name_or_path)
+            processor = Sam2VideoProcessor.from_pretrained(name_or_path)
+        except (OSError, ValueError) as e:
+            raise WeightsError(f"{name_or_path}: cannot load a SAM 2 video checkpoint ({e})") from None
+        return cls(model, processor, **kwargs)
+
+    @torch.no_grad()
+    def track(self, frames: Tensor, detections: list[FrameDetections]) -> Tracks:
+        """Propagate the objects detected in the first frame that has any through ``frames`` (T, 3, H, W) in [0, 1]."""
+        from ..video import to_uint8_frames
+
+        T, _, H, W = frames.shape
+        if len(detections) != T:
+            raise ConfigError(f"Sam2VideoTracker.track: {len(detections)} detections for {T} frames")
+        key = next((t for t, d in enumerate(detections) if len(d)), None)
+        if key is None:
+            return Tracks([], torch.zeros(0, T, H, W, dtype=torch.bool), torch.zeros(0, T))
+        det = detections[key]
+        order = det.scores.argsort(descending=True)[: self.max_objects].tolist()
+        ids = list(range(1, len(order) + 1))
+        labels = [det.labels[k] if det.labels is not None else "object" for k in order]
+        session = self.processor.init_video_session(video=to_uint8_frames(frames), inference_device="cpu")
+        # the session keeps (and edits) the list it is given
+        self.processor.add_inputs_to_inference_session(inference_session=session, frame_idx=key, obj_ids=list(ids),
+                                                       input_boxes=[[det.boxes[k].tolist() for k in order]])
+        masks = torch.zeros(len(ids), T, H, W, dtype=torch.bool)
+        scores = torch.zeros(len(ids), T)
+        runs = [dict(start_frame_idx=key)] + ([dict(start_frame_idx=key, reverse=True)] if key > 0 else [])
+        for run in runs:
+            for output in self.model.propagate_in_video_iterator(session, **run):
+                found = self.processor.post_process_masks([output.pred_masks], original_sizes=[[H, W]], binarize=True)[0]
+                for row, obj in enumerate(output.object_ids):
+                    masks[obj - 1, output.frame_idx] = found[row, 0].bool()
+                    scores[obj - 1, output.frame_idx] = float(found[row, 0].any())
+        return Tracks(ids, masks, scores, labels)
