@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from .. import geometry
 from ..errors import ValidationError
@@ -33,7 +34,7 @@ class ExtractionConfig:
 
 def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker | None = None, lifter=None,
             camera: Camera | list[Camera] | Tensor | None = None, depth: Tensor | None = None, depth_estimator=None,
-            config: ExtractionConfig | None = None) -> Scene:
+            config: ExtractionConfig | None = None, progress: bool = False) -> Scene:
     """Find the objects of a clip and return them as a Scene of neural assets.
 
     Args:
@@ -53,6 +54,7 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
             (T, H, W)`` and a bool ``metric``; relative depth is scaled so the fitted floor
             lies at the camera's height (see docs/PERCEPTION.md).
         config: see :class:`ExtractionConfig`.
+        progress: show a progress bar over the stages (segment, track, depth and cameras, lift).
 
     Returns:
         A validated Scene with one asset per track that could be lifted: per-frame 3D
@@ -72,8 +74,14 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
         raise ValidationError(f"extract: {len(camera)} cameras for {T} frames")
     segmenter = segmenter or ClassicalSegmenter()
     tracker = tracker or MaskTracker()
+    bar = tqdm(total=4, desc="extract", disable=not progress, leave=False)
+    bar.set_postfix_str("segment")
     detections = segmenter.segment(frames)
+    bar.update()
+    bar.set_postfix_str("track")
     tracks = tracker.track(frames, detections)
+    bar.update()
+    bar.set_postfix_str("depth and cameras")
     objects = any_along(tracks.masks, 0)  # (T, H, W)
 
     relative = False
@@ -102,9 +110,13 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
             first = assumed_camera(K, W, H, camera_cfg)
         cameras = estimate_camera_motion(frames, first, objects, depth, camera_cfg)
 
+    bar.update()
+    bar.set_postfix_str("lift")
     if lifter is None:
         lifter = DepthLifter() if depth is not None else GroundPlaneLifter()
     boxes = lifter.lift(tracks, cameras, depth)
+    bar.update()
+    bar.close()
     assets = _assets(tracks, boxes, cfg.min_visible_frames)
     metadata = {"extraction": {
         "segmenter": type(segmenter).__name__, "tracker": type(tracker).__name__, "lifter": type(lifter).__name__,
