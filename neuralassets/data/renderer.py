@@ -794,13 +794,17 @@ def render_scene(scene: Scene, supersample: bool | None = None) -> Scene:
     Use it after editing a synthetic scene to get the edit's ground truth. Assets keep
     their poses, attributes and appearance sources.
     """
-    out = render(scene, supersample=supersample)
-    result = scene.copy()
-    result.frames, result.depth = out.rgb, out.depth
+    return fill_from_render(scene.copy(), render(scene, supersample=supersample))
+
+
+def fill_from_render(scene: Scene, out: RenderOutput) -> Scene:
+    """Write a render of all of ``scene``'s frames into it **in place**: frames, depth, asset masks,
+    2D boxes and visibility. Returns ``scene``."""
+    scene.frames, scene.depth = out.rgb, out.depth
     masks, boxes = out.masks(), out.boxes_2d()
-    for i, a in enumerate(result.assets):
+    for i, a in enumerate(scene.assets):
         a.masks, a.boxes_2d, a.visibility = masks[i], boxes[i], out.visibility[:, i].clone()
-    return result
+    return scene
 
 
 def render_background(scene: Scene, frame: int = 0, style: dict[str, Any] | None = None) -> Background:

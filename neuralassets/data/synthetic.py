@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import geometry
 from ..errors import ConfigError, ValidationError
 from ..scene import Asset, Camera, Scene
-from .renderer import BACKDROPS, FLOOR_TEXTURES, SHAPES, TEXTURES, render_scene
+from .renderer import BACKDROPS, FLOOR_TEXTURES, SHAPES, TEXTURES, fill_from_render, render
 
 #: Disjoint seed ranges; the test range is reserved for benchmarks.
 SPLITS: dict[str, range] = {
@@ -228,26 +229,29 @@ def _fits(track: _Track, placed: list[_Track], config: GeneratorConfig) -> bool:
 
 
 def _sample_objects(rng: np.random.Generator, config: GeneratorConfig) -> list[_Track]:
-    """Place objects one by one; an object that keeps colliding is retried standing still,
-    and one that still does not fit is dropped unless the scene would have too few."""
+    """Place objects one by one without overlap.
+
+    An object that keeps colliding is retried standing still and finally dropped, unless
+    the scene would have fewer than ``min_objects``; then the whole placement is redone
+    with every object standing still (moving objects sweep much more floor).
+    """
     T = config.num_frames
     wanted = int(rng.integers(config.min_objects, config.max_objects + 1))
     still = replace(config, static_probability=1.0)
-    placed: list[_Track] = []
-    tries = 0
-    while len(placed) < wanted:
-        tries += 1
-        if tries > 200 or (tries > 60 and len(placed) >= config.min_objects):
-            break
-        shape = config.shapes[rng.integers(len(config.shapes))]
-        track = _sample_track(rng, shape, config if tries <= 30 else still, T)
-        if _fits(track, placed, config):
-            placed.append(track)
-            tries = 0
-    if len(placed) < config.min_objects:
-        raise ConfigError(f"GeneratorConfig: could not place {config.min_objects} objects without overlap within "
-                          f"placement_radius {config.placement_radius} m; raise it or lower min_objects")
-    return placed
+    for round_config in (config, still, still, still):
+        placed: list[_Track] = []
+        tries = 0
+        while len(placed) < wanted and tries < 100 and not (tries > 30 and len(placed) >= config.min_objects):
+            tries += 1
+            shape = config.shapes[rng.integers(len(config.shapes))]
+            track = _sample_track(rng, shape, round_config if tries <= 12 else still, T)
+            if _fits(track, placed, config):
+                placed.append(track)
+                tries = 0
+        if len(placed) >= config.min_objects:
+            return placed
+    raise ConfigError(f"GeneratorConfig: could not place {config.min_objects} objects without overlap within "
+                      f"placement_radius {config.placement_radius} m; raise it or lower min_objects")
 
 
 # --------------------------------------------------------------------------------------
@@ -265,13 +269,12 @@ def _sample_cameras(rng: np.random.Generator, config: GeneratorConfig) -> list[C
     d_elevation = math.radians(u(-4, 4))
     d_distance = u(-0.3, 0.3) * zoom
     target = np.array([u(-0.3, 0.3), u(-0.3, 0.3), 0.3])
-    cameras = []
-    for k in range(T):
-        s = k / max(T - 1, 1)
-        az, el, dist = azimuth + s * d_azimuth, elevation + s * d_elevation, distance + s * d_distance
-        eye = target + dist * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-        cameras.append(Camera.look_at(eye.tolist(), target.tolist(), config.fov_degrees, size, size))
-    return cameras
+    s = np.arange(T) / max(T - 1, 1)
+    az, el, dist = azimuth + s * d_azimuth, elevation + s * d_elevation, distance + s * d_distance
+    eyes = target + dist[:, None] * np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], -1)
+    R, t = geometry.look_at(torch.from_numpy(eyes).float(), torch.from_numpy(target).float().expand(T, 3))
+    K = geometry.intrinsics_from_fov(config.fov_degrees, size, size)
+    return [Camera(K, R[k], t[k], size, size) for k in range(T)]
 
 
 def _hsv(h: float, s: float, v: float) -> list[float]:
@@ -408,7 +411,8 @@ def generate_scene(seed: int, config: GeneratorConfig | None = None, frames: lis
     spec = sample_scene_spec(seed, config)
     if frames is not None:
         spec = select_frames(spec, list(frames))
-    return render_scene(spec, supersample=config.supersample).validate()
+    # The spec is ours alone, so the render fills it in place instead of copying it.
+    return fill_from_render(spec, render(spec, supersample=config.supersample)).validate()
 
 
 def _jsonable(value: Any) -> Any:
