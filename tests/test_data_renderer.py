@@ -211,3 +211,21 @@ def test_visibility_drops_when_an_object_leaves_the_frame():
     v = float(render(right).visibility[0, 0])
     assert 0.25 < v < 0.75, v
     assert math.isfinite(v)
+
+
+def test_floor_and_backdrop_patterns_repeat_across_the_origin():
+    from neuralassets.data.renderer import _backdrop_colour, _floor_albedo, _pack_world
+
+    params = sample_scene_spec(0).metadata["renderer"]
+    xy = torch.rand(500, 2, generator=torch.Generator().manual_seed(0)) * 4 - 2
+    for texture in ("checker", "grid"):
+        world = _pack_world({**params, "floor": {**params["floor"], "texture": texture, "scale": 0.5}})
+        # Period 2 cells (checker parity); negative coordinates must behave like positive ones.
+        assert torch.allclose(_floor_albedo(world, xy), _floor_albedo(world, xy + 2.0), atol=1e-5), texture
+    for style in ("stripes", "dots"):
+        world = _pack_world({**params, "backdrop": {**params["backdrop"], "style": style, "scale": 1.0}})
+        angle = torch.linspace(-3.0, 3.0, 200)
+        wall = torch.stack([10 * torch.cos(angle), 10 * torch.sin(angle), torch.linspace(0.2, 3.0, 200)], -1)
+        shifted = torch.stack([10 * torch.cos(angle + 0.2), 10 * torch.sin(angle + 0.2), wall[:, 2] + 1.0], -1)
+        # A shift of exactly 2 pattern periods along the wall (0.2 rad at 10 m) and one up.
+        assert (_backdrop_colour(world, wall) - _backdrop_colour(world, shifted)).abs().amax(-1).gt(1e-3).float().mean() < 0.03

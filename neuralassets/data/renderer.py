@@ -579,7 +579,7 @@ def _object_albedo(objects: _Objects, obj: Tensor, unit: Tensor) -> Tensor:
     scale = objects.texture_scale[obj].unsqueeze(-1)
     seed = objects.texture_seed[obj]
     p = unit * scale
-    stripes = torch.frac(p[:, 0] + 0.5 * p[:, 2] + 8.0) < 0.5
+    stripes = _fract(p[:, 0] + 0.5 * p[:, 2]) < 0.5
     checker = (torch.floor(p).long().sum(-1) % 2) == 0
     noise = value_noise(p * 1.7, seed)
     two_tone = unit[:, 2] > 0.0
@@ -603,7 +603,7 @@ def _floor_albedo(world: _World, xy: Tensor) -> Tensor:
     elif kind == "checker":
         mix = ((torch.floor(p).long().sum(-1) % 2) == 0).float()
     elif kind == "grid":
-        f = torch.frac(p)
+        f = _fract(p)
         mix = ((f < 0.06) | (f > 0.94)).any(-1).float()
     else:
         mix = 0.7 * value_noise(p * 2.5, seed + 1)
@@ -614,7 +614,8 @@ def _backdrop_colour(world: _World, points: Tensor) -> Tensor:
     """(M, 3) unlit backdrop colours at points (M, 3) on the room's wall."""
     arc = torch.atan2(points[:, 1], points[:, 0]) * world.room_radius
     z = points[:, 2]
-    s = world.backdrop_scale
+    circumference = 2 * math.pi * world.room_radius
+    s = circumference / max(round(circumference / world.backdrop_scale), 1)  # a whole number of periods: no seam
     style = BACKDROPS[world.backdrop_style]
     if style == "sky":
         mix = (z / _SKY_HEIGHT).clamp(0, 1) ** 0.7
@@ -624,14 +625,19 @@ def _backdrop_colour(world: _World, points: Tensor) -> Tensor:
     if style == "wall":
         mix = 1 - (z / 1.5).clamp(0, 1)  # a darker skirting band near the floor
     elif style == "tiles":
-        f = torch.frac(torch.stack([arc / s, z / s + 0.5 * (torch.floor(arc / s) % 2)], -1))
+        f = _fract(torch.stack([arc / s, z / s + 0.5 * (torch.floor(arc / s) % 2)], -1))
         mix = ((f < 0.05) | (f > 0.95)).any(-1).float()
     elif style == "stripes":
-        mix = (torch.frac(arc / s) < 0.5).float()
+        mix = (_fract(arc / s) < 0.5).float()
     else:  # dots
-        f = torch.frac(torch.stack([arc / s, z / s], -1)) - 0.5
+        f = _fract(torch.stack([arc / s, z / s], -1)) - 0.5
         mix = (_dot2(f) < 0.09).float()
     return world.backdrop_rgb + (world.backdrop_rgb2 - world.backdrop_rgb) * mix.unsqueeze(-1)
+
+
+def _fract(x: Tensor) -> Tensor:
+    """x - floor(x), in [0, 1) for negative x too (unlike ``torch.frac``)."""
+    return x - torch.floor(x)
 
 
 def _dot2(v: Tensor) -> Tensor:
