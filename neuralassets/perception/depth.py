@@ -16,8 +16,8 @@ import os
 import torch
 from torch import Tensor
 
-from ..errors import WeightsError
 from ..video import to_uint8_frames
+from .weights import load_model_and_processor
 
 
 class DepthAnythingEstimator:
@@ -41,11 +41,8 @@ class DepthAnythingEstimator:
         """Load a checkpoint folder (or cached hub id) and its image processor."""
         from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
 
-        try:
-            model = DepthAnythingForDepthEstimation.from_pretrained(name_or_path)
-            processor = AutoImageProcessor.from_pretrained(name_or_path)
-        except (OSError, ValueError) as e:
-            raise WeightsError(f"{name_or_path}: cannot load a Depth Anything checkpoint ({e})") from None
+        model, processor = load_model_and_processor(DepthAnythingForDepthEstimation, AutoImageProcessor, name_or_path,
+                                                    "a Depth Anything checkpoint")
         return cls(model, processor, **kwargs)
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..errors import WeightsError
 from ..video import to_uint8_frames
 from .detections import FrameDetections
+from .weights import load_model_and_processor
 
 
 class TextPromptedSegmenter:
@@ -47,11 +48,8 @@ class TextPromptedSegmenter:
         """Load a Grounding DINO or OWLv2 checkpoint folder (or cached hub id) with its processor."""
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-        try:
-            model = AutoModelForZeroShotObjectDetection.from_pretrained(name_or_path)
-            processor = AutoProcessor.from_pretrained(name_or_path)
-        except (OSError, ValueError) as e:
-            raise WeightsError(f"{name_or_path}: cannot load a zero-shot object detector ({e})") from None
+        model, processor = load_model_and_processor(AutoModelForZeroShotObjectDetection, AutoProcessor, name_or_path,
+                                                    "a zero-shot object detector")
         return cls(model, processor, box_segmenter, prompts, **kwargs)
 
     @torch.no_grad()

@@ -18,8 +18,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError
 from .detections import FrameDetections, Tracks, mask_iou
+from .weights import load_model_and_processor
 
 
 @dataclass
@@ -197,11 +198,8 @@ class Sam2VideoTracker:
         """Load a SAM 2 video checkpoint folder (or cached hub id) with its processor."""
         from transformers import Sam2VideoModel, Sam2VideoProcessor
 
-        try:
-            model = Sam2VideoModel.from_pretrained(name_or_path)
-            processor = Sam2VideoProcessor.from_pretrained(name_or_path)
-        except (OSError, ValueError) as e:
-            raise WeightsError(f"{name_or_path}: cannot load a SAM 2 video checkpoint ({e})") from None
+        model, processor = load_model_and_processor(Sam2VideoModel, Sam2VideoProcessor, name_or_path,
+                                                    "a SAM 2 video checkpoint")
         return cls(model, processor, **kwargs)
 
     @torch.no_grad()

@@ -1,0 +1,19 @@
+"""Loading transformers checkpoints for perception, with one error for every way it can fail."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import WeightsError
+
+
+def load_model_and_processor(model_class, processor_class, name_or_path: str | os.PathLike, what: str):
+    """``model_class.from_pretrained`` and ``processor_class.from_pretrained`` on one folder or cached hub id.
+
+    Raises:
+        WeightsError: naming the folder and ``what`` was expected (e.g. "a SAM 2 video checkpoint").
+    """
+    try:
+        return model_class.from_pretrained(name_or_path), processor_class.from_pretrained(name_or_path)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{name_or_path}: cannot load {what} ({e})") from None
