@@ -168,6 +168,7 @@ def test_report_writes_tables_charts_and_grids(baseline_result, tmp_path):
     assert data["summary"]["translation"]["copy-paste"]["psnr"]["n"] == 1
     assert data["summary"]["removal"]["identity"]["identity"]["mean"] is None  # NaN is written as null
     assert data["config"]["seeds"] == f"{SEEDS[0]}:{SEEDS[0] + 1}"
+    assert len(data["config"]["truth_sha256"]) == 64 and data["config"]["truth_sha256"][:16] in text
 
 
 def test_score_puts_identical_images_at_the_cap_and_checks_the_batch(videos):

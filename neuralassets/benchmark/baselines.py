@@ -139,14 +139,20 @@ def _warp(src: _BoxView, dst: _BoxView) -> np.ndarray:
     if best is None:
         return fallback
     homography = cv2.getPerspectiveTransform(src.corners[best].astype(np.float32), dst.corners[best].astype(np.float32))
-    # Sanity: the whole source box must map in front of the homography's horizon to about the target's width and height.
+    # Sanity: the whole source box must map in front of the homography's horizon to about the target's width, height and area.
     mapped = np.concatenate([src.corners, np.ones((8, 1))], axis=1) @ homography.T
     if not np.isfinite(mapped).all() or (mapped[:, 2] <= 1e-6).any():
         return fallback
     mapped = mapped[:, :2] / mapped[:, 2:]
     (mx0, my0, mx1, my1), (dx0, dy0, dx1, dy1) = _bounds(mapped), _bounds(dst.corners)
-    ratios = np.array([(mx1 - mx0) / max(dx1 - dx0, 1e-6), (my1 - my0) / max(dy1 - dy0, 1e-6)])
+    ratios = np.array([(mx1 - mx0) / max(dx1 - dx0, 1e-6), (my1 - my0) / max(dy1 - dy0, 1e-6),
+                       _hull_area(mapped) / max(_hull_area(dst.corners), 1e-6)])
     return homography if ((ratios >= 0.5) & (ratios <= 2.0)).all() else fallback
+
+
+def _hull_area(points: np.ndarray) -> float:
+    """Area in square pixels of the convex hull of (N, 2) points."""
+    return float(cv2.contourArea(cv2.convexHull(points.astype(np.float32))))
 
 
 def _object_mask(scene: Scene, asset_id: int, frame: int) -> np.ndarray:
@@ -166,9 +172,10 @@ class CopyPasteMethod(Method):
     Every asset of the edited scene takes its pixels from its origin (``case.origins``) at
     the origin's frame 0. An asset whose origin is itself with the same projected box stays
     where it is; every other one is cut by its mask, warped by the homography that maps its
-    origin box onto its target box (see :func:`_warp`) and pasted, nearest last. The places the moved and removed
-    objects left in the source frame are filled by Telea inpainting first. After a
-    background swap the canvas is the new background image instead of the source frame.
+    origin box onto its target box (see :func:`_warp`) and pasted, nearest last. The places
+    the moved and removed objects left in the source frame are filled by Telea inpainting
+    first. After a background swap the canvas is the new background image (its own
+    objects' boxes inpainted) instead of the source frame.
     """
 
     name = "copy-paste"

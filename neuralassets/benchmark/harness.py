@@ -9,6 +9,7 @@ summaries with 95% confidence intervals, and a few example images per task for t
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -222,7 +223,12 @@ def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPI
         batch.clear()
 
     task_config = TaskConfig(config.seeds, config.generator_overrides)
+    # A digest of every ground-truth image: two reports are comparable only if it matches
+    # (a change to the generator or the renderer changes it).
+    truth_digest = hashlib.sha256()
     for cases in iter_cases(task_config, config.tasks, config.cases_per_task):
+        for case in cases:
+            truth_digest.update((case.target * 255).round().to(torch.uint8).numpy().tobytes())
         batch.extend(cases)
         seeds_in_batch += 1
         done += 1
@@ -233,4 +239,5 @@ def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPI
                 timing = ", ".join(f"{n} {1000 * elapsed[n] / max(1, done * len(config.tasks)):.0f} ms" for n in names)
                 progress(f"{done}/{total} seeds, {time.perf_counter() - start:.0f} s ({timing} per edit)")
     result.config["seconds"] = round(time.perf_counter() - start, 1)
+    result.config["truth_sha256"] = truth_digest.hexdigest()
     return result

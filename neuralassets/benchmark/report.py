@@ -44,7 +44,9 @@ def markdown(result: BenchmarkResult) -> str:
         "",
         f"Split `{cfg['split']}`, seeds `{cfg['seeds']}`, up to {cfg['cases_per_task']} cases per task"
         + (f", generator overrides `{cfg['generator_overrides']}`" if cfg["generator_overrides"] else "")
-        + (f"; {cfg['seconds']:.0f} s in all." if "seconds" in cfg else "."),
+        + (f"; {cfg['seconds']:.0f} s in all." if "seconds" in cfg else ".")
+        + (f" Ground-truth digest `{cfg['truth_sha256'][:16]}` (a run is comparable with this one only if its digest matches)."
+           if "truth_sha256" in cfg else ""),
         "Mean ± 95% confidence half-width over the cases (Student's t). In-box metrics are taken over the union of",
         "the edited objects' projected 3D boxes in the source and target frames; identity similarity is the cosine",
         f"similarity of {result.descriptor} descriptors of each edited object's target box in the render and the ground truth.",
