@@ -196,6 +196,8 @@ def test_render_errors_name_the_bad_asset_or_field(scene):
         render(no_params)
     with pytest.raises(ValidationError, match="frame index"):
         render(scene, frames=[7])
+    with pytest.raises(ValidationError, match="empty"):
+        render(scene, frames=[])
 
 
 def test_visibility_drops_when_an_object_leaves_the_frame():

@@ -760,6 +760,8 @@ def render(scene: Scene, frames: list[int] | None = None, supersample: bool | No
     """
     params = renderer_parameters(scene)
     frames = list(range(scene.num_frames)) if frames is None else [int(f) for f in frames]
+    if not frames:
+        raise ValidationError("frames: empty; expected at least one frame index")
     for f in frames:
         if not 0 <= f < len(scene.cameras):
             raise ValidationError(f"frames: {f} is not a frame index in [0, {len(scene.cameras)})")
