@@ -53,7 +53,7 @@ class AssetEncoderConfig:
     hidden_dim: int = 256  # width of the appearance / pose embeddings before fusion
     token_dim: int = 256  # width of the output tokens (the denoiser's context width)
     num_null_tokens: int = 4  # learned tokens always present (the meaning of "no objects")
-    spatial_channels: int = 0  # channels of the spatial conditioning map; 0 = tokens only
+    spatial_channels: int = 8  # channels of the spatial conditioning map (measured better than tokens only); 0 = tokens only
 
 
 @dataclass

@@ -67,6 +67,8 @@ class NeuralAssetsPipeline:
         config: the :class:`~neuralassets.models.ModelConfig` the components were built from
             (image size, object slots and default sampling settings are read from it).
 
+    The networks are put in eval mode without gradients (pass copies to keep training them).
+
     Attributes:
         autocast_dtype: None (float32) or ``torch.bfloat16`` to run the networks under autocast
             (faster on recent CPUs and GPUs; same seed -> same image either way).
