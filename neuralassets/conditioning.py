@@ -76,12 +76,13 @@ class Conditioning:
         return Conditioning(**out)
 
     def drop_objects(self, drop: Tensor) -> Conditioning:
-        """Copy with all objects of the selected examples removed (classifier-free guidance's null).
+        """Copy with objects removed: all of the selected examples' (classifier-free guidance's null) or single slots.
 
         Args:
-            drop: (B,) bool, True where every object slot becomes padding.
+            drop: (B,) bool, True where every object slot becomes padding; or (B, N) bool,
+                True for each slot that becomes padding.
         """
-        keep = (~drop).view(-1, 1)
+        keep = ~drop if drop.dim() == 2 else (~drop).view(-1, 1)
         return Conditioning(
             appearance_images=self.appearance_images,
             object_image_index=self.object_image_index * keep,
@@ -171,8 +172,10 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         A batch of one.
 
     Raises:
-        ValidationError: more assets than ``max_objects``, or a frame index out of range.
+        ValidationError: the scene is invalid (:meth:`Scene.validate`: e.g. a NaN or negative
+            size in a pose), more assets than ``max_objects``, or a frame index out of range.
     """
+    scene.validate()
     T = scene.num_frames
     for name, idx in (("target_frame", target_frame), ("source_frame", source_frame)):
         if idx is not None and not 0 <= idx < T:

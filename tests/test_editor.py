@@ -313,15 +313,15 @@ def test_export_animation(loaded, renderers, tmp_path, kind, suffix):
     assert path == tmp_path / f"animation{suffix}" and message.startswith(f"Saved a 4-frame {kind} of 3 (")
     frames, _ = read_video(path, max_side=None)
     assert frames.shape == (4, 3, 128, 128) and seen == [0.0, 0.25, 0.5, 0.75]
-    keys = cb.animation_keyframes(state.scene, 3, 0, kind, 4, (0.6, 0.0, 0.0))
+    anim = cb.animated_scene(state.scene, 3, 0, kind, 4, (0.6, 0.0, 0.0))
     if kind == "yaw spin":  # exact GIF colours: frame k is the render of keyframe k
-        assert torch.equal(frames[2], gt_render(keys[2], frames=[0]).rgb[0])
-        assert torch.allclose(keys[1].asset(3).rotations[0],
+        assert torch.equal(frames[2], gt_render(anim, frames=[2]).rgb[0])
+        assert torch.allclose(anim.asset(3).rotations[1],
                               G.euler_to_matrix(torch.tensor(math.pi / 2), torch.tensor(0.0), torch.tensor(0.0))
                               @ state.scene.asset(3).rotations[0], atol=1e-6)
     else:
-        assert torch.allclose(keys[3].asset(3).centers[0], state.scene.asset(3).centers[0] + torch.tensor([0.6, 0, 0]))
-        assert torch.equal(keys[3].asset(3).centers[1], state.scene.asset(3).centers[1])  # only the shown frame moves
+        assert torch.allclose(anim.asset(3).centers[3], state.scene.asset(3).centers[0] + torch.tensor([0.6, 0, 0]))
+        assert torch.equal(anim.asset(1).centers[3], state.scene.asset(1).centers[0])  # only the selected asset moves
     assert (frames[0] - frames[3]).abs().max() > 0.1
 
 

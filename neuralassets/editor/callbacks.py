@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from .. import edits
+from ..animation import Keyframes, animate
 from ..errors import NeuralAssetsError
 from ..scene import Scene
 from ..video import write_video
@@ -342,27 +343,24 @@ def export_scene(state: EditorState, folder: str | Path) -> tuple[EditorState, s
     return state, f"Saved the edited scene as {path.name} ({len(edits.history(state.scene))} edits).", path
 
 
-def animation_keyframes(scene: Scene, asset_id: int, frame: int, kind: str, num_frames: int,
-                        delta: Sequence[float] = (0.0, 0.0, 0.0)) -> list[Scene]:
-    """Scenes that animate one asset at ``frame``.
+def animated_scene(scene: Scene, asset_id: int, frame: int, kind: str, num_frames: int,
+                   delta: Sequence[float] = (0.0, 0.0, 0.0)) -> Scene:
+    """A ``num_frames``-frame scene animating one asset from its pose at ``frame`` (:func:`neuralassets.animation.animate`).
 
     Args:
         scene: the scene; not modified.
         asset_id: the asset to animate.
-        frame: the frame whose pose is animated (and later rendered).
+        frame: the frame the animation starts from (its poses, camera and appearance).
         kind: ``"yaw spin"`` (a full turn about the vertical, looping) or ``"move"`` (from its
             pose to ``delta`` metres away, world axes, evenly spaced).
-        num_frames: number of keyframes, 2..:data:`MAX_ANIMATION_FRAMES`.
+        num_frames: number of frames, 2..:data:`MAX_ANIMATION_FRAMES`.
         delta: (3,) metres, used by ``"move"``.
 
     Returns:
-        ``num_frames`` scenes; keyframe k differs from ``scene`` only in the asset's pose at ``frame``.
+        The animated scene; frame k is keyframe k, and only the asset moves.
     """
-    if kind == "yaw spin":
-        return [edits.rotate(scene, asset_id, yaw=2 * math.pi * k / num_frames, frames=[frame], check_visibility="ignore")
-                for k in range(num_frames)]
-    step = torch.tensor([float(d) for d in delta]) / (num_frames - 1)
-    return [edits.move(scene, asset_id, step * k, frames=[frame], check_visibility="ignore") for k in range(num_frames)]
+    keys = Keyframes.spin(asset_id, num_frames) if kind == "yaw spin" else Keyframes.slide(asset_id, delta, num_frames)
+    return animate(scene, keys, num_frames, source_frame=frame)
 
 
 def export_animation(state: EditorState, renderers: Renderers, settings: RenderSettings, kind: str, num_frames: int,
@@ -387,9 +385,10 @@ def export_animation(state: EditorState, renderers: Renderers, settings: RenderS
     progress = progress or _no_progress
     images = []
     try:
-        for k, scene in enumerate(animation_keyframes(state.scene, state.selected, state.frame, kind, num_frames, delta)):
+        scene = animated_scene(state.scene, state.selected, state.frame, kind, num_frames, delta)
+        for k in range(num_frames):
             progress(k / num_frames, desc=f"rendering frame {k + 1} of {num_frames}")
-            images.append(renderers.render(scene, state.frame, settings))
+            images.append(renderers.render(scene, k, settings))
         path = write_video(Path(folder) / f"animation{suffix}", torch.stack(images), fps=ANIMATION_FPS)
     except NeuralAssetsError as e:
         return state, f"Animation failed: {e}", None
