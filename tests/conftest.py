@@ -31,3 +31,15 @@ def simple_scene():
                             visibility=torch.ones(T), masks=masks, attributes={"shape": "cube"}))
     depth = torch.rand(T, H, W, generator=g) * 10
     return Scene(frames, cams, assets, depth=depth, metadata={"seed": 0})
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory):
+    """A saved tiny random pipeline (test_models.TINY with 10 object slots, enough for any generated scene)."""
+    from dataclasses import replace
+
+    from test_models import TINY, tiny_pipeline
+
+    folder = tmp_path_factory.mktemp("tiny_pipeline") / "pipeline"
+    tiny_pipeline(replace(TINY, max_objects=10)).save_pretrained(folder)
+    return folder
