@@ -352,13 +352,8 @@ class Scene:
     # -- validation ---------------------------------------------------------------------
     def validate(self) -> Scene:
         """Check every field; raise :class:`ValidationError` naming the first bad one. Returns self."""
-        if self.frames.dim() != 4 or self.frames.shape[1] != 3:
-            raise ValidationError(f"frames: expected shape (T, 3, H, W), got {tuple(self.frames.shape)}")
+        check_frames(self.frames)
         T, H, W = self.num_frames, self.height, self.width
-        if T < 1:
-            raise ValidationError("frames: a scene needs at least one frame")
-        if not bool(torch.isfinite(self.frames).all()) or self.frames.min() < 0 or self.frames.max() > 1:
-            raise ValidationError("frames: expected finite values in [0, 1]")
         if len(self.cameras) != T:
             raise ValidationError(f"cameras: expected one per frame ({T}), got {len(self.cameras)}")
         for i, cam in enumerate(self.cameras):
@@ -382,12 +377,14 @@ class Scene:
     def save(self, folder: str | os.PathLike) -> Path:
         """Write the scene to ``folder`` (created if needed); returns the folder path.
 
-        Files are written under temporary names and renamed into place, and ``scene.json``
-        goes last, so an interrupted save never leaves a folder that loads as a valid but
-        different scene.
+        ``scene.json`` goes last and a ``scene.json`` already in the folder is deleted before
+        anything else is written, so an interrupted save leaves a folder that fails to load
+        (:class:`SceneFormatError`: ``scene.json`` missing) instead of one that loads as a mix
+        of the old and the new scene. Other files in the folder are left alone.
         """
         self.validate()
         folder = Path(folder)
+        (folder / _SCENE_FILE).unlink(missing_ok=True)
         (folder / "frames").mkdir(parents=True, exist_ok=True)
         tensors: dict[str, Tensor] = {
             "camera_K": torch.stack([c.K for c in self.cameras]),
@@ -565,9 +562,27 @@ class Scene:
 # Helpers
 # --------------------------------------------------------------------------------------
 
+def check_frames(frames: Tensor, where: str = "frames") -> None:
+    """Raise :class:`ValidationError` naming ``where`` unless ``frames`` is (T >= 1, 3, H, W) float, finite, in [0, 1].
+
+    uint8 frames (0..255) are refused rather than guessed at: divide them by 255 first.
+    """
+    _check_tensor(frames, (None, 3, None, None), where, finite=False)
+    if frames.shape[0] < 1:
+        raise ValidationError(f"{where}: a scene needs at least one frame")
+    if not frames.is_floating_point():
+        raise ValidationError(f"{where}: expected float values in [0, 1], got dtype {frames.dtype} (divide uint8 by 255)")
+    if not bool(torch.isfinite(frames).all()):
+        raise ValidationError(f"{where}: expected finite values in [0, 1], got NaN or infinity")
+    if frames.min() < 0 or frames.max() > 1:
+        raise ValidationError(f"{where}: expected finite values in [0, 1], got [{float(frames.min()):.4g}, {float(frames.max()):.4g}]")
+
+
 def _check_tensor(x: Tensor, shape: tuple, where: str, finite: bool = True) -> None:
     if not isinstance(x, Tensor):
         raise ValidationError(f"{where}: expected a tensor, got {type(x).__name__}")
+    if x.is_meta:
+        raise ValidationError(f"{where}: tensor is on the 'meta' device and holds no data; move it to a real device")
     if x.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValidationError(f"{where}: expected shape {want}, got {tuple(x.shape)}")
@@ -635,4 +650,5 @@ def quantize(images: Tensor) -> Tensor:
     return (images.clamp(0, 1) * 255).round() / 255.0
 
 
-__all__ = ["FORMAT_VERSION", "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "quantize"]
+__all__ = ["FORMAT_VERSION", "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "check_frames",
+           "quantize"]

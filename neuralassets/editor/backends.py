@@ -27,6 +27,7 @@ BACKENDS = (GROUND_TRUTH, NEURAL)
 #: Bounds of the render settings the editor accepts.
 MAX_STEPS = 200
 MAX_GUIDANCE = 20.0
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed accepts
 
 #: ``progress(fraction, desc=...)``, e.g. a ``gr.Progress``.
 Progress = Callable[..., object]
@@ -40,8 +41,8 @@ def check_settings(settings: RenderSettings) -> None:
         raise ValidationError(f"steps: expected 1..{MAX_STEPS}, got {settings.steps}")
     if not 0 <= settings.guidance <= MAX_GUIDANCE:
         raise ValidationError(f"guidance: expected 0..{MAX_GUIDANCE:g}, got {settings.guidance}")
-    if settings.seed < 0:
-        raise ValidationError(f"seed: expected a non-negative integer, got {settings.seed}")
+    if not 0 <= settings.seed <= MAX_SEED:
+        raise ValidationError(f"seed: expected an integer in 0..{MAX_SEED}, got {settings.seed}")
 
 
 class Renderers:

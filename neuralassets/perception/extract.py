@@ -7,6 +7,7 @@ defaults need no model weights.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from .. import geometry
 from ..errors import ValidationError
-from ..scene import Asset, Camera, Scene
+from ..scene import Asset, Camera, Scene, check_frames
 from .camera import CameraConfig, assumed_camera, assumed_intrinsics, estimate_camera_motion
 from .classical import ClassicalSegmenter
 from .detections import Segmenter, Tracker, Tracks, any_along, masks_to_boxes
@@ -60,12 +61,18 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
         A validated Scene with one asset per track that could be lifted: per-frame 3D
         boxes, 2D boxes, masks, visibility (mask area over the track's largest mask area)
         and ``source_frame`` = the frame where it is most visible. ``metadata["extraction"]``
-        records which pieces were used.
+        records which pieces were used. When nothing is found the Scene has no assets and
+        a ``UserWarning`` says so.
+
+    Raises:
+        ValidationError: ``frames`` is not (T, 3, H, W) float with finite values in [0, 1]
+            (uint8 is refused, not rescaled), or depth / cameras do not match it.
     """
     cfg = config or ExtractionConfig()
     camera_cfg = cfg.camera or CameraConfig()
     if frames.dim() != 4 or frames.shape[1] != 3:
         raise ValidationError(f"extract: frames must be (T, 3, H, W), got {tuple(frames.shape)}")
+    check_frames(frames, "extract: frames")
     frames = frames.float()
     T, _, H, W = frames.shape
     if depth is not None and tuple(depth.shape) != (T, H, W):
@@ -118,6 +125,9 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
     bar.update()
     bar.close()
     assets = _assets(tracks, boxes, cfg.min_visible_frames)
+    if not assets:
+        warnings.warn(f"extract: no objects found in {T} frame(s) of {W}x{H}; the scene has no assets "
+                      "(try another segmenter, or a lower ClassicalConfig.min_area)", stacklevel=2)
     metadata = {"extraction": {
         "segmenter": type(segmenter).__name__, "tracker": type(tracker).__name__, "lifter": type(lifter).__name__,
         "depth": "given" if depth is not None and depth_estimator is None else type(depth_estimator).__name__ if depth_estimator

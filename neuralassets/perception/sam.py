@@ -9,6 +9,7 @@ transformers, a hub id already in the local cache); nothing is downloaded by the
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import partial
 
@@ -80,7 +81,8 @@ def load_sam(checkpoint: str | os.PathLike, arch: SamArchitecture | str = "vit_b
     unpickled) and must match ``arch`` key for key.
 
     Raises:
-        WeightsError: the file is missing, unreadable or does not fit the architecture.
+        WeightsError: the file is missing, unreadable, holds pickled objects other than tensors
+            (refused by ``weights_only=True``; nothing of it runs) or does not fit the architecture.
     """
     arch = SamArchitecture.named(arch) if isinstance(arch, str) else arch
     if not os.path.isfile(checkpoint):
@@ -88,6 +90,10 @@ def load_sam(checkpoint: str | os.PathLike, arch: SamArchitecture | str = "vit_b
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or non-tensor files
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if refused:  # weights_only stopped at a pickled object that is not a tensor, before creating it
+            raise WeightsError(f"{checkpoint}: refused: it holds a pickled Python object ({refused.group(1)}) besides "
+                               "tensors, and such objects are never loaded") from None
         raise WeightsError(f"{checkpoint}: not a readable tensor state dict ({type(e).__name__}: {e})") from None
     model = build_sam(arch)
     try:

@@ -33,7 +33,7 @@ class TrackerConfig:
     patience: int = 8  # frames a track survives without a match (occlusions up to this long keep the id)
     histogram_bins: int = 8  # bins per RGB channel of the appearance histogram
     appearance_momentum: float = 0.8  # how much of the old histogram an update keeps
-    min_track_frames: int = 2  # tracks matched in fewer frames are dropped as flicker
+    min_track_frames: int = 2  # tracks matched in fewer frames are dropped as flicker (at most the clip's length)
 
     def __post_init__(self) -> None:
         if self.patience < 0 or self.histogram_bins < 1 or self.min_track_frames < 1:
@@ -120,7 +120,7 @@ class MaskTracker:
 
     def _collect(self, detections: list[FrameDetections], assigned: list[list[int]], n: int, T: int, H: int, W: int) -> Tracks:
         counts = np.bincount([i for ids in assigned for i in ids], minlength=n + 1)
-        keep = [i for i in range(1, n + 1) if counts[i] >= self.config.min_track_frames]
+        keep = [i for i in range(1, n + 1) if counts[i] >= min(self.config.min_track_frames, T)]
         row = {i: r for r, i in enumerate(keep)}
         masks = torch.zeros(len(keep), T, H, W, dtype=torch.bool)
         scores = torch.zeros(len(keep), T)

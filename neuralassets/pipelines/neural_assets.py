@@ -18,7 +18,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,8 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 WEIGHT_FILES = {"asset_encoder": "model.safetensors", "denoiser": "model.safetensors",
                 "vae": "diffusion_pytorch_model.safetensors"}
 OUTPUT_TYPES = ("pt", "np", "pil")
+#: Weight files that would have to be unpickled; they are refused, never opened.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 @dataclass
@@ -208,7 +210,7 @@ class NeuralAssetsPipeline:
             num_inference_steps: sampling steps (default: the model's).
             guidance_scale: classifier-free guidance scale, >= 0 (default: the model's); 1 turns
                 guidance off, 0 renders the object-free null.
-            generator: seeds the initial noise; the same seed gives the same image.
+            generator: a ``torch.Generator`` seeding the initial noise; the same seed gives the same image.
             latents: (1, C, h, w) initial noise to use instead of drawing it (videos keep it fixed).
             output_type: ``"pt"``, ``"np"`` or ``"pil"``.
 
@@ -238,7 +240,7 @@ class NeuralAssetsPipeline:
         """
         steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance = self.config.guidance_scale if guidance_scale is None else guidance_scale
-        self._check_settings(cond, steps, guidance)
+        self._check_settings(cond, steps, guidance, generator)
         cond = self.fit_conditioning(cond)
         tokens = self.encode_tokens(cond, guidance)
         latents = self.prepare_latents(cond.batch_size, generator, latents)
@@ -272,6 +274,8 @@ class NeuralAssetsPipeline:
             latents = torch.randn(shape, generator=generator, dtype=torch.float32)
         elif tuple(latents.shape) != shape:
             raise ValidationError(f"latents: shape {tuple(latents.shape)}, expected {shape}")
+        elif latents.is_meta or not bool(torch.isfinite(latents).all()):
+            raise ValidationError("latents: expected finite numbers on a real device (not 'meta')")
         return latents.to(self.device, torch.float32) * float(getattr(self.scheduler, "init_noise_sigma", 1.0))
 
     def denoise(self, latents: Tensor, tokens: AssetTokens, num_inference_steps: int, guidance_scale: float) -> Tensor:
@@ -305,13 +309,19 @@ class NeuralAssetsPipeline:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
 
-    def _check_settings(self, cond: Conditioning, steps: int, guidance: float) -> None:
+    def _check_settings(self, cond: Conditioning, steps: int, guidance: float, generator: torch.Generator | None) -> None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValidationError(f"num_inference_steps: {steps!r} must be an integer >= 1")
         if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
             raise ValidationError(f"guidance_scale: {guidance!r} must be a finite number >= 0")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValidationError(f"generator: expected a torch.Generator or None, got {type(generator).__name__} "
+                                  "(for a seed s pass torch.Generator().manual_seed(s))")
         if cond.max_objects > self.config.max_objects:
             raise ValidationError(f"conditioning has {cond.max_objects} object slots; the model has {self.config.max_objects}")
+        for f in fields(cond):
+            if getattr(cond, f.name).is_meta:
+                raise ValidationError(f"conditioning.{f.name}: tensor is on the 'meta' device and holds no data")
 
 
 def to_output_type(images: Tensor, output_type: str) -> Tensor | np.ndarray | list[Image.Image]:
@@ -327,12 +337,15 @@ def load_weights(module: nn.Module, path: Path) -> None:
 
     Raises:
         WeightsError: the file is missing or unreadable, or a tensor is missing, unexpected
-            or of the wrong shape (named with the file).
+            or of the wrong shape (named with the file). Only safetensors is read: a pickle-based
+            file (:data:`PICKLE_SUFFIXES`) in its place is named in the message and never opened.
     """
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise WeightsError(f"{path}: weights file is missing")
+        pickled = sorted(p.name for p in path.parent.glob("*") if p.suffix in PICKLE_SUFFIXES)
+        hint = f" ({', '.join(pickled)} there is pickle-based and is never loaded: convert it to safetensors)" if pickled else ""
+        raise WeightsError(f"{path}: weights file is missing{hint}")
     try:
         stored = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for truncated or corrupt files

@@ -66,16 +66,26 @@ def save_checkpoint(folder: Path, step: int, tensors: dict[str, Tensor], meta: d
 
     Returns:
         the checkpoint's path.
+
+    Raises:
+        OSError: the write failed (e.g. the disk is full); the message names the checkpoint,
+            the partial temporary file is removed and earlier checkpoints are untouched.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:08d}.safetensors"
     tmp = folder / f".{path.name}.tmp"
     header = {"format": FORMAT, "version": str(VERSION), "meta": json.dumps({**meta, "step": step})}
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except (OSError, SafetensorError) as e:  # e.g. a full disk; safetensors reports I/O errors as SafetensorError
+        tmp.unlink(missing_ok=True)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise OSError(f"{path}: checkpoint not written ({reason}); earlier checkpoints are kept") from e
     os.replace(tmp, path)
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
