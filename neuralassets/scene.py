@@ -515,15 +515,23 @@ class Scene:
             raise SceneFormatError(f"{folder}: {e}") from None
 
     def save_zip(self, path: str | os.PathLike) -> Path:
-        """Write the scene folder format into one zip archive at ``path``; returns the path."""
+        """Write the scene folder format into one zip archive at ``path``; returns the path.
+
+        The archive is written under a temporary name and renamed into place, so an archive
+        already at ``path`` stays whole until the new one is complete.
+        """
         path = Path(path)
         with tempfile.TemporaryDirectory() as tmp:
             folder = self.save(Path(tmp) / "scene")
             partial = path.with_name(path.name + ".tmp")
-            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
-                for f in sorted(folder.rglob("*")):
-                    if f.is_file():
-                        zf.write(f, f.relative_to(folder).as_posix())
+            try:
+                with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for f in sorted(folder.rglob("*")):
+                        if f.is_file():
+                            zf.write(f, f.relative_to(folder).as_posix())
+            except BaseException:  # a failed or interrupted write leaves the previous archive and no partial one
+                partial.unlink(missing_ok=True)
+                raise
             os.replace(partial, path)
         return path
 

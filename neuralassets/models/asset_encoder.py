@@ -196,7 +196,7 @@ class AssetEncoder(nn.Module):
             torch.cat([(B * S + batch)[:, None].to(features.dtype), whole.expand(B, 4)], dim=1)])
         cells = roi_align(features, rois, output_size=k, spatial_scale=1.0, sampling_ratio=2, aligned=True)
         cells = self.appearance_proj(cells.flatten(2).transpose(1, 2)) + self.cell_embedding  # (B*N + B, k*k, hid)
-        object_cells = cells[:B * N].view(B, N, k * k, -1)
+        object_cells = cells[:B * N].view(B, N, k * k, cells.shape[-1])  # N may be 0
         background_cells = cells[B * N:]
 
         poses = cond.object_poses.to(dtype).clone()
