@@ -1,4 +1,5 @@
-"""The README's Quickstart is what CI runs."""
+"""The repository itself: the README's Quickstart is what CI runs, and no shipped code deserialises unsafely."""
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,12 +22,30 @@ def test_quickstart_has_two_commands_and_ci_runs_both():
     assert "readme_command.sh 1" in ci and "readme_command.sh 2" in ci
 
 
-def test_no_unsafe_deserialisation_in_package():
-    import re
-    offenders = []
-    for path in (ROOT / "neuralassets").rglob("*.py"):
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if re.search(r"\bpickle\.loads?\(|\bdill\.", line) or (
-                    re.search(r"torch\.load\(", line) and "weights_only=True" not in line):
-                offenders.append(f"{path.relative_to(ROOT)}:{i}")
+#: Code that can run whatever a file holds: unpickling (pickle, dill, joblib, numpy with allow_pickle,
+#: pandas), torch.load without weights_only=True, and YAML's unsafe loaders.
+UNSAFE_LOAD = re.compile(r"\bpickle\.loads?\(|\bdill\.|\bjoblib\.load\(|allow_pickle\s*=\s*True|read_pickle\(|"
+                         r"\byaml\.(unsafe_)?load\((?!.*Loader=yaml\.SafeLoader)|\bUnsafeLoader\b")
+SHIPPED_CODE = ("neuralassets", "apps", "benchmarks", "examples")
+
+
+def unsafe_loads(text: str) -> list[int]:
+    """Line numbers of ``text`` that deserialise unsafely."""
+    return [i for i, line in enumerate(text.splitlines(), 1)
+            if UNSAFE_LOAD.search(line) or (re.search(r"torch\.load\(", line) and "weights_only=True" not in line)]
+
+
+def test_unsafe_load_scan_flags_each_kind():
+    bad = ["pickle.load(f)", "x = pickle.loads(b)", "dill.load(f)", "joblib.load(p)", "np.load(p, allow_pickle=True)",
+           "pd.read_pickle(p)", "torch.load(p)", "torch.load(p, weights_only=False)", "yaml.load(text)",
+           "yaml.unsafe_load(text)", "yaml.load(text, Loader=yaml.UnsafeLoader)"]
+    good = ["torch.load(p, map_location='cpu', weights_only=True)", "yaml.safe_load(text)", "np.load(p)",
+            "yaml.load(text, Loader=yaml.SafeLoader)", "json.loads(s)", "safetensors.torch.load_file(p)"]
+    assert unsafe_loads("\n".join(bad)) == list(range(1, len(bad) + 1))
+    assert unsafe_loads("\n".join(good)) == []
+
+
+def test_no_unsafe_deserialisation_in_shipped_code():
+    offenders = [f"{path.relative_to(ROOT)}:{i}" for folder in SHIPPED_CODE for path in sorted((ROOT / folder).rglob("*.py"))
+                 for i in unsafe_loads(path.read_text())]
     assert offenders == []
