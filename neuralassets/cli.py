@@ -15,7 +15,7 @@ from . import __version__
 from .errors import NeuralAssetsError
 
 #: Subcommand modules under neuralassets.commands, in the order --help lists them.
-COMMANDS = ["scene", "extract", "edit", "editor", "train", "bench", "data"]
+COMMANDS = ["demo", "scene", "extract", "edit", "editor", "train", "bench", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:
