@@ -64,6 +64,25 @@ def test_save_load_bit_identical(tmp_path, simple_scene):
     assert AutoencoderKL.from_pretrained(tmp_path / "p" / "vae").config.latent_channels == 4
 
 
+def test_sharded_weights_round_trip_and_missing_shard_is_named(tmp_path, simple_scene):
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "p", max_shard_bytes=20_000)
+    shards = sorted((tmp_path / "p" / "denoiser").glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and not (tmp_path / "p" / "denoiser" / "model.safetensors").exists()
+    index = json.loads((tmp_path / "p" / "denoiser" / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == {s.name for s in shards}
+    assert set(index["weight_map"]) == set(pipe.denoiser.state_dict())
+    # every shard keeps to the limit unless it holds a single larger tensor
+    for s in shards:
+        tensors = load_file(str(s))
+        assert len(tensors) == 1 or sum(t.numel() * t.element_size() for t in tensors.values()) <= 20_000
+    loaded = NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+    assert torch.equal(pipe(simple_scene, generator=seeded(2)).images, loaded(simple_scene, generator=seeded(2)).images)
+    shards[1].unlink()
+    with pytest.raises(WeightsError, match=f"{shards[1].name}: weights shard is missing"):
+        NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+
+
 def test_bf16_storage_upcasts_on_load(tmp_path, simple_scene):
     pipe = tiny_pipeline()
     pipe.save_pretrained(tmp_path / "p", dtype=torch.bfloat16)

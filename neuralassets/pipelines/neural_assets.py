@@ -141,16 +141,18 @@ class NeuralAssetsPipeline:
             asset_encoder=encoder_config, denoiser=denoiser.config)
         return cls(vae, encoder, denoiser, scheduler, config)
 
-    def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+    def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None,
+                        max_shard_bytes: int | None = None) -> None:
         """Write the pipeline folder (replacing one that exists, never leaving half a folder).
 
         Args:
             folder: destination.
             dtype: store float weights in this dtype (e.g. ``torch.bfloat16`` halves the size);
                 None keeps float32.
+            max_shard_bytes: split a component's weights into numbered files of at most this
+                many bytes each (plus a ``.index.json`` naming the file of every tensor, as
+                diffusers and transformers do); None writes one file per component.
         """
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -170,7 +172,7 @@ class NeuralAssetsPipeline:
         for name, module in (("asset_encoder", self.asset_encoder), ("denoiser", self.denoiser), ("vae", self.vae)):
             state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
                      for k, v in module.state_dict().items()}
-            save_file(state, str(tmp / name / WEIGHT_FILES[name]), metadata={"format": "pt"})
+            save_weights(state, tmp / name / WEIGHT_FILES[name], max_shard_bytes)
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if folder.exists():
@@ -333,23 +335,14 @@ def to_output_type(images: Tensor, output_type: str) -> Tensor | np.ndarray | li
 
 
 def load_weights(module: nn.Module, path: Path) -> None:
-    """Load a safetensors file into ``module``, upcasting to the module's dtypes.
+    """Load a safetensors file (or its shards) into ``module``, upcasting to the module's dtypes.
 
     Raises:
         WeightsError: the file is missing or unreadable, or a tensor is missing, unexpected
             or of the wrong shape (named with the file). Only safetensors is read: a pickle-based
             file (:data:`PICKLE_SUFFIXES`) in its place is named in the message and never opened.
     """
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        pickled = sorted(p.name for p in path.parent.glob("*") if p.suffix in PICKLE_SUFFIXES)
-        hint = f" ({', '.join(pickled)} there is pickle-based and is never loaded: convert it to safetensors)" if pickled else ""
-        raise WeightsError(f"{path}: weights file is missing{hint}")
-    try:
-        stored = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for truncated or corrupt files
-        raise WeightsError(f"{path}: cannot read safetensors weights: {e}") from e
+    stored = read_weights(path)
     expected = module.state_dict()
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
@@ -361,6 +354,69 @@ def load_weights(module: nn.Module, path: Path) -> None:
             raise WeightsError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, "
                                f"the config expects {tuple(expected[name].shape)}")
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in stored.items()})
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path, max_shard_bytes: int | None = None) -> None:
+    """Write ``state`` to the safetensors file ``path``, or to shards of at most ``max_shard_bytes``.
+
+    Shards are named ``<stem>-00001-of-0000N.safetensors`` beside ``path`` and listed in
+    ``<path>.index.json`` (``{"weight_map": {tensor name: shard file}}``); a tensor larger
+    than the limit gets a shard of its own.
+    """
+    from safetensors.torch import save_file
+
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key, value in state.items():
+        nbytes = value.numel() * value.element_size()
+        if max_shard_bytes is not None and shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][key] = value
+        size += nbytes
+    if len(shards) == 1:
+        save_file(state, str(path), metadata={"format": "pt"})
+        return
+    stem = path.name.removesuffix(".safetensors")
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"{stem}-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(path.with_name(name)), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, name))
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    _write_json(path.with_name(path.name + ".index.json"), {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Read the safetensors file ``path``, or the shards its ``<path>.index.json`` lists.
+
+    Raises:
+        WeightsError: neither exists (a pickle-based file in its place is named, never opened),
+            a shard is missing, named outside the folder, truncated or corrupt.
+    """
+    from safetensors.torch import load_file
+
+    index = path.with_name(path.name + ".index.json")
+    if path.is_file():
+        files = [path]
+    elif index.is_file():
+        names = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        files = [path.parent / n for n in names]
+        if not files or any(Path(n).name != n for n in names):
+            raise WeightsError(f"{index}: weight_map must name shard files in its own folder")
+    else:
+        pickled = sorted(p.name for p in path.parent.glob("*") if p.suffix in PICKLE_SUFFIXES)
+        hint = f" ({', '.join(pickled)} there is pickle-based and is never loaded: convert it to safetensors)" if pickled else ""
+        raise WeightsError(f"{path}: weights file is missing{hint}")
+    stored: dict[str, torch.Tensor] = {}
+    for f in files:
+        if not f.is_file():
+            raise WeightsError(f"{f}: weights shard is missing (listed in {index.name})")
+        try:
+            stored.update(load_file(str(f)))
+        except Exception as e:  # safetensors raises its own error types for truncated or corrupt files
+            raise WeightsError(f"{f}: cannot read safetensors weights: {e}") from e
+    return stored
 
 
 def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
