@@ -6,10 +6,12 @@ the same source for every frame: an object keeps its looks through the whole vid
 after leaving the view and coming back. Frames are batched through
 :meth:`~neuralassets.pipelines.NeuralAssetsPipeline.render`.
 
-Example:
-    >>> from neuralassets.animation import Keyframes, animate          # doctest: +SKIP
-    >>> video = animate(scene, Keyframes.spin(asset_id=2, num_frames=16), 16)
-    >>> frames = render_video(pipe, video, out="spin.gif", seed=0)      # (16, 3, H, W)
+Example (``scene`` a Scene, ``pipe`` a loaded pipeline)::
+
+    from neuralassets.animation import Keyframes, animate
+
+    video = animate(scene, Keyframes.spin(asset_id=2, num_frames=16), 16)
+    frames = render_video(pipe, video, out="spin.gif", seed=0)  # (16, 3, H, W)
 """
 
 from __future__ import annotations
