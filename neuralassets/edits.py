@@ -46,6 +46,7 @@ from torch import Tensor
 
 from . import geometry
 from .errors import NeuralAssetsError, ValidationError
+from .jsonio import read_json
 from .scene import AppearanceSource, Asset, Background, Camera, Scene
 
 #: Version of the edit-list JSON file written by :func:`save_edits`.
@@ -741,12 +742,7 @@ def load_edits(path: str | os.PathLike) -> list[Edit]:
             entry is malformed or names an unknown op (the message names the entry index).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValidationError(f"{path}: edit list file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValidationError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, ValidationError, "edit list file not found")
     if isinstance(data, Mapping):
         version = data.get("format_version")
         if version != EDITS_FORMAT_VERSION:

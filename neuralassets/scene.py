@@ -39,6 +39,7 @@ from torch import Tensor
 
 from . import geometry
 from .errors import AssetNotFoundError, SceneFormatError, ValidationError
+from .jsonio import read_json
 
 FORMAT_VERSION = 1
 _SCENE_FILE = "scene.json"
@@ -447,12 +448,7 @@ class Scene:
         """
         folder = Path(folder)
         meta_path = folder / _SCENE_FILE
-        if not meta_path.is_file():
-            raise SceneFormatError(f"{meta_path}: missing; not a saved Scene folder")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SceneFormatError(f"{meta_path}: not valid JSON ({e})") from None
+        meta = read_json(meta_path, SceneFormatError, "missing; not a saved Scene folder")
         version = meta.get("format_version") if isinstance(meta, dict) else None
         if version is None:
             raise SceneFormatError(f"{meta_path}: no format_version field")

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from .. import geometry
 from ..errors import SceneFormatError, ValidationError
+from ..jsonio import read_json
 from ..scene import Asset, Camera, Scene
 from .renderer import masks_to_boxes
 
@@ -106,12 +107,7 @@ def read_kubric(folder: str | os.PathLike) -> Scene:
     """
     folder = Path(folder)
     meta_path = folder / "metadata.json"
-    if not meta_path.is_file():
-        raise SceneFormatError(f"{meta_path}: missing; not a Kubric scene folder")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SceneFormatError(f"{meta_path}: not valid JSON ({e})") from None
+    meta = read_json(meta_path, SceneFormatError, "missing; not a Kubric scene folder")
     where = str(meta_path)
     scene_meta = _field(meta, "metadata", where)
     T = int(_field(scene_meta, "num_frames", f"{where}: metadata"))

@@ -1,0 +1,28 @@
+"""Reading JSON metadata files with errors that name the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import NeuralAssetsError
+
+
+def read_json(path: Path, error: type[NeuralAssetsError], missing: str) -> Any:
+    """Parse the JSON file ``path``.
+
+    Args:
+        path: the file.
+        error: the exception class to raise (e.g. ``SceneFormatError``).
+        missing: what to say after the path when the file does not exist.
+
+    Raises:
+        error: the file is missing (``"<path>: <missing>"``) or not valid JSON.
+    """
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e})") from None
