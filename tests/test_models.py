@@ -75,6 +75,21 @@ def test_token_layout_and_mask(simple_scene):
     assert out.spatial.shape == (2, 4, 16, 16)
 
 
+def test_background_spatial_map_follows_the_background_image(simple_scene):
+    cond = conditioning_from_scene(simple_scene, 1, 3, source_frame=0)
+    no_objects = cond.drop_objects(torch.ones(1, dtype=torch.bool))
+    mirrored = replace(no_objects, background_image=no_objects.background_image.flip(-1))
+    torch.manual_seed(0)
+    encoder = AssetEncoder.from_config(TINY.asset_encoder)
+    a, b = (encoder(c, spatial_size=(16, 16)).spatial for c in (no_objects, mirrored))
+    assert a.abs().sum() > 0 and not torch.allclose(a, b)  # the map carries the background, mirrored with it
+    # at another grid size the background features are resampled to it
+    assert encoder(no_objects, spatial_size=(5, 7)).spatial.shape == (1, 4, 5, 7)
+    torch.manual_seed(0)
+    objects_only = AssetEncoder.from_config(replace(TINY.asset_encoder, background_spatial=False))
+    assert torch.count_nonzero(objects_only(no_objects, spatial_size=(16, 16)).spatial) == 0
+
+
 def test_empty_padded_slot_does_not_change_output(simple_scene):
     pipe = tiny_pipeline()
     cond = conditioning_from_scene(simple_scene, 1, 2, source_frame=0)

@@ -18,7 +18,10 @@ the pooled summary nor the spatial map, so adding an empty slot leaves the outpu
 
 Optionally (``spatial_channels > 0``) the encoder also rasterises each object's projected
 target box onto the latent grid, carrying a projection of that object's appearance
-embedding; the denoiser concatenates this map to its noisy latent.
+embedding, and (``background_spatial``) adds a projection of the background image's
+feature map, resampled to the latent grid; the denoiser concatenates this map to its
+noisy latent. The background map is in the background camera's view: the camera-motion
+token tells the denoiser how far to shift it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
@@ -54,6 +58,7 @@ class AssetEncoderConfig:
     token_dim: int = 256  # width of the output tokens (the denoiser's context width)
     num_null_tokens: int = 4  # learned tokens always present (the meaning of "no objects")
     spatial_channels: int = 8  # channels of the spatial conditioning map (measured better than tokens only); 0 = tokens only
+    background_spatial: bool = True  # add the background image's features to the spatial map, so visible background is copied
 
 
 @dataclass
@@ -132,6 +137,8 @@ class AssetEncoder(nn.Module):
         self.background_fuse = _mlp(2 * hid, hid, dim)
         self.null_tokens = nn.Parameter(torch.randn(config.num_null_tokens, dim) * 0.02)
         self.spatial_proj = nn.Linear(hid, config.spatial_channels) if config.spatial_channels > 0 else None
+        self.background_spatial_proj = (nn.Conv2d(backbone.out_channels, config.spatial_channels, 1)
+                                        if config.spatial_channels > 0 and config.background_spatial else None)
 
     @classmethod
     def from_config(cls, config: AssetEncoderConfig, load_backbone_weights: bool = True) -> AssetEncoder:
@@ -219,4 +226,9 @@ class AssetEncoder(nn.Module):
             coverage = box_coverage(cond.object_target_boxes.to(dtype), *spatial_size) * keep  # (B, N, h, w)
             embedding = self.spatial_proj(object_cells.mean(dim=2))  # (B, N, C)
             spatial = torch.einsum("bnhw,bnc->bchw", coverage, embedding)
+            if self.background_spatial_proj is not None:
+                background_map = features[B * S:]
+                if tuple(background_map.shape[-2:]) != tuple(spatial_size):
+                    background_map = F.interpolate(background_map, size=spatial_size, mode="bilinear", align_corners=False)
+                spatial = spatial + self.background_spatial_proj(background_map)
         return AssetTokens(tokens=tokens, mask=mask, spatial=spatial)
