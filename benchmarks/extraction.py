@@ -21,7 +21,9 @@ Metrics (objects are matched to tracks by summed mask IoU over the clip, Hungari
 * frames per second of the whole extraction.
 
 Run ``python benchmarks/extraction.py [--videos N] [--size 128]``; the table goes to
-``benchmarks/results/extraction.md`` and the numbers to ``extraction.json``.
+``benchmarks/results/extraction.md`` and the numbers to ``extraction.json``. Tune on the
+validation split (``--split val --out DIR``) so that the test split stays held out;
+``--overlays DIR`` writes each video's masks and boxes per set-up as PNG strips.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from neuralassets.data.synthetic import GeneratorConfig, generate_scene, split_seed
@@ -47,7 +51,9 @@ from neuralassets.perception import (
     extract,
     mask_iou,
 )
+from neuralassets.perception.overlay import draw_overlay
 from neuralassets.scene import Scene
+from neuralassets.video import to_uint8_frames
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROUND_ABOUT_Z = ("sphere", "cylinder", "cone")
@@ -168,26 +174,32 @@ SETUPS = ("GT masks + GT depth", "GT masks + ground plane", "classical + tracker
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--videos", type=int, default=20, help="test-split videos to evaluate")
+    parser.add_argument("--videos", type=int, default=20, help="videos to evaluate")
+    parser.add_argument("--split", choices=("val", "test"), default="test", help="generator split the videos come from")
+    parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS), help="set-ups to run")
+    parser.add_argument("--overlays", type=Path, default=None, help="folder for overlay PNGs (every 4th frame per video)")
     parser.add_argument("--size", type=int, default=128, help="frame size in pixels")
     parser.add_argument("--frames", type=int, default=24, help="frames per video")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for extraction.md and extraction.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     config = GeneratorConfig(image_size=args.size, num_frames=args.frames)
-    per_setup: dict[str, list[dict]] = {s: [] for s in SETUPS}
-    seconds = dict.fromkeys(SETUPS, 0.0)
+    setups = [s for s in SETUPS if s in args.setups]
+    per_setup: dict[str, list[dict]] = {s: [] for s in setups}
+    seconds = dict.fromkeys(setups, 0.0)
     for i in range(args.videos):
-        scene = generate_scene(split_seed("test", i), config)
-        for name in SETUPS:
+        scene = generate_scene(split_seed(args.split, i), config)
+        for name in setups:
             pred, dt = run_setup(name, scene)
             seconds[name] += dt
             per_setup[name].append(evaluate(scene, pred))
+            if args.overlays is not None:
+                write_overlay(args.overlays / f"{args.split}{i:03d}_{re.sub(r'[^a-z]+', '-', name.lower())}.png", scene, pred)
         print(f"video {i + 1}/{args.videos} done", flush=True)
-    results = {name: summarise(per_setup[name], seconds[name]) for name in SETUPS}
+    results = {name: summarise(per_setup[name], seconds[name]) for name in setups}
     header = ("| set-up | mask mIoU | mIoU (moving) | id switches / 100 frames | centre error % (mean / median) "
               "| yaw error ° (median) | frames/s |")
-    lines = [f"# Extraction benchmark\n\n{args.videos} test-split videos, {args.frames} frames of {args.size}x{args.size}, "
+    lines = [f"# Extraction benchmark\n\n{args.videos} {args.split}-split videos, {args.frames} frames of {args.size}x{args.size}, "
              f"{torch.get_num_threads()} CPU threads.\n", header, "|" + "---|" * 7]
     for name, r in results.items():
         lines.append(f"| {name} | {r['mask_miou']:.3f} | {r['moving_miou']:.3f} | {r['id_switches_per_100_frames']:.2f} | "
@@ -200,6 +212,14 @@ def main(argv: list[str] | None = None) -> dict:
     (args.out / "extraction.json").write_text(json.dumps({"videos": args.videos, "size": args.size, "frames": args.frames,
                                                           "results": results}, indent=1))
     return results
+
+
+def write_overlay(path: Path, gt: Scene, pred: Scene) -> None:
+    """Every 4th frame: ground truth (top row) over the prediction (bottom row), masks, ids and 3D boxes drawn."""
+    frames = list(range(0, gt.num_frames, 4))
+    rows = [torch.cat(list(draw_overlay(s, frames)), dim=2) for s in (gt, pred)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8_frames(torch.cat(rows, dim=1)[None])[0]).save(path)
 
 
 if __name__ == "__main__":
