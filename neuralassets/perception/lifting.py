@@ -59,12 +59,16 @@ class LiftingConfig:
     """Settings shared by the lifters."""
 
     min_pixels: int = 12  # masks with fewer pixels are not lifted in that frame
-    trim_percent: float = 0.5  # per-axis percentile trimmed from each end of the point cloud (depth outliers)
+    trim_percent: float = 0.0  # per-axis percentile trimmed from each end of the point cloud; 0 for exact depth (trimming
+    # cuts off apexes and true extents), about 0.5 for noisy monocular depth
     snap_to_floor: float = 0.3  # a box whose lowest point is below this fraction of its height rests on the floor
     cap_fraction: float = 0.05  # depth lifting: the top this fraction of the height is the object's "top"
     flat_top_ratio: float = 0.35  # a top covering less of the footprint than this marks a rounded object
     max_contact_slope: float = 2.5  # ground-plane lifting: steeper silhouette ends (rows per column) are sides, not contact
     square_ratio: float = 0.5  # ground-plane lifting: a footprint thinner than this is completed to a square
+    size_percentile: float = 50.0  # per-axis percentile of an object's per-frame sizes that becomes its size
+    hidden_bottom_fraction: float = 0.5  # depth lifting: a mask whose lower edge is covered along this fraction rests on the floor
+    floor_majority: float = 0.5  # an object resting on the floor in at least this fraction of its frames rests in all
     erode_pixels: int = 0  # depth lifting: mask erosion keeping boundary pixels (blurred depth) out; 1 for monocular depth
 
     def __post_init__(self) -> None:
@@ -93,8 +97,11 @@ class DepthLifter:
             raise ValidationError("DepthLifter.lift: needs a depth map; use GroundPlaneLifter without depth")
         _check(tracks, cameras, depth)
         cfg = self.config
+        bottom = _lowest_rows(tracks.masks).long().numpy()  # (N, T, W)
+        everything, masks_np, depth_np = any_along(tracks.masks, 0).numpy(), tracks.masks.numpy(), depth.numpy()
 
         def per_frame(n: int, t: int) -> Tensor | None:
+            hidden = _bottom_hidden(bottom[n, t], everything[t] & ~masks_np[n, t], depth_np[t]) >= cfg.hidden_bottom_fraction
             mask = _erode(tracks.masks[n, t], cfg.erode_pixels)
             ys, xs = mask.nonzero(as_tuple=True)
             z = depth[t, ys, xs]
@@ -104,9 +111,9 @@ class DepthLifter:
             uv = torch.stack([xs[ok], ys[ok]], -1).float() + 0.5
             cam = cameras[t]
             points = geometry.unproject_points(uv, z[ok], cam.K, cam.R, cam.t).numpy()
-            return _box_from_points(points, cam.center[:2].numpy(), cfg)
+            return _box_from_points(points, cam.center[:2].numpy(), hidden, cfg)
 
-        return _lift_all(tracks, per_frame)
+        return _lift_all(tracks, per_frame, cfg)
 
 
 class GroundPlaneLifter:
@@ -119,15 +126,36 @@ class GroundPlaneLifter:
         """Lift every track in every frame; ``depth`` is ignored. See :meth:`DepthLifter.lift`."""
         _check(tracks, cameras, None)
         cfg = self.config
-        everything = any_along(tracks.masks, 0)  # (T, H, W)
-
-        def per_frame(n: int, t: int) -> Tensor | None:
-            mask = tracks.masks[n, t]
-            if int(mask.sum()) < cfg.min_pixels:
-                return None
-            return _box_from_ground_contact(mask, everything[t] & ~mask, cameras[t], cfg)
-
-        return _lift_all(tracks, per_frame)
+        masks = tracks.masks  # (N, T, H, W)
+        N, T, H, W = masks.shape
+        raw = torch.full((N, T, 7), float("nan"))
+        if N == 0:
+            return _stabilise(raw, cfg)
+        everything = any_along(masks, 0)  # (T, H, W)
+        rows = torch.arange(H, dtype=torch.int16)
+        bottom = _lowest_rows(masks)  # (N, T, W)
+        row_used = any_along(masks, 3)  # (N, T, H)
+        top_row = torch.where(row_used, rows, H).amin(2).long().clamp(max=H - 1)  # (N, T)
+        # u of the mask's top: the mean column of its top row
+        top_cols = masks.gather(2, top_row[..., None, None].expand(N, T, 1, W))[:, :, 0].float()  # (N, T, W)
+        u_top = (top_cols * (torch.arange(W) + 0.5)).sum(2) / top_cols.sum(2).clamp(min=1)
+        K = torch.stack([c.K for c in cameras])
+        R = torch.stack([c.R for c in cameras])
+        t_cam = torch.stack([c.t for c in cameras])
+        # the floor point under the bottom edge of every pixel, for every frame in one batch
+        grid = torch.stack(torch.meshgrid(torch.arange(H) + 1.0, torch.arange(W) + 0.5, indexing="ij")[::-1], -1)
+        floor, hit = geometry.ground_intersection(grid.reshape(1, -1, 2).expand(T, -1, -1), K, R, t_cam)
+        floor, hit = floor.reshape(T, H, W, 3).numpy(), hit.reshape(T, H, W).numpy()
+        origins, top_dirs = geometry.pixel_rays(torch.stack([u_top, top_row.float()], -1).transpose(0, 1), K, R, t_cam)
+        origins, top_dirs = origins.numpy(), top_dirs.transpose(0, 1).numpy()  # (T, 3), (N, T, 3)
+        area = masks.flatten(2).sum(2)
+        bottom, everything, masks_np = bottom.long().numpy(), everything.numpy(), masks.numpy()
+        for n, t in (area >= cfg.min_pixels).nonzero().tolist():
+            box = _box_from_ground_contact(bottom[n, t], everything[t] & ~masks_np[n, t], floor[t], hit[t], origins[t],
+                                           top_dirs[n, t], cfg)
+            if _usable(box):
+                raw[n, t] = box
+        return _stabilise(raw, cfg)
 
 
 # --------------------------------------------------------------------------------------
@@ -140,6 +168,30 @@ def _check(tracks: Tracks, cameras: list[Camera], depth: Tensor | None) -> None:
         raise ValidationError(f"lifting: {len(cameras)} cameras for {T} frames")
     if depth is not None and tuple(depth.shape) != (T, H, W):
         raise ValidationError(f"lifting: depth has shape {tuple(depth.shape)}, expected {(T, H, W)}")
+
+
+def _lowest_rows(masks: Tensor) -> Tensor:
+    """(..., H, W) bool masks → (..., W) int16 lowest mask row of each column, -1 where the column is empty."""
+    rows = torch.arange(masks.shape[-2], dtype=torch.int16)
+    return torch.where(masks, rows[:, None], -1).amax(-2)
+
+
+def _bottom_hidden(bottom: np.ndarray, others: np.ndarray, depth: np.ndarray) -> float:
+    """Fraction of a mask's columns whose lowest pixel lies on the image's last row or just above a nearer object.
+
+    Args:
+        bottom: (W,) int lowest mask row per column, -1 where empty (see :func:`_lowest_rows`).
+        others: (H, W) bool pixels of the other objects.
+        depth: (H, W) float depth of the frame.
+    """
+    H = others.shape[0]
+    cols = np.flatnonzero(bottom >= 0)
+    if len(cols) == 0:
+        return 0.0
+    rows = bottom[cols]
+    below = np.minimum(rows + 1, H - 1)
+    hidden = (rows == H - 1) | (others[below, cols] & (depth[below, cols] < depth[rows, cols]))
+    return float(hidden.mean())
 
 
 def _erode(mask: Tensor, pixels: int) -> Tensor:
@@ -159,8 +211,12 @@ def _footprint(xy: np.ndarray) -> tuple[float, float, float, float, float]:
             math.atan2(float(e1[1]), float(e1[0])))
 
 
-def _box_from_points(points: np.ndarray, camera_xy: np.ndarray, cfg: LiftingConfig) -> Tensor | None:
-    """(P, 3) world points of one object seen from ``camera_xy`` (2,) → per-frame box (see :func:`_pack`), or None."""
+def _box_from_points(points: np.ndarray, camera_xy: np.ndarray, bottom_hidden: bool, cfg: LiftingConfig) -> Tensor | None:
+    """(P, 3) world points of one object seen from ``camera_xy`` (2,) → per-frame box (see :func:`_pack`), or None.
+
+    ``bottom_hidden``: the object's lower edge is covered (by a nearer object or the image
+    edge), so its lowest visible point says nothing about where it stands: it is put on the floor.
+    """
     if cfg.trim_percent > 0:
         lo, hi = np.percentile(points, [cfg.trim_percent, 100 - cfg.trim_percent], axis=0)
         points = points[((points >= lo) & (points <= hi)).all(axis=1)]
@@ -169,7 +225,7 @@ def _box_from_points(points: np.ndarray, camera_xy: np.ndarray, cfg: LiftingConf
     bottom, top = float(points[:, 2].min()), float(points[:, 2].max())
     if top <= 0:
         return None
-    if bottom < cfg.snap_to_floor * (top - bottom):
+    if bottom_hidden or bottom < cfg.snap_to_floor * (top - bottom):
         bottom = 0.0
     cx, cy, sx, sy, yaw = _footprint(points[:, :2])
     cap = points[points[:, 2] >= top - cfg.cap_fraction * (top - bottom), :2]
@@ -193,54 +249,56 @@ def _rect_area(xy: np.ndarray) -> float:
     return float(w * h)
 
 
-def _box_from_ground_contact(mask: Tensor, others: Tensor, cam: Camera, cfg: LiftingConfig) -> Tensor | None:
-    """One mask with no depth → per-frame box (see :func:`_pack`), or None when no contact point is usable."""
-    H, W = mask.shape
-    rows = torch.arange(H)[:, None].expand(H, W)
-    bottom = torch.where(mask, rows, -1).amax(0)  # (W,) lowest mask row per column
-    cols = any_along(mask, 0).nonzero().flatten()
-    below = (bottom[cols] + 1).clamp(max=H - 1)
-    # a contact point hidden behind another object, or cut by the image edge, is not on the floor
-    usable = (bottom[cols] < H - 1) & ~others[below, cols]
-    # at the ends, columns where the silhouette climbs steeply are vertical sides, not floor contact
+def _box_from_ground_contact(bottom: np.ndarray, others: np.ndarray, floor: np.ndarray, hit: np.ndarray, origin: np.ndarray,
+                             top_direction: np.ndarray, cfg: LiftingConfig) -> Tensor | None:
+    """One mask with no depth → per-frame box (see :func:`_pack`), or None when no contact point is usable.
+
+    Args:
+        bottom: (W,) int lowest mask row of each column, -1 where the column is empty.
+        others: (H, W) bool pixels of the other objects.
+        floor: (H, W, 3) float floor point under the bottom edge of each pixel (world metres).
+        hit: (H, W) bool, True where that pixel's ray meets the floor.
+        origin: (3,) camera centre; top_direction: (3,) unit ray through the mask's top.
+        cfg: thresholds.
+    """
+    H, W = others.shape
+    cols = np.flatnonzero(bottom >= 0)
     rows_used = bottom[cols]
-    steep = (rows_used[1:] - rows_used[:-1]).abs() > cfg.max_contact_slope
+    below = np.minimum(rows_used + 1, H - 1)
+    # a contact point hidden behind another object, or cut by the image edge, is not on the floor
+    usable = (rows_used < H - 1) & ~others[below, cols]
+    # at the ends, columns where the silhouette climbs steeply are vertical sides, not floor contact
+    steep = np.abs(np.diff(rows_used)) > cfg.max_contact_slope
     first, last = 0, len(cols)
-    while first < last - 1 and bool(steep[first]):
+    while first < last - 1 and steep[first]:
         first += 1
-    while last - 1 > first and bool(steep[last - 2]):
+    while last - 1 > first and steep[last - 2]:
         last -= 1
     usable[:first] = False
     usable[last:] = False
-    cols = cols[usable]
-    if len(cols) < 2:
-        return None
-    uv = torch.stack([cols.float() + 0.5, bottom[cols].float() + 1.0], -1)
-    points, hit = geometry.ground_intersection(uv, cam.K, cam.R, cam.t)
-    points = points[hit]
+    cols, rows_used = cols[usable], rows_used[usable]
+    on_floor = hit[rows_used, cols]
+    points = floor[rows_used[on_floor], cols[on_floor]]
     if len(points) < 2:
         return None
-    cx, cy, sx, sy, yaw = _footprint(points[:, :2].numpy())
+    cx, cy, sx, sy, yaw = _footprint(points[:, :2])
     long_side = max(sx, sy)
     if min(sx, sy) < cfg.square_ratio * long_side:
         # only the near side touched the floor in view: assume a square footprint behind it
         short_axis = np.array([-math.sin(yaw), math.cos(yaw)]) if sx >= sy else np.array([math.cos(yaw), math.sin(yaw)])
-        away = np.array([cx, cy]) - cam.center[:2].numpy()
+        away = np.array([cx, cy]) - origin[:2]
         push = (long_side - min(sx, sy)) / 2 * (1.0 if float(short_axis @ away) >= 0 else -1.0)
         cx, cy = cx + push * short_axis[0], cy + push * short_axis[1]
         sx = sy = long_side
     # height: the ray through the mask's top meets the vertical plane through the footprint centre
-    top_row = int(any_along(mask, 1).nonzero()[0])
-    u_top = float(mask[top_row].nonzero().float().mean()) + 0.5
-    origin, direction = geometry.pixel_rays(torch.tensor([[u_top, top_row + 0.0]]), cam.K, cam.R, cam.t)
-    centre = torch.tensor([float(cx), float(cy), 0.0])
+    centre = np.array([cx, cy, 0.0])
     normal = centre - origin
     normal[2] = 0
-    denom = float(direction[0] @ normal)
+    denom = float(top_direction @ normal)
     if denom <= 1e-9:
         return None
     s = float((centre - origin) @ normal) / denom
-    height = float(origin[2] + s * direction[0, 2])
+    height = float(origin[2] + s * top_direction[2])
     if height <= 0:
         return None
     return _pack(cx, cy, 0.0, sx, sy, height, yaw)
@@ -255,26 +313,35 @@ def _pack(cx: float, cy: float, bottom: float, sx: float, sy: float, sz: float, 
 # Over time
 # --------------------------------------------------------------------------------------
 
-def _lift_all(tracks: Tracks, per_frame) -> LiftedBoxes:
+def _lift_all(tracks: Tracks, per_frame, cfg: LiftingConfig) -> LiftedBoxes:
     """Run ``per_frame(n, t) -> Tensor (7,) | None`` for every track and frame, then stabilise."""
     N, T = len(tracks), tracks.num_frames
     raw = torch.full((N, T, 7), float("nan"))
     for n in range(N):
         for t in range(T):
             box = per_frame(n, t)
-            if box is not None and bool(torch.isfinite(box).all()) and bool((box[3:6] > 0).all()):
+            if _usable(box):
                 raw[n, t] = box
-    return _stabilise(raw)
+    return _stabilise(raw, cfg)
 
 
-def _stabilise(raw: Tensor) -> LiftedBoxes:
+def _usable(box: Tensor | None) -> bool:
+    """A per-frame box that exists, is finite and has positive extents."""
+    return box is not None and bool(torch.isfinite(box).all()) and bool((box[3:6] > 0).all())
+
+
+def _stabilise(raw: Tensor, cfg: LiftingConfig | None = None) -> LiftedBoxes:
     """(N, T, 7) per-frame boxes with NaN rows where unmeasured → :class:`LiftedBoxes`.
 
-    Sizes become the per-object median; yaw is made continuous by choosing, frame by
+    Sizes become a per-object percentile (``cfg.size_percentile``: occlusion and trimming only
+    ever shrink what is seen, so a high percentile is nearer the true size than the median);
+    an object that rests on the floor in most measured frames rests on it in all of them
+    (a lifted bottom is then an occluded bottom, not a jump); yaw is made continuous by choosing, frame by
     frame, the equivalent box (turned by a multiple of 90° with sides swapped) nearest the
     previous yaw; unmeasured frames get the interpolated centre and yaw of their neighbours.
     An object never measured keeps zero centres and unit sizes with ``measured`` all False.
     """
+    cfg = cfg or LiftingConfig()
     N, T, _ = raw.shape
     measured = torch.isfinite(raw[..., 0])
     centers, sizes = torch.zeros(N, T, 3), torch.ones(N, T, 3)
@@ -292,7 +359,9 @@ def _stabilise(raw: Tensor) -> LiftedBoxes:
             boxes[i, 6] += k * math.pi / 2
             if k % 2:
                 boxes[i, 3:5] = boxes[i, [4, 3]]
-        size = np.median(boxes[:, 3:6], axis=0)
+        size = np.percentile(boxes[:, 3:6], cfg.size_percentile, axis=0)
+        if np.mean(boxes[:, 2] == 0) >= cfg.floor_majority:
+            boxes[:, 2] = 0.0
         grid = np.arange(T)
         cx, cy, bottom, yaw = (np.interp(grid, frames, boxes[:, j]) for j in (0, 1, 2, 6))
         centers[n] = torch.from_numpy(np.stack([cx, cy, bottom + size[2] / 2], -1)).float()
