@@ -131,6 +131,8 @@ def test_unknown_kinds_and_keys_raise_config_errors():
         from_dict(ModelConfig, {"denoiser": {"num_layer": 3}})
     with pytest.raises(ConfigError, match="image_size"):
         NeuralAssetsPipeline.from_config(replace(TINY, image_size=33))
+    with pytest.raises(ConfigError, match=r"norm_num_groups: 8 must divide every block channel count \(12, 24\)"):
+        NeuralAssetsPipeline.from_config(replace(TINY, autoencoder=AutoencoderConfig(block_channels=(12, 24))))
 
 
 def test_tiny_dinov2_backbone_from_folder(tmp_path, simple_scene):

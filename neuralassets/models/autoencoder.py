@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import ConfigError, WeightsError
 from .config import diffusers_config
 
 
@@ -24,6 +24,7 @@ class AutoencoderConfig:
     block_channels: tuple[int, ...] = (32, 64, 64, 128)  # channels per resolution; downsampling factor 2^(len-1)
     layers_per_block: int = 1  # resnet layers per resolution
     latent_channels: int = 8  # channels of the latent
+    norm_num_groups: int = 8  # GroupNorm groups; one channel per group (instance norm) would erase each image's colours
     scaling_factor: float = 1.0  # latents are multiplied by this before diffusion; training sets it to 1/std of the latents
     model_config: dict | None = None  # filled in when built: the full diffusers config, so saved weights rebuild exactly
 
@@ -41,6 +42,7 @@ def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -
 
     Raises:
         WeightsError: ``pretrained`` cannot be loaded.
+        ConfigError: ``norm_num_groups`` does not divide every block's channel count.
     """
     from diffusers import AutoencoderKL
 
@@ -52,11 +54,14 @@ def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -
         config = replace(config, scaling_factor=float(model.config.scaling_factor))
     else:
         n = len(config.block_channels)
+        if config.model_config is None and any(c % config.norm_num_groups for c in config.block_channels):
+            raise ConfigError(f"autoencoder.norm_num_groups: {config.norm_num_groups} must divide every block channel "
+                              f"count {tuple(config.block_channels)}")
         model = AutoencoderKL.from_config(config.model_config or dict(
             in_channels=3, out_channels=3, latent_channels=config.latent_channels,
             block_out_channels=tuple(config.block_channels), layers_per_block=config.layers_per_block,
             down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-            norm_num_groups=min(32, min(config.block_channels)), scaling_factor=config.scaling_factor))
+            norm_num_groups=config.norm_num_groups, scaling_factor=config.scaling_factor))
     model_config = diffusers_config(model)
     return model, replace(config, latent_channels=int(model_config["latent_channels"]), model_config=model_config)
 
