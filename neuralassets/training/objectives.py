@@ -90,18 +90,26 @@ class AutoencoderObjective(nn.Module):
     """The VAE with its loss as ``forward``, so DDP sees one forward per step.
 
     Loss: L1 reconstruction of a posterior sample plus ``kl_weight`` times the per-element
-    KL divergence to N(0, 1).
+    KL divergence to N(0, 1). With ``freeze_encoder`` only the decoder learns, so the latent
+    space stays that of the encoder (a denoiser trained on it stays valid) and the encoder
+    runs without gradients.
     """
 
-    def __init__(self, vae: nn.Module, kl_weight: float):
+    def __init__(self, vae: nn.Module, kl_weight: float, freeze_encoder: bool = False):
         super().__init__()
         self.vae = vae
         self.kl_weight = kl_weight
+        self.freeze_encoder = freeze_encoder
+        if freeze_encoder:
+            for part in (vae.encoder, vae.quant_conv):
+                if part is not None:
+                    part.requires_grad_(False)
 
     def forward(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """(B, 3, H, W) float in [0, 1] -> scalar float32 loss; ``generator`` draws the posterior sample."""
         x = images * 2 - 1
-        posterior = self.vae.encode(x).latent_dist
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            posterior = self.vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean)
         reconstruction = self.vae.decode(z).sample
         kl = posterior.kl().mean() / posterior.mean[0].numel()

@@ -89,7 +89,7 @@ class Trainer:
         if config.init_from:
             self._init_weights(Path(config.init_from))
         if config.stage == "autoencoder":
-            module: nn.Module = AutoencoderObjective(components.vae, config.optim.kl_weight)
+            module: nn.Module = AutoencoderObjective(components.vae, config.optim.kl_weight, config.freeze_encoder)
             train_set: Dataset = dataset
         else:
             components.vae.eval().requires_grad_(False)
