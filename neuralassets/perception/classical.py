@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from scipy import ndimage
+from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
 from ..errors import ConfigError
@@ -46,8 +48,12 @@ class ClassicalConfig:
     open_radius: int = 0  # opening removes specks and one-pixel bridges (pixels); it also eats thin objects
     close_radius: int = 1  # closing fills pinholes (pixels)
     fill_holes: bool = True  # fill regions of a component's mask that do not reach the image border
-    split_threshold: float | None = None  # colour distance between two clusters inside a component that splits it;
-    # None never splits (textured objects would be cut into pieces)
+    split_threshold: float | None = 0.05  # shading-tolerant colour distance between two colour groups of a component
+    # that splits it into objects; None never splits
+    split_clusters: int = 8  # k-means clusters of a component's colours considered for splitting
+    split_min_brightness: float = 0.4  # colours this much dimmer than another, same hue, are one surface in light and shade
+    split_interleave: float = 6.0  # boundary between two colour groups, over the square root of the smaller one's area,
+    # above which they are one textured object (stripes, checks) rather than two objects
     motion: bool = False  # add the motion cue (see the module docstring)
     background: str = "median"  # motion cue: "median" of the clip, or "mog2" (OpenCV's adaptive mixture, for long clips)
     motion_threshold: float = 0.1  # motion cue: RGB distance to the background that counts as motion
@@ -152,20 +158,88 @@ class ClassicalSegmenter:
         return _distance_to_palette(video, palettes, cfg.shadow_min_brightness)
 
     def _split_by_colour(self, component: np.ndarray, image: np.ndarray, min_pixels: int) -> list[np.ndarray]:
-        """Split a component into colour clusters when two of them differ by more than ``split_threshold``."""
-        pixels = image[component]
-        if len(pixels) < 2 * min_pixels:
+        """Split a component (H, W) bool of ``image`` (H, W, 3) into differently coloured objects.
+
+        The component's colours are clustered (k-means, ``split_clusters``) and clusters that
+        differ only by shading (:func:`_shadowless_distance` below ``split_threshold``) are
+        grouped. Groups that interleave (stripes, checks: a shared boundary long for their
+        area) or are too small to be an object (specular spots, anti-aliased edges) are merged
+        into the neighbour they share most boundary with. Each remaining group's largest
+        connected piece seeds a part; every pixel of the component joins its nearest seed.
+        """
+        cfg = self.config
+        ys, xs = np.nonzero(component)
+        if len(ys) < 2 * min_pixels:
             return [component]
-        centres, labels = _kmeans(pixels, 2, return_labels=True)
-        if np.linalg.norm(centres[0] - centres[1]) < self.config.split_threshold:
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        crop = component[y0:y1, x0:x1]
+        k = min(cfg.split_clusters, len(ys))
+        centres, labels = _kmeans(image[ys, xs], k, return_labels=True)
+        groups = _shading_groups(centres, cfg.split_threshold, cfg.split_min_brightness)
+        label = np.full(crop.shape, -1, np.int64)
+        label[ys - y0, xs - x0] = groups[labels]
+        label = _merge_interleaved(label, min_pixels, cfg.split_interleave)
+        seeds = np.zeros(crop.shape, np.int32)
+        for i, g in enumerate(np.unique(label[label >= 0])):
+            pieces = _components(label == g, 1)
+            seeds[max(pieces, key=np.sum)] = i + 1
+        if seeds.max() < 2:
             return [component]
+        # every pixel of the component joins its nearest seed
+        _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+        nearest = np.where(crop, seeds[iy, ix], 0)
         parts = []
-        for c in range(2):
-            part = np.zeros_like(component)
-            part[component] = labels == c
-            part = cv2.morphologyEx(part.astype(np.uint8), cv2.MORPH_OPEN, _disk(1))
-            parts.extend(_components(part, min_pixels))
+        for i in range(1, seeds.max() + 1):
+            for piece in _components(nearest == i, min_pixels):
+                part = np.zeros_like(component)
+                part[y0:y1, x0:x1] = piece
+                parts.append(part)
         return parts or [component]
+
+
+def _shading_groups(centres: np.ndarray, threshold: float, min_brightness: float) -> np.ndarray:
+    """(k,) group index of each of (k, 3) colours; colours within ``threshold`` of a dimmed copy of another share one."""
+    distance = _shadowless_distance(centres[:, None], centres[None], min_brightness)  # (k, k) from i to dimmed j
+    same = np.minimum(distance, distance.T) < threshold
+    return connected_components(same, directed=False)[1]
+
+
+def _merge_interleaved(label: np.ndarray, min_pixels: int, interleave: float) -> np.ndarray:
+    """Merge label regions (-1 = outside) that are small, enclosed or interleave, into the neighbour they touch most.
+
+    Two regions interleave when their shared boundary (4-neighbour pixel pairs) is longer
+    than ``interleave`` times the square root of the smaller one's area: a straight cut
+    between two objects is about as long as the smaller object is wide, stripes and checks
+    are many times longer. A region that does not reach the outline (a spot of another
+    colour on an object) is never an object of its own: in front of another object it would
+    cut through its outline.
+    """
+    label = np.pad(label, 1, constant_values=-1)  # the outline also runs along the crop's edge
+    while True:
+        ids, area = np.unique(label[label >= 0], return_counts=True)
+        if len(ids) < 2:
+            return label[1:-1, 1:-1]
+        n = int(ids.max()) + 2  # the last row and column count contacts with the outside (-1)
+        touching = np.zeros((n, n))
+        for a, b in ((label[:, 1:], label[:, :-1]), (label[1:], label[:-1])):
+            pair = a != b
+            np.add.at(touching, (a[pair], b[pair]), 1)
+        touching = touching + touching.T
+        enclosed = touching[:, -1] == 0
+        touching = touching[:-1, :-1]
+        size = np.zeros(n - 1)
+        size[ids] = area
+        smaller = np.sqrt(np.minimum(size[:, None], size[None]))
+        ratio = np.where(touching > 0, touching / np.maximum(smaller, 1), 0)
+        doomed = (size < min_pixels) | enclosed[:-1]
+        # a doomed region (row) goes first, into the neighbour it touches most
+        ratio[doomed] = np.where(touching[doomed] > 0, 1e9 + touching[doomed], 0)
+        a, b = np.unravel_index(ratio.argmax(), ratio.shape)
+        if ratio[a, b] <= interleave:
+            return label[1:-1, 1:-1]
+        if not doomed[a] and size[a] > size[b]:
+            a, b = b, a
+        label[label == a] = b
 
 
 def _shadowless_distance(pixels: np.ndarray, reference: np.ndarray, min_brightness: float) -> np.ndarray:
