@@ -66,3 +66,26 @@ def test_enclosed_small_and_interleaved_regions_are_merged():
     stripes = np.full((10, 12), -1)
     stripes[1:9, 1:11] = np.arange(8)[:, None] % 2  # one-pixel stripes: a boundary far longer than the regions are wide
     assert len(np.unique(_merge_interleaved(stripes, min_pixels=3, interleave=2.0))) == 2  # the outside and one region
+
+
+def test_a_grey_object_on_a_checkered_grey_floor_is_found():
+    light = torch.tensor([0.5, 0.49, 0.47])
+    H, W = 48, 64
+    checks = ((torch.arange(H)[:, None] // 8 + torch.arange(W)[None] // 8) % 2).float()  # (H, W) 0 / 1 tiles
+    frames = (light[:, None, None] * (1 - 0.4 * checks))[None]  # dark tiles: the light colour at 60 %
+    _paint(frames, slice(16, 32), slice(20, 36), (0.5, 0.5, 0.52))  # grey: 0.04 from the light tiles
+    truth = _box(slice(16, 32), slice(20, 36))[None]
+    dets = ClassicalSegmenter().segment(frames)[0]
+    assert len(dets) == 1 and float(mask_iou(truth, dets.masks)[0, 0]) == pytest.approx(1.0)
+    assert len(ClassicalSegmenter(ClassicalConfig(colour_threshold=0.05)).segment(frames)[0]) == 0
+
+
+def test_a_white_object_on_the_floor_is_not_taken_for_a_white_sky():
+    frames = _floor(H=64, W=64)
+    _paint(frames, slice(0, 10), slice(0, 64), (0.88, 0.88, 0.86))  # sky above the horizon
+    _paint(frames, slice(40, 56), slice(20, 40), (0.9, 0.9, 0.87))  # a white box on the floor
+    truth = _box(slice(40, 56), slice(20, 40), 64, 64)[None]
+    dets = ClassicalSegmenter().segment(frames)[0]
+    assert len(dets) == 1 and float(mask_iou(truth, dets.masks)[0, 0]) == pytest.approx(1.0)
+    # compared with the whole border, the box matches the sky
+    assert len(ClassicalSegmenter(ClassicalConfig(border_bands=1)).segment(frames)[0]) == 0

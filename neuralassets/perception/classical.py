@@ -40,17 +40,18 @@ from .detections import FrameDetections
 class ClassicalConfig:
     """Settings of :class:`ClassicalSegmenter` (tuned on the synthetic generator's validation videos)."""
 
-    colour_threshold: float = 0.05  # RGB distance (colours in [0, 1]) to every border colour that marks an object
+    colour_threshold: float = 0.02  # RGB distance (colours in [0, 1]) to every border colour that marks an object
     border_colours: int = 6  # k-means clusters summarising each frame's border colours
     border_width: float = 0.04  # fraction of the image side taken as border
-    shadow_min_brightness: float = 0.5  # a pixel this bright or brighter relative to a reference colour, same hue, is shadow
+    border_bands: int = 4  # horizontal bands, each compared with the border at its own height (1: the whole border)
+    shadow_min_brightness: float = 0.4  # a pixel this bright or brighter relative to a reference colour, same hue, is shadow
     min_area: float = 0.0015  # components smaller than this fraction of the image are noise
     open_radius: int = 0  # opening removes specks and one-pixel bridges (pixels); it also eats thin objects
     close_radius: int = 1  # closing fills pinholes (pixels)
     fill_holes: bool = True  # fill regions of a component's mask that do not reach the image border
     split_threshold: float | None = 0.05  # shading-tolerant colour distance between two colour groups of a component
     # that splits it into objects; None never splits
-    split_clusters: int = 8  # k-means clusters of a component's colours considered for splitting
+    split_clusters: int = 10  # k-means clusters of a component's colours considered for splitting
     split_min_brightness: float = 0.4  # colours this much dimmer than another, same hue, are one surface in light and shade
     split_interleave: float = 6.0  # boundary between two colour groups, over the square root of the smaller one's area,
     # above which they are one textured object (stripes, checks) rather than two objects
@@ -147,15 +148,28 @@ class ClassicalSegmenter:
         return out
 
     def _colour_outliers(self, video: np.ndarray) -> np.ndarray:
-        """(T, H, W) shadow-tolerant RGB distance of each pixel to the nearest dominant colour of its frame's border."""
+        """(T, H, W) shadow-tolerant RGB distance of each pixel to the nearest dominant colour of its frame's border.
+
+        With ``border_bands`` > 1 the image is cut into horizontal bands and each band is
+        compared with the border pixels at its own height (its rows and one band-height
+        either side): floor pixels are then not matched against the backdrop (a white object
+        on the floor is not "sky"), nor floor colours of a far band against a near one.
+        """
         cfg = self.config
         T, H, W, _ = video.shape
         b = max(1, int(round(cfg.border_width * min(H, W))))
-        rings = np.concatenate([video[:, :b].reshape(T, -1, 3), video[:, -b:].reshape(T, -1, 3),
-                                video[:, :, :b].reshape(T, -1, 3), video[:, :, -b:].reshape(T, -1, 3)], axis=1)
-        k = min(cfg.border_colours, rings.shape[1])
-        palettes = np.stack([_kmeans(ring, k) for ring in rings])  # (T, k, 3)
-        return _distance_to_palette(video, palettes, cfg.shadow_min_brightness)
+        ring = np.zeros((H, W), bool)
+        ring[:b], ring[-b:], ring[:, :b], ring[:, -b:] = True, True, True, True
+        edges = np.linspace(0, H, cfg.border_bands + 1).round().astype(int)
+        out = np.empty((T, H, W), np.float32)
+        for r0, r1 in zip(edges[:-1], edges[1:]):
+            reach = max(r1 - r0, b) if cfg.border_bands > 1 else H
+            near = ring & ((np.arange(H) >= r0 - reach) & (np.arange(H) < r1 + reach))[:, None]
+            refs = video[:, near]  # (T, P, 3)
+            k = min(cfg.border_colours, refs.shape[1])
+            palettes = np.stack([_kmeans(ref, k) for ref in refs])  # (T, k, 3)
+            out[:, r0:r1] = _distance_to_palette(video[:, r0:r1], palettes, cfg.shadow_min_brightness)
+        return out
 
     def _split_by_colour(self, component: np.ndarray, image: np.ndarray, min_pixels: int) -> list[np.ndarray]:
         """Split a component (H, W) bool of ``image`` (H, W, 3) into differently coloured objects.
