@@ -1,10 +1,11 @@
-"""A segmenter that needs no weights: colour against the border, optional motion, connected components.
+"""A segmenter that needs no weights: colour against the border, optional motion, components split by colour.
 
 Two cues find objects:
 
 * **Colour outliers** (always): each frame is searched for pixels whose colour is unlike
-  every dominant colour of that frame's border (the border is assumed to show floor or
-  backdrop, not objects). This finds moving and static objects alike.
+  every dominant colour of that frame's border at the same height (the border is assumed
+  to show floor or backdrop, not objects; comparing by horizontal band keeps a white object
+  on the floor from matching a white sky). This finds moving and static objects alike.
 * **Motion** (``ClassicalConfig.motion``): pixels far in colour from the clip's background
   (the per-pixel median, or OpenCV's MOG2 mixture; with a moving camera, the median of
   neighbouring frames warped onto each frame by floor homographies). Off by default: on the
@@ -13,12 +14,15 @@ Two cues find objects:
 
 Both distances are shadow tolerant (:func:`_shadowless_distance`). The foreground is cleaned
 with an optional morphological opening and a closing, its holes are filled, and it is split
-into connected components; components smaller than ``min_area`` are dropped. Optionally a
-component is split further where two colour clusters inside it are far apart.
+into connected components; components smaller than ``min_area`` are dropped. Objects that
+overlap in the image form one component, so each component is split into its differently
+coloured parts (:meth:`ClassicalSegmenter._split_by_colour`), keeping shaded, striped,
+checkered and spotted objects whole.
 
 Limits (see docs/PERCEPTION.md): objects coloured like the floor or border are missed
-(grey, white or black objects on a neutral floor above all); objects that overlap in the
-image merge; shadows darker than ``shadow_min_brightness`` of the floor count as object.
+(grey, white or black objects on a neutral floor above all, and objects touching the image
+border); overlapping objects of the same colour stay merged while two-tone objects are cut
+in two; shadows darker than ``shadow_min_brightness`` of the floor count as object.
 """
 
 from __future__ import annotations
