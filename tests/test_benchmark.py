@@ -204,7 +204,7 @@ def tiny_model_folder(tmp_path_factory):
 
     torch.manual_seed(0)
     config = ModelConfig(image_size=32, max_objects=8, num_inference_steps=2,
-                         autoencoder=AutoencoderConfig(block_channels=(16, 32), latent_channels=4),
+                         autoencoder=AutoencoderConfig(kind="kl", block_channels=(16, 32), latent_channels=4),
                          asset_encoder=AssetEncoderConfig(backbone_channels=(16, 32), hidden_dim=32, token_dim=32,
                                                           num_null_tokens=2, spatial_channels=4),
                          denoiser=DenoiserConfig(num_layers=1, num_heads=2, head_dim=16))

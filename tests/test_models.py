@@ -14,7 +14,7 @@ from neuralassets.pipelines import NeuralAssetsPipeline
 
 TINY = ModelConfig(
     image_size=32, max_objects=3, num_inference_steps=3,
-    autoencoder=AutoencoderConfig(block_channels=(16, 32), latent_channels=4),
+    autoencoder=AutoencoderConfig(kind="kl", block_channels=(16, 32), latent_channels=4),
     asset_encoder=AssetEncoderConfig(backbone_channels=(16, 32), hidden_dim=32, token_dim=32, num_null_tokens=2,
                                      spatial_channels=4),
     denoiser=DenoiserConfig(num_layers=2, num_heads=2, head_dim=16))
@@ -132,7 +132,7 @@ def test_unknown_kinds_and_keys_raise_config_errors():
     with pytest.raises(ConfigError, match="image_size"):
         NeuralAssetsPipeline.from_config(replace(TINY, image_size=33))
     with pytest.raises(ConfigError, match=r"norm_num_groups: 8 must divide every block channel count \(12, 24\)"):
-        NeuralAssetsPipeline.from_config(replace(TINY, autoencoder=AutoencoderConfig(block_channels=(12, 24))))
+        NeuralAssetsPipeline.from_config(replace(TINY, autoencoder=AutoencoderConfig(kind="kl", block_channels=(12, 24))))
 
 
 def test_tiny_dinov2_backbone_from_folder(tmp_path, simple_scene):

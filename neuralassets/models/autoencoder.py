@@ -1,36 +1,44 @@
-"""The latent autoencoder: diffusers' ``AutoencoderKL``, our own small one or Stable Diffusion's.
+"""The latent autoencoder: our :class:`PatchAutoencoder`, diffusers' ``AutoencoderKL`` or Stable Diffusion's.
 
-The default is trained from scratch on synthetic frames: four blocks (f = 8) and 8 latent
-channels, so a 128×128 image becomes a 8×16×16 latent (more channels at 16×16 raise the
-reconstruction ceiling cheaply). A pretrained VAE (Stable Diffusion's ``vae`` subfolder)
-loads from a local folder instead.
+The default (``kind: patch``) is trained from scratch on synthetic frames: f = 8 and 8 latent
+channels, so a 128×128 image becomes an 8×16×16 latent (more channels at 16×16 raise the
+reconstruction ceiling cheaply). ``kind: kl`` builds a diffusers ``AutoencoderKL`` instead;
+a pretrained VAE (Stable Diffusion's ``vae`` subfolder) loads from a local folder.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from torch import nn
 
 from ..errors import ConfigError, WeightsError
 from .config import diffusers_config
+from .patch_autoencoder import PatchAutoencoder, autoencoder_class
+
+AUTOENCODER_KINDS = ("patch", "kl")
 
 
 @dataclass
 class AutoencoderConfig:
     """The latent autoencoder."""
 
-    pretrained: str | None = None  # folder of a diffusers AutoencoderKL (e.g. Stable Diffusion's "vae" subfolder)
-    block_channels: tuple[int, ...] = (32, 64, 64, 128)  # channels per resolution; downsampling factor 2^(len-1)
-    layers_per_block: int = 1  # resnet layers per resolution
+    kind: str = "patch"  # "patch" (PatchAutoencoder: trains in minutes on a CPU) or "kl" (diffusers AutoencoderKL)
+    pretrained: str | None = None  # folder of a saved autoencoder (ours, or a diffusers AutoencoderKL such as Stable Diffusion's "vae")
     latent_channels: int = 8  # channels of the latent
-    norm_num_groups: int = 8  # GroupNorm groups; one channel per group (instance norm) would erase each image's colours
+    width: int = 256  # patch: channels at the latent resolution (half that at twice it)
+    num_blocks: int = 3  # patch: residual blocks at the latent resolution
+    block_channels: tuple[int, ...] = (32, 64, 64, 128)  # kl: channels per resolution; downsampling factor 2^(len-1)
+    layers_per_block: int = 1  # kl: resnet layers per resolution
+    norm_num_groups: int = 8  # kl: GroupNorm groups; one channel per group (instance norm) would erase each image's colours
     scaling_factor: float = 1.0  # latents are multiplied by this before diffusion; training sets it to 1/std of the latents
-    model_config: dict | None = None  # filled in when built: the full diffusers config, so saved weights rebuild exactly
+    model_config: dict | None = None  # filled in when built: the model's full config, so saved weights rebuild exactly
 
 
 def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -> tuple[nn.Module, AutoencoderConfig]:
-    """Build (or load) the ``AutoencoderKL``.
+    """Build (or load) the autoencoder.
 
     Args:
         config: the autoencoder config; a stored ``model_config`` takes precedence.
@@ -42,16 +50,20 @@ def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -
 
     Raises:
         WeightsError: ``pretrained`` cannot be loaded.
-        ConfigError: ``norm_num_groups`` does not divide every block's channel count.
+        ConfigError: unknown ``kind``, or ``norm_num_groups`` does not divide every block's channel count.
     """
     from diffusers import AutoencoderKL
 
+    if config.kind not in AUTOENCODER_KINDS:
+        raise ConfigError(f"autoencoder.kind: {config.kind!r} is not one of {', '.join(AUTOENCODER_KINDS)}")
     if config.pretrained and load_pretrained and config.model_config is None:
-        try:
-            model = AutoencoderKL.from_pretrained(config.pretrained)
-        except (OSError, ValueError) as e:
-            raise WeightsError(f"autoencoder.pretrained: cannot load an AutoencoderKL from {config.pretrained!r}: {e}") from e
-        config = replace(config, scaling_factor=float(model.config.scaling_factor))
+        model = _load_pretrained(config.pretrained)
+        kind = "patch" if isinstance(model, PatchAutoencoder) else "kl"
+        config = replace(config, kind=kind, scaling_factor=float(model.config.scaling_factor))
+    elif config.kind == "patch":
+        model = PatchAutoencoder.from_config(config.model_config or dict(
+            latent_channels=config.latent_channels, width=config.width, num_blocks=config.num_blocks,
+            scaling_factor=config.scaling_factor))
     else:
         n = len(config.block_channels)
         if config.model_config is None and any(c % config.norm_num_groups for c in config.block_channels):
@@ -66,6 +78,20 @@ def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -
     return model, replace(config, latent_channels=int(model_config["latent_channels"]), model_config=model_config)
 
 
+def _load_pretrained(folder: str) -> nn.Module:
+    """A saved autoencoder folder -> the model of the class its ``config.json`` names."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}  # a hub id or an unreadable folder: let diffusers say what is wrong
+    try:
+        return autoencoder_class(config).from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"autoencoder.pretrained: cannot load an autoencoder from {folder!r}: {e}") from e
+
+
 def downsampling_factor(vae: nn.Module) -> int:
     """Image pixels per latent pixel along each side."""
+    if isinstance(vae, PatchAutoencoder):
+        return vae.downsampling_factor
     return 2 ** (len(vae.config.block_out_channels) - 1)

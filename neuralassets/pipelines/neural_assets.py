@@ -5,7 +5,7 @@ A saved pipeline is a diffusers-like folder, nothing in it is pickled::
     model_index.json                       format version, image size, slots, defaults, component classes
     asset_encoder/config.json, model.safetensors
     denoiser/config.json, model.safetensors
-    vae/config.json, diffusion_pytorch_model.safetensors   (loadable by diffusers' AutoencoderKL too)
+    vae/config.json, diffusion_pytorch_model.safetensors   (a diffusers-style model folder)
     scheduler/scheduler_config.json
 
 Weights may be stored in bf16 (``save_pretrained(..., dtype=torch.bfloat16)``); they are
@@ -33,6 +33,7 @@ from ..models.autoencoder import downsampling_factor
 from ..models.build import Components, ModelConfig, build_components
 from ..models.config import from_dict, to_dict
 from ..models.denoiser import Denoiser, DenoiserConfig
+from ..models.patch_autoencoder import PatchAutoencoder, autoencoder_class
 from ..models.scheduler import SCHEDULERS
 from ..scene import Scene
 
@@ -62,7 +63,7 @@ class NeuralAssetsPipeline:
     """Asset tokens -> latent diffusion -> image.
 
     Args:
-        vae: diffusers ``AutoencoderKL``.
+        vae: :class:`~neuralassets.models.patch_autoencoder.PatchAutoencoder` or diffusers ``AutoencoderKL``.
         asset_encoder: :class:`~neuralassets.models.AssetEncoder`.
         denoiser: :class:`~neuralassets.models.Denoiser`.
         scheduler: a diffusers scheduler (:data:`~neuralassets.models.scheduler.SCHEDULERS`).
@@ -121,7 +122,7 @@ class NeuralAssetsPipeline:
         scheduler = getattr(diffusers, scheduler_class).from_config(_read_json(folder / "scheduler" / "scheduler_config.json"))
 
         vae_config = _read_json(folder / "vae" / "config.json")
-        vae = diffusers.AutoencoderKL.from_config(vae_config)
+        vae = autoencoder_class(vae_config).from_config(vae_config)
         encoder_config = from_dict(AssetEncoderConfig, _read_json(folder / "asset_encoder" / "config.json"))
         encoder = AssetEncoder.from_config(encoder_config, load_backbone_weights=False)
         denoiser_config = from_dict(DenoiserConfig, _read_json(folder / "denoiser" / "config.json"))
@@ -136,7 +137,8 @@ class NeuralAssetsPipeline:
             image_size=int(index["image_size"]), max_objects=int(index["max_objects"]),
             num_inference_steps=int(index.get("num_inference_steps", defaults.num_inference_steps)),
             guidance_scale=float(index.get("guidance_scale", defaults.guidance_scale)),
-            autoencoder=replace(defaults.autoencoder, latent_channels=int(vae_config["latent_channels"]),
+            autoencoder=replace(defaults.autoencoder, kind="patch" if isinstance(vae, PatchAutoencoder) else "kl",
+                                latent_channels=int(vae_config["latent_channels"]),
                                 scaling_factor=float(vae_config["scaling_factor"]), model_config=vae_config),
             asset_encoder=encoder_config, denoiser=denoiser.config)
         return cls(vae, encoder, denoiser, scheduler, config)
@@ -163,7 +165,8 @@ class NeuralAssetsPipeline:
                  "image_size": c.image_size, "max_objects": c.max_objects,
                  "num_inference_steps": c.num_inference_steps, "guidance_scale": c.guidance_scale,
                  "asset_encoder": ["neuralassets", "AssetEncoder"], "denoiser": ["neuralassets", "Denoiser"],
-                 "vae": ["diffusers", type(self.vae).__name__], "scheduler": ["diffusers", type(self.scheduler).__name__]}
+                 "vae": [type(self.vae).__module__.split(".")[0], type(self.vae).__name__],
+                 "scheduler": ["diffusers", type(self.scheduler).__name__]}
         _write_json(tmp / "model_index.json", index)
         _write_json(tmp / "asset_encoder" / "config.json", to_dict(self.asset_encoder.config))
         _write_json(tmp / "denoiser" / "config.json", to_dict(self.denoiser.config))
