@@ -94,6 +94,30 @@ def test_bf16_storage_upcasts_on_load(tmp_path, simple_scene):
     assert (a - b).abs().mean() < 0.05
 
 
+def test_int8_storage_is_small_and_close(tmp_path, simple_scene):
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "bf16", dtype=torch.bfloat16)
+    pipe.save_pretrained(tmp_path / "int8", dtype=torch.int8)
+    size = {k: sum(f.stat().st_size for f in (tmp_path / k).rglob("*.safetensors")) for k in ("bf16", "int8")}
+    assert size["int8"] < 0.65 * size["bf16"]
+    stored = load_file(str(tmp_path / "int8" / "denoiser" / "model.safetensors"))
+    assert torch.int8 in {v.dtype for v in stored.values()}
+    loaded = NeuralAssetsPipeline.from_pretrained(tmp_path / "int8")
+    original = pipe.denoiser.state_dict()
+    for name, value in loaded.denoiser.state_dict().items():
+        assert value.dtype == torch.float32
+        scale = stored.get(name + ".int8_scale")
+        if scale is not None:  # per-row error at most half a quantisation step
+            error = (value - original[name]).flatten(1).abs().amax(dim=1)
+            assert torch.all(error <= scale * 0.5 + 1e-7), name
+    a, b = pipe(simple_scene, generator=seeded(2)).images, loaded(simple_scene, generator=seeded(2)).images
+    assert (a - b).abs().mean() < 0.05
+    # scales without their tensor: a damaged file, named
+    save_file({**stored, "ghost.int8_scale": torch.ones(2)}, str(tmp_path / "int8" / "denoiser" / "model.safetensors"))
+    with pytest.raises(WeightsError, match="int8 scales for tensor 'ghost'"):
+        NeuralAssetsPipeline.from_pretrained(tmp_path / "int8")
+
+
 def test_mismatched_weights_name_the_tensor(tmp_path):
     tiny_pipeline().save_pretrained(tmp_path / "p")
     path = tmp_path / "p" / "asset_encoder" / "model.safetensors"

@@ -36,6 +36,7 @@ from ..models.denoiser import Denoiser, DenoiserConfig
 from ..models.patch_autoencoder import PatchAutoencoder, autoencoder_class
 from ..models.scheduler import SCHEDULERS
 from ..scene import Scene
+from .quantization import dequantize_state, quantize_state
 
 FORMAT_VERSION = 1
 #: The shipped default model: the repository's top-level weights/ folder.
@@ -150,6 +151,8 @@ class NeuralAssetsPipeline:
         Args:
             folder: destination.
             dtype: store float weights in this dtype (e.g. ``torch.bfloat16`` halves the size);
+                ``torch.int8`` stores matrices and kernels as int8 with per-row scales and the
+                rest as bfloat16 (about a quarter; see :mod:`~neuralassets.pipelines.quantization`);
                 None keeps float32.
             max_shard_bytes: split a component's weights into numbered files of at most this
                 many bytes each (plus a ``.index.json`` naming the file of every tensor, as
@@ -173,8 +176,12 @@ class NeuralAssetsPipeline:
         self.vae.save_config(tmp / "vae")
         self.scheduler.save_config(tmp / "scheduler")
         for name, module in (("asset_encoder", self.asset_encoder), ("denoiser", self.denoiser), ("vae", self.vae)):
-            state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
-                     for k, v in module.state_dict().items()}
+            state = module.state_dict()
+            if dtype == torch.int8:
+                state = quantize_state(state)
+            else:
+                state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+                         for k, v in state.items()}
             save_weights(state, tmp / name / WEIGHT_FILES[name], max_shard_bytes)
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -391,7 +398,7 @@ def save_weights(state: dict[str, torch.Tensor], path: Path, max_shard_bytes: in
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Read the safetensors file ``path``, or the shards its ``<path>.index.json`` lists.
+    """Read the safetensors file ``path``, or the shards its ``<path>.index.json`` lists (int8 tensors dequantised).
 
     Raises:
         WeightsError: neither exists (a pickle-based file in its place is named, never opened),
@@ -419,7 +426,10 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             stored.update(load_file(str(f)))
         except Exception as e:  # safetensors raises its own error types for truncated or corrupt files
             raise WeightsError(f"{f}: cannot read safetensors weights: {e}") from e
-    return stored
+    try:
+        return dequantize_state(stored)
+    except KeyError as e:
+        raise WeightsError(f"{path}: int8 scales for tensor {e.args[0]!r}, which is not stored") from None
 
 
 def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
