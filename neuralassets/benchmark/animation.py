@@ -119,6 +119,7 @@ class Animation:
 
     @property
     def num_frames(self) -> int:
+        """Frames T of the animation."""
         return self.video.num_frames
 
     def frame_cases(self) -> list[Case]:
@@ -273,6 +274,7 @@ class AnimationConfig:
         return self
 
     def to_json(self) -> dict:
+        """The settings as JSON (a contiguous seed range becomes ``"A:B"``)."""
         out = asdict(self)
         seeds = [int(s) for s in self.seeds][: self.cases]
         out["seeds"] = f"{seeds[0]}:{seeds[-1] + 1}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else seeds
@@ -332,6 +334,7 @@ class AnimationResult:
 
     @property
     def num_frames(self) -> int:
+        """Frames T of every animation of the run."""
         return int(self.config["num_frames"])
 
     def _values(self, trajectory: str, method: str, key: str) -> dict[int, list[float]]:
