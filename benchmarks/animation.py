@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from neuralassets.benchmark.animation import AnimationConfig, run_animation_benchmark
     from neuralassets.benchmark.animation_report import write_report
     from neuralassets.benchmark.baselines import CopyPasteMethod
+    from neuralassets.benchmark.report import publish
     from neuralassets.commands.bench import _parse_overrides, _parse_seeds
     from neuralassets.data.synthetic import SPLITS
 
@@ -111,12 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result.config.update({"model": args.model or name, "steps": args.steps, "guidance": args.guidance,
                           "bf16": bool(args.bf16 and pipeline is not None)})
-    stem = args.name or ("animation" if args.split == "test" else f"animation-{args.split}")
-    if args.quick:
-        stem += "-quick"
-    written = write_report(result, args.out, stem)
-    print((Path(args.out) / f"{stem}.md").read_text())
-    print("wrote " + ", ".join(str(p) for p in written))
+    publish(write_report, result, args.out, args.name, "animation", args.split, args.quick)
     return 0
 
 

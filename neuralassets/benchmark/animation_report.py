@@ -23,7 +23,7 @@ import numpy as np
 
 from ..metrics import PSNR_CAP_DB
 from .animation import FRAME_METRICS, TRAJECTORIES, AnimationResult
-from .report import _cell, _json_number
+from .report import _cell, _json_number, run_description
 
 FORMAT_VERSION = 1
 DRIFT_TOLERANCE_DB = 1.0  # the last frame's in-box PSNR must lie within this of the first frame's
@@ -61,11 +61,7 @@ def markdown(result: AnimationResult) -> str:
     lines = [
         "# Animation benchmark",
         "",
-        f"Split `{cfg['split']}`, seeds `{cfg['seeds']}`, up to {cfg['cases']} cases per trajectory of {T} frames"
-        + (f", generator overrides `{cfg['generator_overrides']}`" if cfg["generator_overrides"] else "")
-        + (f"; {cfg['seconds']:.0f} s in all." if "seconds" in cfg else ".")
-        + (f" Ground-truth digest `{cfg['truth_sha256'][:16]}` (a run is comparable with this one only if its digest matches)."
-           if "truth_sha256" in cfg else ""),
+        run_description(cfg, f"up to {cfg['cases']} cases per trajectory of {T} frames"),
         "Each case animates frame 0 of a held-out video, the appearance and background source of every frame, along",
         "smooth keys (source pose at frame 0, full motion at the last frame) and compares every frame with the",
         "generator's exact re-render. *video*: every frame rendered from the same noise (`render_video`); *single edits*:",

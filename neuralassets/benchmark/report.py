@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,29 @@ def _cell(stats: dict[str, float], key: str, lpips_available: bool) -> str:
     return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
+def run_description(cfg: dict, cases: str) -> str:
+    """A report's first sentence: split, seeds, ``cases``, generator overrides, run time and ground-truth digest."""
+    return (f"Split `{cfg['split']}`, seeds `{cfg['seeds']}`, {cases}"
+            + (f", generator overrides `{cfg['generator_overrides']}`" if cfg["generator_overrides"] else "")
+            + (f"; {cfg['seconds']:.0f} s in all." if "seconds" in cfg else ".")
+            + (f" Ground-truth digest `{cfg['truth_sha256'][:16]}` (a run is comparable with this one only if its digest matches)."
+               if "truth_sha256" in cfg else ""))
+
+
+def publish(write: Callable, result, out: str | os.PathLike, name: str | None, base: str, split: str, quick: bool) -> None:
+    """Write a benchmark's report with ``write(result, out, stem)`` and print it and its files.
+
+    The stem is ``name``, else ``base`` for the test split or ``base-<split>``; quick runs append
+    ``-quick`` (git-ignored).
+    """
+    stem = name or (base if split == "test" else f"{base}-{split}")
+    if quick:
+        stem += "-quick"
+    written = write(result, out, stem)
+    print((Path(out) / f"{stem}.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 def markdown(result: BenchmarkResult) -> str:
     """The result as a markdown document (one table per task)."""
     summary = result.summary()
@@ -42,11 +66,7 @@ def markdown(result: BenchmarkResult) -> str:
     lines = [
         "# Pose-edit benchmark",
         "",
-        f"Split `{cfg['split']}`, seeds `{cfg['seeds']}`, up to {cfg['cases_per_task']} cases per task"
-        + (f", generator overrides `{cfg['generator_overrides']}`" if cfg["generator_overrides"] else "")
-        + (f"; {cfg['seconds']:.0f} s in all." if "seconds" in cfg else ".")
-        + (f" Ground-truth digest `{cfg['truth_sha256'][:16]}` (a run is comparable with this one only if its digest matches)."
-           if "truth_sha256" in cfg else ""),
+        run_description(cfg, f"up to {cfg['cases_per_task']} cases per task"),
         "Mean ± 95% confidence half-width over the cases (Student's t). In-box metrics are taken over the union of",
         "the edited objects' projected 3D boxes in the source and target frames; identity similarity is the cosine",
         f"similarity of {result.descriptor} descriptors of each edited object's target box in the render and the ground truth.",

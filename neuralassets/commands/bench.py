@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..benchmark.baselines import CopyPasteMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
     from ..benchmark.harness import BenchmarkConfig, run_benchmark
-    from ..benchmark.report import write_report
+    from ..benchmark.report import publish, write_report
     from ..benchmark.tasks import TASKS
     from ..data.synthetic import SPLITS
     from ..errors import ValidationError
@@ -115,10 +115,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"pose-edit benchmark: {len(tasks)} tasks x {min(cases, len(seeds))} cases, seeds {seeds.start}:{seeds.stop}, "
           f"methods {', '.join(m.name for m in methods)}; LPIPS {'on' if lpips is not None else 'n/a (no weights)'}")
     result = run_benchmark(methods, config, lpips=lpips, describe=describe, descriptor=descriptor, progress=print)
-    stem = args.name or ("pose_edit" if args.split == "test" else f"pose_edit-{args.split}")
-    if args.quick:
-        stem += "-quick"
-    written = write_report(result, args.out, stem)
-    print((Path(args.out) / f"{stem}.md").read_text())
-    print("wrote " + ", ".join(str(p) for p in written))
+    publish(write_report, result, args.out, args.name, "pose_edit", args.split, args.quick)
     return 0
