@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError, WeightsError
 from .config import diffusers_config
-from .patch_autoencoder import PatchAutoencoder, autoencoder_class
+from .patch_autoencoder import PatchAutoencoder, autoencoder_class, autoencoder_kind
 
 AUTOENCODER_KINDS = ("patch", "kl")
 
@@ -58,8 +58,7 @@ def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -
         raise ConfigError(f"autoencoder.kind: {config.kind!r} is not one of {', '.join(AUTOENCODER_KINDS)}")
     if config.pretrained and load_pretrained and config.model_config is None:
         model = _load_pretrained(config.pretrained)
-        kind = "patch" if isinstance(model, PatchAutoencoder) else "kl"
-        config = replace(config, kind=kind, scaling_factor=float(model.config.scaling_factor))
+        config = replace(config, kind=autoencoder_kind(model), scaling_factor=float(model.config.scaling_factor))
     elif config.kind == "patch":
         model = PatchAutoencoder.from_config(config.model_config or dict(
             latent_channels=config.latent_channels, width=config.width, num_blocks=config.num_blocks,

@@ -28,6 +28,8 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..errors import WeightsError
+
 
 class ResidualBlock(nn.Module):
     """``x + conv(silu(conv(silu(norm(x)))))``, the identity at initialisation. (B, C, h, w) -> same."""
@@ -95,6 +97,11 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         return self.decode(self.encode(x).latent_dist.mode()).sample
 
 
+def autoencoder_kind(vae: nn.Module) -> str:
+    """The ``AutoencoderConfig.kind`` that builds ``vae``: "patch" or "kl"."""
+    return "patch" if isinstance(vae, PatchAutoencoder) else "kl"
+
+
 def autoencoder_class(config: dict) -> type:
     """The autoencoder class a saved ``config.json`` names (``AutoencoderKL`` when it names none)."""
     name = config.get("_class_name", "AutoencoderKL")
@@ -103,7 +110,5 @@ def autoencoder_class(config: dict) -> type:
     import diffusers
 
     if name != "AutoencoderKL":
-        from ..errors import WeightsError
-
         raise WeightsError(f"vae config: autoencoder class {name!r} is not one of 'PatchAutoencoder', 'AutoencoderKL'")
     return diffusers.AutoencoderKL

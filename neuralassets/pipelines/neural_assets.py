@@ -33,7 +33,7 @@ from ..models.autoencoder import downsampling_factor
 from ..models.build import Components, ModelConfig, build_components
 from ..models.config import from_dict, to_dict
 from ..models.denoiser import Denoiser, DenoiserConfig
-from ..models.patch_autoencoder import PatchAutoencoder, autoencoder_class
+from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind
 from ..models.scheduler import SCHEDULERS
 from ..scene import Scene
 from .quantization import dequantize_state, quantize_state
@@ -138,7 +138,7 @@ class NeuralAssetsPipeline:
             image_size=int(index["image_size"]), max_objects=int(index["max_objects"]),
             num_inference_steps=int(index.get("num_inference_steps", defaults.num_inference_steps)),
             guidance_scale=float(index.get("guidance_scale", defaults.guidance_scale)),
-            autoencoder=replace(defaults.autoencoder, kind="patch" if isinstance(vae, PatchAutoencoder) else "kl",
+            autoencoder=replace(defaults.autoencoder, kind=autoencoder_kind(vae),
                                 latent_channels=int(vae_config["latent_channels"]),
                                 scaling_factor=float(vae_config["scaling_factor"]), model_config=vae_config),
             asset_encoder=encoder_config, denoiser=denoiser.config)
