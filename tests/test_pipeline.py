@@ -83,6 +83,18 @@ def test_sharded_weights_round_trip_and_missing_shard_is_named(tmp_path, simple_
         NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
 
 
+def test_saving_over_a_folder_keeps_its_model_card_and_replaces_the_components(tmp_path):
+    pipe, folder = tiny_pipeline(), tmp_path / "p"
+    pipe.save_pretrained(folder, max_shard_bytes=20_000)
+    (folder / "README.md").write_text("model card")
+    (folder / "images").mkdir()
+    (folder / "images" / "grid.png").write_bytes(b"png")
+    pipe.save_pretrained(folder)
+    assert (folder / "README.md").read_text() == "model card" and (folder / "images" / "grid.png").read_bytes() == b"png"
+    assert sorted(f.name for f in (folder / "denoiser").iterdir()) == ["config.json", "model.safetensors"]  # old shards gone
+    assert not (tmp_path / "p.tmp").exists() and not (tmp_path / "p.old").exists()
+
+
 def test_bf16_storage_upcasts_on_load(tmp_path, simple_scene):
     pipe = tiny_pipeline()
     pipe.save_pretrained(tmp_path / "p", dtype=torch.bfloat16)

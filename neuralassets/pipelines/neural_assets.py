@@ -148,6 +148,9 @@ class NeuralAssetsPipeline:
                         max_shard_bytes: int | None = None) -> None:
         """Write the pipeline folder (replacing one that exists, never leaving half a folder).
 
+        Files of an existing folder that are not part of a pipeline (a model card, images)
+        are kept; its model_index.json and component folders are replaced.
+
         Args:
             folder: destination.
             dtype: store float weights in this dtype (e.g. ``torch.bfloat16`` halves the size);
@@ -183,6 +186,11 @@ class NeuralAssetsPipeline:
                 state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
                          for k, v in state.items()}
             save_weights(state, tmp / name / WEIGHT_FILES[name], max_shard_bytes)
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if not (tmp / entry.name).exists():
+                    copy = shutil.copytree if entry.is_dir() else shutil.copy2
+                    copy(entry, tmp / entry.name)
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if folder.exists():
