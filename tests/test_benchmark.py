@@ -245,3 +245,15 @@ def test_bench_command_rejects_bad_arguments(capsys):
     assert "--gen: expected KEY=VALUE" in capsys.readouterr().err
     assert cli_main(["bench", "--quick", "--gen", "colour_count=3"]) == 2
     assert "colour_count" in capsys.readouterr().err
+
+
+def test_a_model_with_too_few_object_slots_is_refused_before_any_case_runs(tiny_model_folder, capsys):
+    from neuralassets.benchmark.harness import check_object_slots
+
+    model = PipelineMethod.from_pretrained(str(tiny_model_folder))  # 8 slots
+    check_object_slots([model], BenchmarkConfig(seeds=SEEDS, tasks=("translation",), generator_overrides={"max_objects": 8}))
+    with pytest.raises(ValidationError, match="'tiny-model' has 8 object slots but a case can have 9 objects "
+                                              r"\(generator max_objects 8 plus the inserted one\).*--gen max_objects=7"):
+        check_object_slots([model], BenchmarkConfig(seeds=SEEDS, tasks=("insertion",), generator_overrides={"max_objects": 8}))
+    assert cli_main(["bench", "--quick", "--model", str(tiny_model_folder)]) == 2  # generator default: up to 10 objects
+    assert "has 8 object slots but a case can have 11 objects" in capsys.readouterr().err

@@ -175,6 +175,31 @@ def score(cases: Sequence[Case], predictions: Tensor, lpips: LPIPS | None = None
     return [{**{k: float(v[i]) for k, v in values.items()}, "identity": identity[i]} for i in range(len(cases))]
 
 
+def check_object_slots(methods: Sequence[Method], config: BenchmarkConfig) -> None:
+    """Refuse, before any case runs, a model with fewer object slots than a case can have objects.
+
+    Scenes have up to the generator's ``max_objects`` objects, and insertion adds one.
+
+    Raises:
+        ValidationError: naming the model, its slots, the most objects a case can have and the fix.
+    """
+    from ..data.synthetic import GeneratorConfig
+
+    try:
+        most = GeneratorConfig(**config.generator_overrides).validate().max_objects
+    except (TypeError, ValueError) as e:
+        raise ValidationError(f"generator overrides {config.generator_overrides}: {e}") from None
+    inserting = "insertion" in config.tasks
+    for method in methods:
+        pipeline = getattr(method, "pipeline", None)
+        if pipeline is not None and pipeline.config.max_objects < most + inserting:
+            fix = f"max_objects={pipeline.config.max_objects - inserting}"
+            raise ValidationError(
+                f"model {method.name!r} has {pipeline.config.max_objects} object slots but a case can have "
+                f"{most + inserting} objects (generator max_objects {most}" + (" plus the inserted one" if inserting else "")
+                + f"); limit the scenes with generator override {fix} (`--gen {fix}`)")
+
+
 def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPIPS | None = None,
                   describe: Callable[[Tensor, Tensor], Tensor] | None = None, descriptor: str | None = None,
                   progress: Callable[[str], None] | None = None) -> BenchmarkResult:
@@ -193,6 +218,7 @@ def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPI
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValidationError(f"methods: names must differ, got {names}")
+    check_object_slots(methods, config)
     result = BenchmarkResult(config.to_json(), names, list(config.tasks), lpips_available=lpips is not None)
     if descriptor is not None:
         result.descriptor = descriptor
