@@ -59,7 +59,7 @@ def test_sam_checkpoint_loads_with_weights_only_and_segments(sam_checkpoint, cli
     _check(seg.segment(clip.frames), clip.frames)
     boxes = torch.tensor([[4.0, 6.0, 30.0, 40.0], [10.0, 10.0, 60.0, 50.0]])
     masks, scores = seg.segment_boxes(clip.frames[0], boxes)
-    assert masks.shape == (2, 64, 64) and scores.shape == (2,)
+    assert masks.shape == (2, 64, 64) and masks.dtype == torch.bool and scores.shape == (2,) and 0 <= scores.min() <= scores.max() <= 1
     scene = extract(clip.frames, seg, camera=clip.cameras, depth=clip.depth)
     assert scene.metadata["extraction"]["segmenter"] == "SamSegmenter"
     scene.validate()
@@ -138,7 +138,7 @@ def test_transformers_sam_automatic_and_box_prompts(which, request, clip):
     dets = seg.segment(clip.frames[:2])
     _check(dets, clip.frames[:2])
     masks, scores = seg.segment_boxes(clip.frames[0], torch.tensor([[2.0, 3.0, 30.0, 40.0]]))
-    assert masks.shape == (1, 64, 64) and scores.shape == (1,)
+    assert masks.shape == (1, 64, 64) and masks.dtype == torch.bool and scores.shape == (1,) and 0 <= scores.min() <= scores.max() <= 1
     scene = extract(clip.frames[:2], seg, camera=clip.cameras[:2], depth=clip.depth[:2])
     scene.validate()
 

@@ -103,7 +103,20 @@ def load_sam(checkpoint: str | os.PathLike, arch: SamArchitecture | str = "vit_b
     return model
 
 
-class SamSegmenter:
+class _BoxPromptedSegmenter:
+    """``segment_boxes`` for both SAM wrappers; each supplies ``_masks_for_boxes``."""
+
+    @torch.no_grad()
+    def segment_boxes(self, frame: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """Masks for pixel boxes (K, 4) xyxy in one frame (3, H, W); returns masks (K, H, W) bool and scores (K,) in [0, 1]."""
+        H, W = frame.shape[-2:]
+        if len(boxes) == 0:
+            return torch.zeros(0, H, W, dtype=torch.bool), torch.zeros(0)
+        masks, scores = self._masks_for_boxes(to_uint8_frames(frame[None])[0], boxes.float())
+        return masks, scores.clamp(0, 1)
+
+
+class SamSegmenter(_BoxPromptedSegmenter):
     """Automatic or box-prompted segmentation with the ``segment-anything`` package.
 
     Args:
@@ -140,19 +153,14 @@ class SamSegmenter:
             out.append(_filter(masks, scores, image.shape[:2], self.min_area, self.max_area))
         return out
 
-    @torch.no_grad()
-    def segment_boxes(self, frame: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-        """Masks for pixel boxes (K, 4) xyxy in one frame (3, H, W); returns masks (K, H, W) bool and scores (K,)."""
-        H, W = frame.shape[-2:]
-        if len(boxes) == 0:
-            return torch.zeros(0, H, W, dtype=torch.bool), torch.zeros(0)
-        self.predictor.set_image(to_uint8_frames(frame[None])[0])
-        boxes_in = self.predictor.transform.apply_boxes_torch(boxes.float(), (H, W))
+    def _masks_for_boxes(self, image: np.ndarray, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        self.predictor.set_image(image)
+        boxes_in = self.predictor.transform.apply_boxes_torch(boxes, image.shape[:2])
         masks, scores, _ = self.predictor.predict_torch(None, None, boxes=boxes_in, multimask_output=False)
-        return masks[:, 0].bool(), scores[:, 0].float().clamp(0, 1)
+        return masks[:, 0].bool(), scores[:, 0].float()
 
 
-class HFSamSegmenter:
+class HFSamSegmenter(_BoxPromptedSegmenter):
     """Automatic or box-prompted segmentation with transformers' ``SamModel`` or ``Sam2Model``.
 
     Args:
@@ -226,14 +234,8 @@ class HFSamSegmenter:
             out.append(_filter(masks_t if len(masks_t) else None, scores_t.clamp(0, 1), (H, W), self.min_area, self.max_area))
         return out
 
-    @torch.no_grad()
-    def segment_boxes(self, frame: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-        """Masks for pixel boxes (K, 4) xyxy in one frame (3, H, W); returns masks (K, H, W) bool and scores (K,)."""
-        H, W = frame.shape[-2:]
-        if len(boxes) == 0:
-            return torch.zeros(0, H, W, dtype=torch.bool), torch.zeros(0)
-        masks, scores = self._decode(to_uint8_frames(frame[None])[0], input_boxes=[boxes.float().tolist()])
-        return masks, scores.clamp(0, 1)
+    def _masks_for_boxes(self, image: np.ndarray, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        return self._decode(image, input_boxes=[boxes.tolist()])
 
 
 def _filter(masks: Tensor | None, scores: Tensor, size: tuple[int, int], min_area: float, max_area: float) -> FrameDetections:
