@@ -95,6 +95,28 @@ def test_saving_over_a_folder_keeps_its_model_card_and_replaces_the_components(t
     assert not (tmp_path / "p.tmp").exists() and not (tmp_path / "p.old").exists()
 
 
+def test_replace_folder_never_leaves_half_a_folder(tmp_path):
+    from neuralassets.pipelines.neural_assets import replace_folder
+
+    folder, staged = tmp_path / "p", tmp_path / "p.tmp"
+    folder.mkdir()
+    (folder / "a").write_text("old")
+    staged.mkdir()
+    (staged / "a").write_text("new")
+    replace_folder(staged, folder)
+    assert (folder / "a").read_text() == "new" and not staged.exists() and not (tmp_path / "p.old").exists()
+    with pytest.raises(FileNotFoundError):  # the staged folder is gone: the current one is kept whole, set aside
+        replace_folder(tmp_path / "missing", folder)
+    assert (tmp_path / "p.old" / "a").read_text() == "new"
+    with pytest.raises(FileNotFoundError):  # failing again does not delete the only copy
+        replace_folder(tmp_path / "missing", folder)
+    assert (tmp_path / "p.old" / "a").read_text() == "new"
+    staged.mkdir()
+    (staged / "a").write_text("newer")
+    replace_folder(staged, folder)
+    assert (folder / "a").read_text() == "newer" and not (tmp_path / "p.old").exists()
+
+
 def test_bf16_storage_upcasts_on_load(tmp_path, simple_scene):
     pipe = tiny_pipeline()
     pipe.save_pretrained(tmp_path / "p", dtype=torch.bfloat16)

@@ -48,6 +48,23 @@ OUTPUT_TYPES = ("pt", "np", "pil")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
+def replace_folder(staged: str | os.PathLike, folder: str | os.PathLike) -> None:
+    """Put the finished folder ``staged`` at ``folder``, replacing what is there.
+
+    The old folder is moved aside before and deleted after, so a crash leaves one or the
+    other whole (the old one under ``<folder>.old``), never a half-written folder.
+    """
+    staged, folder = Path(staged), Path(folder)
+    old = folder.with_name(folder.name + ".old")
+    if old.exists() and not folder.exists():
+        os.replace(old, folder)  # an earlier replace stopped between its two moves: its old folder is the only copy
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staged, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @dataclass
 class NeuralAssetsPipelineOutput:
     """Rendered images.
@@ -191,12 +208,7 @@ class NeuralAssetsPipeline:
                 if not (tmp / entry.name).exists():
                     copy = shutil.copytree if entry.is_dir() else shutil.copy2
                     copy(entry, tmp / entry.name)
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, folder)
 
     def to(self, device: str | torch.device) -> NeuralAssetsPipeline:
         """Move every network to ``device``; returns self."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..conditioning import Conditioning
 from ..errors import ConfigError, WeightsError
 from ..models.build import build_components
 from ..models.config import to_dict
-from ..pipelines.neural_assets import NeuralAssetsPipeline, load_weights
+from ..pipelines.neural_assets import NeuralAssetsPipeline, load_weights, replace_folder
 from .checkpoint import (
     ExponentialMovingAverage,
     flatten_optimizer_state,
@@ -274,11 +273,7 @@ class Trainer:
         folder = self.output_dir / "autoencoder"
         tmp = folder.with_name("autoencoder.tmp")
         pipe.vae.save_pretrained(tmp)
-        if folder.exists():
-            import shutil
-
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        replace_folder(tmp, folder)
         return folder
 
     @torch.no_grad()
