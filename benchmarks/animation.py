@@ -37,17 +37,10 @@ DEFAULT_OUT = Path("benchmarks") / "results"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from neuralassets.benchmark.animation import NUM_FRAMES, TRAJECTORIES
+    from neuralassets.commands.bench import add_case_arguments
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help=f"smoke test: {QUICK_CASES} cases per trajectory, files named *-quick* (git-ignored)")
-    p.add_argument("--cases", type=int, default=None, metavar="N",
-                   help=f"cases per trajectory (default {FULL_CASES}, or {QUICK_CASES} with --quick)")
-    p.add_argument("--split", choices=("test", "val"), default="test",
-                   help="seed range the cases come from: test (reporting) or val (model iteration)")
-    p.add_argument("--seeds", default=None, metavar="A:B", help="use generator seeds A..B-1 instead of the split's first seeds")
-    p.add_argument("--gen", action="append", default=[], metavar="KEY=VALUE",
-                   help="generator config override, e.g. --gen min_objects=6 (JSON values)")
+    add_case_arguments(p, "trajectory", QUICK_CASES, FULL_CASES)
     p.add_argument("--trajectories", default=",".join(TRAJECTORIES), metavar="T1,T2",
                    help=f"comma-separated subset of {', '.join(TRAJECTORIES)}")
     p.add_argument("--frames", type=int, default=NUM_FRAMES, help=f"frames per animation (default {NUM_FRAMES})")
@@ -85,17 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     from neuralassets.benchmark.animation_report import write_report
     from neuralassets.benchmark.baselines import CopyPasteMethod
     from neuralassets.benchmark.report import publish
-    from neuralassets.commands.bench import _parse_overrides, _parse_seeds
-    from neuralassets.data.synthetic import SPLITS
+    from neuralassets.commands.bench import _parse_overrides, case_selection
 
     args = parse_args(argv)
     try:
-        if args.cases is not None and args.cases < 1:
-            raise ValidationError(f"--cases: expected >= 1, got {args.cases}")
+        cases, seeds = case_selection(args, QUICK_CASES, FULL_CASES)
         if args.batch_size < 1:
             raise ValidationError(f"--batch-size: expected >= 1, got {args.batch_size}")
-        cases = args.cases or (QUICK_CASES if args.quick else FULL_CASES)
-        seeds = _parse_seeds(args.seeds) if args.seeds else SPLITS[args.split][:cases]
         trajectories = tuple(t.strip() for t in args.trajectories.split(",") if t.strip())
         config = AnimationConfig(seeds, cases, trajectories, args.frames, _parse_overrides(args.gen), args.seed,
                                  args.split if not args.seeds else "custom").validate()

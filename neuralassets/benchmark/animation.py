@@ -51,7 +51,7 @@ from ..scene import Scene
 from .baselines import Method, PipelineMethod
 from .case import Case
 from .harness import score
-from .tasks import MAX_TRIES, _in_view, _pick, _Retry, _visible_ids
+from .tasks import MAX_TRIES, _in_view, _pick, _Retry, _visible_ids, generator_config
 
 NUM_FRAMES = 24  # frames per animation (the generator's video length)
 MOVE_FOOTPRINTS = (1.0, 3.0)  # slide distance in footprints (the object's larger floor extent), as the translation task
@@ -402,14 +402,11 @@ def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: 
     Returns:
         An :class:`AnimationResult`.
     """
-    from ..data.synthetic import GeneratorConfig, generate_scene
+    from ..data.synthetic import generate_scene
     from ..rendering import render_video
 
     config.validate()
-    try:
-        generator = GeneratorConfig(**config.generator_overrides).validate()
-    except TypeError as e:
-        raise ValidationError(f"generator overrides {config.generator_overrides}: {e}") from None
+    generator = generator_config(config.generator_overrides)
     video_name = single_name = None
     if pipeline is not None:
         video_name, single_name = f"{model_name} video", f"{model_name} single edits"

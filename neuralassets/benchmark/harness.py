@@ -22,7 +22,7 @@ from ..errors import ValidationError
 from ..metrics import LPIPS, appearance_similarity, mean_ci, psnr, region_mean, ssim_map
 from .baselines import Method
 from .case import Case
-from .tasks import TASKS, TaskConfig, iter_cases
+from .tasks import TASKS, TaskConfig, generator_config, iter_cases
 
 #: Reported metrics: key -> (column title, higher is better).
 METRICS: dict[str, tuple[str, bool]] = {
@@ -181,14 +181,11 @@ def check_object_slots(methods: Sequence[Method], config: BenchmarkConfig) -> No
     Scenes have up to the generator's ``max_objects`` objects, and insertion adds one.
 
     Raises:
-        ValidationError: naming the model, its slots, the most objects a case can have and the fix.
+        ValidationError: naming the model, its slots, the most objects a case can have and the fix;
+            or an override that names no generator field.
+        ConfigError: an override value out of range.
     """
-    from ..data.synthetic import GeneratorConfig
-
-    try:
-        most = GeneratorConfig(**config.generator_overrides).validate().max_objects
-    except (TypeError, ValueError) as e:
-        raise ValidationError(f"generator overrides {config.generator_overrides}: {e}") from None
+    most = generator_config(config.generator_overrides).max_objects
     inserting = "insertion" in config.tasks
     for method in methods:
         pipeline = getattr(method, "pipeline", None)

@@ -289,6 +289,21 @@ class Video:
     frames: list[int]
 
 
+def generator_config(overrides: dict | None):
+    """The :class:`~neuralassets.data.synthetic.GeneratorConfig` with ``overrides`` applied, validated.
+
+    Raises:
+        ValidationError: an override names no field.
+        ConfigError: a value is out of range (naming the field).
+    """
+    from ..data.synthetic import GeneratorConfig
+
+    try:
+        return GeneratorConfig(**(overrides or {})).validate()
+    except TypeError as e:
+        raise ValidationError(f"generator overrides {overrides}: {e}") from None
+
+
 class VideoCache:
     """Each seed's :class:`Video`, keeping the few most recent.
 
@@ -300,12 +315,7 @@ class VideoCache:
     """
 
     def __init__(self, generator_overrides: dict | None = None, keep: int = 3):
-        from ..data.synthetic import GeneratorConfig
-
-        try:
-            self.config = GeneratorConfig(**(generator_overrides or {})).validate()
-        except TypeError as e:
-            raise ValidationError(f"generator overrides {generator_overrides}: {e}") from None
+        self.config = generator_config(generator_overrides)
         self.keep, self._videos = keep, {}
 
     def __call__(self, seed: int) -> Video:

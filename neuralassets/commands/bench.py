@@ -11,18 +11,38 @@ FULL_CASES = 200  # cases per task in full mode
 DEFAULT_OUT = Path("benchmarks") / "results"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's options, shared by the subcommand and the script."""
+def add_case_arguments(p: argparse.ArgumentParser, unit: str, quick_cases: int, full_cases: int) -> None:
+    """--quick, --cases, --split, --seeds and --gen: which held-out cases a benchmark runs (``unit``: "task", ...)."""
     p.add_argument("--quick", action="store_true",
-                   help=f"smoke test: {QUICK_CASES} cases per task, files named *-quick* (git-ignored)")
+                   help=f"smoke test: {quick_cases} cases per {unit}, files named *-quick* (git-ignored)")
     p.add_argument("--cases", type=int, default=None, metavar="N",
-                   help=f"cases per task (default {FULL_CASES}, or {QUICK_CASES} with --quick)")
+                   help=f"cases per {unit} (default {full_cases}, or {quick_cases} with --quick)")
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="seed range the cases come from: test (reporting) or val (model iteration)")
     p.add_argument("--seeds", default=None, metavar="A:B",
                    help="use generator seeds A..B-1 instead of the split's first seeds (hidden cases)")
     p.add_argument("--gen", action="append", default=[], metavar="KEY=VALUE",
                    help="generator config override, e.g. --gen min_objects=6 --gen max_objects=8 (JSON values)")
+
+
+def case_selection(args: argparse.Namespace, quick_cases: int, full_cases: int) -> tuple[int, range]:
+    """(cases per unit, seeds) from the options of :func:`add_case_arguments`.
+
+    Raises:
+        ValidationError: --cases below 1 or a bad --seeds.
+    """
+    from ..data.synthetic import SPLITS
+    from ..errors import ValidationError
+
+    if args.cases is not None and args.cases < 1:
+        raise ValidationError(f"--cases: expected >= 1, got {args.cases}")
+    cases = args.cases or (quick_cases if args.quick else full_cases)
+    return cases, (_parse_seeds(args.seeds) if args.seeds else SPLITS[args.split][: cases])
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options, shared by the subcommand and the script."""
+    add_case_arguments(p, "task", QUICK_CASES, FULL_CASES)
     p.add_argument("--tasks", default=None, metavar="T1,T2", help="comma-separated subset of the tasks")
     p.add_argument("--model", action="append", default=[], metavar="PATH",
                    help="a neural assets pipeline folder or hub id to evaluate (repeatable)")
@@ -82,16 +102,11 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark.harness import BenchmarkConfig, run_benchmark
     from ..benchmark.report import publish, write_report
     from ..benchmark.tasks import TASKS
-    from ..data.synthetic import SPLITS
-    from ..errors import ValidationError
     from ..metrics import backbone_descriptor, load_lpips
 
     torch.manual_seed(0)
-    cases = args.cases or (QUICK_CASES if args.quick else FULL_CASES)
-    seeds = _parse_seeds(args.seeds) if args.seeds else SPLITS[args.split][: cases]
+    cases, seeds = case_selection(args, QUICK_CASES, FULL_CASES)
     tasks = TASKS if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
-    if args.cases is not None and args.cases < 1:
-        raise ValidationError(f"--cases: expected >= 1, got {args.cases}")
     config = BenchmarkConfig(seeds=seeds, cases_per_task=cases, tasks=tasks, generator_overrides=_parse_overrides(args.gen),
                              examples_per_task=args.examples, split=args.split if not args.seeds else "custom")
 
