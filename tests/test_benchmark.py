@@ -14,6 +14,7 @@ from neuralassets.benchmark.tasks import TASKS, TaskConfig, VideoCache, iter_cas
 from neuralassets.cli import main as cli_main
 from neuralassets.errors import ValidationError
 from neuralassets.metrics import psnr, region_mask
+from neuralassets.plotting import saved_figure
 
 SMALL = {"image_size": 48, "num_frames": 4, "min_objects": 3, "max_objects": 5}
 SEEDS = range(2_000_000, 2_000_002)
@@ -170,6 +171,19 @@ def test_report_writes_tables_charts_and_grids(baseline_result, tmp_path):
     assert data["config"]["seeds"] == f"{SEEDS[0]}:{SEEDS[0] + 1}"
     assert len(data["config"]["truth_sha256"]) == 64 and data["config"]["truth_sha256"][:16] in text
 
+
+
+def test_saved_figure_writes_the_image_and_closes_the_figure_even_on_error(tmp_path):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    with saved_figure(tmp_path / "ok.png", 1, 2, figsize=(4, 2), dpi=50) as (_, axes):
+        axes[0].plot([0, 1], [1, 0])
+    assert Image.open(tmp_path / "ok.png").size == (200, 100)  # figsize * dpi
+    assert plt.get_fignums() == []
+    with pytest.raises(RuntimeError, match="mid-plot"), saved_figure(tmp_path / "bad.png") as (_, ax):
+        raise RuntimeError("mid-plot")
+    assert not (tmp_path / "bad.png").exists() and plt.get_fignums() == []
 
 def test_score_puts_identical_images_at_the_cap_and_checks_the_batch(videos):
     video, donor = videos

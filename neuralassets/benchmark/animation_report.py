@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import PSNR_CAP_DB
+from ..plotting import saved_figure
 from .animation import FRAME_METRICS, TRAJECTORIES, AnimationResult
 from .report import _cell, _json_number, run_description
 
@@ -129,71 +130,55 @@ def psnr_chart(result: AnimationResult, path: str | os.PathLike) -> Path:
 
     Values at the PSNR cap (exact copies of the source at frame 0) are left off the axes.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = ("psnr_box", "psnr")
     n = len(result.trajectories)
-    fig, axes = plt.subplots(len(keys), n, figsize=(4.2 * n, 5.6), dpi=110, squeeze=False, sharex=True)
-    frames = np.arange(result.num_frames)
-    for c, trajectory in enumerate(result.trajectories):
-        for r, key in enumerate(keys):
-            ax, shown = axes[r, c], []
-            for method in result.methods:
-                stats = result.per_frame(trajectory, method, key)
-                mean = np.array([s["mean"] for s in stats], dtype=float)
-                half = np.nan_to_num(np.array([s["ci95"] for s in stats], dtype=float))
-                mean[mean >= PSNR_CAP_DB] = np.nan
-                line, = ax.plot(frames, mean, marker=".", markersize=3, label=method)
-                ax.fill_between(frames, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
-                shown.append(mean[np.isfinite(mean)])
-            values = np.concatenate(shown) if shown else np.array([])
-            if values.size:
-                ax.set_ylim(math.floor(values.min()) - 1, math.ceil(values.max()) + 1)
-            ax.grid(alpha=0.3)
-            if r == 0:
-                ax.set_title(trajectory, fontsize=10)
-            if c == 0:
-                ax.set_ylabel(FRAME_METRICS[key][0])
-            if r == len(keys) - 1:
-                ax.set_xlabel("frame")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with saved_figure(path, len(keys), n, figsize=(4.2 * n, 5.6), dpi=110, squeeze=False, sharex=True) as (_, axes):
+        frames = np.arange(result.num_frames)
+        for c, trajectory in enumerate(result.trajectories):
+            for r, key in enumerate(keys):
+                ax, shown = axes[r, c], []
+                for method in result.methods:
+                    stats = result.per_frame(trajectory, method, key)
+                    mean = np.array([s["mean"] for s in stats], dtype=float)
+                    half = np.nan_to_num(np.array([s["ci95"] for s in stats], dtype=float))
+                    mean[mean >= PSNR_CAP_DB] = np.nan
+                    line, = ax.plot(frames, mean, marker=".", markersize=3, label=method)
+                    ax.fill_between(frames, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+                    shown.append(mean[np.isfinite(mean)])
+                values = np.concatenate(shown) if shown else np.array([])
+                if values.size:
+                    ax.set_ylim(math.floor(values.min()) - 1, math.ceil(values.max()) + 1)
+                ax.grid(alpha=0.3)
+                if r == 0:
+                    ax.set_title(trajectory, fontsize=10)
+                if c == 0:
+                    ax.set_ylabel(FRAME_METRICS[key][0])
+                if r == len(keys) - 1:
+                    ax.set_xlabel("frame")
+        axes[0, 0].legend(fontsize=8)
     return Path(path)
 
 
 def filmstrip(result: AnimationResult, trajectory: str, path: str | os.PathLike) -> Path | None:
     """Ground truth and each method's frames of the trajectory's first case, the in-box region outlined; None without one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     strip = result.filmstrips.get(trajectory)
     if strip is None:
         return None
     rows = [("ground truth", strip.truth), *((m, strip.predictions[m]) for m in result.methods if m in strip.predictions)]
     cols = len(strip.frames)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.8 * cols + 0.6, 1.9 * len(rows)), dpi=110, squeeze=False)
-    for r, (name, images) in enumerate(rows):
-        for c, frame in enumerate(strip.frames):
-            ax = axes[r, c]
-            ax.imshow(images[c].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-            ax.contour(strip.regions[c].numpy().astype(float), levels=[0.5], colors="yellow", linewidths=0.6)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"frame {frame}", fontsize=9)
-            if c == 0:
-                ax.set_ylabel(name, fontsize=8)
-    fig.suptitle(f"{trajectory}: case {strip.index} (seed {strip.seed})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with saved_figure(path, len(rows), cols, figsize=(1.8 * cols + 0.6, 1.9 * len(rows)), dpi=110, squeeze=False) as (fig, axes):
+        for r, (name, images) in enumerate(rows):
+            for c, frame in enumerate(strip.frames):
+                ax = axes[r, c]
+                ax.imshow(images[c].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+                ax.contour(strip.regions[c].numpy().astype(float), levels=[0.5], colors="yellow", linewidths=0.6)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(f"frame {frame}", fontsize=9)
+                if c == 0:
+                    ax.set_ylabel(name, fontsize=8)
+        fig.suptitle(f"{trajectory}: case {strip.index} (seed {strip.seed})", fontsize=10)
     return Path(path)
 
 

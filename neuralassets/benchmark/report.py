@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..plotting import saved_figure
 from .harness import METRICS, BenchmarkResult
 
 FORMAT_VERSION = 1
@@ -104,63 +105,47 @@ def to_json(result: BenchmarkResult) -> dict:
 
 def bar_chart(result: BenchmarkResult, key: str, path: str | os.PathLike) -> Path:
     """A grouped bar chart of one metric: tasks along x, one bar per method, 95% CI error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     summary = result.summary()
     title, higher = METRICS[key]
     n_methods = len(result.methods)
     width = 0.8 / max(1, n_methods)
     x = np.arange(len(result.tasks))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(result.tasks) + 2), 3.6), dpi=110)
-    for j, method in enumerate(result.methods):
-        means = [summary[t][method][key]["mean"] for t in result.tasks]
-        errs = [summary[t][method][key]["ci95"] for t in result.tasks]
-        errs = [0.0 if math.isnan(e) else e for e in errs]
-        ax.bar(x + (j - (n_methods - 1) / 2) * width, means, width, yerr=errs, capsize=2, label=method)
-    ax.set_xticks(x, result.tasks, rotation=30, ha="right")
-    ax.set_ylabel(title)
-    ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(4, n_methods))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with saved_figure(path, figsize=(max(6.0, 1.1 * len(result.tasks) + 2), 3.6), dpi=110) as (_, ax):
+        for j, method in enumerate(result.methods):
+            means = [summary[t][method][key]["mean"] for t in result.tasks]
+            errs = [summary[t][method][key]["ci95"] for t in result.tasks]
+            errs = [0.0 if math.isnan(e) else e for e in errs]
+            ax.bar(x + (j - (n_methods - 1) / 2) * width, means, width, yerr=errs, capsize=2, label=method)
+        ax.set_xticks(x, result.tasks, rotation=30, ha="right")
+        ax.set_ylabel(title)
+        ax.set_title(f"{title} ({'higher' if higher else 'lower'} is better)")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, ncol=min(4, n_methods))
     return Path(path)
 
 
 def example_grid(result: BenchmarkResult, task: str, path: str | os.PathLike) -> Path | None:
     """Rows of source | ground truth | each method for a task's example cases, region outlined in the truth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     examples = [e for e in result.examples if e.task == task]
     if not examples:
         return None
     columns = ["source", "ground truth", *result.methods]
-    fig, axes = plt.subplots(len(examples), len(columns), figsize=(1.9 * len(columns), 2.0 * len(examples)),
-                             dpi=110, squeeze=False)
-    for r, example in enumerate(examples):
-        images = [example.source, example.target, *(example.predictions[m] for m in result.methods)]
-        for c, (name, image) in enumerate(zip(columns, images)):
-            ax = axes[r, c]
-            ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-            if c == 1:
-                ax.contour(example.region.numpy().astype(float), levels=[0.5], colors="yellow", linewidths=0.7)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name, fontsize=9)
-            if c == 0:
-                ax.set_ylabel(f"seed {example.seed}", fontsize=8)
-    fig.suptitle(task, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with saved_figure(path, len(examples), len(columns), figsize=(1.9 * len(columns), 2.0 * len(examples)),
+                      dpi=110, squeeze=False) as (fig, axes):
+        for r, example in enumerate(examples):
+            images = [example.source, example.target, *(example.predictions[m] for m in result.methods)]
+            for c, (name, image) in enumerate(zip(columns, images)):
+                ax = axes[r, c]
+                ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+                if c == 1:
+                    ax.contour(example.region.numpy().astype(float), levels=[0.5], colors="yellow", linewidths=0.7)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if r == 0:
+                    ax.set_title(name, fontsize=9)
+                if c == 0:
+                    ax.set_ylabel(f"seed {example.seed}", fontsize=8)
+        fig.suptitle(task, fontsize=10)
     return Path(path)
 
 

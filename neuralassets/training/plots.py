@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..plotting import saved_figure
+
 
 def save_image_grid(path: Path, columns: list[Tensor], pad: int = 2) -> None:
     """Write a PNG whose rows are examples and whose columns are the given image batches.
@@ -30,21 +32,13 @@ def save_image_grid(path: Path, columns: list[Tensor], pad: int = 2) -> None:
 
 def save_loss_curve(log_path: Path, out_path: Path) -> None:
     """Plot ``loss`` against ``step`` from a JSON-lines training log (log-scale y)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     records = [r for r in records if "loss" in r]
     if not records:
         return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in records], [r["loss"] for r in records])
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
+    with saved_figure(out_path, figsize=(6, 3.5), dpi=100) as (_, ax):
+        ax.plot([r["step"] for r in records], [r["loss"] for r in records])
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
