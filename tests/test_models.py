@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from neuralassets.conditioning import Conditioning, conditioning_from_scene
-from neuralassets.errors import ConfigError
+from neuralassets.errors import ConfigError, WeightsError
 from neuralassets.models import AssetEncoder, AssetEncoderConfig, AutoencoderConfig, DenoiserConfig, ModelConfig, SchedulerConfig
-from neuralassets.models.asset_encoder import box_coverage, fourier_features
+from neuralassets.models.asset_encoder import box_coverage, fourier_features, warp_box_features
 from neuralassets.models.config import from_dict
 from neuralassets.pipelines import NeuralAssetsPipeline
+from neuralassets.pipelines.neural_assets import load_weights
 
 TINY = ModelConfig(
     image_size=32, max_objects=3, num_inference_steps=3,
@@ -62,6 +63,41 @@ def test_box_coverage_fractions():
     assert torch.allclose(half, torch.tensor([[0.5, 0.0, 0.0, 0.0]]))
     assert box_coverage(torch.zeros(4), 2, 2).sum() == 0
 
+
+
+def test_warp_box_features_moves_and_resizes_box_contents():
+    f = torch.arange(16.0).view(1, 1, 4, 4)
+    # the left half (columns 0-1) moved to the right half: target columns 2-3 read source columns 0-1
+    moved = warp_box_features(f, torch.tensor([[0.0, 0.0, 0.5, 1.0]]), torch.tensor([[0.5, 0.0, 1.0, 1.0]]), 4, 4)
+    assert torch.equal(moved[0, 0, :, 2:], f[0, 0, :, :2])
+    # a 2x2 block grown to the whole grid: each source cell fills a 2x2 block (bilinear at exact centres)
+    grown = warp_box_features(f, torch.tensor([[0.0, 0.0, 0.5, 0.5]]), torch.tensor([[0.0, 0.0, 1.0, 1.0]]), 2, 2)
+    assert torch.equal(grown[0, 0], torch.tensor([[0.0, 1.0], [4.0, 5.0]]))
+    assert warp_box_features(f, torch.tensor([[0.0, 0.0, 0.5, 0.5]]), torch.zeros(1, 4), 4, 4).abs().sum() == 0
+
+
+def test_object_feature_map_starts_at_zero_and_paints_only_target_boxes(simple_scene, tmp_path):
+    cond = conditioning_from_scene(simple_scene, 1, 3, source_frame=0)
+    mapped_config = replace(TINY.asset_encoder, object_feature_map=True)
+    torch.manual_seed(0)
+    plain = AssetEncoder.from_config(TINY.asset_encoder)
+    torch.manual_seed(0)
+    mapped = AssetEncoder.from_config(mapped_config)
+    a, b = plain(cond, spatial_size=(16, 16)), mapped(cond, spatial_size=(16, 16))
+    assert torch.equal(a.spatial, b.spatial) and torch.equal(a.tokens, b.tokens)  # zero-initialised: adds nothing yet
+    torch.nn.init.normal_(mapped.object_feature_proj.weight)
+    painted = mapped(cond, spatial_size=(16, 16)).spatial - a.spatial
+    inside = box_coverage(cond.object_target_boxes[0], 16, 16).sum(0) > 0
+    assert painted[0, :, ~inside].abs().max() < 1e-5 and painted[0, :, inside].abs().min(dim=0).values.max() > 0
+    # weights saved without the map load into a model with it only where the missing part starts at zero
+    path = tmp_path / "model.safetensors"
+    from safetensors.torch import save_file
+    save_file(plain.state_dict(), path)
+    fresh = AssetEncoder.from_config(mapped_config)
+    load_weights(fresh, path, fresh.zero_initialised)
+    assert torch.equal(fresh(cond, spatial_size=(16, 16)).spatial, a.spatial)
+    with pytest.raises(WeightsError, match="missing tensor.*object_feature_proj"):
+        load_weights(fresh, path)
 
 def test_token_layout_and_mask(simple_scene):
     encoder = AssetEncoder.from_config(TINY.asset_encoder)

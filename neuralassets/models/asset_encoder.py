@@ -21,7 +21,9 @@ target box onto the latent grid, carrying a projection of that object's appearan
 embedding, and (``background_spatial``) adds a projection of the background image's
 feature map, resampled to the latent grid; the denoiser concatenates this map to its
 noisy latent. The background map is in the background camera's view: the camera-motion
-token tells the denoiser how far to shift it.
+token tells the denoiser how far to shift it. With ``object_feature_map`` each object's
+box also carries its source-box feature map, resized into the target box
+(:func:`warp_box_features`), so texture arrives where the object goes, not just its mean.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class AssetEncoderConfig:
     num_null_tokens: int = 4  # learned tokens always present (the meaning of "no objects")
     spatial_channels: int = 8  # channels of the spatial conditioning map (measured better than tokens only); 0 = tokens only
     background_spatial: bool = True  # add the background image's features to the spatial map, so visible background is copied
+    object_feature_map: bool = False  # also paint source-box features resized into the target box (zero-init: addable to trained weights)
 
 
 @dataclass
@@ -112,6 +115,41 @@ def box_coverage(boxes: Tensor, height: int, width: int) -> Tensor:
     return oy[..., :, None] * ox[..., None, :]
 
 
+def warp_box_features(features: Tensor, source_boxes: Tensor, target_boxes: Tensor, height: int, width: int) -> Tensor:
+    """Resample the features inside each source box so that they fill its target box.
+
+    Cell (i, j) of the output grid at normalised centre ``p`` inside target box ``t`` reads the
+    features at ``s0 + (p - t0) * (s1 - s0) / (t1 - t0)`` of its source box ``s`` (bilinear);
+    outside the target box the value is whatever lies there by the same mapping, so weight
+    the result by :func:`box_coverage` of the target box. Degenerate target boxes give zeros.
+
+    Args:
+        features: (M, C, fh, fw) feature grids covering each object's whole image.
+        source_boxes, target_boxes: (M, 4) normalised ``(x0, y0, x1, y1)``.
+        height, width: the output grid.
+
+    Returns:
+        (M, C, height, width).
+
+    Example:
+        >>> f = torch.arange(16.0).view(1, 1, 4, 4)
+        >>> whole = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+        >>> torch.equal(warp_box_features(f, whole, whole, 4, 4), f)
+        True
+    """
+    dtype, device = features.dtype, features.device
+    ys = (torch.arange(height, dtype=dtype, device=device) + 0.5) / height
+    xs = (torch.arange(width, dtype=dtype, device=device) + 0.5) / width
+    src, tgt = source_boxes.to(dtype), target_boxes.to(dtype)
+    t_size = (tgt[:, 2:] - tgt[:, :2]).clamp(min=1e-6)
+    scale = (src[:, 2:] - src[:, :2]) / t_size  # (M, 2) source extent per target extent
+    gx = src[:, None, 0] + (xs[None] - tgt[:, None, 0]) * scale[:, None, 0]  # (M, width)
+    gy = src[:, None, 1] + (ys[None] - tgt[:, None, 1]) * scale[:, None, 1]  # (M, height)
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1) * 2 - 1
+    valid = ((tgt[:, 2:] - tgt[:, :2]) > 1e-6).all(dim=1).to(dtype)[:, None, None, None]
+    return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False) * valid
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, d_out))
 
@@ -139,6 +177,17 @@ class AssetEncoder(nn.Module):
         self.spatial_proj = nn.Linear(hid, config.spatial_channels) if config.spatial_channels > 0 else None
         self.background_spatial_proj = (nn.Conv2d(backbone.out_channels, config.spatial_channels, 1)
                                         if config.spatial_channels > 0 and config.background_spatial else None)
+        self.object_feature_proj = None
+        if config.spatial_channels > 0 and config.object_feature_map:
+            self.object_feature_proj = nn.Conv2d(backbone.out_channels, config.spatial_channels, 1)
+            nn.init.zeros_(self.object_feature_proj.weight)
+            nn.init.zeros_(self.object_feature_proj.bias)
+
+    @property
+    def zero_initialised(self) -> tuple[str, ...]:
+        """Prefixes of parameters that start at zero, so that they may be missing from weights
+        saved without them (``init_from``): the loaded model's output is then unchanged."""
+        return ("object_feature_proj.",) if self.object_feature_proj is not None else ()
 
     @classmethod
     def from_config(cls, config: AssetEncoderConfig, load_backbone_weights: bool = True) -> AssetEncoder:
@@ -231,4 +280,10 @@ class AssetEncoder(nn.Module):
                 if tuple(background_map.shape[-2:]) != tuple(spatial_size):
                     background_map = F.interpolate(background_map, size=spatial_size, mode="bilinear", align_corners=False)
                 spatial = spatial + self.background_spatial_proj(background_map)
+            if self.object_feature_proj is not None and N > 0:
+                # Project first: cheaper, and a 1x1 conv commutes with bilinear resampling.
+                projected = self.object_feature_proj(features[:B * S])
+                warped = warp_box_features(projected[object_image], cond.object_boxes.flatten(0, 1),
+                                           cond.object_target_boxes.flatten(0, 1), *spatial_size)
+                spatial = spatial + torch.einsum("bnchw,bnhw->bchw", warped.view(B, N, *warped.shape[1:]), coverage)
         return AssetTokens(tokens=tokens, mask=mask, spatial=spatial)

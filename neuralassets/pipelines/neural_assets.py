@@ -364,8 +364,14 @@ def to_output_type(images: Tensor, output_type: str) -> Tensor | np.ndarray | li
     return arrays if output_type == "np" else [Image.fromarray(a) for a in arrays]
 
 
-def load_weights(module: nn.Module, path: Path) -> None:
+def load_weights(module: nn.Module, path: Path, allow_missing: tuple[str, ...] = ()) -> None:
     """Load a safetensors file (or its shards) into ``module``, upcasting to the module's dtypes.
+
+    Args:
+        module: receives the weights.
+        path: the safetensors file (or the first name of its shards).
+        allow_missing: prefixes of tensors that may be absent from the file; they keep the
+            module's own values (used to add zero-initialised parts to trained weights).
 
     Raises:
         WeightsError: the file is missing or unreadable, or a tensor is missing, unexpected
@@ -374,7 +380,7 @@ def load_weights(module: nn.Module, path: Path) -> None:
     """
     stored = read_weights(path)
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(stored))
+    missing = sorted(k for k in set(expected) - set(stored) if not k.startswith(allow_missing))
     unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
         raise WeightsError(f"{path}: weights do not match the config: missing tensor(s) {missing[:5]}, "
@@ -383,7 +389,7 @@ def load_weights(module: nn.Module, path: Path) -> None:
         if value.shape != expected[name].shape:
             raise WeightsError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, "
                                f"the config expects {tuple(expected[name].shape)}")
-    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in stored.items()})
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in stored.items()}, strict=not allow_missing)
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path, max_shard_bytes: int | None = None) -> None:

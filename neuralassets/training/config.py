@@ -62,7 +62,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest checkpoints kept; older ones are deleted
     sample_every: int = 2000  # steps between sample-grid and loss-curve PNGs (0 = only at the end)
     auto_resume: bool = True  # continue from the newest checkpoint in checkpoint_dir when there is one
-    init_from: str | None = None  # weights-only start: a saved pipeline (or autoencoder) folder, fresh optimiser
+    init_from: str | None = None  # weights-only start: a saved pipeline (or autoencoder) folder, fresh optimiser (zero-init parts may lack)
     freeze_encoder: bool = False  # autoencoder: train only the decoder, keeping the latent space (and denoisers trained on it) valid
     model: ModelConfig = field(default_factory=ModelConfig)  # the model (see neuralassets.models)
     data: DataConfig = field(default_factory=DataConfig)  # training pairs

@@ -119,7 +119,7 @@ class Trainer:
             return
         if not (folder / "model_index.json").is_file():
             raise WeightsError(f"init_from: {folder} is not a saved pipeline (model_index.json missing)")
-        load_weights(c.asset_encoder, folder / "asset_encoder" / "model.safetensors")
+        load_weights(c.asset_encoder, folder / "asset_encoder" / "model.safetensors", c.asset_encoder.zero_initialised)
         load_weights(c.denoiser, folder / "denoiser" / "model.safetensors")
 
     def _encode(self, images: Tensor) -> Tensor:
