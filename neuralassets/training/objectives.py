@@ -101,7 +101,8 @@ class AutoencoderObjective(nn.Module):
         self.kl_weight = kl_weight
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
-            for part in (vae.encoder, vae.quant_conv):
+            # AutoencoderKL maps the encoder's output through quant_conv; PatchAutoencoder has none.
+            for part in (vae.encoder, getattr(vae, "quant_conv", None)):
                 if part is not None:
                     part.requires_grad_(False)
 
