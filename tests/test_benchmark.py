@@ -172,7 +172,6 @@ def test_report_writes_tables_charts_and_grids(baseline_result, tmp_path):
     assert len(data["config"]["truth_sha256"]) == 64 and data["config"]["truth_sha256"][:16] in text
 
 
-
 def test_saved_figure_writes_the_image_and_closes_the_figure_even_on_error(tmp_path):
     import matplotlib.pyplot as plt
     from PIL import Image
@@ -184,6 +183,7 @@ def test_saved_figure_writes_the_image_and_closes_the_figure_even_on_error(tmp_p
     with pytest.raises(RuntimeError, match="mid-plot"), saved_figure(tmp_path / "bad.png") as (_, ax):
         raise RuntimeError("mid-plot")
     assert not (tmp_path / "bad.png").exists() and plt.get_fignums() == []
+
 
 def test_score_puts_identical_images_at_the_cap_and_checks_the_batch(videos):
     video, donor = videos

@@ -64,7 +64,6 @@ def test_box_coverage_fractions():
     assert box_coverage(torch.zeros(4), 2, 2).sum() == 0
 
 
-
 def test_warp_box_features_moves_and_resizes_box_contents():
     f = torch.arange(16.0).view(1, 1, 4, 4)
     # the left half (columns 0-1) moved to the right half: target columns 2-3 read source columns 0-1
@@ -98,6 +97,7 @@ def test_object_feature_map_starts_at_zero_and_paints_only_target_boxes(simple_s
     assert torch.equal(fresh(cond, spatial_size=(16, 16)).spatial, a.spatial)
     with pytest.raises(WeightsError, match="missing tensor.*object_feature_proj"):
         load_weights(fresh, path)
+
 
 def test_token_layout_and_mask(simple_scene):
     encoder = AssetEncoder.from_config(TINY.asset_encoder)

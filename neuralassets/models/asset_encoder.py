@@ -141,12 +141,12 @@ def warp_box_features(features: Tensor, source_boxes: Tensor, target_boxes: Tens
     ys = (torch.arange(height, dtype=dtype, device=device) + 0.5) / height
     xs = (torch.arange(width, dtype=dtype, device=device) + 0.5) / width
     src, tgt = source_boxes.to(dtype), target_boxes.to(dtype)
-    t_size = (tgt[:, 2:] - tgt[:, :2]).clamp(min=1e-6)
-    scale = (src[:, 2:] - src[:, :2]) / t_size  # (M, 2) source extent per target extent
+    t_size = tgt[:, 2:] - tgt[:, :2]
+    scale = (src[:, 2:] - src[:, :2]) / t_size.clamp(min=1e-6)  # (M, 2) source extent per target extent
     gx = src[:, None, 0] + (xs[None] - tgt[:, None, 0]) * scale[:, None, 0]  # (M, width)
     gy = src[:, None, 1] + (ys[None] - tgt[:, None, 1]) * scale[:, None, 1]  # (M, height)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1) * 2 - 1
-    valid = ((tgt[:, 2:] - tgt[:, :2]) > 1e-6).all(dim=1).to(dtype)[:, None, None, None]
+    valid = (t_size > 1e-6).all(dim=1).to(dtype)[:, None, None, None]
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False) * valid
 
 
