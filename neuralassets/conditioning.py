@@ -102,7 +102,7 @@ class Conditioning:
         def pad(x: Tensor) -> Tensor:
             if x.shape[1] == S:
                 return x
-            fill = torch.full((x.shape[0], S - x.shape[1], *x.shape[2:]), GREY, dtype=x.dtype)
+            fill = torch.full((x.shape[0], S - x.shape[1], *x.shape[2:]), GREY, dtype=x.dtype, device=x.device)
             return torch.cat([x, fill], dim=1)
 
         out = {f.name: torch.cat([getattr(c, f.name) for c in items]) for f in fields(Conditioning)

@@ -43,3 +43,12 @@ def test_grey_helpers():
     assert out[:, :2, :2].eq(0).all() and out[:, 2:, :].eq(0.5).all()
     inside = grey_inside(img, box)
     assert inside[:, :2, :2].eq(0.5).all() and inside[:, 3, 3].eq(0).all()
+
+
+def test_collate_pads_on_the_items_device(simple_scene):
+    from dataclasses import replace
+
+    one = conditioning_from_scene(simple_scene, 0, 4)
+    two = replace(one, appearance_images=torch.cat([one.appearance_images] * 2, dim=1))
+    batch = Conditioning.collate([one.to("meta"), two.to("meta")])  # "meta" stands for an accelerator
+    assert batch.appearance_images.shape == (2, 2, 3, 24, 32) and batch.appearance_images.is_meta

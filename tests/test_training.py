@@ -15,6 +15,7 @@ from neuralassets.errors import ConfigError, WeightsError
 from neuralassets.models import build_components
 from neuralassets.training import Trainer, load_config
 from neuralassets.training.checkpoint import (
+    ExponentialMovingAverage,
     flatten_optimizer_state,
     list_checkpoints,
     load_checkpoint,
@@ -93,6 +94,37 @@ def test_optimizer_state_round_trips_through_checkpoint(tmp_path):
     (tmp_path / "step_00000003.safetensors").write_bytes(b"x" * 20)
     with pytest.raises(WeightsError, match="cannot read checkpoint"):
         load_checkpoint(tmp_path / "step_00000003.safetensors")
+
+
+def test_ema_warms_up_then_uses_its_decay():
+    module = torch.nn.Linear(1, 1, bias=False)
+    module.weight.data.fill_(0.0)
+    ema = ExponentialMovingAverage(module, decay=0.5)
+    module.weight.data.fill_(11.0)
+    ema.update(module)  # effective decay min(0.5, 2 / 11): 0 + (1 - 2/11) * 11 = 9
+    assert ema.shadow["weight"].item() == pytest.approx(9.0)
+    module.weight.data.fill_(1.0)
+    ema.update(module)  # min(0.5, 3 / 12) = 0.25: 9 + 0.75 * (1 - 9) = 3
+    assert ema.shadow["weight"].item() == pytest.approx(3.0)
+
+
+def test_ema_follows_its_module_to_another_device():
+    module = torch.nn.Linear(2, 2)
+    ema = ExponentialMovingAverage(module, decay=0.9)  # made on the CPU, as the trainer does before accelerate moves the model
+    module.to("meta")
+    ema.update(module)
+    assert {t.device.type for t in ema.shadow.values()} == {"meta"}
+
+
+def test_latent_cache_is_rebuilt_for_another_training_set(tmp_path):
+    from neuralassets.data.pairs import FramePairDataset, collate_pairs
+    from neuralassets.data.synthetic import GeneratorConfig
+
+    generator = GeneratorConfig(image_size=32, num_frames=4, min_objects=1, max_objects=3)
+    for length in (4, 6):  # same config and output folder, so only the pairs tell the two caches apart
+        trainer = Trainer(tiny_config(tmp_path, max_steps=1), dataset=FramePairDataset("train", length, 4, generator),
+                          collate_fn=collate_pairs)
+        assert len(trainer.train_set) == length
 
 
 def test_tiny_denoiser_overfits_a_fixed_batch(simple_scene):

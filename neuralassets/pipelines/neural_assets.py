@@ -295,7 +295,8 @@ class NeuralAssetsPipeline:
     def encode_tokens(self, cond: Conditioning, guidance_scale: float) -> AssetTokens:
         """Asset tokens for the batch; with guidance (scale != 1) the null comes first, doubling the batch."""
         if guidance_scale != 1.0:
-            cond = Conditioning.collate([cond.drop_objects(torch.ones(cond.batch_size, dtype=torch.bool)), cond])
+            everything = torch.ones(cond.batch_size, dtype=torch.bool, device=cond.object_mask.device)
+            cond = Conditioning.collate([cond.drop_objects(everything), cond])
         with self._autocast():
             return self.asset_encoder(cond, spatial_size=(self.latent_size, self.latent_size))
 

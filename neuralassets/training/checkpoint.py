@@ -149,10 +149,13 @@ class ExponentialMovingAverage:
         self.num_updates += 1
         decay = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
         for name, value in module.state_dict().items():
+            shadow = self.shadow[name]
+            if shadow.device != value.device:  # the module was moved (to the accelerator) after the copy was made
+                shadow = self.shadow[name] = shadow.to(value.device)
             if value.is_floating_point():
-                self.shadow[name].lerp_(value.float(), 1.0 - decay)
+                shadow.lerp_(value.float(), 1.0 - decay)
             else:
-                self.shadow[name].copy_(value)
+                shadow.copy_(value)
 
     def copy_to(self, module: torch.nn.Module) -> None:
         """Load the averaged weights into ``module`` (same architecture)."""

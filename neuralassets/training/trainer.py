@@ -131,7 +131,7 @@ class Trainer:
     def _latents(self) -> Tensor:
         """Scaled latents of the fixed training set, computed once by the main process and cached on disk."""
         vae = self.components.vae.to(self.accelerator.device)
-        key = {"data": to_dict(self.config.data), "image_size": self.config.model.image_size,
+        key = {"data": to_dict(self.config.data), "pairs": len(self.pairs), "image_size": self.config.model.image_size,
                "autoencoder": state_hash(vae)}
         path = self.output_dir / "latent_cache.safetensors"
         self._check_image_size()
