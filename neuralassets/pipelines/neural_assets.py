@@ -464,8 +464,9 @@ def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
         if not (DEFAULT_WEIGHTS / "model_index.json").is_file():
             raise WeightsError(
                 f"no default weights in {DEFAULT_WEIGHTS.name}/ (model_index.json missing): train them with "
-                "`neuralassets train --config configs/default_ae.yaml`, then `--config configs/default_denoiser.yaml` and "
-                "`--config configs/default_denoiser_finetune.yaml`, and copy the last run's pipeline/ folder to weights/, "
+                "`neuralassets train --config configs/default_ae.yaml`, then `--config configs/default_denoiser.yaml`, "
+                "`--config configs/default_denoiser_finetune.yaml` and `--config configs/default_denoiser_large_batch.yaml` "
+                "(see the README), and copy the last run's pipeline/ folder to weights/, "
                 "or pass a folder or hub id to from_pretrained")
         return DEFAULT_WEIGHTS
     path = Path(folder_or_id)
