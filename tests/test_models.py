@@ -224,3 +224,8 @@ def test_stable_diffusion_layout_from_folder(tmp_path, simple_scene):
     again = NeuralAssetsPipeline.from_pretrained(tmp_path / "pipe")
     assert type(again.scheduler).__name__ == "DDIMScheduler"
     assert torch.equal(again(simple_scene, target_frame=1, generator=torch.Generator().manual_seed(0)).images, image)
+
+
+def test_object_feature_map_without_a_spatial_map_is_a_config_error():
+    with pytest.raises(ConfigError, match="object_feature_map.*spatial_channels >= 1 \\(got 0\\)"):
+        AssetEncoder.from_config(replace(TINY.asset_encoder, spatial_channels=0, object_feature_map=True))

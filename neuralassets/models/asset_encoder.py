@@ -164,6 +164,9 @@ class AssetEncoder(nn.Module):
         super().__init__()
         if config.roi_size < 1:
             raise ConfigError(f"asset_encoder.roi_size: {config.roi_size} must be >= 1")
+        if config.object_feature_map and config.spatial_channels < 1:
+            raise ConfigError("asset_encoder.object_feature_map: the object feature map is painted on the spatial map, "
+                              f"so it needs spatial_channels >= 1 (got {config.spatial_channels})")
         self.config = config
         k2, hid, dim = config.roi_size ** 2, config.hidden_dim, config.token_dim
         self.backbone = backbone
