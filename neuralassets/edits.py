@@ -586,24 +586,31 @@ def transfer(scene: Scene, asset_id: int, other_scene: Scene, other_asset_id: in
 
 
 @_recorded
-def swap_background(scene: Scene, other_scene: Scene, frame: int = 0, other_name: str | None = None) -> Scene:
+def swap_background(scene: Scene, other_scene: Scene, frame: int = 0, other_name: str | None = None,
+                    view_frame: int = 0) -> Scene:
     """Use another scene's frame as this scene's background.
 
-    Sets ``scene.background`` to the other scene's frame image and camera, with its
-    objects' boxes greyed out, and its renderer parameters
+    Sets ``scene.background`` to the other scene's frame image, with its objects' boxes
+    greyed out, seen from this scene's camera at ``view_frame``, and its renderer parameters
     (``other_scene.metadata["renderer"]``) as attributes so the synthetic renderer can
-    draw it.
+    draw it. The other scene's own camera is not used: it lives in that video's world
+    frame, so the motion from it to this scene's cameras would be meaningless (and far
+    outside the camera motions a model is trained on). Rendering frame ``t`` then moves
+    the new background by this scene's camera motion from ``view_frame`` to ``t``.
 
     Args:
         scene: the scene; not modified.
         other_scene: where the background comes from.
         frame: the frame of ``other_scene`` to take.
         other_name: name recorded for ``other_scene`` in the edit history (see :func:`insert`).
+        view_frame: the frame of ``scene`` whose camera the new background is seen from
+            (use the frame appearance comes from; 0 for a frame pair).
     """
     f = _single_frame(other_scene, frame)
+    v = _single_frame(scene, view_frame, "view_frame")
     boxes = torch.stack([a.boxes_2d[f] for a in other_scene.assets]) if other_scene.assets else torch.zeros(0, 4)
     out = scene.copy()
-    out.background = Background(other_scene.frames[f].clone(), copy.deepcopy(other_scene.cameras[f]), boxes.clone(),
+    out.background = Background(other_scene.frames[f].clone(), copy.deepcopy(scene.cameras[v]), boxes.clone(),
                                 copy.deepcopy(other_scene.metadata.get("renderer") or {}))
     return out
 

@@ -203,7 +203,11 @@ def test_transfer_and_swap_background(front_scene, simple_scene):
     simple_scene.metadata["renderer"] = {"floor": "wood"}
     out = E.swap_background(front_scene, simple_scene, frame=2)
     assert torch.equal(out.background.image, simple_scene.frames[2])
-    assert torch.equal(out.background.camera.R, simple_scene.cameras[2].R)
+    assert torch.equal(out.background.camera.R, front_scene.cameras[0].R)  # seen by this scene's camera, not the donor's
+    seen_later = E.swap_background(simple_scene, front_scene, view_frame=2)
+    assert torch.equal(seen_later.background.camera.t, simple_scene.cameras[2].t)
+    with pytest.raises(ValidationError, match="view_frame"):
+        E.swap_background(front_scene, simple_scene, view_frame=front_scene.num_frames)
     assert out.background.object_boxes.shape == (2, 4) and out.background.attributes == {"floor": "wood"}
     assert front_scene.background is None
 
