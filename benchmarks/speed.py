@@ -60,7 +60,7 @@ def generator_section(quick: bool = False) -> list[dict]:
 
 
 def model_section(quick: bool = False) -> list[dict]:
-    """The default model (configs/default_denoiser_finetune.yaml, the shipped layout; shipped weights when present, else random ones):
+    """The default model (configs/default_denoiser_large_batch.yaml, the shipped layout; shipped weights when present, else random ones):
     parameters, denoiser-stage training samples/s, ms per guided denoising step, end-to-end ms per
     128x128 image at several step counts, peak RSS; fp32 and bf16 autocast, and the UNet alternative."""
     import resource
@@ -75,7 +75,7 @@ def model_section(quick: bool = False) -> list[dict]:
     from neuralassets.training import load_config
     from neuralassets.training.objectives import ConditionalDenoiser, DiffusionObjective
 
-    model_config = load_config(Path(__file__).resolve().parents[1] / "configs" / "default_denoiser_finetune.yaml").model
+    model_config = load_config(Path(__file__).resolve().parents[1] / "configs" / "default_denoiser_large_batch.yaml").model
     model_config = replace(model_config, autoencoder=replace(model_config.autoencoder, pretrained=None))
     repeats = 1 if quick else 3
     pairs = FramePairDataset("val", 32, model_config.max_objects)
