@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from neuralassets.benchmark.animation_report import write_report
     from neuralassets.benchmark.baselines import CopyPasteMethod
     from neuralassets.benchmark.report import publish
-    from neuralassets.commands.bench import _parse_overrides, case_selection
+    from neuralassets.commands.bench import case_selection, parse_generator_overrides
 
     args = parse_args(argv)
     try:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch_size < 1:
             raise ValidationError(f"--batch-size: expected >= 1, got {args.batch_size}")
         trajectories = tuple(t.strip() for t in args.trajectories.split(",") if t.strip())
-        config = AnimationConfig(seeds, cases, trajectories, args.frames, _parse_overrides(args.gen), args.seed,
+        config = AnimationConfig(seeds, cases, trajectories, args.frames, parse_generator_overrides(args.gen), args.seed,
                                  args.split if not args.seeds else "custom").validate()
         pipeline, name = load_model(args.model)
         if pipeline is not None and args.bf16:

@@ -1,4 +1,6 @@
 """`neuralassets data` subcommands and the preview drawing."""
+import json
+
 import numpy as np
 import torch
 from PIL import Image
@@ -43,3 +45,8 @@ def test_preview_scene_and_make_commands(tmp_path, capsys):
     assert main(args) == 0 and len(ShardedPairDataset(tmp_path / "pairs")) == 3
     assert main(args[:5] + ["4"] + args[6:]) == 2  # other settings in the same folder: a clear error
     assert "other settings" in capsys.readouterr().err
+    assert main(args + ["--gen", "resize_probability=1", "--out", str(tmp_path / "grow")]) == 0
+    grown = json.loads((tmp_path / "grow" / "dataset.json").read_text())["config"]
+    assert grown["resize_probability"] == 1 and grown["image_size"] == 64
+    assert main(args + ["--gen", "wobble=1", "--out", str(tmp_path / "bad")]) == 2
+    assert "wobble" in capsys.readouterr().err

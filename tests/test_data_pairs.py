@@ -89,6 +89,14 @@ def test_shards_round_trip_exactly_and_resume(tmp_path):
     assert (out / "shard_00000.safetensors").stat().st_mtime_ns == kept
     _assert_equal_items(ShardedPairDataset(out)[2], live[2])
 
+    # A folder written before a generator field existed resumes: the field had its default there.
+    meta = json.loads((out / "dataset.json").read_text())
+    del meta["config"]["resize_probability"]
+    (out / "dataset.json").write_text(json.dumps(meta))
+    (out / "shard_00002.safetensors").unlink()
+    write_shards(out, "val", 5, max_objects=5, config=SMALL, shard_size=2, progress=False)
+    _assert_equal_items(ShardedPairDataset(out)[4], live[4])
+
     with pytest.raises(ConfigError, match="max_objects"):
         write_shards(out, "val", 5, max_objects=6, config=SMALL, shard_size=2, progress=False)
     meta = json.loads((out / "dataset.json").read_text())

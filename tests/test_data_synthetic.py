@@ -1,5 +1,6 @@
 """The scene sampler: determinism, frame subsets, physical plausibility, splits, round-trips."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -82,8 +83,9 @@ def _separated(a_c, a_R, a_s, b_c, b_R, b_s) -> torch.Tensor:
     return separated
 
 
-def test_objects_never_overlap_and_stand_on_the_floor():
-    cfg = GeneratorConfig(min_objects=10, max_objects=10)  # the most crowded scenes
+@pytest.mark.parametrize("resize_probability", [0.0, 1.0])
+def test_objects_never_overlap_and_stand_on_the_floor(resize_probability):
+    cfg = GeneratorConfig(min_objects=10, max_objects=10, resize_probability=resize_probability)  # the most crowded scenes
     motions = set()
     for seed in range(12):
         spec = sample_scene_spec(seed, cfg)
@@ -101,6 +103,27 @@ def test_objects_never_overlap_and_stand_on_the_floor():
                 lows = torch.stack([a.box(f).corners()[:, 2].min() for f in range(spec.num_frames)])
                 assert lows.abs().max() < 1e-5, (seed, a.name, float(lowest))
     assert {"slide", "static", "roll", "tumble"} <= motions
+
+
+def test_resizing_changes_sizes_alone_and_leaves_the_scene_stream():
+    base = GeneratorConfig(num_frames=6)
+    growing = replace(base, resize_probability=1.0, resize_range=(1.5, 1.5))
+    resized = 0
+    for seed in range(4):
+        plain, grown = sample_scene_spec(seed, base), sample_scene_spec(seed, growing)
+        assert plain.metadata["renderer"] == grown.metadata["renderer"]
+        assert all(torch.equal(x.t, y.t) for x, y in zip(plain.cameras, grown.cameras))
+        assert all(torch.equal(a.sizes, a.sizes[:1].expand_as(a.sizes)) for a in plain.assets)
+        for a, b in zip(plain.assets, grown.assets, strict=True):
+            assert a.name == b.name and torch.equal(a.rotations, b.rotations) and torch.equal(a.centers[:, :2], b.centers[:, :2])
+            if "size_factor" in b.attributes:  # linear from 1 at frame 0 to 1.5 at the last, the height with it
+                resized += 1
+                assert b.attributes["size_factor"] == 1.5 and b.attributes["motion"] != "tumble"
+                assert torch.allclose(b.sizes[0], a.sizes[0]) and torch.allclose(b.sizes[-1], 1.5 * a.sizes[-1])
+                assert torch.allclose(b.sizes[3], 1.3 * a.sizes[3]) and torch.allclose(b.centers[-1, 2], 1.5 * a.centers[-1, 2])
+            else:  # tumbling, or no room to grow
+                assert torch.equal(a.sizes, b.sizes) and torch.equal(a.centers, b.centers)
+    assert resized > 0
 
 
 def test_the_camera_sees_most_objects_most_of_the_time():
@@ -134,3 +157,7 @@ def test_config_is_validated():
         sample_scene_spec(0, GeneratorConfig(min_objects=5, max_objects=2))
     with pytest.raises(ConfigError, match="shapes"):
         sample_scene_spec(0, GeneratorConfig(shapes=("teapot",)))
+    with pytest.raises(ConfigError, match="resize_probability"):
+        sample_scene_spec(0, GeneratorConfig(resize_probability=1.5))
+    with pytest.raises(ConfigError, match="resize_range"):
+        sample_scene_spec(0, GeneratorConfig(resize_range=(0.0, 1.0)))

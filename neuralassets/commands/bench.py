@@ -79,7 +79,8 @@ def _parse_seeds(text: str) -> range:
     return range(a, b)
 
 
-def _parse_overrides(items: list[str]) -> dict:
+def parse_generator_overrides(items: list[str]) -> dict:
+    """``--gen KEY=VALUE`` items -> {field: value} (JSON values; JSON lists become tuples; bare words stay text)."""
     from ..errors import ValidationError
 
     out = {}
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     cases, seeds = case_selection(args, QUICK_CASES, FULL_CASES)
     tasks = TASKS if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
-    config = BenchmarkConfig(seeds=seeds, cases_per_task=cases, tasks=tasks, generator_overrides=_parse_overrides(args.gen),
+    config = BenchmarkConfig(seeds=seeds, cases_per_task=cases, tasks=tasks, generator_overrides=parse_generator_overrides(args.gen),
                              examples_per_task=args.examples, split=args.split if not args.seeds else "custom")
 
     methods = [IdentityMethod(), CopyPasteMethod()]

@@ -40,12 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     make.add_argument("--seed-offset", type=int, default=0, help="first index into the split's seeds")
     make.add_argument("--workers", type=int, default=0, help="worker processes rendering in parallel")
     make.set_defaults(run=_make)
+    for action in (preview, scene, make):
+        action.add_argument("--gen", action="append", default=[], metavar="KEY=VALUE",
+                            help="generator config override, e.g. --gen resize_probability=0.3 (JSON values)")
 
 
 def _config(args: argparse.Namespace, **extra):
-    from ..data import GeneratorConfig
+    from ..benchmark.tasks import generator_config
+    from .bench import parse_generator_overrides
 
-    return GeneratorConfig(image_size=args.image_size, supersample=args.supersample, **extra)
+    return generator_config({"image_size": args.image_size, "supersample": args.supersample, **extra,
+                             **parse_generator_overrides(args.gen)})
 
 
 def _preview(args: argparse.Namespace) -> int:

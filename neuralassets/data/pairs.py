@@ -188,6 +188,9 @@ def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects
     meta_path = folder / "dataset.json"
     if meta_path.is_file():
         existing = json.loads(meta_path.read_text())
+        # a generator field added after the folder was written had its default (the old behaviour) there
+        defaults = json.loads(json.dumps(asdict(GeneratorConfig())))
+        existing["config"] = {**defaults, **existing.get("config", {})}
         if existing != description:
             changed = sorted(k for k in description if existing.get(k) != description[k])
             raise ConfigError(f"{meta_path}: holds a dataset made with other settings ({', '.join(changed)} differ); "

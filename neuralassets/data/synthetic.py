@@ -47,6 +47,7 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 SHAPE_NAMES = {"cube": "cube", "sphere": "sphere", "cylinder": "cylinder", "cone": "cone", "l_block": "L-block", "mug": "mug"}
 
 _ROOM_RADIUS = 10.0  # metres; cameras stay well inside it
+_RESIZE_STREAM = 0x512E  # second seed word: resizing draws never shift the scene's own random stream
 _FOOTPRINT_GAP = 0.03  # metres kept between object footprints
 
 
@@ -67,6 +68,8 @@ class GeneratorConfig:
     max_speed: float = 0.05  # largest object speed, metres per frame
     static_probability: float = 0.25  # chance that an object does not move at all
     tumble_probability: float = 0.2  # chance that a cube or L-block tips over an edge once
+    resize_probability: float = 0.0  # chance that an object grows or shrinks steadily over a video (0: scenes as before)
+    resize_range: tuple[float, float] = (0.6, 1.6)  # range of the size factor a resized object reaches at the last frame
     shapes: tuple[str, ...] = tuple(SHAPES)  # shapes to draw from
 
     def validate(self) -> GeneratorConfig:
@@ -80,6 +83,10 @@ class GeneratorConfig:
                               f"{self.min_objects}, {self.max_objects}")
         if not 10 <= self.fov_degrees <= 120:
             raise ConfigError(f"GeneratorConfig.fov_degrees: expected 10..120, got {self.fov_degrees}")
+        if not 0 <= self.resize_probability <= 1:
+            raise ConfigError(f"GeneratorConfig.resize_probability: expected 0..1, got {self.resize_probability}")
+        if not 0 < self.resize_range[0] <= self.resize_range[1]:
+            raise ConfigError(f"GeneratorConfig.resize_range: expected 0 < low <= high, got {tuple(self.resize_range)}")
         unknown = [s for s in self.shapes if s not in SHAPES]
         if unknown or not self.shapes:
             raise ConfigError(f"GeneratorConfig.shapes: {unknown or 'empty'}; expected a non-empty subset of {list(SHAPES)}")
@@ -157,17 +164,25 @@ class _Track:
     """One object's sampled trajectory (float64)."""
 
     shape: str
-    size: np.ndarray  # (3,)
+    size: np.ndarray  # (3,) at frame 0
     centers: np.ndarray  # (T, 3)
     rotations: np.ndarray  # (T, 3, 3)
     motion: str
+    growth: np.ndarray | None = None  # (T,) size factor per frame; None: the size stays
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """(T, 3) box extents per frame."""
+        growth = np.ones(len(self.centers)) if self.growth is None else self.growth
+        return self.size[None] * growth[:, None]
 
     @cached_property
     def footprint(self) -> tuple[np.ndarray, np.ndarray]:
         """Floor circles enclosing the box at every frame: centres (T, 2) and radii (T,)."""
         signs = np.array([[(i & 1) - 0.5, ((i >> 1) & 1) - 0.5, ((i >> 2) & 1) - 0.5] for i in range(8)])
         corners = np.einsum("tij,kj->tki", self.rotations, signs * self.size)  # (T, 8, 3) relative to the centre
-        return self.centers[:, :2], np.linalg.norm(corners[..., :2], axis=-1).max(-1)
+        radii = np.linalg.norm(corners[..., :2], axis=-1).max(-1)
+        return self.centers[:, :2], radii if self.growth is None else radii * self.growth
 
 
 def _sample_track(rng: np.random.Generator, shape: str, config: GeneratorConfig, T: int) -> _Track:
@@ -226,6 +241,29 @@ def _fits(track: _Track, placed: list[_Track], config: GeneratorConfig) -> bool:
         if (np.linalg.norm(centres - c2, axis=-1) < radii + r2 + _FOOTPRINT_GAP).any():
             return False
     return True
+
+
+def _resize_some(tracks: list[_Track], config: GeneratorConfig, rng: np.random.Generator) -> list[_Track]:
+    """Let each object grow or shrink steadily with ``config.resize_probability``.
+
+    The size factor goes linearly from 1 at frame 0 to a draw from ``config.resize_range``
+    at the last frame, and the centre's height with it, so the object stays on the floor.
+    Tumbling objects keep their size (their pivot is an edge of the frame-0 box), and so
+    does an object whose resized footprint would overlap another's or leave the floor.
+    """
+    out = list(tracks)
+    for i, track in enumerate(tracks):
+        chosen = rng.uniform() < config.resize_probability
+        factor = rng.uniform(*config.resize_range)
+        if not chosen or track.motion == "tumble":
+            continue
+        growth = 1 + (factor - 1) * np.linspace(0.0, 1.0, len(track.centers))
+        centers = track.centers.copy()
+        centers[:, 2] *= growth  # every other motion rests on the floor with its centre at half its height
+        resized = replace(track, centers=centers, growth=growth)
+        if _fits(resized, out[:i] + out[i + 1:], config):
+            out[i] = resized
+    return out
 
 
 def _sample_objects(rng: np.random.Generator, config: GeneratorConfig) -> list[_Track]:
@@ -345,6 +383,8 @@ def sample_scene_spec(seed: int, config: GeneratorConfig | None = None) -> Scene
         raise ValidationError(f"seed: expected a non-negative integer, got {seed}")
     rng = np.random.default_rng(seed)
     tracks = _sample_objects(rng, config)
+    if config.resize_probability > 0:
+        tracks = _resize_some(tracks, config, np.random.default_rng([seed, _RESIZE_STREAM]))
     attributes = [_sample_attributes(rng, t.shape) for t in tracks]
     cameras = _sample_cameras(rng, config)
     renderer = _sample_renderer_parameters(rng, config)
@@ -352,10 +392,12 @@ def sample_scene_spec(seed: int, config: GeneratorConfig | None = None) -> Scene
     assets = []
     for k, (track, attrs) in enumerate(zip(tracks, attributes)):
         attrs = {**attrs, "motion": track.motion}
+        if track.growth is not None:
+            attrs["size_factor"] = round(float(track.growth[-1]), 4)
         assets.append(Asset(
             id=k + 1, name=f"{attrs['color']} {SHAPE_NAMES[track.shape]}", category=track.shape,
             centers=torch.from_numpy(track.centers).float(),
-            sizes=torch.from_numpy(np.tile(track.size, (T, 1))).float(),
+            sizes=torch.from_numpy(track.sizes).float(),
             rotations=torch.from_numpy(track.rotations).float(),
             boxes_2d=torch.zeros(T, 4), visibility=torch.zeros(T), source_frame=0, attributes=attrs))
     metadata = {"generator": {"seed": int(seed), "config": _jsonable(asdict(config))}, "renderer": renderer}
