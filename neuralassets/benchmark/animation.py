@@ -44,6 +44,7 @@ from torch import Tensor
 
 from .. import geometry
 from ..animation import CameraKeyframe, Keyframe, Keyframes, animate
+from ..data.synthetic import generator_config
 from ..edits import _boxes_overlap
 from ..errors import ValidationError
 from ..metrics import mean_ci, region_mask
@@ -51,7 +52,7 @@ from ..scene import Scene
 from .baselines import Method, PipelineMethod
 from .case import Case
 from .harness import score
-from .tasks import MAX_TRIES, _in_view, _pick, _Retry, _visible_ids, generator_config
+from .tasks import MAX_TRIES, _in_view, _pick, _Retry, _visible_ids
 
 NUM_FRAMES = 24  # frames per animation (the generator's video length)
 MOVE_FOOTPRINTS = (1.0, 3.0)  # slide distance in footprints (the object's larger floor extent), as the translation task

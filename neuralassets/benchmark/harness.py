@@ -18,11 +18,12 @@ import torch
 from torch import Tensor
 
 from .. import geometry
+from ..data.synthetic import generator_config
 from ..errors import ValidationError
 from ..metrics import LPIPS, appearance_similarity, mean_ci, psnr, region_mean, ssim_map
 from .baselines import Method
 from .case import Case
-from .tasks import TASKS, TaskConfig, generator_config, iter_cases
+from .tasks import TASKS, TaskConfig, iter_cases
 
 #: Reported metrics: key -> (column title, higher is better).
 METRICS: dict[str, tuple[str, bool]] = {

@@ -289,21 +289,6 @@ class Video:
     frames: list[int]
 
 
-def generator_config(overrides: dict | None):
-    """The :class:`~neuralassets.data.synthetic.GeneratorConfig` with ``overrides`` applied, validated.
-
-    Raises:
-        ValidationError: an override names no field.
-        ConfigError: a value is out of range (naming the field).
-    """
-    from ..data.synthetic import GeneratorConfig
-
-    try:
-        return GeneratorConfig(**(overrides or {})).validate()
-    except TypeError as e:
-        raise ValidationError(f"generator overrides {overrides}: {e}") from None
-
-
 class VideoCache:
     """Each seed's :class:`Video`, keeping the few most recent.
 
@@ -315,6 +300,8 @@ class VideoCache:
     """
 
     def __init__(self, generator_overrides: dict | None = None, keep: int = 3):
+        from ..data.synthetic import generator_config
+
         self.config = generator_config(generator_overrides)
         self.keep, self._videos = keep, {}
 

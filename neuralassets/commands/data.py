@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, **extra):
-    from ..benchmark.tasks import generator_config
+    from ..data.synthetic import generator_config
     from .bench import parse_generator_overrides
 
     return generator_config({"image_size": args.image_size, "supersample": args.supersample, **extra,

@@ -243,6 +243,19 @@ def _fits(track: _Track, placed: list[_Track], config: GeneratorConfig) -> bool:
     return True
 
 
+def generator_config(overrides: dict | None) -> GeneratorConfig:
+    """The default :class:`GeneratorConfig` with ``overrides`` applied, validated.
+
+    Raises:
+        ValidationError: an override names no field.
+        ConfigError: a value is out of range (naming the field).
+    """
+    try:
+        return GeneratorConfig(**(overrides or {})).validate()
+    except TypeError as e:
+        raise ValidationError(f"generator overrides {overrides}: {e}") from None
+
+
 def _resize_some(tracks: list[_Track], config: GeneratorConfig, rng: np.random.Generator) -> list[_Track]:
     """Let each object grow or shrink steadily with ``config.resize_probability``.
 
