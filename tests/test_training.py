@@ -109,6 +109,20 @@ def test_ema_warms_up_then_uses_its_decay():
     assert ema.shadow["weight"].item() == pytest.approx(3.0)
 
 
+def test_ema_averages_float_tensors_and_copies_integer_buffers():
+    module = torch.nn.BatchNorm1d(2)  # float weights and running stats, a long num_batches_tracked
+    ema = ExponentialMovingAverage(module, decay=0.5)
+    module.weight.data.fill_(12.0)
+    module.running_mean.fill_(-12.0)
+    module.num_batches_tracked.fill_(7)
+    for _ in range(3):  # effective decays 2/11, 3/12, 4/13 (all below 0.5)
+        ema.update(module)
+    expected_weight = 1 + (12 - 1) * (1 - (2 / 11) * (3 / 12) * (4 / 13))  # the weights start at 1
+    assert ema.shadow["weight"].tolist() == pytest.approx([expected_weight] * 2)
+    assert ema.shadow["running_mean"].tolist() == pytest.approx([-12 * (1 - (2 / 11) * (3 / 12) * (4 / 13))] * 2)
+    assert ema.shadow["num_batches_tracked"].item() == 7
+
+
 def test_ema_follows_its_module_to_another_device():
     module = torch.nn.Linear(2, 2)
     ema = ExponentialMovingAverage(module, decay=0.9)  # made on the CPU, as the trainer does before accelerate moves the model

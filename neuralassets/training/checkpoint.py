@@ -148,14 +148,18 @@ class ExponentialMovingAverage:
     def update(self, module: torch.nn.Module) -> None:
         self.num_updates += 1
         decay = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        averaged: list[tuple[torch.Tensor, torch.Tensor]] = []
         for name, value in module.state_dict().items():
             shadow = self.shadow[name]
             if shadow.device != value.device:  # the module was moved (to the accelerator) after the copy was made
                 shadow = self.shadow[name] = shadow.to(value.device)
             if value.is_floating_point():
-                shadow.lerp_(value.float(), 1.0 - decay)
+                averaged.append((shadow, value.float()))
             else:
                 shadow.copy_(value)
+        if averaged:  # one fused kernel per device instead of one per tensor: this runs every step
+            shadows, values = zip(*averaged)
+            torch._foreach_lerp_(list(shadows), list(values), 1.0 - decay)
 
     def copy_to(self, module: torch.nn.Module) -> None:
         """Load the averaged weights into ``module`` (same architecture)."""

@@ -159,7 +159,7 @@ class Trainer:
                                         acc.num_processes, start_batch=self.step * accum)
         collate = self.collate if c.stage == "autoencoder" else _collate_latents
         loader = DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
-                            num_workers=c.data.num_workers)
+                            num_workers=c.data.num_workers, pin_memory=acc.device.type == "cuda")
         batches = iter(loader)
         unwrapped = acc.unwrap_model(self.model)
         losses: list[float] = []
