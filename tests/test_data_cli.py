@@ -49,4 +49,4 @@ def test_preview_scene_and_make_commands(tmp_path, capsys):
     grown = json.loads((tmp_path / "grow" / "dataset.json").read_text())["config"]
     assert grown["resize_probability"] == 1 and grown["image_size"] == 64
     assert main(args + ["--gen", "wobble=1", "--out", str(tmp_path / "bad")]) == 2
-    assert "wobble" in capsys.readouterr().err
+    assert "unknown config key(s): generator.wobble; valid keys of generator: " in capsys.readouterr().err

@@ -36,7 +36,7 @@ def tiny_config(tmp_path, **overrides):
 
 def test_shipped_configs_load():
     for name in ("tiny", "default_ae", "default_denoiser", "default_denoiser_finetune",
-                 "default_denoiser_large_batch"):
+                 "default_denoiser_large_batch", "default_denoiser_fresh_pairs"):
         config = load_config(ROOT / "configs" / f"{name}.yaml")
         assert config.max_steps >= 1
     assert load_config(ROOT / "configs" / "default_ae.yaml").stage == "autoencoder"
@@ -55,6 +55,25 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_shard_folders_concatenate_in_order(tmp_path):
+    from neuralassets.data.pairs import ShardedPairDataset, write_shards
+    from neuralassets.data.synthetic import GeneratorConfig
+    from neuralassets.training.config import DataConfig
+    from neuralassets.training.data import build_pair_dataset
+
+    generator = GeneratorConfig(image_size=32, num_frames=4, min_objects=1, max_objects=2)
+    first = write_shards(tmp_path / "a", "train", 3, 2, generator, 2, progress=False)
+    second = write_shards(tmp_path / "b", "train", 2, 2, replace(generator, resize_probability=1.0), 2, 10,
+                          progress=False)
+    dataset, _ = build_pair_dataset(DataConfig(source="shards", shard_folder=[str(first), str(second)]), 2, 32)
+    assert len(dataset) == 5
+    assert torch.equal(dataset[4][1], ShardedPairDataset(second)[1][1])
+    assert torch.equal(dataset[0][1], build_pair_dataset(DataConfig(source="shards", shard_folder=str(first)), 2, 32)[0][0][1])
+    for folders in ([], [""], None):
+        with pytest.raises(ConfigError, match="data.shard_folder"):
+            tiny_config(tmp_path, data={"source": "shards", "shard_folder": folders})
 
 
 def test_learning_rate_schedule(tmp_path):

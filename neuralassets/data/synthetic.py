@@ -247,13 +247,12 @@ def generator_config(overrides: dict | None) -> GeneratorConfig:
     """The default :class:`GeneratorConfig` with ``overrides`` applied, validated.
 
     Raises:
-        ValidationError: an override names no field.
-        ConfigError: a value is out of range (naming the field).
+        ConfigError: an override names no field (the valid ones are listed), or a value is
+            out of range (naming the field).
     """
-    try:
-        return GeneratorConfig(**(overrides or {})).validate()
-    except TypeError as e:
-        raise ValidationError(f"generator overrides {overrides}: {e}") from None
+    from ..models.config import from_dict  # here: importing neuralassets.models loads the networks
+
+    return from_dict(GeneratorConfig, overrides, "generator").validate()
 
 
 def _resize_some(tracks: list[_Track], config: GeneratorConfig, rng: np.random.Generator) -> list[_Track]:

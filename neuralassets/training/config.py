@@ -23,7 +23,7 @@ class DataConfig:
     """Where training pairs come from."""
 
     source: str = "pairs"  # "pairs": synthetic FramePairDataset rendered on the fly; "shards": a ShardedPairDataset folder
-    shard_folder: str | None = None  # shards: folder of pre-rendered pair shards
+    shard_folder: str | list[str] | None = None  # shards: a folder of pre-rendered pair shards, or a list whose pairs are concatenated
     length: int = 20000  # pairs in the fixed training set (the denoiser stage caches their latents)
     generator_config: dict | None = None  # pairs: settings for the synthetic generator (None: its defaults)
     num_workers: int = 0  # data-loader worker processes (rendering pairs runs there)
@@ -73,8 +73,12 @@ class TrainConfig:
             raise ConfigError(f"stage: {self.stage!r} is not one of {', '.join(STAGES)}")
         if self.data.source not in DATA_SOURCES:
             raise ConfigError(f"data.source: {self.data.source!r} is not one of {', '.join(DATA_SOURCES)}")
-        if self.data.source == "shards" and not self.data.shard_folder:
-            raise ConfigError("data.shard_folder: required when data.source is 'shards'")
+        if self.data.source == "shards":
+            folders = self.data.shard_folder
+            if not folders or (isinstance(folders, list)
+                               and not all(isinstance(f, str) and f for f in folders)):
+                raise ConfigError("data.shard_folder: a folder or a non-empty list of folders is required when "
+                                  f"data.source is 'shards', got {folders!r}")
         if self.mixed_precision not in ("no", "bf16"):
             raise ConfigError(f"mixed_precision: {self.mixed_precision!r} is not 'no' or 'bf16'")
         for name in ("max_steps", "log_every", "checkpoint_every", "keep_checkpoints"):

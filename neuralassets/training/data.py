@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..errors import ConfigError
 from ..models.config import from_dict
@@ -38,7 +38,8 @@ def build_pair_dataset(config: DataConfig, max_objects: int, image_size: int) ->
     except ImportError as e:
         raise ConfigError(f"data.source: the pair datasets (neuralassets.data.pairs) cannot be imported: {e}") from e
     if config.source == "shards":
-        dataset = pairs.ShardedPairDataset(config.shard_folder)
+        folders = [config.shard_folder] if isinstance(config.shard_folder, str) else config.shard_folder
+        dataset = ConcatDataset([pairs.ShardedPairDataset(folder) for folder in folders])
     else:
         from ..data.synthetic import GeneratorConfig
 
