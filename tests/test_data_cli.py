@@ -50,3 +50,8 @@ def test_preview_scene_and_make_commands(tmp_path, capsys):
     assert grown["resize_probability"] == 1 and grown["image_size"] == 64
     assert main(args + ["--gen", "wobble=1", "--out", str(tmp_path / "bad")]) == 2
     assert "unknown config key(s): generator.wobble; valid keys of generator: " in capsys.readouterr().err
+    assert main(args + ["--edits", "scale, camera", "--out", str(tmp_path / "edits")]) == 0
+    assert "wrote 3 val edit pairs" in capsys.readouterr().out
+    assert json.loads((tmp_path / "edits" / "dataset.json").read_text())["edit_tasks"] == ["scale", "camera"]
+    assert main(args + ["--edits", "removal", "--out", str(tmp_path / "removal")]) == 2
+    assert "edit pairs support translation, rotation, scale, camera, multi_object" in capsys.readouterr().err

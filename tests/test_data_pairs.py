@@ -1,4 +1,4 @@
-"""Training pairs: paper sampling, determinism, collation, workers, shards."""
+"""Training pairs: paper sampling, edit pairs, determinism, collation, workers, shards."""
 import json
 from dataclasses import fields
 
@@ -7,9 +7,18 @@ import torch
 from torch.utils.data import DataLoader
 
 from neuralassets import ConfigError, SceneFormatError, ValidationError
-from neuralassets.conditioning import Conditioning
+from neuralassets.benchmark.tasks import load_video, make_case
+from neuralassets.conditioning import Conditioning, conditioning_from_scene
 from neuralassets.data import SPLITS, GeneratorConfig, generate_scene
-from neuralassets.data.pairs import FramePairDataset, ShardedPairDataset, collate_pairs, pair_frames, write_shards
+from neuralassets.data.pairs import (
+    EDIT_PAIR_TASKS,
+    EditPairDataset,
+    FramePairDataset,
+    ShardedPairDataset,
+    collate_pairs,
+    pair_frames,
+    write_shards,
+)
 
 SMALL = GeneratorConfig(image_size=64, max_objects=5)
 
@@ -103,3 +112,43 @@ def test_shards_round_trip_exactly_and_resume(tmp_path):
     (out / "dataset.json").write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(SceneFormatError, match="format_version"):
         ShardedPairDataset(out)
+
+
+def test_edit_pairs_are_the_benchmark_edits_of_train_videos():
+    data = EditPairDataset("val", 5, max_objects=5, config=SMALL)
+    for i, task in enumerate(EDIT_PAIR_TASKS):  # item i takes task i (mod the task count)
+        seed = SPLITS["val"][i]
+        video = load_video(seed, data.config)
+        case = make_case(task, i, seed, video, video)
+        assert case is not None, task
+        cond, target = data[i]
+        assert torch.equal(target, case.target), task
+        assert not torch.equal(target, case.source), task  # the target shows the edit, not the source
+        expected = conditioning_from_scene(case.scene, 1, 5, source_frame=0)
+        _assert_equal_items((cond, target), (expected, case.target))
+    _assert_equal_items(data[2], data[2])
+
+
+def test_edit_pairs_fall_back_to_the_next_task_then_to_the_video_pair():
+    two = GeneratorConfig(image_size=64, min_objects=1, max_objects=2)  # never three objects for multi_object
+    alone = EditPairDataset("val", 2, max_objects=5, config=two, tasks=("multi_object",))
+    _assert_equal_items(alone[1], FramePairDataset("val", 2, max_objects=5, config=two)[1])
+    then_scale = EditPairDataset("val", 2, max_objects=5, config=two, tasks=("multi_object", "scale"))
+    seed = SPLITS["val"][0]
+    video = load_video(seed, then_scale.config)
+    assert torch.equal(then_scale[0][1], make_case("scale", 0, seed, video, video).target)
+    with pytest.raises(ValidationError, match="removal.*edit pairs support translation"):
+        EditPairDataset("val", 1, 5, SMALL, tasks=("translation", "removal"))
+    with pytest.raises(ValidationError, match="none given"):
+        EditPairDataset("val", 1, 5, SMALL, tasks=())
+
+
+def test_edit_pair_shards_round_trip_and_record_their_tasks(tmp_path):
+    out = tmp_path / "edits"
+    write_shards(out, "val", 3, max_objects=5, config=SMALL, shard_size=2, progress=False, edit_tasks=("scale", "camera"))
+    assert json.loads((out / "dataset.json").read_text())["edit_tasks"] == ["scale", "camera"]
+    live = EditPairDataset("val", 3, max_objects=5, config=SMALL, tasks=("scale", "camera"))
+    for i in range(3):
+        _assert_equal_items(ShardedPairDataset(out)[i], live[i])
+    with pytest.raises(ConfigError, match="edit_tasks"):
+        write_shards(out, "val", 3, max_objects=5, config=SMALL, shard_size=2, progress=False)

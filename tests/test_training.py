@@ -76,6 +76,18 @@ def test_shard_folders_concatenate_in_order(tmp_path):
             tiny_config(tmp_path, data={"source": "shards", "shard_folder": folders})
 
 
+def test_generated_pairs_take_generator_overrides_with_named_errors():
+    from neuralassets.training.config import DataConfig
+    from neuralassets.training.data import build_pair_dataset
+
+    dataset, _ = build_pair_dataset(DataConfig(length=2, generator_config={"num_frames": 3, "max_objects": 4}), 6, 32)
+    assert dataset.config.num_frames == 3 and dataset.config.image_size == 32 and dataset.config.max_objects == 4
+    with pytest.raises(ConfigError, match=r"data\.generator_config\.wobble; valid keys of data\.generator_config: .*resize_range"):
+        build_pair_dataset(DataConfig(generator_config={"wobble": 1}), 6, 32)
+    with pytest.raises(ConfigError, match="resize_probability: expected 0..1, got 2"):
+        build_pair_dataset(DataConfig(generator_config={"resize_probability": 2}), 6, 32)
+
+
 def test_learning_rate_schedule(tmp_path):
     c = tiny_config(tmp_path, max_steps=105)  # lr 1e-3, warm-up 5, min ratio 0.1
     assert learning_rate(0, c) == pytest.approx(2e-4)

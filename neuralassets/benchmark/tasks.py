@@ -31,6 +31,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from ..errors import NeuralAssetsError, ValidationError
 from ..metrics import region_mask
 from ..scene import Scene
 from .case import Case, blind_target
+
+if TYPE_CHECKING:
+    from ..data.synthetic import GeneratorConfig
 
 MIN_SOURCE_VISIBILITY = 0.3  # an edited object must be at least this visible in the source frame
 MAX_TRIES = 30  # parameter draws per case before the case is given up as impossible
@@ -306,15 +310,20 @@ class VideoCache:
         self.keep, self._videos = keep, {}
 
     def __call__(self, seed: int) -> Video:
-        from ..data.synthetic import generate_scene, select_frames
-
         if seed not in self._videos:
-            frames = list(frame_pair(seed, self.config.num_frames))
-            pair = generate_scene(seed, self.config, frames=frames)
-            self._videos[seed] = Video(blind_target(select_frames(pair, [0, 0])), blind_target(pair), pair.frames[1], frames)
+            self._videos[seed] = load_video(seed, self.config)
             while len(self._videos) > self.keep:
                 self._videos.pop(next(iter(self._videos)))
         return self._videos[seed]
+
+
+def load_video(seed: int, config: GeneratorConfig) -> Video:
+    """Render the two frames of ``seed``'s video that its cases use (:func:`frame_pair`)."""
+    from ..data.synthetic import generate_scene, select_frames
+
+    frames = list(frame_pair(seed, config.num_frames))
+    pair = generate_scene(seed, config, frames=frames)
+    return Video(blind_target(select_frames(pair, [0, 0])), blind_target(pair), pair.frames[1], frames)
 
 
 def _visible_change(source: Tensor, truth: Tensor, region: Tensor) -> float:

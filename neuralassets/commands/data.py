@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     make.add_argument("--shard-size", type=int, default=256, help="pairs per shard file")
     make.add_argument("--seed-offset", type=int, default=0, help="first index into the split's seeds")
     make.add_argument("--workers", type=int, default=0, help="worker processes rendering in parallel")
+    make.add_argument("--edits", default=None, metavar="TASKS",
+                      help="render edit pairs instead of video frame pairs: the target is the source frame after one of "
+                           "these comma-separated benchmark edits (translation,rotation,scale,camera,multi_object)")
     make.set_defaults(run=_make)
     for action in (preview, scene, make):
         action.add_argument("--gen", action="append", default=[], metavar="KEY=VALUE",
@@ -80,7 +83,8 @@ def _scene(args: argparse.Namespace) -> int:
 def _make(args: argparse.Namespace) -> int:
     from ..data.pairs import write_shards
 
+    tasks = None if args.edits is None else tuple(t.strip() for t in args.edits.split(",") if t.strip())
     folder = write_shards(args.out, args.split, args.n, args.max_objects, _config(args), args.shard_size,
-                          args.seed_offset, args.workers)
-    print(f"wrote {args.n} {args.split} pairs to {folder}")
+                          args.seed_offset, args.workers, edit_tasks=tasks)
+    print(f"wrote {args.n} {args.split} {'edit' if tasks else 'video'} pairs to {folder}")
     return 0

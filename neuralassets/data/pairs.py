@@ -13,6 +13,7 @@ Shard folder format (``SHARD_FORMAT_VERSION`` 1), written by :func:`write_shards
 ``neuralassets data make``::
 
     dataset.json                 split, length, seed_offset, max_objects, shard_size, generator config
+                                 (and edit_tasks for folders of edit pairs)
     shard_00000.safetensors ...  items [k * shard_size, (k + 1) * shard_size): uint8 source and
                                  target frames and the Conditioning's box, pose, mask and camera tensors
 
@@ -109,6 +110,53 @@ class FramePairDataset(Dataset):
         return conditioning, scene.frames[target]
 
 
+EDIT_PAIR_TASKS = ("translation", "rotation", "scale", "camera", "multi_object")  # edits whose conditioning a shard can hold
+
+
+class EditPairDataset(FramePairDataset):
+    """Training pairs whose target is an edit of the source frame, rendered exactly.
+
+    Item ``i`` takes the source frame the benchmark would take from scene
+    ``SPLITS[split][seed_offset + i]`` and applies edit ``tasks[i % len(tasks)]`` to it as
+    the benchmark builds its cases (:func:`neuralassets.benchmark.tasks.make_case`: objects
+    moved 1-3 footprints, turned, scaled 0.6-1.6x, several at once, or the camera orbited
+    10-40 degrees). Videos rarely move an object that far or change its size, so these
+    pairs teach the pose tokens' full range. When no draw of a task works for a scene
+    (e.g. fewer than three visible objects for ``multi_object``), the next task is tried,
+    and the video pair of :class:`FramePairDataset` is the last resort.
+
+    Args:
+        split, length, max_objects, config, seed_offset: as for :class:`FramePairDataset`.
+        tasks: edit names from :data:`EDIT_PAIR_TASKS` (edits that keep appearance and
+            background in the source frame).
+
+    Raises:
+        ValidationError: an unknown or unsupported task, or an empty ``tasks``.
+    """
+
+    def __init__(self, split: str, length: int, max_objects: int, config: GeneratorConfig | None = None,
+                 seed_offset: int = 0, tasks: tuple[str, ...] = EDIT_PAIR_TASKS):
+        super().__init__(split, length, max_objects, config, seed_offset)
+        unsupported = [t for t in tasks if t not in EDIT_PAIR_TASKS]
+        if unsupported or not tasks:
+            raise ValidationError(f"tasks: {unsupported or 'none given'}; edit pairs support {', '.join(EDIT_PAIR_TASKS)}")
+        self.tasks = tuple(tasks)
+
+    def pair(self, index: int) -> tuple[Scene, int, int]:
+        """Item ``index`` as a two-frame scene (source, edited target) and its (source, target) indices, (0, 1)."""
+        from ..benchmark.tasks import load_video, make_case
+
+        seed = self.seed(index)
+        video = load_video(seed, self.config)
+        for k in range(len(self.tasks)):
+            case = make_case(self.tasks[(index + k) % len(self.tasks)], index, seed, video, video)
+            if case is not None:
+                scene = case.scene.copy()
+                scene.frames[1] = case.target
+                return scene, 0, 1
+        return super().pair(index)
+
+
 def collate_pairs(items: list[tuple[Conditioning, Tensor]]) -> tuple[Conditioning, Tensor]:
     """Batch ``(Conditioning, target)`` items: a batched Conditioning and targets (B, 3, H, W)."""
     return Conditioning.collate([c for c, _ in items]), torch.stack([t for _, t in items])
@@ -157,7 +205,7 @@ def _shard_name(k: int) -> str:
 
 def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects: int = 10,
                  config: GeneratorConfig | None = None, shard_size: int = 256, seed_offset: int = 0,
-                 num_workers: int = 0, progress: bool = True) -> Path:
+                 num_workers: int = 0, progress: bool = True, edit_tasks: tuple[str, ...] | None = None) -> Path:
     """Render ``length`` training pairs into safetensors shards under ``folder``.
 
     Resumable: shards already present are skipped. Refuses to add to a folder made with
@@ -169,6 +217,7 @@ def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects
         shard_size: items per shard file.
         num_workers: DataLoader worker processes rendering in parallel (0: in this process).
         progress: show a progress bar.
+        edit_tasks: render :class:`EditPairDataset` pairs with these edits instead of video pairs.
 
     Returns:
         The folder path.
@@ -180,11 +229,16 @@ def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects
 
     if shard_size < 1:
         raise ConfigError(f"shard_size: expected >= 1, got {shard_size}")
-    pairs = FramePairDataset(split, length, max_objects, config, seed_offset)
+    if edit_tasks is None:
+        pairs = FramePairDataset(split, length, max_objects, config, seed_offset)
+    else:
+        pairs = EditPairDataset(split, length, max_objects, config, seed_offset, tuple(edit_tasks))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     description = {"format_version": SHARD_FORMAT_VERSION, "split": split, "length": length, "seed_offset": seed_offset,
                    "max_objects": max_objects, "shard_size": shard_size, "config": json.loads(json.dumps(asdict(pairs.config)))}
+    if edit_tasks is not None:
+        description["edit_tasks"] = list(edit_tasks)
     meta_path = folder / "dataset.json"
     if meta_path.is_file():
         existing = json.loads(meta_path.read_text())
@@ -192,7 +246,7 @@ def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects
         defaults = json.loads(json.dumps(asdict(GeneratorConfig())))
         existing["config"] = {**defaults, **existing.get("config", {})}
         if existing != description:
-            changed = sorted(k for k in description if existing.get(k) != description[k])
+            changed = sorted(k for k in existing.keys() | description.keys() if existing.get(k) != description.get(k))
             raise ConfigError(f"{meta_path}: holds a dataset made with other settings ({', '.join(changed)} differ); "
                               "use another folder")
     else:

@@ -243,8 +243,12 @@ def _fits(track: _Track, placed: list[_Track], config: GeneratorConfig) -> bool:
     return True
 
 
-def generator_config(overrides: dict | None) -> GeneratorConfig:
+def generator_config(overrides: dict | None, where: str = "generator") -> GeneratorConfig:
     """The default :class:`GeneratorConfig` with ``overrides`` applied, validated.
+
+    Args:
+        overrides: field values to change.
+        where: the overrides' name in error messages (e.g. ``"data.generator_config"``).
 
     Raises:
         ConfigError: an override names no field (the valid ones are listed), or a value is
@@ -252,7 +256,7 @@ def generator_config(overrides: dict | None) -> GeneratorConfig:
     """
     from ..models.config import from_dict  # here: importing neuralassets.models loads the networks
 
-    return from_dict(GeneratorConfig, overrides, "generator").validate()
+    return from_dict(GeneratorConfig, overrides, where).validate()
 
 
 def _resize_some(tracks: list[_Track], config: GeneratorConfig, rng: np.random.Generator) -> list[_Track]:

@@ -18,7 +18,6 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..errors import ConfigError
-from ..models.config import from_dict
 from .config import DataConfig
 
 
@@ -41,10 +40,9 @@ def build_pair_dataset(config: DataConfig, max_objects: int, image_size: int) ->
         folders = [config.shard_folder] if isinstance(config.shard_folder, str) else config.shard_folder
         dataset = ConcatDataset([pairs.ShardedPairDataset(folder) for folder in folders])
     else:
-        from ..data.synthetic import GeneratorConfig
+        from ..data.synthetic import generator_config
 
-        generator = from_dict(GeneratorConfig, {"image_size": image_size, **(config.generator_config or {})},
-                              "data.generator_config")
+        generator = generator_config({"image_size": image_size, **(config.generator_config or {})}, "data.generator_config")
         dataset = pairs.FramePairDataset("train", config.length, max_objects, generator)
     return dataset, pairs.collate_pairs
 
