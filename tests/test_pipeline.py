@@ -61,7 +61,13 @@ def test_save_load_bit_identical(tmp_path, simple_scene):
     # the vae folder is a plain diffusers AutoencoderKL folder
     from diffusers import AutoencoderKL
 
-    assert AutoencoderKL.from_pretrained(tmp_path / "p" / "vae").config.latent_channels == 4
+    loaded.vae = AutoencoderKL.from_pretrained(tmp_path / "p" / "vae")  # as a trainer's autoencoder.pretrained loads it
+    assert loaded.vae.config.latent_channels == 4
+    # saved again, the folder does not name the folder its parts were loaded from
+    loaded.save_pretrained(tmp_path / "again")
+    for name in ("vae/config.json", "scheduler/scheduler_config.json"):
+        assert "_name_or_path" not in json.loads((tmp_path / "again" / name).read_text()), name
+    assert str(tmp_path) not in "".join(p.read_text() for p in (tmp_path / "again").rglob("*.json"))
 
 
 def test_sharded_weights_round_trip_and_missing_shard_is_named(tmp_path, simple_scene):

@@ -193,8 +193,13 @@ class NeuralAssetsPipeline:
         _write_json(tmp / "model_index.json", index)
         _write_json(tmp / "asset_encoder" / "config.json", to_dict(self.asset_encoder.config))
         _write_json(tmp / "denoiser" / "config.json", to_dict(self.denoiser.config))
-        self.vae.save_config(tmp / "vae")
-        self.scheduler.save_config(tmp / "scheduler")
+        for name, module in (("vae", self.vae), ("scheduler", self.scheduler)):
+            module.save_config(tmp / name)
+            # diffusers records the folder a model was loaded from; a shipped folder must not name another machine's path
+            config_path = tmp / name / module.config_name
+            config = json.loads(config_path.read_text())
+            config.pop("_name_or_path", None)
+            _write_json(config_path, config)
         for name, module in (("asset_encoder", self.asset_encoder), ("denoiser", self.denoiser), ("vae", self.vae)):
             state = module.state_dict()
             if dtype == torch.int8:
