@@ -217,6 +217,22 @@ def test_trainer_resume_reproduces_uninterrupted_run(tmp_path):
     assert torch.equal(ema, pipe.denoiser.state_dict()["model.proj_out.weight"])
 
 
+def test_stop_at_pauses_a_run_on_its_own_schedule(tmp_path):
+    full = Trainer(tiny_config(tmp_path / "a", max_steps=9, log_every=1, checkpoint_every=100))
+    losses = full.train()
+    paused = Trainer(tiny_config(tmp_path / "b", max_steps=9, log_every=1, checkpoint_every=100))
+    # steps 6 and 7 run on the 9-step cosine (a 7-step run would be at its floor LR by step 7)
+    assert paused.train(stop_at=7) == pytest.approx(losses[:7], rel=1e-6)
+    run = tmp_path / "b" / "run"
+    assert [p.name for p in (run / "checkpoints").glob("*.safetensors")] == ["step_00000007.safetensors"]
+    assert (run / "pipeline" / "model_index.json").is_file()
+    resumed = Trainer(tiny_config(tmp_path / "b", max_steps=9, log_every=1, checkpoint_every=100))
+    assert resumed.step == 7
+    assert resumed.train() == pytest.approx(losses[7:], rel=1e-5, abs=1e-6)
+    for name, value in full.model.state_dict().items():
+        assert torch.allclose(value, resumed.model.state_dict()[name], atol=1e-6), name
+
+
 def test_autoencoder_stage_exports_a_scaled_vae(tmp_path):
     trainer = Trainer(tiny_config(tmp_path, stage="autoencoder", max_steps=2, checkpoint_every=2))
     trainer.train()

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="resume from CHECKPOINT, or from the newest checkpoint when no file is given (an error if none)")
     p.add_argument("--max-steps", type=int, default=None, help="override max_steps")
     p.add_argument("--output-dir", default=None, help="override output_dir")
+    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="stop after STEP (checkpointed and exported) on the schedule of max_steps; "
+                        "--resume continues the same run")
     p.set_defaults(run=_train)
 
 
@@ -39,6 +42,7 @@ def _train(args: argparse.Namespace) -> int:
         resume = Path(args.resume)
     trainer = Trainer(config, resume_from=resume)
     if trainer.accelerator.is_main_process:
-        print(f"{config.stage}: step {trainer.step} of {config.max_steps}, logging to {trainer.log_path}")
-    trainer.train()
+        stop = "" if args.stop_at is None else f", stopping at step {args.stop_at}"
+        print(f"{config.stage}: step {trainer.step} of {config.max_steps}{stop}, logging to {trainer.log_path}")
+    trainer.train(stop_at=args.stop_at)
     return 0

@@ -149,11 +149,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def train(self) -> list[float]:
-        """Run from the current step to ``max_steps``; returns the loss of every step run."""
+    def train(self, stop_at: int | None = None) -> list[float]:
+        """Run from the current step to ``max_steps``; returns the loss of every step run.
+
+        Args:
+            stop_at: stop after this step instead (checkpointed and exported there); the learning-rate
+                schedule stays that of ``max_steps``, so resuming later continues the same run.
+        """
         from tqdm.auto import tqdm
 
         c, acc = self.config, self.accelerator
+        end = c.max_steps if stop_at is None else min(stop_at, c.max_steps)
         accum = c.optim.grad_accum_steps
         sampler = ResumableBatchSampler(len(self.train_set), c.optim.batch_size, c.seed, acc.process_index,
                                         acc.num_processes, start_batch=self.step * accum)
@@ -170,7 +176,7 @@ class Trainer:
         self.model.train()
         if c.stage == "denoiser":
             self.components.vae.eval()
-        while self.step < c.max_steps:
+        while self.step < end:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.step, c)
             step_loss = 0.0
@@ -202,7 +208,7 @@ class Trainer:
                 self._log({"step": self.step, "loss": sum(window) / len(window), "lr": learning_rate(self.step - 1, c),
                            "samples_per_s": samples / seconds, "elapsed_s": time.perf_counter() - started})
                 window, window_start = [], time.perf_counter()
-            if self.step % c.checkpoint_every == 0 or self.step == c.max_steps:
+            if self.step % c.checkpoint_every == 0 or self.step == end:
                 self.save()
             if (c.sample_every and self.step % c.sample_every == 0) or self.step == c.max_steps:
                 self.save_samples()
