@@ -36,7 +36,7 @@ def tiny_config(tmp_path, **overrides):
 
 def test_shipped_configs_load():
     for name in ("tiny", "default_ae", "default_denoiser", "default_denoiser_finetune",
-                 "default_denoiser_large_batch", "default_denoiser_fresh_pairs"):
+                 "default_denoiser_large_batch", "default_denoiser_fresh_pairs", "default_denoiser_edit_pairs"):
         config = load_config(ROOT / "configs" / f"{name}.yaml")
         assert config.max_steps >= 1
     assert load_config(ROOT / "configs" / "default_ae.yaml").stage == "autoencoder"
