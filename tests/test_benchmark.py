@@ -4,13 +4,14 @@ import math
 
 import pytest
 import torch
+from test_scene import assert_scenes_equal
 
 from neuralassets import Asset, Camera, Scene, edits
 from neuralassets.benchmark.baselines import CopyPasteMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
 from neuralassets.benchmark.case import Case, blind_target
 from neuralassets.benchmark.harness import BenchmarkConfig, run_benchmark, score
 from neuralassets.benchmark.report import markdown, write_report
-from neuralassets.benchmark.tasks import TASKS, TaskConfig, VideoCache, iter_cases, make_case
+from neuralassets.benchmark.tasks import TASKS, TaskConfig, VideoCache, iter_cases, load_video, make_case
 from neuralassets.cli import main as cli_main
 from neuralassets.errors import ValidationError
 from neuralassets.metrics import psnr, region_mask
@@ -82,6 +83,17 @@ def test_blind_target_hides_the_target_observations(videos):
     for a in pair.assets:
         assert torch.equal(a.masks[1], a.masks[0]) and torch.equal(a.boxes_2d[1], a.boxes_2d[0])
     assert not torch.equal(videos[0].novel_target, pair.frames[0])
+
+
+def test_a_video_loaded_without_its_novel_pose_has_the_same_still_and_refuses_novel_pose(videos):
+    config = VideoCache(SMALL).config
+    source_only = load_video(SEEDS[0], config, novel_pose=False)
+    assert_scenes_equal(source_only.still, videos[0].still)
+    assert source_only.frames == videos[0].frames and source_only.pair is None
+    case, same = make_case("translation", 0, SEEDS[0], source_only, source_only), make_case("translation", 0, SEEDS[0], *videos)
+    assert torch.equal(case.target, same.target)
+    with pytest.raises(ValidationError, match=f"seed {SEEDS[0]}: .*without the novel-pose frame"):
+        make_case("novel_pose", 0, SEEDS[0], source_only, source_only)
 
 
 def test_identity_of_an_unedited_still_frame_scores_at_least_50_db(videos):

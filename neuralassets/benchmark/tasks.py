@@ -282,14 +282,14 @@ class Video:
 
     Attributes:
         still: frames (source, source), blinded: the starting point of every edit task.
-        pair: frames (source, novel-pose target), blinded.
-        novel_target: (3, H, W) the novel-pose target frame as rendered.
+        pair: frames (source, novel-pose target), blinded; None when loaded without the novel pose.
+        novel_target: (3, H, W) the novel-pose target frame as rendered; None likewise.
         frames: the two frames' indices in the video.
     """
 
     still: Scene
-    pair: Scene
-    novel_target: Tensor
+    pair: Scene | None
+    novel_target: Tensor | None
     frames: list[int]
 
 
@@ -317,11 +317,19 @@ class VideoCache:
         return self._videos[seed]
 
 
-def load_video(seed: int, config: GeneratorConfig) -> Video:
-    """Render the two frames of ``seed``'s video that its cases use (:func:`frame_pair`)."""
+def load_video(seed: int, config: GeneratorConfig, novel_pose: bool = True) -> Video:
+    """Render the two frames of ``seed``'s video that its cases use (:func:`frame_pair`).
+
+    Args:
+        novel_pose: also render the novel-pose target frame; without it only the source
+            frame is rendered (half the work), enough for every task but ``novel_pose``.
+    """
     from ..data.synthetic import generate_scene, select_frames
 
     frames = list(frame_pair(seed, config.num_frames))
+    if not novel_pose:
+        source = generate_scene(seed, config, frames=frames[:1])
+        return Video(blind_target(select_frames(source, [0, 0])), None, None, frames)
     pair = generate_scene(seed, config, frames=frames)
     return Video(blind_target(select_frames(pair, [0, 0])), blind_target(pair), pair.frames[1], frames)
 
@@ -350,6 +358,9 @@ def make_case(task: str, index: int, seed: int, video: Video, donor_video: Video
 
     if task not in _MAKERS:
         raise ValidationError(f"task: {task!r} is not one of {', '.join(TASKS)}")
+    if task == "novel_pose" and video.pair is None:
+        raise ValidationError(f"seed {seed}: its video was loaded without the novel-pose frame "
+                              "(load_video(..., novel_pose=False)); novel_pose cases need it")
     rng = np.random.default_rng([TASKS.index(task), int(seed)])
     original = video.pair if task == "novel_pose" else video.still
     for _ in range(MAX_TRIES):

@@ -147,7 +147,7 @@ class EditPairDataset(FramePairDataset):
         from ..benchmark.tasks import load_video, make_case
 
         seed = self.seed(index)
-        video = load_video(seed, self.config)
+        video = load_video(seed, self.config, novel_pose=False)  # edits start from the source frame alone
         for k in range(len(self.tasks)):
             case = make_case(self.tasks[(index + k) % len(self.tasks)], index, seed, video, video)
             if case is not None:
