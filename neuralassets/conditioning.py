@@ -80,6 +80,10 @@ class Conditioning:
         """Copy in page-locked memory (``DataLoader(pin_memory=True)`` calls this), for faster copies to a GPU."""
         return Conditioning(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
 
+    def select(self, index: Tensor) -> Conditioning:
+        """The examples ``index`` ((K,) long, on this Conditioning's device) as a batch of K."""
+        return Conditioning(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
     def drop_objects(self, drop: Tensor) -> Conditioning:
         """Copy with objects removed: all of the selected examples' (classifier-free guidance's null) or single slots.
 

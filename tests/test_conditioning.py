@@ -26,7 +26,7 @@ def test_too_many_objects_is_a_clear_error(simple_scene):
         conditioning_from_scene(simple_scene, 0, max_objects=1)
 
 
-def test_drop_and_collate(simple_scene):
+def test_drop_select_and_collate(simple_scene):
     a = conditioning_from_scene(simple_scene, 0, 4)
     b = conditioning_from_scene(simple_scene, 1, 4)
     batch = Conditioning.collate([a, b])
@@ -34,6 +34,10 @@ def test_drop_and_collate(simple_scene):
     dropped = batch.drop_objects(torch.tensor([True, False]))
     assert not dropped.object_mask[0].any() and dropped.object_mask[1].equal(batch.object_mask[1])
     assert dropped.object_poses[0].abs().sum() == 0
+    picked = batch.select(torch.tensor([1, 1, 0]))
+    assert picked.batch_size == 3
+    assert torch.equal(picked.object_poses, torch.stack([batch.object_poses[1], batch.object_poses[1], batch.object_poses[0]]))
+    assert torch.equal(picked.appearance_images[2], batch.appearance_images[0])
 
 
 def test_grey_helpers():

@@ -1,4 +1,5 @@
 """Trainer: configs, checkpoints, overfitting, exact resume and multi-process training (tiny models)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 import torch
 from test_models import TINY, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
-from neuralassets.conditioning import conditioning_from_scene
+from neuralassets.conditioning import Conditioning, conditioning_from_scene
 from neuralassets.errors import ConfigError, WeightsError
 from neuralassets.models import build_components
 from neuralassets.training import Trainer, load_config
@@ -22,7 +23,7 @@ from neuralassets.training.checkpoint import (
     save_checkpoint,
     unflatten_optimizer_state,
 )
-from neuralassets.training.data import ResumableBatchSampler
+from neuralassets.training.data import ResumableBatchSampler, collate_latents
 from neuralassets.training.objectives import ConditionalDenoiser, DiffusionObjective
 from neuralassets.training.trainer import learning_rate
 
@@ -231,6 +232,30 @@ def test_stop_at_pauses_a_run_on_its_own_schedule(tmp_path):
     assert resumed.train() == pytest.approx(losses[7:], rel=1e-5, abs=1e-6)
     for name, value in full.model.state_dict().items():
         assert torch.allclose(value, resumed.model.state_dict()[name], atol=1e-6), name
+
+
+def test_a_resident_training_set_gives_the_loaders_batches_and_run(tmp_path):
+    loaded = Trainer(tiny_config(tmp_path / "a", max_steps=4, log_every=1, checkpoint_every=100))
+    losses = loaded.train()
+    config = tiny_config(tmp_path / "b", max_steps=4, log_every=1, checkpoint_every=100)
+    config.data.resident = True
+    resident = Trainer(config)
+    assert resident.train(stop_at=2) == pytest.approx(losses[:2], rel=1e-6)
+    held = resident.resident
+    assert len(held) == 16 and torch.equal(held.latents, loaded.train_set.latents)
+    assert resident.train() == pytest.approx(losses[2:], rel=1e-5, abs=1e-6)
+    assert resident.resident is held  # read once, kept across train() calls
+    for name, value in loaded.model.state_dict().items():
+        assert torch.allclose(value, resident.model.state_dict()[name], atol=1e-6), name
+    batch, latents = next(held.batches([[5, 2]]))
+    expected, expected_latents = collate_latents([loaded.train_set[5], loaded.train_set[2]])
+    assert torch.equal(latents, expected_latents)
+    for f in dataclasses.fields(Conditioning):
+        assert torch.equal(getattr(batch, f.name), getattr(expected, f.name)), f.name
+    autoencoder = tiny_config(tmp_path / "c", stage="autoencoder")
+    autoencoder.data.resident = True
+    with pytest.raises(ConfigError, match="data.resident: only the denoiser stage"):
+        Trainer(autoencoder)
 
 
 def test_autoencoder_stage_exports_a_scaled_vae(tmp_path):

@@ -27,6 +27,7 @@ class DataConfig:
     length: int = 20000  # pairs in the fixed training set (the denoiser stage caches their latents)
     generator_config: dict | None = None  # pairs: settings for the synthetic generator (None: its defaults)
     num_workers: int = 0  # data-loader worker processes (rendering pairs runs there)
+    resident: bool = False  # denoiser: hold the whole training set on the training device, batches gathered there (no loader)
     num_samples: int = 4  # pairs shown in the periodic sample grid (the first of the training set)
 
 

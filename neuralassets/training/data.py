@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from ..conditioning import Conditioning
 from ..errors import ConfigError
 from .config import DataConfig
 
@@ -78,6 +79,43 @@ class ResumableBatchSampler:
             first = (batch * self.world_size + self.rank) * self.batch_size
             yield [self._index(p) for p in range(first, first + self.batch_size)]
             batch += 1
+
+
+class ResidentPairs:
+    """A training set of ``(Conditioning, latent)`` pairs read once and held on one device.
+
+    A batch is then one gather on that device instead of loading, pinning and copying its
+    images (for 256 pairs at 128x128, about 100 MB of float images a step), which on an
+    accelerator takes longer than a small model's step. Needs the whole set in the device's
+    memory (about 0.4 MB per 128x128 pair) and briefly twice that while it is assembled.
+
+    Args:
+        pairs: dataset of ``(Conditioning, latent (C, h, w))``.
+        device: where to hold it.
+        num_workers: loader workers for the one pass that reads it.
+    """
+
+    def __init__(self, pairs: Dataset, device: torch.device | str, num_workers: int = 0):
+        from tqdm.auto import tqdm
+
+        loader = DataLoader(pairs, batch_size=256, collate_fn=collate_latents, num_workers=num_workers)
+        chunks = [(c.to(device), z.to(device)) for c, z in tqdm(loader, desc="holding pairs", leave=False)]
+        self.conditioning = Conditioning.collate([c for c, _ in chunks])
+        self.latents = torch.cat([z for _, z in chunks])
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def batches(self, sampler: Iterable[list[int]]) -> Iterator[tuple[Conditioning, Tensor]]:
+        """Yield ``(Conditioning, (B, C, h, w) latents)`` for each index batch of ``sampler``, on the device."""
+        for indices in sampler:
+            index = torch.as_tensor(indices, device=self.latents.device)
+            yield self.conditioning.select(index), self.latents[index]
+
+
+def collate_latents(items: list) -> tuple[Conditioning, Tensor]:
+    """[(Conditioning, latent (C, h, w))] -> (batched Conditioning, (B, C, h, w))."""
+    return Conditioning.collate([c for c, _ in items]), torch.stack([z for _, z in items])
 
 
 class LatentPairs(Dataset):

@@ -24,7 +24,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..conditioning import Conditioning
 from ..errors import ConfigError, WeightsError
 from ..models.build import build_components
 from ..models.config import to_dict
@@ -39,7 +38,7 @@ from .checkpoint import (
     unflatten_optimizer_state,
 )
 from .config import TrainConfig
-from .data import LatentPairs, ResumableBatchSampler, build_pair_dataset, cache_latents, state_hash
+from .data import LatentPairs, ResidentPairs, ResumableBatchSampler, build_pair_dataset, cache_latents, collate_latents, state_hash
 from .objectives import AutoencoderObjective, ConditionalDenoiser, DiffusionObjective
 from .plots import save_image_grid, save_loss_curve
 
@@ -88,6 +87,8 @@ class Trainer:
         if config.init_from:
             self._init_weights(Path(config.init_from))
         if config.stage == "autoencoder":
+            if config.data.resident:
+                raise ConfigError("data.resident: only the denoiser stage holds its training set on the device")
             module: nn.Module = AutoencoderObjective(components.vae, config.optim.kl_weight, config.freeze_encoder)
             train_set: Dataset = dataset
         else:
@@ -100,6 +101,7 @@ class Trainer:
                                       betas=tuple(config.optim.betas))
         self.model, self.optimizer = acc.prepare(module, optimizer)
         self.train_set = train_set
+        self.resident: ResidentPairs | None = None  # built by the first train() when config.data.resident
         self.step = 0
         resume = resume_from
         if resume is None and config.auto_resume:
@@ -163,10 +165,14 @@ class Trainer:
         accum = c.optim.grad_accum_steps
         sampler = ResumableBatchSampler(len(self.train_set), c.optim.batch_size, c.seed, acc.process_index,
                                         acc.num_processes, start_batch=self.step * accum)
-        collate = self.collate if c.stage == "autoencoder" else _collate_latents
-        loader = DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
-                            num_workers=c.data.num_workers, pin_memory=acc.device.type == "cuda")
-        batches = iter(loader)
+        if c.data.resident:
+            if self.resident is None:
+                self.resident = ResidentPairs(self.train_set, acc.device, c.data.num_workers)
+            batches = self.resident.batches(sampler)
+        else:
+            collate = self.collate if c.stage == "autoencoder" else collate_latents
+            batches = iter(DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
+                                      num_workers=c.data.num_workers, pin_memory=acc.device.type == "cuda"))
         unwrapped = acc.unwrap_model(self.model)
         losses: list[float] = []
         window: list[float] = []
@@ -319,11 +325,6 @@ class Trainer:
         if rng.shape[0] == self.accelerator.num_processes:
             torch.set_rng_state(rng[self.accelerator.process_index].contiguous())
         self.step = int(meta["step"])
-
-
-def _collate_latents(items: list) -> tuple[Conditioning, Tensor]:
-    """[(Conditioning, latent (C, h, w))] -> (batched Conditioning, (B, C, h, w))."""
-    return Conditioning.collate([c for c, _ in items]), torch.stack([z for _, z in items])
 
 
 def _param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
