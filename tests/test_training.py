@@ -1,6 +1,7 @@
 """Trainer: configs, checkpoints, overfitting, exact resume and multi-process training (tiny models)."""
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from neuralassets.training.checkpoint import (
     unflatten_optimizer_state,
 )
 from neuralassets.training.data import ResumableBatchSampler, collate_latents
-from neuralassets.training.objectives import ConditionalDenoiser, DiffusionObjective
+from neuralassets.training.objectives import ConditionalDenoiser, DecoderObjective, DiffusionObjective
 from neuralassets.training.trainer import learning_rate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,8 +239,7 @@ def test_a_resident_training_set_gives_the_loaders_batches_and_run(tmp_path):
     loaded = Trainer(tiny_config(tmp_path / "a", max_steps=4, log_every=1, checkpoint_every=100))
     losses = loaded.train()
     config = tiny_config(tmp_path / "b", max_steps=4, log_every=1, checkpoint_every=100)
-    config.data.resident = True
-    resident = Trainer(config)
+    resident = Trainer(replace(config, data=replace(config.data, resident=True)))
     assert resident.train(stop_at=2) == pytest.approx(losses[:2], rel=1e-6)
     held = resident.resident
     assert len(held) == 16 and torch.equal(held.latents, loaded.train_set.latents)
@@ -253,9 +253,63 @@ def test_a_resident_training_set_gives_the_loaders_batches_and_run(tmp_path):
     for f in dataclasses.fields(Conditioning):
         assert torch.equal(getattr(batch, f.name), getattr(expected, f.name)), f.name
     autoencoder = tiny_config(tmp_path / "c", stage="autoencoder")
-    autoencoder.data.resident = True
-    with pytest.raises(ConfigError, match="data.resident: only the denoiser stage"):
-        Trainer(autoencoder)
+    with pytest.raises(ConfigError, match="data.resident: only the denoiser stage .* not 'autoencoder'"):
+        replace(autoencoder, data=replace(autoencoder.data, resident=True))
+
+
+def test_decoder_stage_tunes_only_the_decoder_on_the_pipelines_own_samples(tmp_path, monkeypatch):
+    from neuralassets.pipelines import NeuralAssetsPipeline
+
+    Trainer(tiny_config(tmp_path / "base", max_steps=2, checkpoint_every=100)).train()
+    init = tmp_path / "base" / "run" / "pipeline"
+    config = tiny_config(tmp_path / "dec", stage="decoder", init_from=str(init), max_steps=4, log_every=1, checkpoint_every=100)
+    config = replace(config, data=replace(config.data, sampled_pairs=6))
+    trainer = Trainer(config)
+    assert trainer.train_set.indices == [0, 3, 6, 9, 12, 15]  # evenly spaced over the 16 pairs
+    before = NeuralAssetsPipeline.from_pretrained(init)
+    cond, _ = trainer.collate([trainer.pairs[i] for i in trainer.train_set.indices])
+    expected = before.sample_latents(cond, generator=torch.Generator().manual_seed(0)) / before.vae.config.scaling_factor
+    assert torch.allclose(trainer.train_set.latents, expected, atol=1e-5)  # one batch of 16 holds all six
+    losses = trainer.train()
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    after = NeuralAssetsPipeline.from_pretrained(tmp_path / "dec" / "run" / "pipeline")
+    for part in ("asset_encoder", "denoiser"):
+        for name, value in getattr(before, part).state_dict().items():
+            assert torch.equal(value, getattr(after, part).state_dict()[name]), (part, name)
+    old_vae, new_vae = before.vae.state_dict(), after.vae.state_dict()
+    assert all(torch.equal(old_vae[k], new_vae[k]) for k in old_vae if k.startswith("encoder."))
+    assert any(not torch.equal(old_vae[k], new_vae[k]) for k in old_vae if k.startswith("decoder."))
+    # a second run over the same weights and pairs reads the cached samples instead of sampling again
+    monkeypatch.setattr(NeuralAssetsPipeline, "sample_latents", lambda *a, **k: pytest.fail("sampled again"))
+    again = Trainer(replace(config, output_dir=str(tmp_path / "dec" / "run"), max_steps=5))
+    assert torch.equal(again.train_set.latents, trainer.train_set.latents)
+
+
+def test_decoder_objective_decodes_encoder_latents_for_its_share_of_the_batch():
+    torch.manual_seed(0)
+    vae = build_components(TINY).vae
+    images = torch.rand(4, 3, 32, 32)
+    sampled = torch.randn(4, *vae.encode(images * 2 - 1).latent_dist.mode().shape[1:])
+    with torch.no_grad():
+        all_encoded = DecoderObjective(vae, 1.0)
+        assert all_encoded(sampled, images) == all_encoded(torch.zeros_like(sampled), images)  # samples unused
+        expected = (vae.decode(sampled).sample - (images * 2 - 1)).abs().mean()
+        assert torch.allclose(DecoderObjective(vae, 0.0)(sampled, images), expected)
+        half = DecoderObjective(vae, 0.5)(sampled, images)
+        encoded = vae.encode(images[:2] * 2 - 1).latent_dist.mode()
+        by_hand = (vae.decode(torch.cat([encoded, sampled[2:]])).sample - (images * 2 - 1)).abs().mean()
+        assert torch.allclose(half, by_hand)
+    assert not any(p.requires_grad for p in vae.encoder.parameters())
+
+
+def test_decoder_stage_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="init_from: the decoder stage fine-tunes a trained pipeline"):
+        tiny_config(tmp_path, stage="decoder")
+    config = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"optim.encoder_latent_fraction: 1.5 is not in \[0, 1\]"):
+        replace(config, optim=replace(config.optim, encoder_latent_fraction=1.5))
+    with pytest.raises(ConfigError, match="data.sampled_pairs: 0 must be >= 1"):
+        replace(config, data=replace(config.data, sampled_pairs=0))
 
 
 def test_autoencoder_stage_exports_a_scaled_vae(tmp_path):

@@ -275,14 +275,18 @@ class NeuralAssetsPipeline:
         Returns:
             (B, 3, image_size, image_size) float in [0, 1].
         """
+        return self.decode_latents(self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents))
+
+    def sample_latents(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                       generator: torch.Generator | None = None, latents: Tensor | None = None) -> Tensor:
+        """:meth:`render` without the decoding: (B, C, h, w) scaled clean latents (arguments as there)."""
         steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance = self.config.guidance_scale if guidance_scale is None else guidance_scale
         self._check_settings(cond, steps, guidance, generator)
         cond = self.fit_conditioning(cond)
         tokens = self.encode_tokens(cond, guidance)
         latents = self.prepare_latents(cond.batch_size, generator, latents)
-        latents = self.denoise(latents, tokens, steps, guidance)
-        return self.decode_latents(latents)
+        return self.denoise(latents, tokens, steps, guidance)
 
     def fit_conditioning(self, cond: Conditioning) -> Conditioning:
         """Resize the conditioning's images to the model's square ``image_size`` (boxes are normalised, so they stay)."""

@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..models.build import ModelConfig
 from ..models.config import from_dict
 
-STAGES = ("autoencoder", "denoiser")
+STAGES = ("autoencoder", "denoiser", "decoder")
 DATA_SOURCES = ("pairs", "shards")
 
 
@@ -28,6 +28,7 @@ class DataConfig:
     generator_config: dict | None = None  # pairs: settings for the synthetic generator (None: its defaults)
     num_workers: int = 0  # data-loader worker processes (rendering pairs runs there)
     resident: bool = False  # denoiser: hold the whole training set on the training device, batches gathered there (no loader)
+    sampled_pairs: int = 2048  # decoder: training pairs (evenly spaced over the set) whose latents the pipeline samples
     num_samples: int = 4  # pairs shown in the periodic sample grid (the first of the training set)
 
 
@@ -45,6 +46,7 @@ class OptimConfig:
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
     ema_decay: float = 0.999  # decay of the exponential moving average of the weights (0 = off)
     cfg_drop_prob: float = 0.1  # denoiser: probability per example of dropping all objects (classifier-free guidance)
+    encoder_latent_fraction: float = 0.5  # decoder: share of each batch decoded from the encoder's latents, so reconstructions stay good
     kl_weight: float = 1e-6  # autoencoder: weight of the KL term against the L1 reconstruction loss
 
 
@@ -52,7 +54,8 @@ class OptimConfig:
 class TrainConfig:
     """One training run (one stage)."""
 
-    stage: str = "denoiser"  # "autoencoder" (train the VAE on frames) or "denoiser" (asset encoder + denoiser on latents)
+    stage: str = "denoiser"  # "autoencoder" (the VAE on frames), "denoiser" (asset encoder + denoiser on latents) or
+    # "decoder" (the VAE decoder of the init_from pipeline, on the latents that pipeline samples for the training pairs)
     output_dir: str = "runs/denoiser"  # logs, plots, exported weights (and checkpoints unless checkpoint_dir is set)
     checkpoint_dir: str | None = None  # where checkpoints go (default: output_dir/checkpoints)
     max_steps: int = 100000  # optimiser steps of the whole run
@@ -87,6 +90,14 @@ class TrainConfig:
                 raise ConfigError(f"{name}: {getattr(self, name)} must be >= 1")
         if self.optim.batch_size < 1 or self.optim.grad_accum_steps < 1:
             raise ConfigError("optim.batch_size and optim.grad_accum_steps must be >= 1")
+        if not 0.0 <= self.optim.encoder_latent_fraction <= 1.0:
+            raise ConfigError(f"optim.encoder_latent_fraction: {self.optim.encoder_latent_fraction} is not in [0, 1]")
+        if self.data.sampled_pairs < 1:
+            raise ConfigError(f"data.sampled_pairs: {self.data.sampled_pairs} must be >= 1")
+        if self.stage == "decoder" and not self.init_from:
+            raise ConfigError("init_from: the decoder stage fine-tunes a trained pipeline's decoder; name the pipeline folder")
+        if self.data.resident and self.stage != "denoiser":
+            raise ConfigError(f"data.resident: only the denoiser stage holds its training set on the device, not {self.stage!r}")
 
     @property
     def checkpoints(self) -> Path:

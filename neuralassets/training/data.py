@@ -118,6 +118,31 @@ def collate_latents(items: list) -> tuple[Conditioning, Tensor]:
     return Conditioning.collate([c for c, _ in items]), torch.stack([z for _, z in items])
 
 
+class SampledLatentPairs(Dataset):
+    """Chosen pairs' targets with the latents a pipeline sampled for them: ``(latent (C, h, w), target (3, H, W))``.
+
+    Args:
+        pairs: dataset of ``(Conditioning, target)``.
+        indices: which pairs; item ``i`` is pair ``indices[i]``.
+        latents: (len(indices), C, h, w) their sampled latents, in order.
+    """
+
+    def __init__(self, pairs: Dataset, indices: list[int], latents: Tensor):
+        self.pairs, self.indices, self.latents = pairs, indices, latents
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        _, target = self.pairs[self.indices[index]]
+        return self.latents[index], target
+
+
+def evenly_spaced(count: int, length: int) -> list[int]:
+    """``min(count, length)`` indices spread evenly over ``range(length)``, first and last included."""
+    return torch.linspace(0, length - 1, min(count, length)).round().long().tolist()
+
+
 class LatentPairs(Dataset):
     """Pairs whose targets are replaced by cached latents: ``(Conditioning, latent (C, h, w))``."""
 
@@ -132,16 +157,17 @@ class LatentPairs(Dataset):
         return cond, self.latents[index]
 
 
-def cache_latents(path: Path, pairs: Dataset, collate: Callable, encode: Callable[[Tensor], Tensor], key: dict,
-                  batch_size: int = 64, num_workers: int = 0) -> Tensor:
-    """Latents of every pair's target, read from ``path`` when it was written for the same ``key``.
+def cache_latents(path: Path, pairs: Dataset, collate: Callable, encode: Callable[[Conditioning, Tensor], Tensor],
+                  key: dict, batch_size: int = 64, num_workers: int = 0) -> Tensor:
+    """A latent per pair, computed in order and read from ``path`` when it was written for the same ``key``.
 
     Args:
         path: safetensors cache file.
         pairs: dataset of ``(Conditioning, target)``.
         collate: its collate function.
-        encode: (B, 3, H, W) images -> (B, C, h, w) unscaled latents.
-        key: JSON-ready description of what the latents depend on (data config, autoencoder hash).
+        encode: (batched Conditioning, (B, 3, H, W) targets) -> (B, C, h, w) latents, called on
+            consecutive batches in order (the target's encoding, or a sample of the pipeline).
+        key: JSON-ready description of what the latents depend on (data config, model hashes).
 
     Returns:
         (len(pairs), C, h, w) float32.
@@ -156,7 +182,7 @@ def cache_latents(path: Path, pairs: Dataset, collate: Callable, encode: Callabl
             if (f.metadata() or {}).get("key") == key_json:
                 return load_file(str(path))["latents"]
     loader = DataLoader(pairs, batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
-    chunks = [encode(targets) for _, targets in tqdm(loader, desc="caching latents", leave=False)]
+    chunks = [encode(cond, targets) for cond, targets in tqdm(loader, desc="caching latents", leave=False)]
     latents = torch.cat(chunks).float().contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -101,10 +101,7 @@ class AutoencoderObjective(nn.Module):
         self.kl_weight = kl_weight
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
-            # AutoencoderKL maps the encoder's output through quant_conv; PatchAutoencoder has none.
-            for part in (vae.encoder, getattr(vae, "quant_conv", None)):
-                if part is not None:
-                    part.requires_grad_(False)
+            freeze_encoder_of(vae)
 
     def forward(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """(B, 3, H, W) float in [0, 1] -> scalar float32 loss; ``generator`` draws the posterior sample."""
@@ -115,3 +112,44 @@ class AutoencoderObjective(nn.Module):
         reconstruction = self.vae.decode(z).sample
         kl = posterior.kl().mean() / posterior.mean[0].numel()
         return F.l1_loss(reconstruction.float(), x.float()) + self.kl_weight * kl.float()
+
+
+def freeze_encoder_of(vae: nn.Module) -> None:
+    """Stop gradients to the encoder (AutoencoderKL also maps its output through quant_conv; PatchAutoencoder has none)."""
+    for part in (vae.encoder, getattr(vae, "quant_conv", None)):
+        if part is not None:
+            part.requires_grad_(False)
+
+
+class DecoderObjective(nn.Module):
+    """The VAE decoder's loss on latents a pipeline sampled, as ``forward``; the encoder stays frozen.
+
+    The decoder was trained on the encoder's latents of real frames, but at inference it decodes
+    the denoiser's samples, which differ from those in ways it never saw (a few sampling steps
+    leave them smoother and slightly off in colour). Loss: L1 between the decoding and the
+    pair's true target frame. The first ``round(encoder_fraction * B)`` examples of each batch
+    are decoded from the encoder's latents of their targets instead, so reconstruction (and
+    any denoiser trained on this latent space) stays as good.
+    """
+
+    def __init__(self, vae: nn.Module, encoder_fraction: float):
+        super().__init__()
+        self.vae = vae.requires_grad_(True)  # a pipeline that sampled with it may have frozen it
+        self.encoder_fraction = encoder_fraction
+        freeze_encoder_of(vae)
+
+    def forward(self, sampled: Tensor, images: Tensor) -> Tensor:
+        """Scalar float32 loss.
+
+        Args:
+            sampled: (B, C, h, w) unscaled latents sampled by the pipeline for these pairs.
+            images: (B, 3, H, W) float in [0, 1], the pairs' true target frames.
+        """
+        x = images * 2 - 1
+        k = round(self.encoder_fraction * len(images))
+        latents = sampled
+        if k:
+            with torch.no_grad():
+                encoded = self.vae.encode(x[:k]).latent_dist.mode().to(sampled.dtype)
+            latents = torch.cat([encoded, sampled[k:]])
+        return F.l1_loss(self.vae.decode(latents).sample.float(), x.float())

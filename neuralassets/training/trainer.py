@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
+from ..conditioning import Conditioning
 from ..errors import ConfigError, WeightsError
 from ..models.build import build_components
 from ..models.config import to_dict
@@ -38,8 +39,18 @@ from .checkpoint import (
     unflatten_optimizer_state,
 )
 from .config import TrainConfig
-from .data import LatentPairs, ResidentPairs, ResumableBatchSampler, build_pair_dataset, cache_latents, collate_latents, state_hash
-from .objectives import AutoencoderObjective, ConditionalDenoiser, DiffusionObjective
+from .data import (
+    LatentPairs,
+    ResidentPairs,
+    ResumableBatchSampler,
+    SampledLatentPairs,
+    build_pair_dataset,
+    cache_latents,
+    collate_latents,
+    evenly_spaced,
+    state_hash,
+)
+from .objectives import AutoencoderObjective, ConditionalDenoiser, DecoderObjective, DiffusionObjective
 from .plots import save_image_grid, save_loss_curve
 
 SCALING_SAMPLES = 64  # training images whose latent std sets the exported autoencoder's scaling factor
@@ -87,10 +98,14 @@ class Trainer:
         if config.init_from:
             self._init_weights(Path(config.init_from))
         if config.stage == "autoencoder":
-            if config.data.resident:
-                raise ConfigError("data.resident: only the denoiser stage holds its training set on the device")
             module: nn.Module = AutoencoderObjective(components.vae, config.optim.kl_weight, config.freeze_encoder)
             train_set: Dataset = dataset
+        elif config.stage == "decoder":
+            components.asset_encoder.eval().requires_grad_(False)
+            components.denoiser.eval().requires_grad_(False)
+            indices = evenly_spaced(config.data.sampled_pairs, len(dataset))
+            train_set = SampledLatentPairs(dataset, indices, self._sampled_latents(indices))
+            module = DecoderObjective(components.vae, config.optim.encoder_latent_fraction)
         else:
             components.vae.eval().requires_grad_(False)
             module = ConditionalDenoiser(components.asset_encoder, components.denoiser)
@@ -123,9 +138,11 @@ class Trainer:
             raise WeightsError(f"init_from: {folder} is not a saved pipeline (model_index.json missing)")
         load_weights(c.asset_encoder, folder / "asset_encoder" / "model.safetensors", c.asset_encoder.zero_initialised)
         load_weights(c.denoiser, folder / "denoiser" / "model.safetensors")
+        if self.config.stage == "decoder":  # the decoder it fine-tunes is the pipeline's own
+            load_weights(c.vae, folder / "vae" / "diffusion_pytorch_model.safetensors")
 
-    def _encode(self, images: Tensor) -> Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, C, h, w) unscaled latents (posterior mode)."""
+    def _encode(self, cond: Conditioning, images: Tensor) -> Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, C, h, w) unscaled latents (posterior mode); ``cond`` is not needed."""
         vae = self.components.vae
         with torch.no_grad(), self.accelerator.autocast():
             return vae.encode(images.to(self.accelerator.device) * 2 - 1).latent_dist.mode().float().cpu()
@@ -142,6 +159,34 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         latents = cache_latents(path, self.pairs, self.collate, self._encode, key)
         return latents * float(vae.config.scaling_factor)
+
+    def _sampled_latents(self, indices: list[int]) -> Tensor:
+        """Unscaled latents the loaded pipeline samples for pairs ``indices`` (its own steps and guidance), cached on disk.
+
+        Batch ``b`` of 16 draws its noise from seed ``(seed, b)``, so the samples depend only on
+        the weights, the pairs and the seed.
+        """
+        c = self.components
+        pipe = NeuralAssetsPipeline(c.vae, c.asset_encoder, c.denoiser, copy.deepcopy(self.scheduler), c.config)
+        pipe.to(self.accelerator.device)
+        pipe.autocast_dtype = torch.bfloat16 if self.config.mixed_precision == "bf16" else None
+        key = {"data": to_dict(self.config.data), "pairs": len(self.pairs), "indices": len(indices), "seed": self.config.seed,
+               "steps": c.config.num_inference_steps, "guidance": c.config.guidance_scale,
+               "weights": [state_hash(m) for m in (c.vae.encoder, c.asset_encoder, c.denoiser)]}
+        batches = iter(range(len(indices)))
+
+        def sample(cond: Conditioning, _: Tensor) -> Tensor:
+            generator = torch.Generator().manual_seed((self.config.seed << 32) + next(batches))
+            with torch.no_grad():
+                return (pipe.sample_latents(cond, generator=generator) / c.vae.config.scaling_factor).cpu()
+
+        self._check_image_size()
+        path = self.output_dir / "sample_cache.safetensors"
+        if self.accelerator.is_main_process:
+            cache_latents(path, Subset(self.pairs, indices), self.collate, sample, key, batch_size=16,
+                          num_workers=self.config.data.num_workers)
+        self.accelerator.wait_for_everyone()
+        return cache_latents(path, Subset(self.pairs, indices), self.collate, sample, key, batch_size=16)
 
     def _check_image_size(self) -> None:
         _, target = self.pairs[0]
@@ -170,7 +215,7 @@ class Trainer:
                 self.resident = ResidentPairs(self.train_set, acc.device, c.data.num_workers)
             batches = self.resident.batches(sampler)
         else:
-            collate = self.collate if c.stage == "autoencoder" else collate_latents
+            collate = {"autoencoder": self.collate, "decoder": default_collate}.get(c.stage, collate_latents)
             batches = iter(DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
                                       num_workers=c.data.num_workers, pin_memory=acc.device.type == "cuda"))
         unwrapped = acc.unwrap_model(self.model)
@@ -226,6 +271,8 @@ class Trainer:
         device = self.accelerator.device
         if self.config.stage == "autoencoder":
             return self.model(targets.to(device), generator)
+        if self.config.stage == "decoder":
+            return self.model(inputs.to(device), targets.to(device))
         return self.objective(self.model, targets.to(device), inputs.to(device), generator)
 
     # ------------------------------------------------------------------ outputs
@@ -240,7 +287,7 @@ class Trainer:
         """Copies of the trained networks carrying the EMA weights: (vae, asset_encoder, denoiser)."""
         module = copy.deepcopy(self.accelerator.unwrap_model(self.model)).float()
         self.ema.copy_to(module)
-        if self.config.stage == "autoencoder":
+        if self.config.stage in ("autoencoder", "decoder"):
             return module.vae, self.components.asset_encoder, self.components.denoiser
         return self.components.vae, module.asset_encoder, module.denoiser
 
@@ -275,7 +322,7 @@ class Trainer:
     def export(self) -> Path:
         """Write the EMA weights: ``autoencoder/`` (with its latent scaling factor) or ``pipeline/``."""
         pipe = self.pipeline()
-        if self.config.stage == "denoiser":
+        if self.config.stage != "autoencoder":
             folder = self.output_dir / "pipeline"
             pipe.save_pretrained(folder)
             return folder
