@@ -139,7 +139,7 @@ class SampledLatentPairs(Dataset):
 
 
 def evenly_spaced(count: int, length: int) -> list[int]:
-    """``min(count, length)`` indices spread evenly over ``range(length)``, first and last included."""
+    """``min(count, length)`` indices spread evenly over ``range(length)`` (the first, and for two or more the last)."""
     return torch.linspace(0, length - 1, min(count, length)).round().long().tolist()
 
 
