@@ -327,11 +327,11 @@ def load_video(seed: int, config: GeneratorConfig, novel_pose: bool = True) -> V
     from ..data.synthetic import generate_scene, select_frames
 
     frames = list(frame_pair(seed, config.num_frames))
+    scene = generate_scene(seed, config, frames=frames if novel_pose else frames[:1])
+    still = blind_target(select_frames(scene, [0, 0]))
     if not novel_pose:
-        source = generate_scene(seed, config, frames=frames[:1])
-        return Video(blind_target(select_frames(source, [0, 0])), None, None, frames)
-    pair = generate_scene(seed, config, frames=frames)
-    return Video(blind_target(select_frames(pair, [0, 0])), blind_target(pair), pair.frames[1], frames)
+        return Video(still, None, None, frames)
+    return Video(still, blind_target(scene), scene.frames[1], frames)
 
 
 def _visible_change(source: Tensor, truth: Tensor, region: Tensor) -> float:

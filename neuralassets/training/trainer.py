@@ -152,13 +152,17 @@ class Trainer:
         vae = self.components.vae.to(self.accelerator.device)
         key = {"data": to_dict(self.config.data), "pairs": len(self.pairs), "image_size": self.config.model.image_size,
                "autoencoder": state_hash(vae)}
-        path = self.output_dir / "latent_cache.safetensors"
         self._check_image_size()
-        if self.accelerator.is_main_process:
-            cache_latents(path, self.pairs, self.collate, self._encode, key, num_workers=self.config.data.num_workers)
-        self.accelerator.wait_for_everyone()
-        latents = cache_latents(path, self.pairs, self.collate, self._encode, key)
+        latents = self._shared_cache("latent_cache.safetensors", self.pairs, self._encode, key, batch_size=64)
         return latents * float(vae.config.scaling_factor)
+
+    def _shared_cache(self, name: str, pairs: Dataset, encode: Callable, key: dict, batch_size: int) -> Tensor:
+        """:func:`cache_latents` in ``output_dir/name``: computed once by the main process, then read by every process."""
+        path = self.output_dir / name
+        if self.accelerator.is_main_process:
+            cache_latents(path, pairs, self.collate, encode, key, batch_size, num_workers=self.config.data.num_workers)
+        self.accelerator.wait_for_everyone()
+        return cache_latents(path, pairs, self.collate, encode, key, batch_size)
 
     def _sampled_latents(self, indices: list[int]) -> Tensor:
         """Unscaled latents the loaded pipeline samples for pairs ``indices`` (its own steps and guidance), cached on disk.
@@ -167,9 +171,7 @@ class Trainer:
         the weights, the pairs and the seed.
         """
         c = self.components
-        pipe = NeuralAssetsPipeline(c.vae, c.asset_encoder, c.denoiser, copy.deepcopy(self.scheduler), c.config)
-        pipe.to(self.accelerator.device)
-        pipe.autocast_dtype = torch.bfloat16 if self.config.mixed_precision == "bf16" else None
+        pipe = self._assemble_pipeline(c.vae, c.asset_encoder, c.denoiser).to(self.accelerator.device)
         key = {"data": to_dict(self.config.data), "pairs": len(self.pairs), "indices": len(indices), "seed": self.config.seed,
                "steps": c.config.num_inference_steps, "guidance": c.config.guidance_scale,
                "weights": [state_hash(m) for m in (c.vae.encoder, c.asset_encoder, c.denoiser)]}
@@ -181,12 +183,7 @@ class Trainer:
                 return (pipe.sample_latents(cond, generator=generator) / c.vae.config.scaling_factor).cpu()
 
         self._check_image_size()
-        path = self.output_dir / "sample_cache.safetensors"
-        if self.accelerator.is_main_process:
-            cache_latents(path, Subset(self.pairs, indices), self.collate, sample, key, batch_size=16,
-                          num_workers=self.config.data.num_workers)
-        self.accelerator.wait_for_everyone()
-        return cache_latents(path, Subset(self.pairs, indices), self.collate, sample, key, batch_size=16)
+        return self._shared_cache("sample_cache.safetensors", Subset(self.pairs, indices), sample, key, batch_size=16)
 
     def _check_image_size(self) -> None:
         _, target = self.pairs[0]
@@ -293,9 +290,11 @@ class Trainer:
 
     def pipeline(self) -> NeuralAssetsPipeline:
         """A pipeline over the EMA weights (for samples and export)."""
-        vae, encoder, denoiser = self.ema_components()
-        c = self.components
-        pipe = NeuralAssetsPipeline(vae, encoder, denoiser, copy.deepcopy(self.scheduler), c.config)
+        return self._assemble_pipeline(*self.ema_components())
+
+    def _assemble_pipeline(self, vae: nn.Module, encoder: nn.Module, denoiser: nn.Module) -> NeuralAssetsPipeline:
+        """A pipeline over these networks with this run's scheduler, model config and autocast."""
+        pipe = NeuralAssetsPipeline(vae, encoder, denoiser, copy.deepcopy(self.scheduler), self.components.config)
         pipe.autocast_dtype = torch.bfloat16 if self.config.mixed_precision == "bf16" else None
         return pipe
 
