@@ -163,6 +163,57 @@ def camera_motion(source: Camera, target: Camera) -> Tensor:
     return torch.cat([R.flatten(), t])
 
 
+def slotted_assets(scene: Scene, source_frame: int | None = None, min_visibility: float = 0.0) -> list:
+    """The assets that get an object slot, in slot order: those with appearance to take.
+
+    An asset has appearance when it carries its own (``asset.appearance``) or is seen in its
+    source frame (``source_frame`` overrides every asset's) with visibility above ``min_visibility``.
+    """
+    return [a for a in scene.assets if a.appearance is not None
+            or a.visibility[a.source_frame if source_frame is None else source_frame] > min_visibility]
+
+
+def background_view(scene: Scene, target_frame: int, source_frame: int | None = None,
+                    min_visibility: float = 0.0) -> tuple[Tensor, Camera, Tensor]:
+    """The photo a render's background comes from, the camera that took it and the objects in it.
+
+    That is ``scene.background`` when set, else frame ``source_frame`` or, by default, the
+    source frame of the first slotted asset (:func:`slotted_assets`; ``target_frame`` when
+    there is none).
+
+    Returns:
+        image: (3, H', W') float in [0, 1], ungreyed.
+        camera: its :class:`~neuralassets.scene.Camera`.
+        object_boxes: (M, 4) float pixel boxes of the objects in it (greyed out for the encoder).
+    """
+    if scene.background is not None:
+        return scene.background.image, scene.background.camera, scene.background.object_boxes
+    if source_frame is None:
+        slotted = slotted_assets(scene, None, min_visibility)
+        source_frame = slotted[0].source_frame if slotted else target_frame
+    boxes = torch.stack([a.boxes_2d[source_frame] for a in scene.assets]) if scene.assets else torch.zeros(0, 4)
+    return scene.frames[source_frame], scene.cameras[source_frame], boxes
+
+
+def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | None = None) -> Tensor | None:
+    """The background photo (:func:`background_view`) when it was taken by ``target_frame``'s camera, else None.
+
+    Such a photo shows every part of the target view that an edit leaves alone, so a render
+    can keep those pixels (:mod:`neuralassets.compositing`).
+
+    Returns:
+        (3, H', W') float in [0, 1], or None when the cameras differ (intrinsics, pose or image size).
+    """
+    image, camera, _ = background_view(scene, target_frame, source_frame)
+    return image if same_camera(camera, scene.cameras[target_frame]) else None
+
+
+def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
+    """Whether two cameras see the same view: equal image size, intrinsics and pose (within ``atol``)."""
+    return ((a.width, a.height) == (b.width, b.height) and torch.allclose(a.K, b.K, atol=atol * max(float(a.K.abs().max()), 1.0))
+            and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
+
+
 def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
                             source_frame: int | None = None, min_visibility: float = 0.0) -> Conditioning:
     """Build the conditioning for rendering ``scene`` as seen at ``target_frame``.
@@ -200,15 +251,13 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
     image_boxes: list[list[Tensor]] = []
     frame_slot: dict[int, int] = {}
     entries = []  # (asset, image slot, pixel box)
-    for a in scene.assets:
+    for a in slotted_assets(scene, source_frame, min_visibility):
         if a.appearance is not None:
             box, slot = a.appearance.box_2d, len(images)
             images.append(a.appearance.image)
             image_boxes.append([box])
         else:
             f = a.source_frame if source_frame is None else source_frame
-            if a.visibility[f] <= min_visibility:
-                continue
             box = a.boxes_2d[f]
             if f not in frame_slot:
                 frame_slot[f] = len(images)
@@ -244,16 +293,11 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         images, image_boxes = [torch.full((3, H, W), GREY)], [[]]
     size_hw = max((img.shape[-2], img.shape[-1]) for img in images)
     appearance = torch.stack([
-        _resize(grey_outside(img, torch.stack(bx) if bx else torch.zeros(0, 4)), size_hw)
+        resize_images(grey_outside(img, torch.stack(bx) if bx else torch.zeros(0, 4))[None], size_hw)[0]
         for img, bx in zip(images, image_boxes)])
 
-    if scene.background is not None:
-        bg_img, bg_cam, bg_boxes = scene.background.image, scene.background.camera, scene.background.object_boxes
-    else:
-        f = source_frame if source_frame is not None else (entries[0][0].source_frame if entries else target_frame)
-        bg_img, bg_cam = scene.frames[f], scene.cameras[f]
-        bg_boxes = torch.stack([a.boxes_2d[f] for a in scene.assets]) if scene.assets else torch.zeros(0, 4)
-    background = _resize(grey_inside(bg_img, bg_boxes), (H, W))
+    bg_img, bg_cam, bg_boxes = background_view(scene, target_frame, source_frame, min_visibility)
+    background = resize_images(grey_inside(bg_img, bg_boxes)[None], (H, W))[0]
 
     return Conditioning(
         appearance_images=appearance.unsqueeze(0),
@@ -267,8 +311,9 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
     )
 
 
-def _resize(image: Tensor, size_hw: tuple[int, int]) -> Tensor:
-    if tuple(image.shape[-2:]) == tuple(size_hw):
-        return image
-    return torch.nn.functional.interpolate(image[None], size=size_hw, mode="bilinear", align_corners=False,
-                                           antialias=True)[0]
+def resize_images(images: Tensor, size_hw: tuple[int, int]) -> Tensor:
+    """(B, C, h, w) -> (B, C, H, W) float, antialiased bilinear; the input itself when the size already matches."""
+    if tuple(images.shape[-2:]) == tuple(size_hw):
+        return images
+    return torch.nn.functional.interpolate(images, size=tuple(size_hw), mode="bilinear", align_corners=False,
+                                           antialias=True)

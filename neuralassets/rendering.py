@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from .conditioning import Conditioning, conditioning_from_scene
+from .conditioning import Conditioning, conditioning_from_scene, slotted_assets, unchanged_reference
 from .edits import _out_of_view
 from .errors import ValidationError, VideoError
 from .scene import Scene
@@ -54,11 +54,8 @@ def frame_conditioning(scene: Scene, frame: int, max_objects: int, source_frame:
         A batch-of-one :class:`~neuralassets.conditioning.Conditioning`.
     """
     cond = conditioning_from_scene(scene, frame, max_objects, source_frame)
-    # conditioning_from_scene gives slots, in asset order, to the assets that have appearance to take
-    slotted = [a for a in scene.assets
-               if a.appearance is not None or a.visibility[a.source_frame if source_frame is None else source_frame] > 0]
     away = torch.zeros(1, max_objects, dtype=torch.bool)
-    for slot, asset in enumerate(slotted):
+    for slot, asset in enumerate(slotted_assets(scene, source_frame)):
         away[0, slot] = bool(_out_of_view(asset, scene, [frame]))
     return cond.drop_objects(away) if bool(away.any()) else cond
 
@@ -66,7 +63,7 @@ def frame_conditioning(scene: Scene, frame: int, max_objects: int, source_frame:
 def render_video(pipe, scene: Scene, frames: Sequence[int] | None = None, *, fps: float = DEFAULT_FPS,
                  out: str | os.PathLike | None = None, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, seed: int = 0, source_frame: int | None = None, batch_size: int = 8,
-                 progress: bool = True, renderer: Callable | None = None) -> Tensor:
+                 progress: bool = True, renderer: Callable | None = None, keep_unchanged: bool = True) -> Tensor:
     """Render frames of ``scene`` as a temporally consistent video.
 
     Args:
@@ -86,6 +83,8 @@ def render_video(pipe, scene: Scene, frames: Sequence[int] | None = None, *, fps
         renderer: instead of the model, a renderer called as ``renderer(scene, frames=[...])``
             whose ``.rgb`` holds (F, 3, H, W) images, e.g. the generator's exact
             :func:`neuralassets.data.render` (ground-truth video of a synthetic scene).
+        keep_unchanged: at frames seen by the background photo's camera, keep the photo's
+            pixels where the render leaves the scene unchanged (``NeuralAssetsPipeline.keep_unchanged``).
 
     Returns:
         (T, 3, H, W) float in [0, 1] at the scene's size (model renders are resized to it).
@@ -119,7 +118,9 @@ def render_video(pipe, scene: Scene, frames: Sequence[int] | None = None, *, fps
                 rendered = renderer(scene, frames=chunk).rgb
             else:
                 cond = Conditioning.collate([frame_conditioning(scene, f, pipe.config.max_objects, source_frame) for f in chunk])
-                rendered = pipe.render(cond, num_inference_steps, guidance_scale, latents=noise.expand(len(chunk), -1, -1, -1))
+                photos = [unchanged_reference(scene, f, source_frame) for f in chunk] if keep_unchanged else None
+                rendered = pipe.render(cond, num_inference_steps, guidance_scale, latents=noise.expand(len(chunk), -1, -1, -1),
+                                       unchanged_from=photos)
             images.append(rendered.float().cpu())
             bar.update(len(chunk))
     video = torch.cat(images)

@@ -13,6 +13,7 @@ from neuralassets.benchmark.harness import BenchmarkConfig, run_benchmark, score
 from neuralassets.benchmark.report import markdown, write_report
 from neuralassets.benchmark.tasks import TASKS, TaskConfig, VideoCache, iter_cases, load_video, make_case
 from neuralassets.cli import main as cli_main
+from neuralassets.compositing import KeepUnchanged
 from neuralassets.errors import ValidationError
 from neuralassets.metrics import psnr, region_mask
 from neuralassets.plotting import saved_figure
@@ -250,16 +251,21 @@ def test_pipeline_and_vae_ceiling_methods_render_cases_deterministically(videos,
     assert torch.allclose(model.predict(cases[1:])[0], batch[1], atol=1e-5)  # batching does not change a case
     ceiling = VAECeilingMethod(model.pipeline)(cases[0])
     assert ceiling.shape == (3, 48, 48)
+    # the pipeline's default keeps the source's unchanged pixels (here: all of them); keep_unchanged=False does not
+    model.pipeline.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)
+    kept = model.predict(cases[:1])[0]
+    raw = PipelineMethod(model.pipeline, "raw", keep_unchanged=False).predict(cases[:1])[0]
+    assert torch.allclose(kept, cases[0].source, atol=1e-2) and (raw - cases[0].source).abs().mean() > 0.05
 
 
 @pytest.mark.slow
 def test_bench_command_runs_a_model_with_its_vae_ceiling(tmp_path, tiny_model_folder):
     gen = [arg for k, v in SMALL.items() for arg in ("--gen", f"{k}={v}")]
     code = cli_main(["bench", "--quick", "--cases", "1", "--tasks", "translation", "--model", str(tiny_model_folder),
-                     "--out", str(tmp_path), "--examples", "0", *gen])
+                     "--out", str(tmp_path), "--examples", "0", "--raw", *gen])
     assert code == 0
     text = (tmp_path / "pose_edit-quick.md").read_text()
-    for method in ("identity", "copy-paste", "vae-ceiling", "tiny-model"):
+    for method in ("identity", "copy-paste", "vae-ceiling", "tiny-model", "tiny-model-raw"):
         assert f"| {method} |" in text
     assert "tiny-model appearance-backbone" in text
 

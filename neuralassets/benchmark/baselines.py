@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .. import geometry
-from ..conditioning import Conditioning, conditioning_from_scene
+from ..conditioning import Conditioning, conditioning_from_scene, resize_images, unchanged_reference
 from ..scene import Scene
 from .case import Case
 
@@ -186,7 +186,7 @@ class CopyPasteMethod(Method):
         background = scene.background
         if background is not None and not torch.equal(background.image, case.source):
             # A new background: its own objects (greyed boxes) are inpainted away, ours pasted on it.
-            canvas = _to_uint8(_resize(background.image[None], (H, W))[0])
+            canvas = _to_uint8(resize_images(background.image[None], (H, W))[0])
             sx, sy = W / background.image.shape[-1], H / background.image.shape[-2]
             hole = np.zeros((H, W), np.uint8)
             for x0, y0, x1, y1 in background.object_boxes.tolist():
@@ -230,13 +230,6 @@ class CopyPasteMethod(Method):
         return float(np.abs(src.corners - dst.corners).max()) > STATIC_TOLERANCE
 
 
-def _resize(images: Tensor, size: tuple[int, int]) -> Tensor:
-    """(B, 3, h, w) -> (B, 3, H, W), antialiased bilinear; unchanged when the size already matches."""
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    return torch.nn.functional.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
 class VAECeilingMethod(Method):
     """The ground-truth target encoded and decoded by a pipeline's autoencoder.
 
@@ -254,8 +247,8 @@ class VAECeilingMethod(Method):
     def predict(self, cases: Sequence[Case]) -> Tensor:
         size = (self.pipeline.config.image_size,) * 2
         targets = torch.stack([c.target for c in cases])
-        decoded = self.pipeline.decode_latents(self.pipeline.encode_images(_resize(targets, size))).float().cpu()
-        return _resize(decoded, tuple(targets.shape[-2:])).clamp(0, 1)
+        decoded = self.pipeline.decode_latents(self.pipeline.encode_images(resize_images(targets, size))).float().cpu()
+        return resize_images(decoded, tuple(targets.shape[-2:])).clamp(0, 1)
 
 
 class PipelineMethod(Method):
@@ -268,12 +261,16 @@ class PipelineMethod(Method):
         guidance_scale: classifier-free guidance scale (None: the model's default).
         seed: seed of the sampling noise; case ``i`` of a task draws its noise from
             ``seed + i``, so results do not depend on how cases are batched.
+        keep_unchanged: keep the source photo's pixels where the render leaves the scene
+            unchanged, as the pipeline does by default (``NeuralAssetsPipeline.keep_unchanged``);
+            False scores the model's render alone.
     """
 
     def __init__(self, pipeline, name: str, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 seed: int = 0):
+                 seed: int = 0, keep_unchanged: bool = True):
         self.pipeline, self.name, self.seed = pipeline, name, seed
         self.num_inference_steps, self.guidance_scale = num_inference_steps, guidance_scale
+        self.keep_unchanged = keep_unchanged
 
     @classmethod
     def from_pretrained(cls, folder_or_id: str, **kwargs) -> PipelineMethod:
@@ -290,8 +287,10 @@ class PipelineMethod(Method):
                                      for c in cases])
         shape = (1, int(pipe.vae.config.latent_channels), pipe.latent_size, pipe.latent_size)
         noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(self.seed + c.index)) for c in cases])
-        images = pipe.render(cond, self.num_inference_steps, self.guidance_scale, latents=noise).float().cpu()
-        return _resize(images, (cases[0].scene.height, cases[0].scene.width)).clamp(0, 1)
+        photos = [unchanged_reference(c.scene, 1, 0) for c in cases] if self.keep_unchanged else None
+        images = pipe.render(cond, self.num_inference_steps, self.guidance_scale, latents=noise,
+                             unchanged_from=photos).float().cpu()
+        return resize_images(images, (cases[0].scene.height, cases[0].scene.width)).clamp(0, 1)
 
 
 __all__ = ["CopyPasteMethod", "IdentityMethod", "Method", "PipelineMethod", "VAECeilingMethod"]

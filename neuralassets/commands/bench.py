@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vae-ceiling", default=None, metavar="PATH",
                    help="pipeline whose autoencoder gives the VAE ceiling (default: the first --model)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps for --model (default: each model's own)")
+    p.add_argument("--raw", action="store_true",
+                   help="also score each --model's render alone, without keeping the source's unchanged pixels "
+                        "(reported as NAME-raw)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale for --model (default: each model's own)")
     p.add_argument("--lpips-weights", default=None, metavar="DIR",
                    help="folder with LPIPS weights (alexnet-owt-7be5be79.pth and alex.pth); without them LPIPS is n/a")
@@ -114,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     methods = [IdentityMethod(), CopyPasteMethod()]
     models = [PipelineMethod.from_pretrained(path, num_inference_steps=args.steps, guidance_scale=args.guidance)
               for path in args.model]
+    if args.raw:
+        models = [m for model in models for m in (model, PipelineMethod(
+            model.pipeline, f"{model.name}-raw", args.steps, args.guidance, keep_unchanged=False))]
     ceiling_source = args.vae_ceiling or (args.model[0] if args.model else None)
     if ceiling_source is not None:
         from ..pipelines import NeuralAssetsPipeline

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -26,7 +27,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..conditioning import Conditioning, conditioning_from_scene
+from ..compositing import KeepUnchanged
+from ..conditioning import Conditioning, conditioning_from_scene, resize_images, unchanged_reference
 from ..errors import ValidationError, WeightsError
 from ..models.asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
 from ..models.autoencoder import downsampling_factor
@@ -93,12 +95,15 @@ class NeuralAssetsPipeline:
     Attributes:
         autocast_dtype: None (float32) or ``torch.bfloat16`` to run the networks under autocast
             (faster on recent CPUs and GPUs; same seed -> same image either way).
+        compositor: :class:`~neuralassets.compositing.KeepUnchanged`, which decides where a
+            render keeps the source photo's pixels (:meth:`keep_unchanged`); replace it to tune.
     """
 
     def __init__(self, vae: nn.Module, asset_encoder: AssetEncoder, denoiser: Denoiser, scheduler, config: ModelConfig):
         self.vae, self.asset_encoder, self.denoiser, self.scheduler = vae, asset_encoder, denoiser, scheduler
         self.config = config
         self.autocast_dtype: torch.dtype | None = None
+        self.compositor = KeepUnchanged()
         for m in (vae, asset_encoder, denoiser):
             m.eval().requires_grad_(False)
 
@@ -236,7 +241,7 @@ class NeuralAssetsPipeline:
     def __call__(self, scene: Scene, target_frame: int = -1, source_frame: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, latents: Tensor | None = None,
-                 output_type: str = "pt") -> NeuralAssetsPipelineOutput:
+                 output_type: str = "pt", keep_unchanged: bool = True) -> NeuralAssetsPipelineOutput:
         """Render ``scene`` as seen at ``target_frame``.
 
         Args:
@@ -250,6 +255,9 @@ class NeuralAssetsPipeline:
             generator: a ``torch.Generator`` seeding the initial noise; the same seed gives the same image.
             latents: (1, C, h, w) initial noise to use instead of drawing it (videos keep it fixed).
             output_type: ``"pt"``, ``"np"`` or ``"pil"``.
+            keep_unchanged: when the target camera is the camera of the photo the background
+                comes from, keep that photo's pixels wherever the render leaves the scene
+                unchanged (:meth:`keep_unchanged`); False returns the model's render alone.
 
         Returns:
             :class:`NeuralAssetsPipelineOutput` with one image of ``image_size`` squared.
@@ -258,24 +266,65 @@ class NeuralAssetsPipeline:
             raise ValidationError(f"output_type: {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
         if not -scene.num_frames <= target_frame < scene.num_frames:
             raise ValidationError(f"target_frame: {target_frame} is not a frame index of a {scene.num_frames}-frame scene")
-        cond = conditioning_from_scene(scene, target_frame % scene.num_frames, self.config.max_objects, source_frame)
-        images = self.render(cond, num_inference_steps, guidance_scale, generator, latents)
+        target_frame %= scene.num_frames
+        cond = conditioning_from_scene(scene, target_frame, self.config.max_objects, source_frame)
+        photos = [unchanged_reference(scene, target_frame, source_frame)] if keep_unchanged else None
+        images = self.render(cond, num_inference_steps, guidance_scale, generator, latents, photos)
         return NeuralAssetsPipelineOutput(images=to_output_type(images, output_type))
 
     @torch.no_grad()
     def render(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-               generator: torch.Generator | None = None, latents: Tensor | None = None) -> Tensor:
+               generator: torch.Generator | None = None, latents: Tensor | None = None,
+               unchanged_from: Sequence[Tensor | None] | None = None) -> Tensor:
         """Render a batch of conditionings.
 
         Args:
             cond: batched :class:`Conditioning` with at most ``max_objects`` slots.
             num_inference_steps, guidance_scale, generator: as in :meth:`__call__`.
             latents: (B, C, h, w) initial noise, or None to draw it from ``generator``.
+            unchanged_from: None, or for each render a photo to keep unchanged pixels from
+                (see :meth:`keep_unchanged`).
 
         Returns:
             (B, 3, image_size, image_size) float in [0, 1].
         """
-        return self.decode_latents(self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents))
+        if unchanged_from is not None and len(unchanged_from) != cond.batch_size:
+            raise ValidationError(f"unchanged_from: {len(unchanged_from)} entries for a batch of {cond.batch_size}")
+        images = self.decode_latents(self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents))
+        return images if unchanged_from is None else self.keep_unchanged(images, unchanged_from)
+
+    @torch.no_grad()
+    def keep_unchanged(self, images: Tensor, photos: Sequence[Tensor | None]) -> Tensor:
+        """Take each photo's own pixels wherever its render left the scene unchanged.
+
+        The photo goes through the autoencoder too; where the render matches that
+        reconstruction, the model drew what the photo shows, and the photo's sharp pixel
+        replaces the blurred one (:mod:`neuralassets.compositing`, with :attr:`compositor`).
+        A photo must be seen by its render's camera, e.g.
+        :func:`~neuralassets.conditioning.unchanged_reference`.
+
+        Args:
+            images: (B, 3, S, S) float in [0, 1], renders.
+            photos: B entries, each (3, H, W) float in [0, 1] (resized to S x S) or None to
+                keep that render whole.
+
+        Returns:
+            (B, 3, S, S) float in [0, 1], a new tensor when any photo is given.
+        """
+        if len(photos) != len(images):
+            raise ValidationError(f"photos: {len(photos)} entries for {len(images)} images")
+        for i, photo in enumerate(photos):
+            if photo is not None and (photo.dim() != 3 or photo.shape[0] != 3):
+                raise ValidationError(f"photos[{i}]: shape {tuple(photo.shape)}, expected (3, H, W)")
+        rows = [i for i, photo in enumerate(photos) if photo is not None]
+        if not rows:
+            return images
+        size = tuple(images.shape[-2:])
+        photo = torch.cat([resize_images(photos[i][None].float(), size) for i in rows]).to(images.device)
+        reconstruction = self.decode_latents(self.encode_images(photo)).to(images.dtype)
+        out = images.clone()
+        out[rows] = self.compositor(images[rows], photo.to(images.dtype), reconstruction)
+        return out
 
     def sample_latents(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                        generator: torch.Generator | None = None, latents: Tensor | None = None) -> Tensor:
@@ -293,13 +342,9 @@ class NeuralAssetsPipeline:
         size = (self.config.image_size,) * 2
         if tuple(cond.background_image.shape[-2:]) == size and tuple(cond.appearance_images.shape[-2:]) == size:
             return cond.to(self.device)
-
-        def resize(x: Tensor) -> Tensor:
-            return nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-
         B, S = cond.appearance_images.shape[:2]
-        return replace(cond, appearance_images=resize(cond.appearance_images.flatten(0, 1)).unflatten(0, (B, S)),
-                       background_image=resize(cond.background_image)).to(self.device)
+        return replace(cond, appearance_images=resize_images(cond.appearance_images.flatten(0, 1), size).unflatten(0, (B, S)),
+                       background_image=resize_images(cond.background_image, size)).to(self.device)
 
     def encode_tokens(self, cond: Conditioning, guidance_scale: float) -> AssetTokens:
         """Asset tokens for the batch; with guidance (scale != 1) the null comes first, doubling the batch."""

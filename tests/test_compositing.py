@@ -1,0 +1,111 @@
+"""Keeping unchanged pixels: the change mask against hand-computed values, the composite, and its use in rendering."""
+import copy
+
+import pytest
+import torch
+from test_models import one_thread, tiny_pipeline  # noqa: F401 (one_thread: autouse fixture)
+
+from neuralassets.compositing import KeepUnchanged, change_mask, keep_unchanged
+from neuralassets.conditioning import background_view, conditioning_from_scene, resize_images, same_camera, unchanged_reference
+from neuralassets.errors import ValidationError
+from neuralassets.rendering import render_video
+from neuralassets.scene import Background, Camera
+
+
+def test_a_uniform_difference_follows_the_ramp():
+    reconstruction = torch.zeros(2, 3, 9, 9)
+    render = reconstruction + torch.tensor([0.03, 0.06]).view(2, 1, 1, 1)
+    mask = change_mask(render, reconstruction, unchanged_below=0.02, changed_above=0.10)
+    # blur, dilation and feathering keep a uniform image uniform: (0.03 - 0.02) / 0.08 and (0.06 - 0.02) / 0.08
+    assert mask.shape == (2, 1, 9, 9)
+    assert torch.allclose(mask[0], torch.full((1, 9, 9), 0.125)) and torch.allclose(mask[1], torch.full((1, 9, 9), 0.5))
+
+
+def test_a_changed_square_keeps_the_render_inside_and_the_photo_far_outside():
+    photo = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    reconstruction = photo + 0.01  # the autoencoder's small error: below the ramp
+    render = reconstruction.clone()
+    render[..., 12:24, 12:24] = 1.0 - render[..., 12:24, 12:24]
+    mask = KeepUnchanged().mask(render, reconstruction)
+    assert mask[0, 0, 15:21, 15:21].min() > 0.99 and mask[0, 0, :4].max() == 0 and mask[0, 0, 32:].max() == 0
+    out = keep_unchanged(render, photo, reconstruction)
+    assert torch.equal(out[..., :4, :], photo[..., :4, :])  # unchanged rows: the sharp photo, exactly
+    assert torch.allclose(out[..., 16:20, 16:20], render[..., 16:20, 16:20], atol=0.02)
+    # without blur and growth the mask is the ramp of the raw difference alone
+    sharp = change_mask(render, reconstruction, blur=0, grow=0)
+    assert torch.equal(sharp[0, 0] > 0, (render - reconstruction).abs().mean(1)[0] > 0.03)
+
+
+@pytest.mark.parametrize("kwargs", [{"unchanged_below": 0.1, "changed_above": 0.05}, {"unchanged_below": -0.1}])
+def test_a_bad_ramp_is_refused(kwargs):
+    with pytest.raises(ValueError, match="unchanged_below < changed_above"):
+        KeepUnchanged(**kwargs)
+
+
+def test_mismatched_shapes_are_refused():
+    with pytest.raises(ValueError, match="expected the same"):
+        change_mask(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9))
+    with pytest.raises(ValueError, match="photo"):
+        keep_unchanged(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 8, 8))
+
+
+@pytest.fixture
+def static_scene(simple_scene):
+    """simple_scene with every frame seen by frame 0's camera."""
+    scene = copy.deepcopy(simple_scene)
+    scene.cameras = [copy.deepcopy(scene.cameras[0]) for _ in scene.cameras]
+    return scene
+
+
+def test_the_reference_is_the_background_photo_only_when_seen_by_the_target_camera(simple_scene, static_scene):
+    assert same_camera(simple_scene.cameras[0], copy.deepcopy(simple_scene.cameras[0]))
+    assert not same_camera(simple_scene.cameras[0], simple_scene.cameras[1])
+    assert torch.equal(unchanged_reference(static_scene, 2, 0), static_scene.frames[0])
+    assert torch.equal(unchanged_reference(static_scene, 2), static_scene.frames[0])  # each asset's own source frame: 0
+    assert unchanged_reference(simple_scene, 2, 0) is None  # the camera moved
+    assert torch.equal(unchanged_reference(simple_scene, 1, 1), simple_scene.frames[1])
+    image, camera, boxes = background_view(static_scene, 2, 1)
+    assert torch.equal(image, static_scene.frames[1]) and boxes.shape == (2, 4)
+    # a background photo from another camera (a background swap) has nothing to keep
+    other = Camera.look_at([0.0, -5.0, 3.0], [0.0, 0.0, 0.0], 50.0, 32, 24)
+    static_scene.background = Background(torch.rand(3, 24, 32), other)
+    assert unchanged_reference(static_scene, 2, 0) is None
+    static_scene.background = Background(torch.rand(3, 24, 32), copy.deepcopy(static_scene.cameras[0]))
+    assert torch.equal(unchanged_reference(static_scene, 2, 0), static_scene.background.image)
+
+
+def test_the_pipeline_keeps_unchanged_pixels_of_a_static_view(simple_scene, static_scene):
+    pipe = tiny_pipeline()
+    before = copy.deepcopy(static_scene)
+
+    def run(scene, **kwargs):
+        return pipe(scene, target_frame=2, source_frame=0, generator=torch.Generator().manual_seed(3), **kwargs).images
+
+    raw = run(static_scene, keep_unchanged=False)
+    assert torch.equal(raw, pipe.render(conditioning_from_scene(static_scene, 2, 3, 0), generator=torch.Generator().manual_seed(3)))
+    photo = resize_images(static_scene.frames[0][None], (32, 32))
+    expected = KeepUnchanged()(raw, photo, pipe.decode_latents(pipe.encode_images(photo)))
+    assert torch.allclose(run(static_scene), expected, atol=1e-6)
+    pipe.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)  # nothing counts as changed
+    assert torch.allclose(run(static_scene), photo, atol=1e-6)
+    assert torch.equal(run(simple_scene), run(simple_scene, keep_unchanged=False))  # the camera moved: the render alone
+    assert torch.equal(static_scene.frames, before.frames) and static_scene.cameras[2].t.equal(before.cameras[2].t)
+    video = render_video(pipe, static_scene, frames=[2], num_inference_steps=2, source_frame=0, progress=False)
+    assert torch.allclose(video[0], resize_images(photo, (24, 32))[0], atol=1e-6)
+
+
+def test_render_checks_its_photos():
+    pipe = tiny_pipeline()
+    cond = conditioning_from_scene(_two_frame_scene(), 1, 3, 0)
+    with pytest.raises(ValidationError, match="unchanged_from: 2 entries for a batch of 1"):
+        pipe.render(cond, unchanged_from=[None, None])
+    with pytest.raises(ValidationError, match=r"photos\[0\]: shape \(24, 32\), expected \(3, H, W\)"):
+        pipe.render(cond, unchanged_from=[torch.zeros(24, 32)])
+    assert torch.equal(pipe.render(cond, unchanged_from=[None], generator=torch.Generator().manual_seed(1)),
+                       pipe.render(cond, generator=torch.Generator().manual_seed(1)))
+
+
+def _two_frame_scene():
+    from neuralassets.data import GeneratorConfig, generate_scene
+
+    return generate_scene(3, GeneratorConfig(num_frames=2, image_size=32, min_objects=2, max_objects=2))
