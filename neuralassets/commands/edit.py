@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--steps", type=int, default=None, help="denoising steps for --render (default: the model's)")
     r.add_argument("--guidance", type=float, default=None, help="guidance scale for --render (default: the model's)")
     r.add_argument("--seed", type=int, default=0, help="noise seed for --render")
+    r.add_argument("--raw", action="store_true",
+                   help="--render the model's image alone, without keeping the source's unchanged pixels")
     r.add_argument("--ground-truth", action="store_true",
                    help="render it with the synthetic renderer to OUT_DIR/ground_truth.png (scenes made by the generator)")
     p.set_defaults(run=_run, ops=[])
@@ -195,7 +197,8 @@ def _run(args: argparse.Namespace) -> int:
         except WeightsError as e:
             raise WeightsError(f"--render: cannot load the model ({e}); the edited scene is saved in {out}") from None
         image = pipe(edited, target_frame=target, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                     generator=torch.Generator().manual_seed(args.seed), output_type="np").images[0]
+                     generator=torch.Generator().manual_seed(args.seed), output_type="np",
+                     keep_unchanged=not args.raw).images[0]
         Image.fromarray(image).save(out / "render.png")
         print(f"{out / 'render.png'}: frame {target} rendered by the model")
     return 0
