@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import kornia
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -86,9 +87,12 @@ def keep_unchanged(render: Tensor, photo: Tensor, reconstruction: Tensor, **sett
     """The render where it changed the scene, the photo elsewhere, blended by :func:`change_mask`.
 
     Args:
-        render: (B, 3, H, W) float in [0, 1], the model's render seen by the photo's camera.
-        photo: (B, 3, H, W) float in [0, 1], the photo the render's background came from.
-        reconstruction: (B, 3, H, W) float in [0, 1], ``photo`` through the model's autoencoder.
+        render: (B, 3, H, W) float in [0, 1], the model's render.
+        photo: (B, 3, H, W) float in [0, 1], the photo the render's background came from, seen
+            by the render's camera; NaN where it does not show the scene (those pixels keep
+            the render), e.g. after :func:`~neuralassets.reprojection.reproject_image`.
+        reconstruction: (B, 3, H, W) float in [0, 1], ``photo`` through the model's
+            autoencoder (its NaN pixels filled from the render first).
         **settings: passed to :func:`change_mask`.
 
     Returns:
@@ -96,8 +100,9 @@ def keep_unchanged(render: Tensor, photo: Tensor, reconstruction: Tensor, **sett
     """
     if photo.shape != render.shape:
         raise ValueError(f"photo {tuple(photo.shape)}: expected the render's shape {tuple(render.shape)}")
-    mask = change_mask(render, reconstruction, **settings)
-    return mask * render + (1 - mask) * photo
+    unseen = torch.isnan(photo).any(1, keepdim=True)
+    mask = torch.where(unseen, 1.0, change_mask(render, reconstruction, **settings))
+    return mask * render + (1 - mask) * torch.where(unseen, render, photo)
 
 
 class KeepUnchanged(nn.Module):

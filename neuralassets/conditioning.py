@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from . import geometry
 from .errors import ValidationError
+from .reprojection import reproject_image
 from .scene import Camera, Scene
 
 GREY = 0.5  # fill value for pixels hidden from an encoder (the paper's choice)
@@ -173,39 +175,59 @@ def slotted_assets(scene: Scene, source_frame: int | None = None, min_visibility
             or a.visibility[a.source_frame if source_frame is None else source_frame] > min_visibility]
 
 
-def background_view(scene: Scene, target_frame: int, source_frame: int | None = None,
-                    min_visibility: float = 0.0) -> tuple[Tensor, Camera, Tensor]:
-    """The photo a render's background comes from, the camera that took it and the objects in it.
+class BackgroundView(NamedTuple):
+    """The photo a render's background comes from (:func:`background_view`).
 
-    That is ``scene.background`` when set, else frame ``source_frame`` or, by default, the
-    source frame of the first slotted asset (:func:`slotted_assets`; ``target_frame`` when
-    there is none).
-
-    Returns:
+    Attributes:
         image: (3, H', W') float in [0, 1], ungreyed.
-        camera: its :class:`~neuralassets.scene.Camera`.
+        camera: the :class:`~neuralassets.scene.Camera` that took it.
         object_boxes: (M, 4) float pixel boxes of the objects in it (greyed out for the encoder).
+        depth: (H', W') float camera-frame depth in metres, or None when unknown.
+    """
+
+    image: Tensor
+    camera: Camera
+    object_boxes: Tensor
+    depth: Tensor | None
+
+
+def background_view(scene: Scene, target_frame: int, source_frame: int | None = None,
+                    min_visibility: float = 0.0) -> BackgroundView:
+    """The photo a render's background comes from.
+
+    That is ``scene.background`` when set (no depth), else frame ``source_frame`` or, by
+    default, the source frame of the first slotted asset (:func:`slotted_assets`;
+    ``target_frame`` when there is none).
     """
     if scene.background is not None:
-        return scene.background.image, scene.background.camera, scene.background.object_boxes
+        return BackgroundView(scene.background.image, scene.background.camera, scene.background.object_boxes, None)
     if source_frame is None:
         slotted = slotted_assets(scene, None, min_visibility)
         source_frame = slotted[0].source_frame if slotted else target_frame
     boxes = torch.stack([a.boxes_2d[source_frame] for a in scene.assets]) if scene.assets else torch.zeros(0, 4)
-    return scene.frames[source_frame], scene.cameras[source_frame], boxes
+    depth = scene.depth[source_frame] if scene.depth is not None else None
+    return BackgroundView(scene.frames[source_frame], scene.cameras[source_frame], boxes, depth)
 
 
 def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | None = None) -> Tensor | None:
-    """The background photo (:func:`background_view`) when it was taken by ``target_frame``'s camera, else None.
+    """The background photo (:func:`background_view`) as ``target_frame``'s camera sees it.
 
-    Such a photo shows every part of the target view that an edit leaves alone, so a render
-    can keep those pixels (:mod:`neuralassets.compositing`).
+    It shows the parts of the target view that an edit leaves alone, so a render can keep
+    those pixels (:mod:`neuralassets.compositing`): the photo itself when the target
+    camera took it, else the photo reprojected through its depth
+    (:func:`~neuralassets.reprojection.reproject_image`), NaN where it does not see.
 
     Returns:
-        (3, H', W') float in [0, 1], or None when the cameras differ (intrinsics, pose or image size).
+        (3, H', W') float in [0, 1] (NaN where unseen), or None when the cameras differ and
+        the photo's depth is unknown (e.g. a background from another scene).
     """
-    image, camera, _ = background_view(scene, target_frame, source_frame)
-    return image if same_camera(camera, scene.cameras[target_frame]) else None
+    view = background_view(scene, target_frame, source_frame)
+    target = scene.cameras[target_frame]
+    if same_camera(view.camera, target):
+        return view.image
+    if view.depth is None:
+        return None
+    return reproject_image(view.image, view.depth, view.camera, target)
 
 
 def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
@@ -296,8 +318,8 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         resize_images(grey_outside(img, torch.stack(bx) if bx else torch.zeros(0, 4))[None], size_hw)[0]
         for img, bx in zip(images, image_boxes)])
 
-    bg_img, bg_cam, bg_boxes = background_view(scene, target_frame, source_frame, min_visibility)
-    background = resize_images(grey_inside(bg_img, bg_boxes)[None], (H, W))[0]
+    view = background_view(scene, target_frame, source_frame, min_visibility)
+    background = resize_images(grey_inside(view.image, view.object_boxes)[None], (H, W))[0]
 
     return Conditioning(
         appearance_images=appearance.unsqueeze(0),
@@ -307,7 +329,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         object_target_boxes=target_boxes.unsqueeze(0),
         object_mask=mask.unsqueeze(0),
         background_image=background.unsqueeze(0),
-        camera_pose=camera_motion(bg_cam, target_cam).unsqueeze(0),
+        camera_pose=camera_motion(view.camera, target_cam).unsqueeze(0),
     )
 
 

@@ -83,8 +83,9 @@ def render_video(pipe, scene: Scene, frames: Sequence[int] | None = None, *, fps
         renderer: instead of the model, a renderer called as ``renderer(scene, frames=[...])``
             whose ``.rgb`` holds (F, 3, H, W) images, e.g. the generator's exact
             :func:`neuralassets.data.render` (ground-truth video of a synthetic scene).
-        keep_unchanged: at frames seen by the background photo's camera, keep the photo's
-            pixels where the render leaves the scene unchanged (``NeuralAssetsPipeline.keep_unchanged``).
+        keep_unchanged: keep the background photo's pixels where a frame's render leaves the
+            scene unchanged, the photo seen by that frame's camera (``unchanged_reference``,
+            ``NeuralAssetsPipeline.keep_unchanged``).
 
     Returns:
         (T, 3, H, W) float in [0, 1] at the scene's size (model renders are resized to it).

@@ -9,6 +9,7 @@ from neuralassets.compositing import KeepUnchanged, change_mask, keep_unchanged
 from neuralassets.conditioning import background_view, conditioning_from_scene, resize_images, same_camera, unchanged_reference
 from neuralassets.errors import ValidationError
 from neuralassets.rendering import render_video
+from neuralassets.reprojection import reproject_image
 from neuralassets.scene import Background, Camera
 
 
@@ -42,6 +43,13 @@ def test_a_bad_ramp_is_refused(kwargs):
         KeepUnchanged(**kwargs)
 
 
+def test_pixels_the_photo_does_not_see_keep_the_render():
+    render, photo = torch.rand(1, 3, 12, 12), torch.rand(1, 3, 12, 12)
+    photo[..., :, :4] = float("nan")
+    out = keep_unchanged(render, photo, reconstruction=render)  # nothing changed: the photo wherever it sees
+    assert torch.equal(out[..., :4], render[..., :4]) and torch.equal(out[..., 4:], photo[..., 4:])
+
+
 def test_mismatched_shapes_are_refused():
     with pytest.raises(ValueError, match="expected the same"):
         change_mask(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9))
@@ -62,10 +70,15 @@ def test_the_reference_is_the_background_photo_only_when_seen_by_the_target_came
     assert not same_camera(simple_scene.cameras[0], simple_scene.cameras[1])
     assert torch.equal(unchanged_reference(static_scene, 2, 0), static_scene.frames[0])
     assert torch.equal(unchanged_reference(static_scene, 2), static_scene.frames[0])  # each asset's own source frame: 0
-    assert unchanged_reference(simple_scene, 2, 0) is None  # the camera moved
+    # the camera moved: the photo reprojected through its depth, or nothing without depth
+    moved = unchanged_reference(simple_scene, 2, 0)
+    expected = reproject_image(simple_scene.frames[0], simple_scene.depth[0], simple_scene.cameras[0], simple_scene.cameras[2])
+    assert torch.equal(moved.nan_to_num(-1), expected.nan_to_num(-1)) and 0 < moved.isnan().float().mean() < 1
+    assert unchanged_reference(simple_scene.replace(depth=None), 2, 0) is None
     assert torch.equal(unchanged_reference(simple_scene, 1, 1), simple_scene.frames[1])
-    image, camera, boxes = background_view(static_scene, 2, 1)
-    assert torch.equal(image, static_scene.frames[1]) and boxes.shape == (2, 4)
+    view = background_view(static_scene, 2, 1)
+    assert torch.equal(view.image, static_scene.frames[1]) and view.object_boxes.shape == (2, 4)
+    assert torch.equal(view.depth, static_scene.depth[1])
     # a background photo from another camera (a background swap) has nothing to keep
     other = Camera.look_at([0.0, -5.0, 3.0], [0.0, 0.0, 0.0], 50.0, 32, 24)
     static_scene.background = Background(torch.rand(3, 24, 32), other)
@@ -88,7 +101,13 @@ def test_the_pipeline_keeps_unchanged_pixels_of_a_static_view(simple_scene, stat
     assert torch.allclose(run(static_scene), expected, atol=1e-6)
     pipe.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)  # nothing counts as changed
     assert torch.allclose(run(static_scene), photo, atol=1e-6)
-    assert torch.equal(run(simple_scene), run(simple_scene, keep_unchanged=False))  # the camera moved: the render alone
+    no_depth = simple_scene.replace(depth=None)
+    assert torch.equal(run(no_depth), run(no_depth, keep_unchanged=False))  # the camera moved, no depth: the render alone
+    # with depth, the reprojected photo where it sees the scene and the render where it does not
+    reprojected = resize_images(unchanged_reference(simple_scene, 2, 0)[None], (32, 32))
+    moved = run(simple_scene)
+    assert torch.allclose(moved, torch.where(reprojected.isnan(), run(simple_scene, keep_unchanged=False), reprojected),
+                          atol=1e-6)
     assert torch.equal(static_scene.frames, before.frames) and static_scene.cameras[2].t.equal(before.cameras[2].t)
     video = render_video(pipe, static_scene, frames=[2], num_inference_steps=2, source_frame=0, progress=False)
     assert torch.allclose(video[0], resize_images(photo, (24, 32))[0], atol=1e-6)

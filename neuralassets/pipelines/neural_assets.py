@@ -255,9 +255,10 @@ class NeuralAssetsPipeline:
             generator: a ``torch.Generator`` seeding the initial noise; the same seed gives the same image.
             latents: (1, C, h, w) initial noise to use instead of drawing it (videos keep it fixed).
             output_type: ``"pt"``, ``"np"`` or ``"pil"``.
-            keep_unchanged: when the target camera is the camera of the photo the background
-                comes from, keep that photo's pixels wherever the render leaves the scene
-                unchanged (:meth:`keep_unchanged`); False returns the model's render alone.
+            keep_unchanged: keep the pixels of the photo the background comes from wherever
+                the render leaves the scene unchanged (:meth:`keep_unchanged`), that photo seen
+                by the target camera (reprojected through the scene's depth when the camera
+                moved; skipped when neither applies); False returns the model's render alone.
 
         Returns:
             :class:`NeuralAssetsPipelineOutput` with one image of ``image_size`` squared.
@@ -301,12 +302,13 @@ class NeuralAssetsPipeline:
         reconstruction, the model drew what the photo shows, and the photo's sharp pixel
         replaces the blurred one (:mod:`neuralassets.compositing`, with :attr:`compositor`).
         A photo must be seen by its render's camera, e.g.
-        :func:`~neuralassets.conditioning.unchanged_reference`.
+        :func:`~neuralassets.conditioning.unchanged_reference` (the background photo, or it
+        reprojected through its depth when the camera moved).
 
         Args:
             images: (B, 3, S, S) float in [0, 1], renders.
-            photos: B entries, each (3, H, W) float in [0, 1] (resized to S x S) or None to
-                keep that render whole.
+            photos: B entries, each (3, H, W) float in [0, 1] (resized to S x S; NaN where
+                the photo does not see the scene) or None to keep that render whole.
 
         Returns:
             (B, 3, S, S) float in [0, 1], a new tensor when any photo is given.
@@ -320,10 +322,11 @@ class NeuralAssetsPipeline:
         if not rows:
             return images
         size = tuple(images.shape[-2:])
-        photo = torch.cat([resize_images(photos[i][None].float(), size) for i in rows]).to(images.device)
-        reconstruction = self.decode_latents(self.encode_images(photo)).to(images.dtype)
+        photo = torch.cat([resize_images(photos[i][None].float(), size) for i in rows]).to(images.device, images.dtype)
+        filled = torch.where(torch.isnan(photo), images[rows], photo)  # what the photo does not see: the render
+        reconstruction = self.decode_latents(self.encode_images(filled)).to(images.dtype)
         out = images.clone()
-        out[rows] = self.compositor(images[rows], photo.to(images.dtype), reconstruction)
+        out[rows] = self.compositor(images[rows], photo, reconstruction)
         return out
 
     def sample_latents(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,

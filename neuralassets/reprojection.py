@@ -1,0 +1,95 @@
+"""See a photo from another camera: reproject it through its depth map.
+
+Every pixel of the photo is lifted to 3D by its depth and splatted into the target camera,
+nearest point first, which gives the target view's depth; each target pixel then looks
+back into the photo at the point it sees (bilinear, so the warp stays sub-pixel exact) and
+keeps it only where the photo's own depth there agrees, i.e. where the photo saw that
+point and not something in front of it. Target pixels the photo never saw (uncovered
+regions, outside its frame) are NaN.
+
+Example:
+    >>> import torch
+    >>> from neuralassets.scene import Camera
+    >>> cam = Camera.look_at([0.0, -5.0, 2.0], [0.0, 0.0, 0.0], 50.0, 16, 16)
+    >>> photo, depth = torch.rand(3, 16, 16), torch.full((16, 16), 5.0)
+    >>> torch.allclose(reproject_image(photo, depth, cam, cam), photo, atol=1e-5)  # same camera: the photo
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import geometry
+from .scene import Camera
+
+#: Relative depth difference up to which a target pixel counts as seen by the photo.
+DEPTH_TOLERANCE = 0.03
+
+
+def _pixel_centres(height: int, width: int) -> Tensor:
+    v, u = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    return torch.stack([u, v], dim=-1).reshape(-1, 2)
+
+
+def splat_depth(depth: Tensor, source: Camera, target: Camera) -> Tensor:
+    """The target camera's depth of the surface a photo's depth map describes.
+
+    Args:
+        depth: (H, W) float camera-frame depth in metres of the photo taken by ``source``.
+        source, target: cameras.
+
+    Returns:
+        (target.height, target.width) float depth in metres, nearest surface point per pixel
+        (one-pixel cracks closed by their nearest neighbour); inf where no point lands.
+    """
+    H, W = depth.shape
+    world = geometry.unproject_points(_pixel_centres(H, W), depth.reshape(-1).float(), source.K, source.R, source.t)
+    uv, z = geometry.project_points(world, target.K, target.R, target.t)
+    ix, iy = uv[:, 0].floor().long(), uv[:, 1].floor().long()
+    lands = (z > 1e-6) & (ix >= 0) & (ix < target.width) & (iy >= 0) & (iy < target.height)
+    splatted = torch.full((target.height * target.width,), float("inf"))
+    splatted.scatter_reduce_(0, (iy * target.width + ix)[lands], z[lands], reduce="amin")
+    splatted = splatted.view(1, 1, target.height, target.width)
+    nearest = -F.max_pool2d(-splatted, 3, stride=1, padding=1)
+    return torch.where(torch.isinf(splatted), nearest, splatted)[0, 0]
+
+
+def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera,
+                    tolerance: float = DEPTH_TOLERANCE) -> Tensor:
+    """A photo as the target camera would see it, NaN where the photo does not show the point.
+
+    Args:
+        image: (C, H, W) float, the photo taken by ``source``.
+        depth: (H, W) float camera-frame depth in metres of every photo pixel (finite).
+        source, target: cameras; the result has the target's size.
+        tolerance: relative depth difference up to which a looked-up point counts as seen.
+
+    Returns:
+        (C, target.height, target.width) float; NaN at pixels the photo does not see.
+
+    Raises:
+        ValueError: the depth map's size is not the image's, or it is not finite.
+    """
+    if depth.shape != image.shape[-2:]:
+        raise ValueError(f"depth {tuple(depth.shape)}: expected the image's size {tuple(image.shape[-2:])}")
+    if not bool(torch.isfinite(depth).all()):
+        raise ValueError("depth: expected finite values everywhere")
+    H, W = depth.shape
+    target_depth = splat_depth(depth, source, target)
+    seen = torch.isfinite(target_depth)
+    lifted = geometry.unproject_points(_pixel_centres(target.height, target.width),
+                                       torch.where(seen, target_depth, 1.0).reshape(-1), target.K, target.R, target.t)
+    uv, z = geometry.project_points(lifted, source.K, source.R, source.t)
+    grid = torch.stack([uv[:, 0] / W * 2 - 1, uv[:, 1] / H * 2 - 1], dim=-1).view(1, target.height, target.width, 2)
+    looked_up = F.grid_sample(image[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    photo_depth = F.grid_sample(depth[None, None].float(), grid, mode="nearest", padding_mode="border",
+                                align_corners=False)[0, 0]
+    inside = ((uv[:, 0] >= 0) & (uv[:, 0] <= W) & (uv[:, 1] >= 0) & (uv[:, 1] <= H)).view(target.height, target.width)
+    seen &= inside & ((z.view(target.height, target.width) - photo_depth).abs() <= tolerance * photo_depth)
+    return torch.where(seen, looked_up, torch.full_like(looked_up, float("nan")))
+
+
+__all__ = ["DEPTH_TOLERANCE", "reproject_image", "splat_depth"]
