@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-single-edits", action="store_true",
                    help="skip rendering every frame as a separate single edit (halves the model's time)")
     p.add_argument("--batch-size", type=int, default=8, help="frames per denoising batch")
+    p.add_argument("--raw", action="store_true",
+                   help="score the model's render alone, without keeping the source's unchanged pixels "
+                        "(the model is reported as NAME-raw)")
     p.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--name", default=None,
                    help="file name stem (default animation, animation-val for --split val; -quick is appended with --quick)")
@@ -93,14 +96,16 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.autocast_dtype = torch.bfloat16
         print(f"animation benchmark: {len(trajectories)} trajectories x {min(cases, len(seeds))} cases of {args.frames} "
               f"frames, seeds {seeds.start}:{seeds.stop}, model {name or 'none (no weights/; baseline only)'}")
-        result = run_animation_benchmark(config, pipeline, name or "model", [CopyPasteMethod()],
+        model_name = (name or "model") + ("-raw" if args.raw else "")
+        result = run_animation_benchmark(config, pipeline, model_name, [CopyPasteMethod()],
                                          single_edits=not args.no_single_edits, num_inference_steps=args.steps,
-                                         guidance_scale=args.guidance, batch_size=args.batch_size, progress=print)
+                                         guidance_scale=args.guidance, batch_size=args.batch_size, progress=print,
+                                         keep_unchanged=not args.raw)
     except NeuralAssetsError as e:
         print(f"animation: error: {e}", file=sys.stderr)
         return 2
     result.config.update({"model": args.model or name, "steps": args.steps, "guidance": args.guidance,
-                          "bf16": bool(args.bf16 and pipeline is not None)})
+                          "bf16": bool(args.bf16 and pipeline is not None), "raw": bool(args.raw)})
     publish(write_report, result, args.out, args.name, "animation", args.split, args.quick)
     return 0
 

@@ -164,6 +164,21 @@ def test_runner_is_deterministic(tiny_result, tiny_pipeline_dir):
         assert [a[k] for k in FRAME_METRICS] == pytest.approx([b[k] for k in FRAME_METRICS], abs=1e-4)
 
 
+def test_runner_scores_the_render_alone_when_asked(tiny_pipeline_dir):
+    from neuralassets.compositing import KeepUnchanged
+
+    pipe = NeuralAssetsPipeline.from_pretrained(tiny_pipeline_dir)
+    pipe.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)  # keep the photo wherever it sees
+    config = AnimationConfig(SEEDS, cases=1, trajectories=("move_turn",), num_frames=2, generator_overrides=SMALL)
+    kept = run_animation_benchmark(config, pipe, "tiny", single_edits=False)
+    raw = run_animation_benchmark(config, pipe, "tiny", single_edits=False, keep_unchanged=False)
+
+    def frame0(result):  # the source pose: the photo itself, resampled to the model's size and back
+        return next(row["psnr"] for row in result.rows if row["frame"] == 0)
+
+    assert frame0(kept) > frame0(raw) + 5
+
+
 def test_report_writes_tables_chart_and_filmstrip(tiny_result, tmp_path):
     written = write_report(tiny_result, tmp_path, "animation-quick")
     assert {p.name for p in written} == {"animation-quick.md", "animation-quick.json", "animation-quick_psnr.png",
@@ -203,6 +218,11 @@ def test_script_quick_run_writes_quick_files(tiny_pipeline_dir, tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"animation-val-quick.md", "animation-val-quick.json",
                                                    "animation-val-quick_psnr.png", "animation-val-quick_filmstrip_orbit.png"}
     assert "| pipeline video |" in (tmp_path / "animation-val-quick.md").read_text()
+    code = _script().main(["--quick", "--split", "val", "--cases", "1", "--frames", "3", "--trajectories", "orbit",
+                           "--model", str(tiny_pipeline_dir), "--no-single-edits", "--out", str(tmp_path), "--raw",
+                           "--name", "raw", *gen])
+    assert code == 0 and "| pipeline-raw video |" in (tmp_path / "raw-quick.md").read_text()
+    assert json.loads((tmp_path / "raw-quick.json").read_text())["config"]["raw"] is True
 
 
 def test_script_rejects_bad_arguments(capsys):

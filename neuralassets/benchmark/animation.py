@@ -386,7 +386,8 @@ def _nanmean(values: Sequence[float]) -> float:
 def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: str = "model",
                             baselines: Sequence[Method] = (), single_edits: bool = True,
                             num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                            batch_size: int = 8, progress: Callable[[str], None] | None = None) -> AnimationResult:
+                            batch_size: int = 8, progress: Callable[[str], None] | None = None,
+                            keep_unchanged: bool = True) -> AnimationResult:
     """Animate held-out scenes, render them with the model and the baselines, and score every frame.
 
     Args:
@@ -399,6 +400,10 @@ def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: 
         num_inference_steps, guidance_scale: sampling settings (None: the model's own).
         batch_size: frames per denoising batch.
         progress: called with a line of text after each case.
+        keep_unchanged: the pipeline's default output, which keeps the source photo's pixels
+            where a frame's render leaves the scene unchanged; False scores the render alone.
+            (With it, frame 0, the source pose, is close to the photo itself, so drift
+            measured from frame 0 grows by what frame 0 gains.)
 
     Returns:
         An :class:`AnimationResult`.
@@ -411,8 +416,8 @@ def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: 
     video_name = single_name = None
     if pipeline is not None:
         video_name, single_name = f"{model_name} video", f"{model_name} single edits"
-    single = PipelineMethod(pipeline, single_name, num_inference_steps, guidance_scale, config.seed) \
-        if pipeline is not None and single_edits else None
+    single = PipelineMethod(pipeline, single_name, num_inference_steps, guidance_scale, config.seed,
+                            keep_unchanged=keep_unchanged) if pipeline is not None and single_edits else None
     names = [n for n in (video_name, single.name if single else None) if n] + [m.name for m in baselines]
     if len(set(names)) != len(names):
         raise ValidationError(f"methods: names must differ, got {names}")
@@ -440,7 +445,8 @@ def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: 
                 t0 = time.perf_counter()
                 predictions[video_name] = render_video(pipeline, animation.video, seed=config.seed + i * T, source_frame=0,
                                                        num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                                       batch_size=batch_size, progress=False)
+                                                       batch_size=batch_size, progress=False,
+                                                       keep_unchanged=keep_unchanged)
                 seconds[video_name] = time.perf_counter() - t0
             for method in ([single] if single else []) + list(baselines):
                 t0 = time.perf_counter()

@@ -71,8 +71,12 @@ def markdown(result: AnimationResult) -> str:
         "pose-edit benchmark's). Mean ± 95% confidence half-width over the cases (Student's t); averages are over the",
         f"edited frames 1-{T - 1}. Baselines that copy the source reproduce frame 0 exactly (capped at {PSNR_CAP_DB:.0f} dB),",
         "so their drift says nothing.",
-        "",
     ]
+    if result.video_method and not cfg.get("raw", False):
+        lines += ["The model's output keeps the source's pixels wherever its render leaves the scene unchanged, so its",
+                  "frame 0 is nearly the source itself and its drift from frame 0 mostly measures that; the render alone",
+                  "(`--raw`) shows the drift of the model."]
+    lines.append("")
     averages = ("psnr_box", "psnr", "ssim", "ssim_box", "identity")
     header = (f"| method | in-box PSNR, frame 0 | in-box PSNR, frame {T - 1} | drift ({T - 1} − 0) | "
               + " | ".join(f"{FRAME_METRICS[k][0]}, frames 1-{T - 1}" for k in averages) + " | ms / frame | cases |")
