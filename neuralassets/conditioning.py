@@ -195,12 +195,13 @@ def background_view(scene: Scene, target_frame: int, source_frame: int | None = 
                     min_visibility: float = 0.0) -> BackgroundView:
     """The photo a render's background comes from.
 
-    That is ``scene.background`` when set (no depth), else frame ``source_frame`` or, by
+    That is ``scene.background`` when set, else frame ``source_frame`` or, by
     default, the source frame of the first slotted asset (:func:`slotted_assets`;
     ``target_frame`` when there is none).
     """
     if scene.background is not None:
-        return BackgroundView(scene.background.image, scene.background.camera, scene.background.object_boxes, None)
+        bg = scene.background
+        return BackgroundView(bg.image, bg.camera, bg.object_boxes, bg.depth)
     if source_frame is None:
         slotted = slotted_assets(scene, None, min_visibility)
         source_frame = slotted[0].source_frame if slotted else target_frame
@@ -219,7 +220,7 @@ def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | Non
 
     Returns:
         (3, H', W') float in [0, 1] (NaN where unseen), or None when the cameras differ and
-        the photo's depth is unknown (e.g. a background from another scene).
+        the photo's depth is unknown (e.g. a background taken from another scene).
     """
     view = background_view(scene, target_frame, source_frame)
     target = scene.cameras[target_frame]

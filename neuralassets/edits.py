@@ -491,7 +491,8 @@ def remove(scene: Scene, asset_id: int) -> Scene:
         # greyed; without this asset's box there it would reappear, so make it explicit.
         boxes = torch.stack([a.boxes_2d[f] for a in scene.assets])
         out.background = Background(scene.frames[f].clone(), copy.deepcopy(scene.cameras[f]), boxes,
-                                    copy.deepcopy(scene.metadata.get("renderer") or {}))
+                                    copy.deepcopy(scene.metadata.get("renderer") or {}),
+                                    None if scene.depth is None else scene.depth[f].clone())
     elif out.background.image.shape == scene.frames[f].shape and torch.equal(out.background.image, scene.frames[f]):
         out.background.object_boxes = torch.cat([out.background.object_boxes, asset.boxes_2d[f][None]])
     return out

@@ -5,7 +5,7 @@ nearest point first, which gives the target view's depth; each target pixel then
 back into the photo at the point it sees (bilinear, so the warp stays sub-pixel exact) and
 keeps it only where the photo's own depth there agrees, i.e. where the photo saw that
 point and not something in front of it. Target pixels the photo never saw (uncovered
-regions, outside its frame) are NaN.
+regions, outside its frame, pixels of unknown depth) are NaN.
 
 Example:
     >>> import torch
@@ -38,7 +38,8 @@ def splat_depth(depth: Tensor, source: Camera, target: Camera) -> Tensor:
     """The target camera's depth of the surface a photo's depth map describes.
 
     Args:
-        depth: (H, W) float camera-frame depth in metres of the photo taken by ``source``.
+        depth: (H, W) float camera-frame depth in metres of the photo taken by ``source``
+            (pixels with non-finite or non-positive depth are left out).
         source, target: cameras.
 
     Returns:
@@ -49,7 +50,8 @@ def splat_depth(depth: Tensor, source: Camera, target: Camera) -> Tensor:
     world = geometry.unproject_points(_pixel_centres(H, W), depth.reshape(-1).float(), source.K, source.R, source.t)
     uv, z = geometry.project_points(world, target.K, target.R, target.t)
     ix, iy = uv[:, 0].floor().long(), uv[:, 1].floor().long()
-    lands = (z > 1e-6) & (ix >= 0) & (ix < target.width) & (iy >= 0) & (iy < target.height)
+    known = (torch.isfinite(depth) & (depth > 0)).reshape(-1)
+    lands = known & (z > 1e-6) & (ix >= 0) & (ix < target.width) & (iy >= 0) & (iy < target.height)
     splatted = torch.full((target.height * target.width,), float("inf"))
     splatted.scatter_reduce_(0, (iy * target.width + ix)[lands], z[lands], reduce="amin")
     splatted = splatted.view(1, 1, target.height, target.width)
@@ -63,7 +65,8 @@ def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera
 
     Args:
         image: (C, H, W) float, the photo taken by ``source``.
-        depth: (H, W) float camera-frame depth in metres of every photo pixel (finite).
+        depth: (H, W) float camera-frame depth in metres of every photo pixel (pixels whose
+            depth is not a positive finite number count as unseen).
         source, target: cameras; the result has the target's size.
         tolerance: relative depth difference up to which a looked-up point counts as seen.
 
@@ -71,12 +74,10 @@ def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera
         (C, target.height, target.width) float; NaN at pixels the photo does not see.
 
     Raises:
-        ValueError: the depth map's size is not the image's, or it is not finite.
+        ValueError: the depth map's size is not the image's.
     """
     if depth.shape != image.shape[-2:]:
         raise ValueError(f"depth {tuple(depth.shape)}: expected the image's size {tuple(image.shape[-2:])}")
-    if not bool(torch.isfinite(depth).all()):
-        raise ValueError("depth: expected finite values everywhere")
     H, W = depth.shape
     target_depth = splat_depth(depth, source, target)
     seen = torch.isfinite(target_depth)
@@ -88,7 +89,8 @@ def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera
     photo_depth = F.grid_sample(depth[None, None].float(), grid, mode="nearest", padding_mode="border",
                                 align_corners=False)[0, 0]
     inside = ((uv[:, 0] >= 0) & (uv[:, 0] <= W) & (uv[:, 1] >= 0) & (uv[:, 1] <= H)).view(target.height, target.width)
-    seen &= inside & ((z.view(target.height, target.width) - photo_depth).abs() <= tolerance * photo_depth)
+    agrees = (z.view(target.height, target.width) - photo_depth).abs() <= tolerance * photo_depth
+    seen &= inside & torch.isfinite(photo_depth) & (photo_depth > 0) & agrees
     return torch.where(seen, looked_up, torch.full_like(looked_up, float("nan")))
 
 

@@ -7,7 +7,7 @@ ground truth. Everything in it is a plain dataclass holding torch tensors.
 Folder format (``FORMAT_VERSION`` 1)::
 
     scene.json            format version, sizes, asset list, metadata (JSON)
-    tensors.safetensors   cameras, per-frame asset poses, 2D boxes, visibility, depth
+    tensors.safetensors   cameras, per-frame asset poses, 2D boxes, visibility, depth (and the background's)
     frames/00000.png ...  one RGB PNG per frame
     masks/asset_0001.png  the asset's T masks stacked vertically, (T*H, W) 8-bit PNG
     appearance/asset_0001.png  appearance image of an asset brought from another scene
@@ -251,15 +251,19 @@ class Background:
             from this camera to the target camera).
         object_boxes: (M, 4) float pixel boxes of objects in ``image`` to grey out.
         attributes: JSON-serialisable extras (the synthetic renderer keeps its backdrop style here).
+        depth: (H, W) float camera-frame depth in metres of ``image`` when known (it lets a
+            render from another camera keep the image's unchanged pixels), else None.
     """
 
     image: Tensor
     camera: Camera
     object_boxes: Tensor = field(default_factory=lambda: torch.zeros(0, 4))
     attributes: dict = field(default_factory=dict)
+    depth: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.image, self.object_boxes = _f32(self.image), _f32(self.object_boxes).reshape(-1, 4)
+        self.depth = None if self.depth is None else _f32(self.depth)
 
 
 @dataclass
@@ -372,6 +376,8 @@ class Scene:
         if self.background is not None:
             _check_tensor(self.background.image, (3, None, None), "background.image")
             self.background.camera.validate("background.camera")
+            if self.background.depth is not None:
+                _check_tensor(self.background.depth, tuple(self.background.image.shape[1:]), "background.depth", finite=False)
         return self
 
     # -- files ------------------------------------------------------------------------
@@ -419,6 +425,8 @@ class Scene:
             _write_png(folder / "background.png", bg.image)
             tensors.update({"background.K": bg.camera.K, "background.R": bg.camera.R, "background.t": bg.camera.t,
                             "background.object_boxes": bg.object_boxes})
+            if bg.depth is not None:
+                tensors["background.depth"] = bg.depth.clone()  # it may be a view of the frames' depth
             background_json = {"image": "background.png", "width": bg.camera.width, "height": bg.camera.height,
                                "attributes": bg.attributes}
         tmp = folder / (_TENSOR_FILE + ".tmp")
@@ -503,7 +511,8 @@ class Scene:
             bg = meta["background"]
             img = _read_png(_inside(folder, bg["image"]), None)
             camera = Camera(get("background.K"), get("background.R"), get("background.t"), bg["width"], bg["height"])
-            background = Background(img, camera, get("background.object_boxes"), dict(bg.get("attributes") or {}))
+            background = Background(img, camera, get("background.object_boxes"), dict(bg.get("attributes") or {}),
+                                    tensors.get("background.depth"))
         scene = cls(frames, cameras, assets, background, tensors.get("depth"), dict(meta.get("metadata") or {}))
         try:
             return scene.validate()

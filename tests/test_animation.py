@@ -84,6 +84,7 @@ def test_animate_shapes_placeholders_and_background(simple_scene):
     assert torch.equal(out.background.image, simple_scene.frames[2])
     assert torch.equal(out.background.camera.t, simple_scene.cameras[2].t)
     assert torch.equal(out.background.object_boxes, torch.stack([a.boxes_2d[2] for a in simple_scene.assets]))
+    assert torch.equal(out.background.depth, simple_scene.depth[2])  # so moved cameras can reproject it
     assert out.metadata["animation"]["source_frame"] == 2 and out.metadata["seed"] == 0
     assert Keyframes.from_dict(out.metadata["animation"]["keyframes"]) == Keyframes.spin(2, 5)
     for a, b in zip(simple_scene.assets, before.assets):  # the input is untouched

@@ -152,6 +152,8 @@ def test_remove_greys_the_object_in_the_background(front_scene):
     assert torch.equal(out.background.image, front_scene.frames[0])
     assert torch.equal(out.background.object_boxes, torch.stack([a.boxes_2d[0] for a in front_scene.assets]))
     assert out.background.attributes == {"floor": "checker"}
+    deep = front_scene.replace(depth=torch.rand(front_scene.num_frames, front_scene.height, front_scene.width) + 1)
+    assert torch.equal(E.remove(deep, 1).background.depth, deep.depth[0])  # so moved cameras can reproject it
     bg = conditioning_from_scene(out, 0, max_objects=4).background_image[0]
     assert torch.all(bg[:, 21:35, 25:39] == GREY)  # inside the removed cube's box
     assert torch.equal(bg[:, :18], front_scene.frames[0][:, :18])

@@ -35,10 +35,12 @@ def test_background_uncovered_by_a_nearer_object_is_unseen():
     assert out[..., 14:].isnan().all()
 
 
-def test_bad_depth_is_refused():
+def test_pixels_of_unknown_depth_are_unseen_and_a_wrong_size_is_refused():
+    image, depth = torch.rand(3, H, W), torch.full((H, W), 5.0)
+    depth[:, 10] = float("inf")
+    depth[:, 12] = float("nan")
+    out = reproject_image(image, depth, camera(0.0), camera(0.5))
+    assert out[..., [8, 10]].isnan().all()  # they would show source columns 10 and 12
+    assert torch.allclose(out[..., 9], image[..., 11], atol=1e-5) and not out[..., :8].isnan().any()
     with pytest.raises(ValueError, match=r"depth \(8, 15\): expected the image's size \(8, 16\)"):
-        reproject_image(torch.rand(3, H, W), torch.ones(H, W - 1), camera(0.0), camera(0.5))
-    depth = torch.ones(H, W)
-    depth[0, 0] = float("inf")
-    with pytest.raises(ValueError, match="finite"):
-        reproject_image(torch.rand(3, H, W), depth, camera(0.0), camera(0.5))
+        reproject_image(image, torch.ones(H, W - 1), camera(0.0), camera(0.5))
