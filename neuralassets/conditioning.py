@@ -220,8 +220,11 @@ def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | Non
 
     Returns:
         (3, H', W') float in [0, 1] (NaN where unseen), or None when the cameras differ and
-        the photo's depth is unknown (e.g. a background taken from another scene).
+        the photo's depth is unknown, or the background is another scene's photo
+        (``Background.shows_scene`` False, after a background swap).
     """
+    if scene.background is not None and not scene.background.shows_scene:
+        return None
     view = background_view(scene, target_frame, source_frame)
     target = scene.cameras[target_frame]
     if same_camera(view.camera, target):

@@ -612,7 +612,7 @@ def swap_background(scene: Scene, other_scene: Scene, frame: int = 0, other_name
     boxes = torch.stack([a.boxes_2d[f] for a in other_scene.assets]) if other_scene.assets else torch.zeros(0, 4)
     out = scene.copy()
     out.background = Background(other_scene.frames[f].clone(), copy.deepcopy(scene.cameras[v]), boxes.clone(),
-                                copy.deepcopy(other_scene.metadata.get("renderer") or {}))
+                                copy.deepcopy(other_scene.metadata.get("renderer") or {}), shows_scene=False)
     return out
 
 

@@ -253,6 +253,9 @@ class Background:
         attributes: JSON-serialisable extras (the synthetic renderer keeps its backdrop style here).
         depth: (H, W) float camera-frame depth in metres of ``image`` when known (it lets a
             render from another camera keep the image's unchanged pixels), else None.
+        shows_scene: whether ``image`` is a photo of this scene's own world taken by
+            ``camera``; False for another scene's photo standing in for it (a background
+            swap), whose pixels a render must not keep.
     """
 
     image: Tensor
@@ -260,6 +263,7 @@ class Background:
     object_boxes: Tensor = field(default_factory=lambda: torch.zeros(0, 4))
     attributes: dict = field(default_factory=dict)
     depth: Tensor | None = None
+    shows_scene: bool = True
 
     def __post_init__(self) -> None:
         self.image, self.object_boxes = _f32(self.image), _f32(self.object_boxes).reshape(-1, 4)
@@ -428,7 +432,7 @@ class Scene:
             if bg.depth is not None:
                 tensors["background.depth"] = bg.depth.clone()  # it may be a view of the frames' depth
             background_json = {"image": "background.png", "width": bg.camera.width, "height": bg.camera.height,
-                               "attributes": bg.attributes}
+                               "attributes": bg.attributes, "shows_scene": bool(bg.shows_scene)}
         tmp = folder / (_TENSOR_FILE + ".tmp")
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         os.replace(tmp, folder / _TENSOR_FILE)
@@ -512,7 +516,7 @@ class Scene:
             img = _read_png(_inside(folder, bg["image"]), None)
             camera = Camera(get("background.K"), get("background.R"), get("background.t"), bg["width"], bg["height"])
             background = Background(img, camera, get("background.object_boxes"), dict(bg.get("attributes") or {}),
-                                    tensors.get("background.depth"))
+                                    tensors.get("background.depth"), bool(bg.get("shows_scene", True)))
         scene = cls(frames, cameras, assets, background, tensors.get("depth"), dict(meta.get("metadata") or {}))
         try:
             return scene.validate()

@@ -5,6 +5,7 @@ import pytest
 import torch
 from test_models import one_thread, tiny_pipeline  # noqa: F401 (one_thread: autouse fixture)
 
+from neuralassets import edits as E
 from neuralassets.compositing import KeepUnchanged, change_mask, keep_unchanged
 from neuralassets.conditioning import background_view, conditioning_from_scene, resize_images, same_camera, unchanged_reference
 from neuralassets.errors import ValidationError
@@ -85,6 +86,9 @@ def test_the_reference_is_the_background_photo_only_when_seen_by_the_target_came
     assert unchanged_reference(static_scene, 2, 0) is None
     static_scene.background = Background(torch.rand(3, 24, 32), copy.deepcopy(static_scene.cameras[0]))
     assert torch.equal(unchanged_reference(static_scene, 2, 0), static_scene.background.image)
+    static_scene.background.shows_scene = False  # another scene's photo standing in for the view
+    assert unchanged_reference(static_scene, 2, 0) is None
+    assert unchanged_reference(E.swap_background(static_scene.replace(background=None), simple_scene), 2, 0) is None
 
 
 def test_the_pipeline_keeps_unchanged_pixels_of_a_static_view(simple_scene, static_scene):

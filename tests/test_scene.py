@@ -28,9 +28,11 @@ def test_save_load_roundtrip_is_exact(tmp_path, simple_scene):
     assert_scenes_equal(simple_scene, loaded)
     assert torch.equal(loaded.background.image, simple_scene.background.image)
     assert loaded.background.attributes == {"style": "sky"} and loaded.background.depth is None
-    simple_scene.background.depth = simple_scene.depth[1]
+    assert loaded.background.shows_scene
+    simple_scene.background.depth, simple_scene.background.shows_scene = simple_scene.depth[1], False
     simple_scene.save(tmp_path / "d")
-    assert torch.equal(Scene.load(tmp_path / "d").background.depth, simple_scene.depth[1])
+    reloaded = Scene.load(tmp_path / "d").background
+    assert torch.equal(reloaded.depth, simple_scene.depth[1]) and not reloaded.shows_scene
     simple_scene.background.depth = simple_scene.depth[1][:-1]
     with pytest.raises(ValidationError, match=r"background.depth: expected shape \(24, 32\), got \(23, 32\)"):
         simple_scene.validate()
