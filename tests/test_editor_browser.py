@@ -230,7 +230,7 @@ def test_four_clients_at_once_stay_apart(server):
         client.predict(target.id, api_name="/select")
         message = client.predict(*offsets[i], api_name="/move")[0]
         assert message.startswith(f"Moved {target.id}"), message
-        out = client.predict("ground truth", 20, 2.0, 0, api_name="/render")
+        out = client.predict("ground truth", 20, 2.0, 0, True, api_name="/render")
         assert out[0] == "Rendered frame 0 with the ground truth back end.", out[0]
         history = out[-2]
         assert history.count("move") == 1, history  # only this client's own edit

@@ -174,6 +174,8 @@ def build_app(renderers: Renderers | None = None, workdir: str | os.PathLike | N
                     guidance = gr.Slider(0, MAX_GUIDANCE, value=RenderSettings.guidance, step=0.1, label="guidance",
                                          elem_id="guidance")
                     seed = gr.Number(RenderSettings.seed, precision=0, minimum=0, label="seed", elem_id="seed")
+                keep = gr.Checkbox(value=RenderSettings.keep_unchanged, label="keep unchanged pixels", elem_id="keep-unchanged",
+                                   info="neural: the frame's own pixels wherever the render leaves the scene unchanged")
             with gr.Tab("Export"):
                 with gr.Row():
                     export_png = gr.Button("Render as PNG", elem_id="export-png")
@@ -198,8 +200,9 @@ def build_app(renderers: Renderers | None = None, workdir: str | os.PathLike | N
                     gr.Dropdown(choices=v.choices, value=v.selected), gr.Dropdown(choices=others, value=None),
                     gr.Slider(maximum=max(v.num_frames - 1, 1), value=v.frame), v.history, f"**{v.title}**"]
 
-        def settings_of(backend_name, n_steps, guidance_scale, seed_value) -> RenderSettings:
-            return RenderSettings(str(backend_name), int(n_steps), float(guidance_scale), int(seed_value or 0))
+        def settings_of(backend_name, n_steps, guidance_scale, seed_value, keep_pixels) -> RenderSettings:
+            return RenderSettings(str(backend_name), int(n_steps), float(guidance_scale), int(seed_value or 0),
+                                  bool(keep_pixels))
 
         def wire(trigger, fn, extra_inputs, api_name: str, heavy: bool = False) -> None:
             trigger(lambda s, *a: show(*fn(s, *a)), inputs=[state, *extra_inputs], outputs=shown, api_name=api_name,
@@ -216,8 +219,8 @@ def build_app(renderers: Renderers | None = None, workdir: str | os.PathLike | N
             x, y = evt.index
             return show(*cb.click(s, (x + 0.5) / k, (y + 0.5) / k, mode))
 
-        def on_render(s, b, n, g, sd, progress=_PROGRESS):
-            return show(*cb.render(s, renderers, settings_of(b, n, g, sd), progress))
+        def on_render(s, b, n, g, sd, k, progress=_PROGRESS):
+            return show(*cb.render(s, renderers, settings_of(b, n, g, sd, k), progress))
 
         def on_export_png(s, request: gr.Request):
             new, message, path = cb.export_png(s, _session_folder(workdir, request))
@@ -227,8 +230,8 @@ def build_app(renderers: Renderers | None = None, workdir: str | os.PathLike | N
             new, message, path = cb.export_scene(s, _session_folder(workdir, request))
             return [*show(new, message), path]
 
-        def on_export_animation(s, kind, n, suffix, b, st, g, sd, x, y, z, request: gr.Request, progress=_PROGRESS):
-            new, message, path = cb.export_animation(s, renderers, settings_of(b, st, g, sd), kind, n, suffix,
+        def on_export_animation(s, kind, n, suffix, b, st, g, sd, k, x, y, z, request: gr.Request, progress=_PROGRESS):
+            new, message, path = cb.export_animation(s, renderers, settings_of(b, st, g, sd, k), kind, n, suffix,
                                                      _session_folder(workdir, request), (x, y, z), progress)
             return [*show(new, message), path]
 
@@ -237,7 +240,7 @@ def build_app(renderers: Renderers | None = None, workdir: str | os.PathLike | N
             choices = [(f"{a.id}: {a.name}", a.id) for a in scene.assets]
             return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
-        render_settings = [backend, steps, guidance, seed]
+        render_settings = [backend, steps, guidance, seed, keep]
         wire(load_sample.click, cb.load_sample, [sample], "load_sample", heavy=True)
         load_upload.click(on_upload, inputs=[state, upload], outputs=shown, api_name="load_upload", concurrency_id="heavy",
                           concurrency_limit=RENDER_CONCURRENCY)

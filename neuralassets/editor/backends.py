@@ -121,7 +121,8 @@ class Renderers:
         generator = torch.Generator(pipe.device).manual_seed(settings.seed)
         with self._run_lock:
             image = pipe(scene, target_frame=frame, source_frame=frame, num_inference_steps=settings.steps,
-                         guidance_scale=settings.guidance, generator=generator).images[0].float().cpu()
+                         guidance_scale=settings.guidance, generator=generator,
+                         keep_unchanged=settings.keep_unchanged).images[0].float().cpu()
         if tuple(image.shape[-2:]) != (scene.height, scene.width):
             # the model renders squares at its own size; shown next to the frame it must match it
             image = F.interpolate(image[None], size=(scene.height, scene.width), mode="bilinear", antialias=True)[0]

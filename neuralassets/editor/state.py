@@ -28,12 +28,16 @@ class RenderSettings:
         steps: denoising steps of the neural back end.
         guidance: classifier-free guidance scale of the neural back end (1 = off).
         seed: seeds the neural back end's initial noise; the same seed gives the same image.
+        keep_unchanged: the neural back end keeps the frame's own pixels wherever its render
+            leaves the scene unchanged (``NeuralAssetsPipeline.keep_unchanged``); False shows
+            the render alone.
     """
 
     backend: str = "ground truth"
     steps: int = 20
     guidance: float = 2.0
     seed: int = 0
+    keep_unchanged: bool = True
 
 
 @dataclass(frozen=True, eq=False)  # identity equality: comparing Scenes field by field is meaningless
