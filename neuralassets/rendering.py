@@ -21,11 +21,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from .conditioning import Conditioning, conditioning_from_scene, slotted_assets, unchanged_reference
+from .conditioning import Conditioning, conditioning_from_scene, resize_images, slotted_assets, unchanged_reference
 from .edits import _out_of_view
 from .errors import ValidationError, VideoError
 from .scene import Scene
@@ -124,10 +123,8 @@ def render_video(pipe, scene: Scene, frames: Sequence[int] | None = None, *, fps
                                        unchanged_from=photos)
             images.append(rendered.float().cpu())
             bar.update(len(chunk))
-    video = torch.cat(images)
-    if tuple(video.shape[-2:]) != (scene.height, scene.width):
-        # the model renders squares at its own size; videos match the scene they show
-        video = F.interpolate(video, size=(scene.height, scene.width), mode="bilinear", antialias=True).clamp(0, 1)
+    # the model renders squares at its own size; videos match the scene they show
+    video = resize_images(torch.cat(images), (scene.height, scene.width)).clamp(0, 1)
     if out is not None:
         write_video(Path(out), video, fps=fps)
     return video

@@ -122,8 +122,10 @@ def test_render_checks_its_photos():
     cond = conditioning_from_scene(_two_frame_scene(), 1, 3, 0)
     with pytest.raises(ValidationError, match="unchanged_from: 2 entries for a batch of 1"):
         pipe.render(cond, unchanged_from=[None, None])
-    with pytest.raises(ValidationError, match=r"photos\[0\]: shape \(24, 32\), expected \(3, H, W\)"):
+    with pytest.raises(ValidationError, match=r"unchanged_from\[0\]: shape \(24, 32\), expected \(3, H, W\)"):
         pipe.render(cond, unchanged_from=[torch.zeros(24, 32)])
+    with pytest.raises(ValidationError, match="photos: 2 entries for a batch of 1"):
+        pipe.keep_unchanged(torch.zeros(1, 3, 32, 32), [None, None])
     assert torch.equal(pipe.render(cond, unchanged_from=[None], generator=torch.Generator().manual_seed(1)),
                        pipe.render(cond, generator=torch.Generator().manual_seed(1)))
 

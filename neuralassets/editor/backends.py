@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..conditioning import resize_images
 from ..errors import ValidationError
 from ..scene import Scene, quantize
 from .state import RenderSettings
@@ -123,9 +123,8 @@ class Renderers:
             image = pipe(scene, target_frame=frame, source_frame=frame, num_inference_steps=settings.steps,
                          guidance_scale=settings.guidance, generator=generator,
                          keep_unchanged=settings.keep_unchanged).images[0].float().cpu()
-        if tuple(image.shape[-2:]) != (scene.height, scene.width):
-            # the model renders squares at its own size; shown next to the frame it must match it
-            image = F.interpolate(image[None], size=(scene.height, scene.width), mode="bilinear", antialias=True)[0]
+        # the model renders squares at its own size; shown next to the frame it must match it
+        image = resize_images(image[None], (scene.height, scene.width))[0]
         return quantize(image)
 
 

@@ -289,8 +289,8 @@ class NeuralAssetsPipeline:
         Returns:
             (B, 3, image_size, image_size) float in [0, 1].
         """
-        if unchanged_from is not None and len(unchanged_from) != cond.batch_size:
-            raise ValidationError(f"unchanged_from: {len(unchanged_from)} entries for a batch of {cond.batch_size}")
+        if unchanged_from is not None:
+            _check_photos(unchanged_from, cond.batch_size, "unchanged_from")  # before the sampling, not after
         images = self.decode_latents(self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents))
         return images if unchanged_from is None else self.keep_unchanged(images, unchanged_from)
 
@@ -313,11 +313,7 @@ class NeuralAssetsPipeline:
         Returns:
             (B, 3, S, S) float in [0, 1], a new tensor when any photo is given.
         """
-        if len(photos) != len(images):
-            raise ValidationError(f"photos: {len(photos)} entries for {len(images)} images")
-        for i, photo in enumerate(photos):
-            if photo is not None and (photo.dim() != 3 or photo.shape[0] != 3):
-                raise ValidationError(f"photos[{i}]: shape {tuple(photo.shape)}, expected (3, H, W)")
+        _check_photos(photos, len(images), "photos")
         rows = [i for i, photo in enumerate(photos) if photo is not None]
         if not rows:
             return images
@@ -412,6 +408,14 @@ class NeuralAssetsPipeline:
         for f in fields(cond):
             if getattr(cond, f.name).is_meta:
                 raise ValidationError(f"conditioning.{f.name}: tensor is on the 'meta' device and holds no data")
+
+
+def _check_photos(photos: Sequence[Tensor | None], batch_size: int, name: str) -> None:
+    if len(photos) != batch_size:
+        raise ValidationError(f"{name}: {len(photos)} entries for a batch of {batch_size}")
+    for i, photo in enumerate(photos):
+        if photo is not None and (photo.dim() != 3 or photo.shape[0] != 3):
+            raise ValidationError(f"{name}[{i}]: shape {tuple(photo.shape)}, expected (3, H, W)")
 
 
 def to_output_type(images: Tensor, output_type: str) -> Tensor | np.ndarray | list[Image.Image]:
