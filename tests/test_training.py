@@ -25,7 +25,7 @@ from neuralassets.training.checkpoint import (
     unflatten_optimizer_state,
 )
 from neuralassets.training.data import ResumableBatchSampler, collate_latents
-from neuralassets.training.objectives import ConditionalDenoiser, DecoderObjective, DiffusionObjective
+from neuralassets.training.objectives import ConditionalDenoiser, DecoderObjective, DiffusionObjective, object_weights
 from neuralassets.training.trainer import learning_rate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +173,47 @@ def test_latent_cache_is_rebuilt_for_another_training_set(tmp_path):
         trainer = Trainer(tiny_config(tmp_path, max_steps=1), dataset=FramePairDataset("train", length, 4, generator),
                           collate_fn=collate_pairs)
         assert len(trainer.train_set) == length
+
+
+class _ZeroModel(torch.nn.Module):
+    def forward(self, noisy, timesteps, cond):
+        return torch.zeros_like(noisy)
+
+
+@pytest.mark.parametrize("object_weight", [1.0, 4.0])
+def test_diffusion_loss_weights_cells_inside_object_boxes(simple_scene, object_weight):
+    cond = Conditioning.collate([conditioning_from_scene(simple_scene, t, 3, source_frame=0) for t in (1, 2)])
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    objective = DiffusionObjective(build_components(TINY).scheduler, 0.0, object_loss_weight=object_weight)
+    loss = objective(_ZeroModel(), latents, cond, torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)  # the objective's draws: drop decisions, then the noise
+    torch.rand(2, generator=g)
+    squared_error = (torch.randn(latents.shape, generator=g) - latents).square().mean(dim=1)  # zero model: target^2
+    weights = object_weights(cond, (8, 8), object_weight)
+    assert loss.item() == pytest.approx(((squared_error * weights).sum() / weights.sum()).item(), rel=1e-5)
+    if object_weight == 1.0:
+        assert loss.item() == pytest.approx(squared_error.mean().item(), rel=1e-5)
+    else:
+        assert weights.amax() > 2 and weights.amin() == 1.0  # cells inside boxes and cells outside every box
+
+
+def test_object_weights_follow_boxes_of_real_objects_only():
+    cond = Conditioning(
+        appearance_images=torch.zeros(1, 1, 3, 8, 8), object_image_index=torch.zeros(1, 2, dtype=torch.long),
+        object_boxes=torch.zeros(1, 2, 4), object_poses=torch.zeros(1, 2, 12),
+        object_target_boxes=torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]]),
+        object_mask=torch.tensor([[True, False]]), background_image=torch.zeros(1, 3, 8, 8),
+        camera_pose=torch.zeros(1, 12))
+    weights = object_weights(cond, (4, 4), 3.0)
+    expected = torch.ones(1, 4, 4)
+    expected[0, :2, :2] = 3.0  # the padded second object's box adds nothing
+    assert torch.equal(weights, expected)
+
+
+def test_object_loss_weight_must_be_positive(tmp_path):
+    config = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"optim\.object_loss_weight: 0.0 must be > 0"):
+        replace(config, optim=replace(config.optim, object_loss_weight=0.0))
 
 
 def test_tiny_denoiser_overfits_a_fixed_batch(simple_scene):

@@ -46,6 +46,7 @@ class OptimConfig:
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
     ema_decay: float = 0.999  # decay of the exponential moving average of the weights (0 = off)
     cfg_drop_prob: float = 0.1  # denoiser: probability per example of dropping all objects (classifier-free guidance)
+    object_loss_weight: float = 1.0  # denoiser: loss weight of latent cells inside the target's object boxes (1 = plain mean)
     encoder_latent_fraction: float = 0.5  # decoder: share of each batch decoded from the encoder's latents, so reconstructions stay good
     kl_weight: float = 1e-6  # autoencoder: weight of the KL term against the L1 reconstruction loss
 
@@ -90,6 +91,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}: {getattr(self, name)} must be >= 1")
         if self.optim.batch_size < 1 or self.optim.grad_accum_steps < 1:
             raise ConfigError("optim.batch_size and optim.grad_accum_steps must be >= 1")
+        if self.optim.object_loss_weight <= 0:
+            raise ConfigError(f"optim.object_loss_weight: {self.optim.object_loss_weight} must be > 0")
         if not 0.0 <= self.optim.encoder_latent_fraction <= 1.0:
             raise ConfigError(f"optim.encoder_latent_fraction: {self.optim.encoder_latent_fraction} is not in [0, 1]")
         if self.data.sampled_pairs < 1:

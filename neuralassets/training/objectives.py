@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..conditioning import Conditioning
-from ..models.asset_encoder import AssetEncoder
+from ..models.asset_encoder import AssetEncoder, box_coverage
 from ..models.denoiser import Denoiser
 from ..models.scheduler import is_flow_matching
 
@@ -38,14 +38,20 @@ class DiffusionObjective:
     velocity ``n - x0``. DDPM family: uniform integer timesteps, the scheduler's betas,
     target the noise (``epsilon``) or ``v``.
 
+    The squared error is averaged with :func:`object_weights`: latent cells inside the
+    target's object boxes count ``object_loss_weight`` times as much as the rest.
+
     Args:
         scheduler: the pipeline's diffusers scheduler.
         cfg_drop_prob: probability per example of dropping every object (the guidance null).
+        object_loss_weight: weight of a latent cell fully inside an object's target box
+            (1 = a plain mean).
     """
 
-    def __init__(self, scheduler, cfg_drop_prob: float):
+    def __init__(self, scheduler, cfg_drop_prob: float, object_loss_weight: float = 1.0):
         self.flow = is_flow_matching(scheduler)
         self.cfg_drop_prob = cfg_drop_prob
+        self.object_loss_weight = object_loss_weight
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         if self.flow:
             self.shift = float(scheduler.config.shift)
@@ -56,7 +62,7 @@ class DiffusionObjective:
             self.prediction_type = scheduler.config.prediction_type
 
     def __call__(self, model: nn.Module, latents: Tensor, cond: Conditioning, generator: torch.Generator) -> Tensor:
-        """Mean squared error of one batch.
+        """Weighted mean squared error of one batch.
 
         Args:
             model: a :class:`ConditionalDenoiser` (possibly wrapped by accelerate).
@@ -68,6 +74,8 @@ class DiffusionObjective:
             scalar float32 loss.
         """
         B = latents.shape[0]
+        # the target frame shows its objects whether or not the conditioning drops them
+        weights = object_weights(cond, tuple(latents.shape[-2:]), self.object_loss_weight).to(latents.device)
         drop = torch.rand(B, generator=generator) < self.cfg_drop_prob
         cond = cond.drop_objects(drop.to(cond.object_mask.device))
         noise = torch.randn(latents.shape, generator=generator).to(latents)
@@ -83,7 +91,36 @@ class DiffusionObjective:
             noisy = self.ddpm.add_noise(latents, noise, timesteps)
             target = noise if self.prediction_type == "epsilon" else self.ddpm.get_velocity(latents, noise, timesteps)
         prediction = model(noisy, timesteps, cond)
-        return F.mse_loss(prediction.float(), target.float())
+        squared_error = (prediction.float() - target.float()).square().mean(dim=1)  # (B, h, w)
+        return (squared_error * weights).sum() / weights.sum()
+
+
+def object_weights(cond: Conditioning, size: tuple[int, int], object_weight: float) -> Tensor:
+    """Per-cell loss weights that favour the target frame's objects.
+
+    Args:
+        cond: B conditionings; their ``object_target_boxes`` of real objects are used.
+        size: (h, w) of the latent grid.
+        object_weight: weight of a cell fully inside some object's target box; cells
+            outside every box weigh 1, partly covered cells in between.
+
+    Returns:
+        (B, h, w) float32 weights ``1 + (object_weight - 1) * coverage``, where coverage is
+        the largest fraction of the cell that any one real object's box covers.
+
+    Example:
+        >>> import torch
+        >>> from types import SimpleNamespace
+        >>> cond = SimpleNamespace(object_target_boxes=torch.tensor([[[0.0, 0.0, 0.5, 0.25]]]),
+        ...                        object_mask=torch.tensor([[True]]))
+        >>> object_weights(cond, (2, 2), 3.0)
+        tensor([[[2., 1.],
+                 [1., 1.]]])
+    """
+    boxes = cond.object_target_boxes.float()
+    coverage = box_coverage(boxes, *size) * cond.object_mask[..., None, None]  # (B, N, h, w)
+    coverage = coverage.amax(dim=1) if boxes.shape[1] else coverage.new_zeros(len(boxes), *size)
+    return 1 + (object_weight - 1) * coverage
 
 
 class AutoencoderObjective(nn.Module):

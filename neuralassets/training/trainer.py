@@ -109,7 +109,8 @@ class Trainer:
         else:
             components.vae.eval().requires_grad_(False)
             module = ConditionalDenoiser(components.asset_encoder, components.denoiser)
-            self.objective = DiffusionObjective(self.scheduler, config.optim.cfg_drop_prob)
+            self.objective = DiffusionObjective(self.scheduler, config.optim.cfg_drop_prob,
+                                                config.optim.object_loss_weight)
             train_set = LatentPairs(dataset, self._latents())
         self.ema = ExponentialMovingAverage(module, config.optim.ema_decay)
         optimizer = torch.optim.AdamW(_param_groups(module, config.optim.weight_decay), lr=config.optim.lr,
