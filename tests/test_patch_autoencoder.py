@@ -57,6 +57,20 @@ def test_pipeline_round_trip_names_the_class(tmp_path):
     assert isinstance(vae, PatchAutoencoder) and config.kind == "patch"
 
 
+def test_int8_pipeline_vae_folder_is_a_pretrained_source(tmp_path):
+    """The shipped weights are int8: a trainer pointed at their vae/ must get the dequantised weights."""
+    torch.manual_seed(0)
+    pipe = NeuralAssetsPipeline.from_config(replace(TINY, autoencoder=replace(SMALL, width=64)))
+    pipe.save_pretrained(tmp_path / "p", dtype=torch.int8)
+    loaded = NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+    vae, config = build_autoencoder(AutoencoderConfig(pretrained=str(tmp_path / "p" / "vae")))
+    assert config.kind == "patch" and not vae.training
+    assert vae.state_dict().keys() == loaded.vae.state_dict().keys()
+    assert all(torch.equal(v, loaded.vae.state_dict()[k]) for k, v in vae.state_dict().items())
+    original = pipe.vae.state_dict()["encoder.1.weight"]
+    assert (vae.state_dict()["encoder.1.weight"] - original).abs().max() <= original.abs().max() / 254 + 1e-7
+
+
 def test_bad_kind_and_folder_raise(tmp_path):
     with pytest.raises(ConfigError, match="autoencoder.kind: 'vq' is not one of patch, kl"):
         build_autoencoder(AutoencoderConfig(kind="vq"))

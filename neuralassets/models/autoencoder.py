@@ -78,12 +78,25 @@ def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -
 
 
 def _load_pretrained(folder: str) -> nn.Module:
-    """A saved autoencoder folder -> the model of the class its ``config.json`` names."""
+    """A saved autoencoder folder -> the model of the class its ``config.json`` names.
+
+    The ``vae/`` folder of a pipeline saved with int8 weights (the shipped default) is read
+    by the pipeline's own loader, which dequantises it; diffusers would load the int8
+    numbers as if they were the weights.
+    """
+    from ..pipelines.neural_assets import load_weights  # the pipeline layer builds on this module
+    from ..pipelines.quantization import is_quantized
+
     try:
         config = json.loads((Path(folder) / "config.json").read_text())
     except (OSError, ValueError):
         config = {}  # a hub id or an unreadable folder: let diffusers say what is wrong
+    weights = Path(folder) / "diffusion_pytorch_model.safetensors"
     try:
+        if config and is_quantized(weights):
+            model = autoencoder_class(config).from_config(config)
+            load_weights(model, weights)
+            return model.eval()
         return autoencoder_class(config).from_pretrained(folder)
     except (OSError, ValueError) as e:
         raise WeightsError(f"autoencoder.pretrained: cannot load an autoencoder from {folder!r}: {e}") from e
