@@ -117,6 +117,23 @@ def test_the_pipeline_keeps_unchanged_pixels_of_a_static_view(simple_scene, stat
     assert torch.allclose(video[0], resize_images(photo, (24, 32))[0], atol=1e-6)
 
 
+def test_frames_sharing_one_photo_reconstruct_it_once(simple_scene, static_scene):
+    pipe = tiny_pipeline()
+    encode, batches = pipe.encode_images, []
+    pipe.encode_images = lambda images: batches.append(len(images)) or encode(images)
+
+    def video(scene, batch_size):
+        batches.clear()
+        return render_video(pipe, scene, frames=[0, 1, 2], num_inference_steps=2, source_frame=0, progress=False,
+                            batch_size=batch_size)
+
+    together = video(static_scene, 3)
+    assert batches == [1]  # a still camera: every frame keeps pixels of the same photo
+    assert torch.allclose(together, video(static_scene, 1), atol=1e-5) and batches == [1, 1, 1]
+    video(simple_scene, 3)
+    assert batches == [3]  # a moving camera: each frame's reprojection has its own unseen pixels
+
+
 def test_render_checks_its_photos():
     pipe = tiny_pipeline()
     cond = conditioning_from_scene(_two_frame_scene(), 1, 3, 0)

@@ -320,7 +320,11 @@ class NeuralAssetsPipeline:
         size = tuple(images.shape[-2:])
         photo = torch.cat([resize_images(photos[i][None].float(), size) for i in rows]).to(images.device, images.dtype)
         filled = torch.where(torch.isnan(photo), images[rows], photo)  # what the photo does not see: the render
-        reconstruction = self.decode_latents(self.encode_images(filled)).to(images.dtype)
+        # a still camera's frames share one photo with nothing to fill: reconstruct it once
+        first = _first_copies(filled, photo.isnan().flatten(1).any(dim=1))
+        unique = sorted(set(first))
+        reconstructed = self.decode_latents(self.encode_images(filled[unique])).to(images.dtype)
+        reconstruction = reconstructed[[unique.index(i) for i in first]]
         out = images.clone()
         out[rows] = self.compositor(images[rows], photo, reconstruction)
         return out
@@ -483,6 +487,21 @@ def save_weights(state: dict[str, torch.Tensor], path: Path, max_shard_bytes: in
         weight_map.update(dict.fromkeys(shard, name))
     total = sum(v.numel() * v.element_size() for v in state.values())
     _write_json(path.with_name(path.name + ".index.json"), {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def _first_copies(images: Tensor, distinct: Tensor) -> list[int]:
+    """For each of (B, ...) ``images``, the index of its first exact copy among them (itself if none).
+
+    ``distinct`` (B,) bool marks images that only match themselves.
+    """
+    shared: list[int] = []  # first occurrences that later images may copy
+    first: list[int] = []
+    for i, image in enumerate(images):
+        match = None if distinct[i] else next((j for j in shared if torch.equal(images[j], image)), None)
+        if match is None and not distinct[i]:
+            shared.append(i)
+        first.append(i if match is None else match)
+    return first
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
