@@ -37,9 +37,10 @@ def tiny_config(tmp_path, **overrides):
 
 
 def test_shipped_configs_load():
-    for name in ("tiny", "default_ae", "default_denoiser", "default_denoiser_finetune",
-                 "default_denoiser_large_batch", "default_denoiser_fresh_pairs", "default_denoiser_edit_pairs"):
-        config = load_config(ROOT / "configs" / f"{name}.yaml")
+    paths = sorted((ROOT / "configs").glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        config = load_config(path)
         assert config.max_steps >= 1
     assert load_config(ROOT / "configs" / "default_ae.yaml").stage == "autoencoder"
 
@@ -236,6 +237,39 @@ def test_tiny_denoiser_overfits_a_fixed_batch(simple_scene):
     assert losses[-1] < losses[0] / 10
 
 
+def test_time_limit_ends_the_schedule_at_the_last_step_that_fits(tmp_path, monkeypatch):
+    import neuralassets.training.trainer as trainer_module
+
+    clock = [0.0]  # every training step takes one second of this clock
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: clock[0])
+    trainer = Trainer(tiny_config(tmp_path, max_steps=100, checkpoint_every=1000))
+    loss = trainer._loss
+
+    def one_second_step(*args):
+        clock[0] += 1.0
+        return loss(*args)
+
+    monkeypatch.setattr(trainer, "_loss", one_second_step)
+    with pytest.raises(ConfigError, match="time_limit: 0 must be > 0 seconds"):
+        trainer.train(time_limit=0)
+    losses = trainer.train(time_limit=30.5)
+    # timed from the end of step 1: after step 11, 19.5 s are left at 1 s per step
+    assert len(losses) == 30 and trainer.step == 30 and trainer.config.max_steps == 30
+    assert learning_rate(29, trainer.config) == pytest.approx(1e-3 * trainer.config.optim.min_lr_ratio, rel=0.05)  # decayed
+    records = [json.loads(line) for line in trainer.log_path.read_text().splitlines()]
+    fitted = [r for r in records if "time_limit_s" in r]
+    assert len(fitted) == 1 and {"step": 11, "time_limit_s": 30.5, "s_per_step": 1.0, "max_steps": 30}.items() <= fitted[0].items()
+    _, meta = load_checkpoint(list_checkpoints(trainer.config.checkpoints)[-1])
+    assert meta["step"] == 30 and meta["config"]["max_steps"] == 30
+    assert (tmp_path / "run" / "pipeline" / "model_index.json").is_file()
+
+
+def test_a_time_limit_that_suffices_changes_nothing(tmp_path):
+    limited = Trainer(tiny_config(tmp_path / "a", max_steps=14))
+    assert limited.train(time_limit=3600) == pytest.approx(Trainer(tiny_config(tmp_path / "b", max_steps=14)).train())
+    assert limited.config.max_steps == 14
+
+
 def test_trainer_resume_reproduces_uninterrupted_run(tmp_path):
     full = Trainer(tiny_config(tmp_path / "a", max_steps=6, log_every=1, checkpoint_every=3))
     losses = full.train()
@@ -384,6 +418,8 @@ def test_cli_trains_and_resumes(tmp_path):
     out = str(tmp_path / "cli")
     assert main(["train", "--config", str(TINY_YAML), "--output-dir", out, "--max-steps", "2"]) == 0
     assert [p.name for p in list_checkpoints(Path(out) / "checkpoints")] == ["step_00000002.safetensors"]
+    assert main(["train", "--config", str(TINY_YAML), "--output-dir", out, "--max-steps", "3", "--time-limit", "3600"]) == 0
+    assert list_checkpoints(Path(out) / "checkpoints")[-1].name == "step_00000003.safetensors"
     assert main(["train", "--config", str(TINY_YAML), "--output-dir", str(tmp_path / "none"), "--resume"]) == 2
 
 

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                    help="stop after STEP (checkpointed and exported) on the schedule of max_steps; "
                         "--resume continues the same run")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="finish the training steps within SECONDS (setup not counted): a run that would overrun "
+                        "ends its learning-rate schedule early, at the last step that fits")
     p.set_defaults(run=_train)
 
 
@@ -43,6 +46,10 @@ def _train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, resume_from=resume)
     if trainer.accelerator.is_main_process:
         stop = "" if args.stop_at is None else f", stopping at step {args.stop_at}"
+        stop += "" if args.time_limit is None else f", within {args.time_limit:g} s"
         print(f"{config.stage}: step {trainer.step} of {config.max_steps}{stop}, logging to {trainer.log_path}")
-    trainer.train(stop_at=args.stop_at)
+    trainer.train(stop_at=args.stop_at, time_limit=args.time_limit)
+    if trainer.config.max_steps != config.max_steps and trainer.accelerator.is_main_process:
+        print(f"{config.stage}: the time limit ended the schedule at step {trainer.config.max_steps} "
+              f"(resume with --max-steps {trainer.config.max_steps})")
     return 0

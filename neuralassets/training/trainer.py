@@ -18,6 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -54,6 +55,7 @@ from .objectives import AutoencoderObjective, ConditionalDenoiser, DecoderObject
 from .plots import save_image_grid, save_loss_curve
 
 SCALING_SAMPLES = 64  # training images whose latent std sets the exported autoencoder's scaling factor
+TIME_PROBE_STEPS = 10  # timed steps before a time limit first fits the schedule to the time left
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -194,17 +196,26 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def train(self, stop_at: int | None = None) -> list[float]:
+    def train(self, stop_at: int | None = None, time_limit: float | None = None) -> list[float]:
         """Run from the current step to ``max_steps``; returns the loss of every step run.
 
         Args:
             stop_at: stop after this step instead (checkpointed and exported there); the learning-rate
                 schedule stays that of ``max_steps``, so resuming later continues the same run.
+            time_limit: seconds the steps of this call may take (setup and latent caching not
+                counted). From the step times so far (first measured after
+                :data:`TIME_PROBE_STEPS` steps, then at every log record), a run that would
+                overrun ends its schedule early: ``max_steps`` becomes the last step that fits,
+                so the learning rate still decays fully; the new ``max_steps`` is logged and
+                stored in the checkpoints (resume with ``--max-steps`` set to it).
         """
         from tqdm.auto import tqdm
 
+        if time_limit is not None and not time_limit > 0:
+            raise ConfigError(f"time_limit: {time_limit} must be > 0 seconds")
         c, acc = self.config, self.accelerator
         end = c.max_steps if stop_at is None else min(stop_at, c.max_steps)
+        first_step = self.step
         accum = c.optim.grad_accum_steps
         sampler = ResumableBatchSampler(len(self.train_set), c.optim.batch_size, c.seed, acc.process_index,
                                         acc.num_processes, start_batch=self.step * accum)
@@ -251,6 +262,14 @@ class Trainer:
             window.append(loss_value)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
+            steps_timed = self.step - first_step - 1  # the first step (warm-up, compilation) is not timed
+            if steps_timed == 0:
+                first_done = time.perf_counter()
+            elif time_limit is not None and (steps_timed == TIME_PROBE_STEPS or (
+                    steps_timed > TIME_PROBE_STEPS and self.step % c.log_every == 0)):
+                end = self._fit_time_limit(end, time_limit, started, first_done, steps_timed)
+                c = self.config
+                bar.total = c.max_steps
             if self.step % c.log_every == 0 or self.step == c.max_steps:
                 seconds = time.perf_counter() - window_start
                 samples = len(window) * c.optim.batch_size * accum * acc.num_processes
@@ -264,6 +283,23 @@ class Trainer:
         bar.close()
         acc.wait_for_everyone()
         return losses
+
+    def _fit_time_limit(self, end: int, time_limit: float, started: float, timing_start: float, steps_timed: int) -> int:
+        """The step to end at so that the run ends within ``time_limit`` seconds of ``started``.
+
+        The slowest process's mean step time since ``timing_start`` decides, so every process
+        agrees; a run that would overrun gets ``max_steps`` (the cosine's end) at the new end.
+        """
+        acc = self.accelerator
+        now = time.perf_counter()
+        seconds = acc.gather(torch.tensor([(now - timing_start) / steps_timed], device=acc.device)).max().item()
+        fits = self.step + max(0, int((started + time_limit - now) / seconds))
+        if fits >= end:
+            return end
+        self.config = replace(self.config, max_steps=max(fits, self.step))
+        self._log({"step": self.step, "time_limit_s": time_limit, "s_per_step": seconds,
+                   "max_steps": self.config.max_steps})
+        return self.config.max_steps
 
     def _loss(self, inputs, targets: Tensor, generator: torch.Generator) -> Tensor:
         device = self.accelerator.device
