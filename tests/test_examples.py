@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from test_models import one_thread  # noqa: F401 (autouse fixture)
 
@@ -44,6 +45,23 @@ def test_animate_example(tiny_pipeline_dir, tmp_path, monkeypatch):
     assert video.shape == (4, 3, 128, 128) and side_by_side.shape == (4, 3, 22 + 256, 2 * 256 + 4)
     exact = side_by_side[:, :, 22:, :256]
     assert (exact[0] - exact[-1]).abs().max() > 0.2  # object and camera moved
+
+
+def test_finetune_example_trains_the_denoiser_and_keeps_the_autoencoder(tiny_pipeline_dir, tmp_path, monkeypatch, capsys):
+    import json
+
+    from neuralassets.pipelines import NeuralAssetsPipeline
+
+    run_example("finetune.py", "--model", tiny_pipeline_dir, "--out", tmp_path, "--video-pairs", 6, "--edit-pairs", 6,
+                "--edits", "translation,multi_object", "--workers", 0, "--minutes", 0.01, "--batch-size", 4,
+                monkeypatch=monkeypatch)
+    summary = json.loads(capsys.readouterr().out.splitlines()[-2])
+    assert summary["pairs"] == 12 and 11 <= summary["steps"] < 1000  # the time limit ends the run (at least its timed steps)
+    before, after = (NeuralAssetsPipeline.from_pretrained(f) for f in (tiny_pipeline_dir, tmp_path / "pipeline"))
+    vae, vae_after = before.vae.state_dict(), after.vae.state_dict()
+    assert all((vae[k] - vae_after[k]).abs().max() <= vae[k].abs().max() / 200 + 1e-6 for k in vae)  # int8 storage only
+    assert not torch.equal(before.denoiser.state_dict()["model.proj_out.weight"], after.denoiser.state_dict()["model.proj_out.weight"])
+    assert json.loads((tmp_path / "edit_pairs" / "dataset.json").read_text())["edit_tasks"] == ["translation", "multi_object"]
 
 
 def test_examples_fail_with_a_message_not_a_traceback(tmp_path):
