@@ -270,6 +270,17 @@ def test_a_time_limit_that_suffices_changes_nothing(tmp_path):
     assert limited.config.max_steps == 14
 
 
+def test_trainers_of_both_precisions_run_in_one_process(tmp_path):
+    bf16 = Trainer(tiny_config(tmp_path / "bf16", max_steps=2, mixed_precision="bf16"))
+    with bf16._autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    assert len(bf16.train()) == 2
+    full = Trainer(tiny_config(tmp_path / "fp32", max_steps=2))
+    with full._autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    assert len(full.train()) == 2
+
+
 def test_trainer_resume_reproduces_uninterrupted_run(tmp_path):
     full = Trainer(tiny_config(tmp_path / "a", max_steps=6, log_every=1, checkpoint_every=3))
     losses = full.train()

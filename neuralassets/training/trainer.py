@@ -83,7 +83,9 @@ class Trainer:
         from accelerate import Accelerator
 
         self.config = config
-        self.accelerator = acc = Accelerator(mixed_precision=config.mixed_precision,
+        # autocast is applied here rather than by accelerate, whose precision is fixed for the life of a
+        # process: a second trainer in the same process (a notebook, a test run) may use another precision
+        self.accelerator = acc = Accelerator(mixed_precision="no",
                                              gradient_accumulation_steps=config.optim.grad_accum_steps)
         self.output_dir = Path(config.output_dir)
         self.log_path = self.output_dir / "log.jsonl"
@@ -147,7 +149,7 @@ class Trainer:
     def _encode(self, cond: Conditioning, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, C, h, w) unscaled latents (posterior mode); ``cond`` is not needed."""
         vae = self.components.vae
-        with torch.no_grad(), self.accelerator.autocast():
+        with torch.no_grad(), self._autocast():
             return vae.encode(images.to(self.accelerator.device) * 2 - 1).latent_dist.mode().float().cpu()
 
     def _latents(self) -> Tensor:
@@ -245,7 +247,7 @@ class Trainer:
                 generator = torch.Generator().manual_seed(
                     (c.seed << 40) + ((self.step * accum + micro) * acc.num_processes + acc.process_index))
                 with acc.accumulate(self.model):
-                    with acc.autocast():
+                    with self._autocast():
                         loss = self._loss(inputs, targets, generator)
                     acc.backward(loss)
                     if acc.sync_gradients and c.optim.grad_clip > 0:
@@ -300,6 +302,11 @@ class Trainer:
         self._log({"step": self.step, "time_limit_s": time_limit, "s_per_step": seconds,
                    "max_steps": self.config.max_steps})
         return self.config.max_steps
+
+    def _autocast(self):
+        """bf16 autocast on the training device when ``mixed_precision`` is ``"bf16"``, else nothing."""
+        device = self.accelerator.device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.config.mixed_precision == "bf16")
 
     def _loss(self, inputs, targets: Tensor, generator: torch.Generator) -> Tensor:
         device = self.accelerator.device
