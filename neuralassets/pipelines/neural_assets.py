@@ -321,10 +321,8 @@ class NeuralAssetsPipeline:
         photo = torch.cat([resize_images(photos[i][None].float(), size) for i in rows]).to(images.device, images.dtype)
         filled = torch.where(torch.isnan(photo), images[rows], photo)  # what the photo does not see: the render
         # a still camera's frames share one photo with nothing to fill: reconstruct it once
-        first = _first_copies(filled, photo.isnan().flatten(1).any(dim=1))
-        unique = sorted(set(first))
-        reconstructed = self.decode_latents(self.encode_images(filled[unique])).to(images.dtype)
-        reconstruction = reconstructed[[unique.index(i) for i in first]]
+        unique, inverse = _unique_images(filled, photo.isnan().flatten(1).any(dim=1))
+        reconstruction = self.decode_latents(self.encode_images(filled[unique])).to(images.dtype)[inverse]
         out = images.clone()
         out[rows] = self.compositor(images[rows], photo, reconstruction)
         return out
@@ -489,19 +487,22 @@ def save_weights(state: dict[str, torch.Tensor], path: Path, max_shard_bytes: in
     _write_json(path.with_name(path.name + ".index.json"), {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
-def _first_copies(images: Tensor, distinct: Tensor) -> list[int]:
-    """For each of (B, ...) ``images``, the index of its first exact copy among them (itself if none).
+def _unique_images(images: Tensor, distinct: Tensor) -> tuple[list[int], list[int]]:
+    """Indices of the first exact copies among (B, ...) ``images``, and for each image its copy's position there.
 
-    ``distinct`` (B,) bool marks images that only match themselves.
+    ``distinct`` (B,) bool marks images that only match themselves. ``images[unique][inverse]``
+    equals ``images``.
     """
-    shared: list[int] = []  # first occurrences that later images may copy
-    first: list[int] = []
+    unique: list[int] = []
+    inverse: list[int] = []
     for i, image in enumerate(images):
-        match = None if distinct[i] else next((j for j in shared if torch.equal(images[j], image)), None)
-        if match is None and not distinct[i]:
-            shared.append(i)
-        first.append(i if match is None else match)
-    return first
+        match = None if distinct[i] else next(
+            (k for k, j in enumerate(unique) if not distinct[j] and torch.equal(images[j], image)), None)
+        if match is None:
+            match = len(unique)
+            unique.append(i)
+        inverse.append(match)
+    return unique, inverse
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

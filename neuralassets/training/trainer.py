@@ -264,14 +264,14 @@ class Trainer:
             window.append(loss_value)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
-            steps_timed = self.step - first_step - 1  # the first step (warm-up, compilation) is not timed
-            if steps_timed == 0:
-                first_done = time.perf_counter()
-            elif time_limit is not None and (steps_timed == TIME_PROBE_STEPS or (
-                    steps_timed > TIME_PROBE_STEPS and self.step % c.log_every == 0)):
-                end = self._fit_time_limit(end, time_limit, started, first_done, steps_timed)
-                c = self.config
-                bar.total = c.max_steps
+            if time_limit is not None:
+                steps_timed = self.step - first_step - 1  # the first step (warm-up, compilation) is not timed
+                if steps_timed == 0:
+                    first_done = time.perf_counter()
+                elif steps_timed == TIME_PROBE_STEPS or (steps_timed > TIME_PROBE_STEPS and self.step % c.log_every == 0):
+                    end = self._fit_time_limit(end, time_limit, started, first_done, steps_timed)
+                    c = self.config
+                    bar.total = c.max_steps
             if self.step % c.log_every == 0 or self.step == c.max_steps:
                 seconds = time.perf_counter() - window_start
                 samples = len(window) * c.optim.batch_size * accum * acc.num_processes
