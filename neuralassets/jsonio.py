@@ -1,4 +1,4 @@
-"""Reading JSON metadata files with errors that name the file."""
+"""JSON metadata files: read with errors that name the file, written in one stable layout."""
 
 from __future__ import annotations
 
@@ -26,3 +26,8 @@ def read_json(path: Path, error: type[NeuralAssetsError], missing: str) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{path}: not valid JSON ({e})") from None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` as JSON with sorted keys, indented, so saved configs diff cleanly."""
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -10,8 +10,8 @@ from neuralassets.errors import ConfigError, WeightsError
 from neuralassets.models import AssetEncoder, AssetEncoderConfig, AutoencoderConfig, DenoiserConfig, ModelConfig, SchedulerConfig
 from neuralassets.models.asset_encoder import box_coverage, fourier_features, warp_box_features
 from neuralassets.models.config import from_dict
+from neuralassets.models.weights import load_weights
 from neuralassets.pipelines import NeuralAssetsPipeline
-from neuralassets.pipelines.neural_assets import load_weights
 
 TINY = ModelConfig(
     image_size=32, max_objects=3, num_inference_steps=3,

@@ -57,11 +57,14 @@ def test_pipeline_round_trip_names_the_class(tmp_path):
     assert isinstance(vae, PatchAutoencoder) and config.kind == "patch"
 
 
-def test_int8_pipeline_vae_folder_is_a_pretrained_source(tmp_path):
-    """The shipped weights are int8: a trainer pointed at their vae/ must get the dequantised weights."""
+@pytest.mark.parametrize("max_shard_bytes", [None, 20_000])
+def test_int8_pipeline_vae_folder_is_a_pretrained_source(tmp_path, max_shard_bytes):
+    """The shipped weights are int8: a trainer pointed at their vae/ must get the dequantised weights, sharded or not."""
     torch.manual_seed(0)
     pipe = NeuralAssetsPipeline.from_config(replace(TINY, autoencoder=replace(SMALL, width=64)))
-    pipe.save_pretrained(tmp_path / "p", dtype=torch.int8)
+    pipe.save_pretrained(tmp_path / "p", dtype=torch.int8, max_shard_bytes=max_shard_bytes)
+    sharded = (tmp_path / "p" / "vae" / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    assert sharded == (max_shard_bytes is not None)
     loaded = NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
     vae, config = build_autoencoder(AutoencoderConfig(pretrained=str(tmp_path / "p" / "vae")))
     assert config.kind == "patch" and not vae.training

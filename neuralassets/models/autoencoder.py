@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import ConfigError, WeightsError
 from .config import diffusers_config
 from .patch_autoencoder import PatchAutoencoder, autoencoder_class, autoencoder_kind
+from .weights import is_quantized, load_weights
 
 AUTOENCODER_KINDS = ("patch", "kl")
 
@@ -84,9 +85,6 @@ def _load_pretrained(folder: str) -> nn.Module:
     by the pipeline's own loader, which dequantises it; diffusers would load the int8
     numbers as if they were the weights.
     """
-    from ..pipelines.neural_assets import load_weights  # the pipeline layer builds on this module
-    from ..pipelines.quantization import is_quantized
-
     try:
         config = json.loads((Path(folder) / "config.json").read_text())
     except (OSError, ValueError):

@@ -30,15 +30,17 @@ from torch import Tensor, nn
 from ..compositing import KeepUnchanged
 from ..conditioning import Conditioning, conditioning_from_scene, resize_images, unchanged_reference
 from ..errors import ValidationError, WeightsError
+from ..jsonio import read_json, write_json
 from ..models.asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
 from ..models.autoencoder import downsampling_factor
 from ..models.build import Components, ModelConfig, build_components
 from ..models.config import from_dict, to_dict
 from ..models.denoiser import Denoiser, DenoiserConfig
 from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind
+from ..models.quantization import quantize_state
 from ..models.scheduler import SCHEDULERS
+from ..models.weights import load_weights, save_weights
 from ..scene import Scene
-from .quantization import dequantize_state, quantize_state
 
 FORMAT_VERSION = 1
 #: The shipped default model: the repository's top-level weights/ folder.
@@ -46,8 +48,6 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 WEIGHT_FILES = {"asset_encoder": "model.safetensors", "denoiser": "model.safetensors",
                 "vae": "diffusion_pytorch_model.safetensors"}
 OUTPUT_TYPES = ("pt", "np", "pil")
-#: Weight files that would have to be unpickled; they are refused, never opened.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 def replace_folder(staged: str | os.PathLike, folder: str | os.PathLike) -> None:
@@ -132,7 +132,7 @@ class NeuralAssetsPipeline:
                 stored tensor does not match the config (the message names the tensor).
         """
         folder = _resolve(folder_or_id)
-        index = _read_json(folder / "model_index.json")
+        index = _read_config(folder / "model_index.json")
         if index.get("format_version") != FORMAT_VERSION:
             raise WeightsError(f"{folder / 'model_index.json'}: format_version {index.get('format_version')!r}, "
                                f"expected {FORMAT_VERSION}")
@@ -142,13 +142,13 @@ class NeuralAssetsPipeline:
         if scheduler_class not in SCHEDULERS.values():
             raise WeightsError(f"{folder / 'model_index.json'}: scheduler {scheduler_class!r} is not one of "
                                f"{', '.join(SCHEDULERS.values())}")
-        scheduler = getattr(diffusers, scheduler_class).from_config(_read_json(folder / "scheduler" / "scheduler_config.json"))
+        scheduler = getattr(diffusers, scheduler_class).from_config(_read_config(folder / "scheduler" / "scheduler_config.json"))
 
-        vae_config = _read_json(folder / "vae" / "config.json")
+        vae_config = _read_config(folder / "vae" / "config.json")
         vae = autoencoder_class(vae_config).from_config(vae_config)
-        encoder_config = from_dict(AssetEncoderConfig, _read_json(folder / "asset_encoder" / "config.json"))
+        encoder_config = from_dict(AssetEncoderConfig, _read_config(folder / "asset_encoder" / "config.json"))
         encoder = AssetEncoder.from_config(encoder_config, load_backbone_weights=False)
-        denoiser_config = from_dict(DenoiserConfig, _read_json(folder / "denoiser" / "config.json"))
+        denoiser_config = from_dict(DenoiserConfig, _read_config(folder / "denoiser" / "config.json"))
         denoiser = Denoiser.from_config(denoiser_config, latent_channels=int(vae_config["latent_channels"]),
                                         latent_size=index["image_size"] // downsampling_factor(vae),
                                         token_dim=encoder_config.token_dim,
@@ -177,7 +177,7 @@ class NeuralAssetsPipeline:
             folder: destination.
             dtype: store float weights in this dtype (e.g. ``torch.bfloat16`` halves the size);
                 ``torch.int8`` stores matrices and kernels as int8 with per-row scales and the
-                rest as bfloat16 (about a quarter; see :mod:`~neuralassets.pipelines.quantization`);
+                rest as bfloat16 (about a quarter; see :mod:`~neuralassets.models.quantization`);
                 None keeps float32.
             max_shard_bytes: split a component's weights into numbered files of at most this
                 many bytes each (plus a ``.index.json`` naming the file of every tensor, as
@@ -195,16 +195,16 @@ class NeuralAssetsPipeline:
                  "asset_encoder": ["neuralassets", "AssetEncoder"], "denoiser": ["neuralassets", "Denoiser"],
                  "vae": [type(self.vae).__module__.split(".")[0], type(self.vae).__name__],
                  "scheduler": ["diffusers", type(self.scheduler).__name__]}
-        _write_json(tmp / "model_index.json", index)
-        _write_json(tmp / "asset_encoder" / "config.json", to_dict(self.asset_encoder.config))
-        _write_json(tmp / "denoiser" / "config.json", to_dict(self.denoiser.config))
+        write_json(tmp / "model_index.json", index)
+        write_json(tmp / "asset_encoder" / "config.json", to_dict(self.asset_encoder.config))
+        write_json(tmp / "denoiser" / "config.json", to_dict(self.denoiser.config))
         for name, module in (("vae", self.vae), ("scheduler", self.scheduler)):
             module.save_config(tmp / name)
             # diffusers records the folder a model was loaded from; a shipped folder must not name another machine's path
             config_path = tmp / name / module.config_name
             config = json.loads(config_path.read_text())
             config.pop("_name_or_path", None)
-            _write_json(config_path, config)
+            write_json(config_path, config)
         for name, module in (("asset_encoder", self.asset_encoder), ("denoiser", self.denoiser), ("vae", self.vae)):
             state = module.state_dict()
             if dtype == torch.int8:
@@ -428,63 +428,6 @@ def to_output_type(images: Tensor, output_type: str) -> Tensor | np.ndarray | li
     return arrays if output_type == "np" else [Image.fromarray(a) for a in arrays]
 
 
-def load_weights(module: nn.Module, path: Path, allow_missing: tuple[str, ...] = ()) -> None:
-    """Load a safetensors file (or its shards) into ``module``, upcasting to the module's dtypes.
-
-    Args:
-        module: receives the weights.
-        path: the safetensors file (or the first name of its shards).
-        allow_missing: prefixes of tensors that may be absent from the file; they keep the
-            module's own values (used to add zero-initialised parts to trained weights).
-
-    Raises:
-        WeightsError: the file is missing or unreadable, or a tensor is missing, unexpected
-            or of the wrong shape (named with the file). Only safetensors is read: a pickle-based
-            file (:data:`PICKLE_SUFFIXES`) in its place is named in the message and never opened.
-    """
-    stored = read_weights(path)
-    expected = module.state_dict()
-    missing = sorted(k for k in set(expected) - set(stored) if not k.startswith(allow_missing))
-    unexpected = sorted(set(stored) - set(expected))
-    if missing or unexpected:
-        raise WeightsError(f"{path}: weights do not match the config: missing tensor(s) {missing[:5]}, "
-                           f"unexpected tensor(s) {unexpected[:5]}")
-    for name, value in stored.items():
-        if value.shape != expected[name].shape:
-            raise WeightsError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, "
-                               f"the config expects {tuple(expected[name].shape)}")
-    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in stored.items()}, strict=not allow_missing)
-
-
-def save_weights(state: dict[str, torch.Tensor], path: Path, max_shard_bytes: int | None = None) -> None:
-    """Write ``state`` to the safetensors file ``path``, or to shards of at most ``max_shard_bytes``.
-
-    Shards are named ``<stem>-00001-of-0000N.safetensors`` beside ``path`` and listed in
-    ``<path>.index.json`` (``{"weight_map": {tensor name: shard file}}``); a tensor larger
-    than the limit gets a shard of its own.
-    """
-    from safetensors.torch import save_file
-
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for key, value in state.items():
-        nbytes = value.numel() * value.element_size()
-        if max_shard_bytes is not None and shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1][key] = value
-        size += nbytes
-    if len(shards) == 1:
-        save_file(state, str(path), metadata={"format": "pt"})
-        return
-    stem = path.name.removesuffix(".safetensors")
-    weight_map = {}
-    for i, shard in enumerate(shards, 1):
-        name = f"{stem}-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(path.with_name(name)), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(shard, name))
-    total = sum(v.numel() * v.element_size() for v in state.values())
-    _write_json(path.with_name(path.name + ".index.json"), {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
 def _unique_images(images: Tensor, distinct: Tensor) -> tuple[list[int], list[int]]:
@@ -505,39 +448,6 @@ def _unique_images(images: Tensor, distinct: Tensor) -> tuple[list[int], list[in
     return unique, inverse
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Read the safetensors file ``path``, or the shards its ``<path>.index.json`` lists (int8 tensors dequantised).
-
-    Raises:
-        WeightsError: neither exists (a pickle-based file in its place is named, never opened),
-            a shard is missing, named outside the folder, truncated or corrupt.
-    """
-    from safetensors.torch import load_file
-
-    index = path.with_name(path.name + ".index.json")
-    if path.is_file():
-        files = [path]
-    elif index.is_file():
-        names = sorted(set(_read_json(index).get("weight_map", {}).values()))
-        files = [path.parent / n for n in names]
-        if not files or any(Path(n).name != n for n in names):
-            raise WeightsError(f"{index}: weight_map must name shard files in its own folder")
-    else:
-        pickled = sorted(p.name for p in path.parent.glob("*") if p.suffix in PICKLE_SUFFIXES)
-        hint = f" ({', '.join(pickled)} there is pickle-based and is never loaded: convert it to safetensors)" if pickled else ""
-        raise WeightsError(f"{path}: weights file is missing{hint}")
-    stored: dict[str, torch.Tensor] = {}
-    for f in files:
-        if not f.is_file():
-            raise WeightsError(f"{f}: weights shard is missing (listed in {index.name})")
-        try:
-            stored.update(load_file(str(f)))
-        except Exception as e:  # safetensors raises its own error types for truncated or corrupt files
-            raise WeightsError(f"{f}: cannot read safetensors weights: {e}") from e
-    try:
-        return dequantize_state(stored)
-    except KeyError as e:
-        raise WeightsError(f"{path}: int8 scales for tensor {e.args[0]!r}, which is not stored") from None
 
 
 def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
@@ -565,14 +475,5 @@ def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
         raise WeightsError(f"{folder_or_id}: not a local folder and cannot be downloaded from the hub: {e}") from e
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise WeightsError(f"{path}: file is missing") from e
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"{path}: invalid JSON: {e}") from e
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+def _read_config(path: Path) -> dict:
+    return read_json(path, WeightsError, "file is missing")

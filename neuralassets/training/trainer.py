@@ -29,7 +29,8 @@ from ..conditioning import Conditioning
 from ..errors import ConfigError, WeightsError
 from ..models.build import build_components
 from ..models.config import to_dict
-from ..pipelines.neural_assets import NeuralAssetsPipeline, load_weights, replace_folder
+from ..models.weights import load_weights
+from ..pipelines.neural_assets import NeuralAssetsPipeline, replace_folder
 from .checkpoint import (
     ExponentialMovingAverage,
     flatten_optimizer_state,

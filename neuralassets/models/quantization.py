@@ -18,9 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 from torch import Tensor
 
@@ -66,21 +63,3 @@ def dequantize_state(stored: dict[str, Tensor]) -> dict[str, Tensor]:
             out[name] = (q.float().flatten(1) * scale.float()[:, None]).view(q.shape)
     return out
 
-
-def is_quantized(path: Path) -> bool:
-    """Whether the safetensors file ``path`` (or the shards its ``<path>.index.json`` lists) holds int8 scales.
-
-    Only the tensor names are read; a missing or unreadable file counts as not quantised.
-    """
-    from safetensors import safe_open
-
-    index = path.with_name(path.name + ".index.json")
-    try:
-        if index.is_file():
-            names = json.loads(index.read_text()).get("weight_map", {})
-        else:
-            with safe_open(str(path), framework="pt") as f:
-                names = f.keys()
-    except Exception:  # safetensors raises its own error types; the loader that follows names the problem
-        return False
-    return any(name.endswith(SCALE_SUFFIX) for name in names)
