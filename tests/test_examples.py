@@ -53,7 +53,7 @@ def test_finetune_example_trains_the_denoiser_and_keeps_the_autoencoder(tiny_pip
 
     from neuralassets.pipelines import NeuralAssetsPipeline
 
-    # a process of its own: accelerate's state (bf16 here) is fixed for the life of a process
+    # run as a user runs it: a process of its own, with its own accelerate state
     done = subprocess.run([sys.executable, str(EXAMPLES / "finetune.py"), "--model", str(tiny_pipeline_dir), "--out", str(tmp_path),
                            "--video-pairs", "6", "--edit-pairs", "6", "--edits", "translation,multi_object", "--workers", "0",
                            "--minutes", "0.01", "--batch-size", "4"], capture_output=True, text=True, timeout=300,

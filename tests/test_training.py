@@ -279,6 +279,8 @@ def test_trainers_of_both_precisions_run_in_one_process(tmp_path):
     with full._autocast():
         assert not torch.is_autocast_enabled("cpu")
     assert len(full.train()) == 2
+    # samples and exports render in the precision the run trained in
+    assert bf16.pipeline().autocast_dtype == torch.bfloat16 and full.pipeline().autocast_dtype is None
 
 
 def test_trainer_resume_reproduces_uninterrupted_run(tmp_path):

@@ -304,10 +304,14 @@ class Trainer:
                    "max_steps": self.config.max_steps})
         return self.config.max_steps
 
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """``torch.bfloat16`` when ``mixed_precision`` is ``"bf16"``, else None (float32): for training and samples."""
+        return torch.bfloat16 if self.config.mixed_precision == "bf16" else None
+
     def _autocast(self):
-        """bf16 autocast on the training device when ``mixed_precision`` is ``"bf16"``, else nothing."""
-        device = self.accelerator.device.type
-        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.config.mixed_precision == "bf16")
+        dtype = self.autocast_dtype
+        return torch.autocast(self.accelerator.device.type, dtype=dtype, enabled=dtype is not None)
 
     def _loss(self, inputs, targets: Tensor, generator: torch.Generator) -> Tensor:
         device = self.accelerator.device
@@ -340,7 +344,7 @@ class Trainer:
     def _assemble_pipeline(self, vae: nn.Module, encoder: nn.Module, denoiser: nn.Module) -> NeuralAssetsPipeline:
         """A pipeline over these networks with this run's scheduler, model config and autocast."""
         pipe = NeuralAssetsPipeline(vae, encoder, denoiser, copy.deepcopy(self.scheduler), self.components.config)
-        pipe.autocast_dtype = torch.bfloat16 if self.config.mixed_precision == "bf16" else None
+        pipe.autocast_dtype = self.autocast_dtype
         return pipe
 
     def save(self) -> None:
