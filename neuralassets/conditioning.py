@@ -22,7 +22,7 @@ from torch import Tensor
 from . import geometry
 from .errors import ValidationError
 from .reprojection import reproject_image
-from .scene import Camera, Scene
+from .scene import Asset, Camera, Scene
 
 GREY = 0.5  # fill value for pixels hidden from an encoder (the paper's choice)
 
@@ -240,6 +240,40 @@ def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
             and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
 
 
+def appearance_photos(scene: Scene, source_frame: int | None = None, min_visibility: float = 0.0
+                      ) -> tuple[list[Tensor], list[tuple[Asset, int, Tensor]]]:
+    """The distinct photos the slotted assets (:func:`slotted_assets`) take their appearance from.
+
+    An asset's photo is its ``appearance`` image or its source frame (``source_frame``
+    overrides every asset's); a photo with the same pixels as an earlier one (an appearance
+    swapped within one frame) is that one, so the encoder sees it once.
+
+    Returns:
+        ``(photos, entries)``: photos (3, H', W') float in [0, 1], ungreyed, in first-use
+        order; for each slotted asset in slot order ``(asset, photo index, (4,) pixel box in it)``.
+    """
+    photos: list[Tensor] = []
+    entries = []
+    for a in slotted_assets(scene, source_frame, min_visibility):
+        if a.appearance is not None:
+            photo, box = a.appearance.image, a.appearance.box_2d
+        else:
+            f = a.source_frame if source_frame is None else source_frame
+            photo, box = scene.frames[f], a.boxes_2d[f]
+        slot = next((k for k, p in enumerate(photos) if p is photo or (p.shape == photo.shape and torch.equal(p, photo))),
+                    len(photos))
+        if slot == len(photos):
+            photos.append(photo)
+        entries.append((a, slot, box))
+    return photos, entries
+
+
+def boxes_in(entries: list[tuple[Asset, int, Tensor]], photo: int) -> Tensor:
+    """(M, 4) pixel boxes of the :func:`appearance_photos` entries that take their appearance from photo ``photo``."""
+    boxes = [box for _, slot, box in entries if slot == photo]
+    return torch.stack(boxes) if boxes else torch.zeros(0, 4)
+
+
 def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
                             source_frame: int | None = None, min_visibility: float = 0.0) -> Conditioning:
     """Build the conditioning for rendering ``scene`` as seen at ``target_frame``.
@@ -272,26 +306,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
     H, W = scene.height, scene.width
     target_cam = scene.cameras[target_frame]
 
-    # Group assets by the image their appearance comes from (the scene frames first).
-    images: list[Tensor] = []
-    image_boxes: list[list[Tensor]] = []
-    frame_slot: dict[int, int] = {}
-    entries = []  # (asset, image slot, pixel box)
-    for a in slotted_assets(scene, source_frame, min_visibility):
-        if a.appearance is not None:
-            box, slot = a.appearance.box_2d, len(images)
-            images.append(a.appearance.image)
-            image_boxes.append([box])
-        else:
-            f = a.source_frame if source_frame is None else source_frame
-            box = a.boxes_2d[f]
-            if f not in frame_slot:
-                frame_slot[f] = len(images)
-                images.append(scene.frames[f])
-                image_boxes.append([])
-            slot = frame_slot[f]
-            image_boxes[slot].append(box)
-        entries.append((a, slot, box))
+    photos, entries = appearance_photos(scene, source_frame, min_visibility)
     if len(entries) > max_objects:
         raise ValidationError(
             f"scene has {len(entries)} assets but the model has {max_objects} object slots; "
@@ -305,7 +320,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
     mask = torch.zeros(N, dtype=torch.bool)
     cam = target_cam
     for i, (a, slot, box) in enumerate(entries):
-        img = images[slot]
+        img = photos[slot]
         scale = torch.tensor([img.shape[-1], img.shape[-2]] * 2, dtype=torch.float32)
         index[i] = slot
         boxes[i] = box / scale
@@ -315,12 +330,11 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         target_boxes[i] = geometry.bounding_box_2d(uv, W, H) / torch.tensor([W, H, W, H], dtype=torch.float32)
         mask[i] = True
 
-    if not images:  # no objects: one grey image keeps shapes static
-        images, image_boxes = [torch.full((3, H, W), GREY)], [[]]
-    size_hw = max((img.shape[-2], img.shape[-1]) for img in images)
+    if not photos:  # no objects: one grey image keeps shapes static
+        photos = [torch.full((3, H, W), GREY)]
+    size_hw = max((img.shape[-2], img.shape[-1]) for img in photos)
     appearance = torch.stack([
-        resize_images(grey_outside(img, torch.stack(bx) if bx else torch.zeros(0, 4))[None], size_hw)[0]
-        for img, bx in zip(images, image_boxes)])
+        resize_images(grey_outside(img, boxes_in(entries, slot))[None], size_hw)[0] for slot, img in enumerate(photos)])
 
     view = background_view(scene, target_frame, source_frame, min_visibility)
     background = resize_images(grey_inside(view.image, view.object_boxes)[None], (H, W))[0]

@@ -78,3 +78,25 @@ def test_collate_pads_on_the_items_device(simple_scene):
     two = replace(one, appearance_images=torch.cat([one.appearance_images] * 2, dim=1))
     batch = Conditioning.collate([one.to("meta"), two.to("meta")])  # "meta" stands for an accelerator
     assert batch.appearance_images.shape == (2, 2, 3, 24, 32) and batch.appearance_images.is_meta
+
+
+def test_a_photo_shared_by_several_appearances_is_encoded_once(simple_scene):
+    from neuralassets import edits
+
+    scene = simple_scene.copy()
+    scene.asset(2).boxes_2d[:] = torch.tensor([16.0, 4.0, 30.0, 20.0])
+    swapped = edits.swap_appearance(scene, 1, 2)
+    assert all(a.appearance is not None for a in swapped.assets)
+    c = conditioning_from_scene(swapped, 1, 3, source_frame=0)
+    # both appearances are regions of frame 0: one image, each slot pointing at the other's box
+    assert c.appearance_images.shape[1] == 1 and c.object_image_index[0, :2].tolist() == [0, 0]
+    assert torch.equal(c.object_boxes[0, 0] * 32, torch.tensor([16.0, 4.0 * 32 / 24, 30.0, 20.0 * 32 / 24]))
+    assert torch.equal(c.appearance_images, conditioning_from_scene(scene, 1, 3, source_frame=0).appearance_images)
+
+    donor = simple_scene.copy()
+    donor.frames = 1 - donor.frames
+    transferred = edits.transfer(scene, 1, donor, 2)
+    c = conditioning_from_scene(transferred, 1, 3, source_frame=0)
+    # photos in first-use order: asset 1's donor frame, then frame 0 for asset 2
+    assert c.appearance_images.shape[1] == 2 and c.object_image_index[0, :2].tolist() == [0, 1]
+    assert torch.equal(c.appearance_images[0, 0, :, 5, 5], donor.frames[0][:, 5, 5])
