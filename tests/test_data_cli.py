@@ -53,5 +53,5 @@ def test_preview_scene_and_make_commands(tmp_path, capsys):
     assert main(args + ["--edits", "scale, camera", "--out", str(tmp_path / "edits")]) == 0
     assert "wrote 3 val edit pairs" in capsys.readouterr().out
     assert json.loads((tmp_path / "edits" / "dataset.json").read_text())["edit_tasks"] == ["scale", "camera"]
-    assert main(args + ["--edits", "removal", "--out", str(tmp_path / "removal")]) == 2
-    assert "edit pairs support translation, rotation, scale, camera, multi_object" in capsys.readouterr().err
+    assert main(args + ["--edits", "novel_pose", "--out", str(tmp_path / "novel")]) == 2
+    assert "edit pairs support translation, rotation, scale, camera, multi_object, removal, insertion" in capsys.readouterr().err

@@ -8,9 +8,10 @@ from torch.utils.data import DataLoader
 
 from neuralassets import ConfigError, SceneFormatError, ValidationError
 from neuralassets.benchmark.tasks import load_video, make_case
-from neuralassets.conditioning import Conditioning, conditioning_from_scene
+from neuralassets.conditioning import Conditioning, conditioning_from_scene, slotted_assets
 from neuralassets.data import SPLITS, GeneratorConfig, generate_scene
 from neuralassets.data.pairs import (
+    DONOR_TASKS,
     EDIT_PAIR_TASKS,
     EditPairDataset,
     FramePairDataset,
@@ -115,16 +116,18 @@ def test_shards_round_trip_exactly_and_resume(tmp_path):
 
 
 def test_edit_pairs_are_the_benchmark_edits_of_train_videos():
-    data = EditPairDataset("val", 5, max_objects=5, config=SMALL)
+    data = EditPairDataset("val", len(EDIT_PAIR_TASKS), max_objects=6, config=SMALL)  # a slot to insert into
     for i, task in enumerate(EDIT_PAIR_TASKS):  # item i takes task i (mod the task count)
         seed = SPLITS["val"][i]
         video = load_video(seed, data.config)
-        case = make_case(task, i, seed, video, video)
+        donor = load_video(SPLITS["val"][i + 1], data.config) if task in DONOR_TASKS else video
+        assert data.donor_seed(i) == SPLITS["val"][i + 1]
+        case = make_case(task, i, seed, video, donor)
         assert case is not None, task
         cond, target = data[i]
         assert torch.equal(target, case.target), task
         assert not torch.equal(target, case.source), task  # the target shows the edit, not the source
-        expected = conditioning_from_scene(case.scene, 1, 5, source_frame=0)
+        expected = conditioning_from_scene(case.scene, 1, 6, source_frame=0)
         _assert_equal_items((cond, target), (expected, case.target))
     _assert_equal_items(data[2], data[2])
 
@@ -137,18 +140,44 @@ def test_edit_pairs_fall_back_to_the_next_task_then_to_the_video_pair():
     seed = SPLITS["val"][0]
     video = load_video(seed, then_scale.config)
     assert torch.equal(then_scale[0][1], make_case("scale", 0, seed, video, video).target)
-    with pytest.raises(ValidationError, match="removal.*edit pairs support translation"):
-        EditPairDataset("val", 1, 5, SMALL, tasks=("translation", "removal"))
+    # an insertion into a scene whose objects fill every slot is not drawn: the video pair stands in
+    full = EditPairDataset("val", 8, max_objects=5, config=SMALL, tasks=("insertion",))
+    video_pairs = FramePairDataset("val", 8, max_objects=5, config=SMALL)
+    crowded = [i for i in range(8) if len(slotted_assets(load_video(SPLITS["val"][i], SMALL, novel_pose=False).still, 0)) == 5]
+    assert crowded and len(crowded) < 8
+    for i in range(8):
+        assert torch.equal(full[i][1], video_pairs[i][1]) == (i in crowded)
+    with pytest.raises(ValidationError, match="novel_pose.*edit pairs support translation"):
+        EditPairDataset("val", 1, 5, SMALL, tasks=("translation", "novel_pose"))
     with pytest.raises(ValidationError, match="none given"):
         EditPairDataset("val", 1, 5, SMALL, tasks=())
 
 
 def test_edit_pair_shards_round_trip_and_record_their_tasks(tmp_path):
     out = tmp_path / "edits"
-    write_shards(out, "val", 3, max_objects=5, config=SMALL, shard_size=2, progress=False, edit_tasks=("scale", "camera"))
-    assert json.loads((out / "dataset.json").read_text())["edit_tasks"] == ["scale", "camera"]
-    live = EditPairDataset("val", 3, max_objects=5, config=SMALL, tasks=("scale", "camera"))
-    for i in range(3):
+    tasks = ("insertion", "background", "removal", "swap")  # a donor object, a donor background, greyed boxes, one photo
+    write_shards(out, "val", 4, max_objects=6, config=SMALL, shard_size=3, progress=False, edit_tasks=tasks)
+    assert json.loads((out / "dataset.json").read_text())["edit_tasks"] == list(tasks)
+    live = EditPairDataset("val", 4, max_objects=6, config=SMALL, tasks=tasks)
+    assert [live[i][0].appearance_images.shape[1] for i in range(4)] == [2, 1, 1, 1]
+    for i in range(4):
         _assert_equal_items(ShardedPairDataset(out)[i], live[i])
     with pytest.raises(ConfigError, match="edit_tasks"):
-        write_shards(out, "val", 3, max_objects=5, config=SMALL, shard_size=2, progress=False)
+        write_shards(out, "val", 4, max_objects=6, config=SMALL, shard_size=3, progress=False)
+
+
+def test_version_1_shards_are_still_read(tmp_path):
+    """Version 1 stored one source photo that gave appearance and background; such folders still load exactly."""
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "pairs"
+    write_shards(out, "val", 2, max_objects=5, config=SMALL, shard_size=2, progress=False)
+    shard = load_file(str(out / "shard_00000.safetensors"))
+    old = {k: v for k, v in shard.items() if k not in ("photos", "appearance_count", "background_photo",
+                                                       "background_boxes", "background_box_mask")}
+    save_file({**old, "source": shard["photos"][:, 0].contiguous()}, str(out / "shard_00000.safetensors"))
+    meta = json.loads((out / "dataset.json").read_text())
+    (out / "dataset.json").write_text(json.dumps({**meta, "format_version": 1}))
+    live = FramePairDataset("val", 2, max_objects=5, config=SMALL)
+    for i in range(2):
+        _assert_equal_items(ShardedPairDataset(out)[i], live[i])

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     make.add_argument("--workers", type=int, default=0, help="worker processes rendering in parallel")
     make.add_argument("--edits", default=None, metavar="TASKS",
                       help="render edit pairs instead of video frame pairs: the target is the source frame after one of "
-                           "these comma-separated benchmark edits (translation,rotation,scale,camera,multi_object)")
+                           "these comma-separated benchmark edits (translation,rotation,scale,camera,multi_object,"
+                           "removal,insertion,transfer,swap,background)")
     make.set_defaults(run=_make)
     for action in (preview, scene, make):
         action.add_argument("--gen", action="append", default=[], metavar="KEY=VALUE",

@@ -9,13 +9,19 @@ the model must reconstruct. Only the (one or two) frames needed are rendered.
 Item ``i`` depends only on ``(split, seed_offset + i)``: no random state lives in the
 dataset, so DataLoader workers need no seeding and any worker count yields the same items.
 
-Shard folder format (``SHARD_FORMAT_VERSION`` 1), written by :func:`write_shards` /
+Shard folder format (``SHARD_FORMAT_VERSION`` 2), written by :func:`write_shards` /
 ``neuralassets data make``::
 
     dataset.json                 split, length, seed_offset, max_objects, shard_size, generator config
                                  (and edit_tasks for folders of edit pairs)
-    shard_00000.safetensors ...  items [k * shard_size, (k + 1) * shard_size): uint8 source and
-                                 target frames and the Conditioning's box, pose, mask and camera tensors
+    shard_00000.safetensors ...  items [k * shard_size, (k + 1) * shard_size): the target frame and
+                                 up to :data:`PHOTO_SLOTS` photos (uint8); how many of them the
+                                 objects take appearance from, which one is the background and the
+                                 pixel boxes greyed in it; the Conditioning's box, pose, mask and
+                                 camera tensors
+
+Version 1 folders (one source photo for appearance and background, greyed in the object
+boxes) are still read.
 
 A shard file appears only once complete (written under a temporary name, then renamed),
 so an interrupted ``make`` resumes by skipping the shards that exist.
@@ -35,12 +41,23 @@ from safetensors.torch import save_file
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..conditioning import Conditioning, conditioning_from_scene, grey_inside, grey_outside
+from ..conditioning import (
+    GREY,
+    Conditioning,
+    appearance_photos,
+    background_view,
+    conditioning_from_scene,
+    grey_inside,
+    grey_outside,
+    slotted_assets,
+)
 from ..errors import ConfigError, SceneFormatError, ValidationError
 from ..scene import Scene
 from .synthetic import SPLITS, GeneratorConfig, generate_scene
 
-SHARD_FORMAT_VERSION = 1
+SHARD_FORMAT_VERSION = 2
+READABLE_SHARD_VERSIONS = (1, 2)
+PHOTO_SLOTS = 2  # photos a record holds: the scene's frame and one from another scene (a donor object or background)
 _PAIR_STREAM = 0x5A1E  # second seed word: pair choice never shares a stream with scene sampling
 _CONDITIONING_TENSORS = ("object_image_index", "object_boxes", "object_poses", "object_target_boxes", "object_mask",
                          "camera_pose")
@@ -110,7 +127,9 @@ class FramePairDataset(Dataset):
         return conditioning, scene.frames[target]
 
 
-EDIT_PAIR_TASKS = ("translation", "rotation", "scale", "camera", "multi_object")  # edits whose conditioning a shard can hold
+EDIT_PAIR_TASKS = ("translation", "rotation", "scale", "camera", "multi_object",
+                   "removal", "insertion", "transfer", "swap", "background")  # every benchmark edit of a still frame
+DONOR_TASKS = ("insertion", "transfer", "background")  # edits that take an object or background from another video
 
 
 class EditPairDataset(FramePairDataset):
@@ -119,19 +138,22 @@ class EditPairDataset(FramePairDataset):
     Item ``i`` takes the source frame the benchmark would take from scene
     ``SPLITS[split][seed_offset + i]`` and applies edit ``tasks[i % len(tasks)]`` to it as
     the benchmark builds its cases (:func:`neuralassets.benchmark.tasks.make_case`: objects
-    moved 1-3 footprints, turned, scaled 0.6-1.6x, several at once, or the camera orbited
-    10-40 degrees). Videos rarely move an object that far or change its size, so these
-    pairs teach the pose tokens' full range. When no draw of a task works for a scene
-    (e.g. fewer than three visible objects for ``multi_object``), the next task is tried,
-    and the video pair of :class:`FramePairDataset` is the last resort.
+    moved 1-3 footprints, turned, scaled 0.6-1.6x, several at once, removed, the camera
+    orbited 10-40 degrees; an object inserted or re-dressed from another video, two objects'
+    looks swapped, the background taken from another video). Videos rarely move an object
+    that far or change its size, and never take appearance from elsewhere, so these pairs
+    teach the tokens' full range. Edits that need another video (:data:`DONOR_TASKS`) take the
+    next seed's (``seed_offset + i + 1``, wrapping within the split). When no draw of a task
+    works for a scene (e.g. fewer than three visible objects for ``multi_object``, or an
+    insertion into a scene that already fills every object slot), the next
+    task is tried, and the video pair of :class:`FramePairDataset` is the last resort.
 
     Args:
         split, length, max_objects, config, seed_offset: as for :class:`FramePairDataset`.
-        tasks: edit names from :data:`EDIT_PAIR_TASKS` (edits that keep appearance and
-            background in the source frame).
+        tasks: edit names from :data:`EDIT_PAIR_TASKS`.
 
     Raises:
-        ValidationError: an unknown or unsupported task, or an empty ``tasks``.
+        ValidationError: an unknown task, or an empty ``tasks``.
     """
 
     def __init__(self, split: str, length: int, max_objects: int, config: GeneratorConfig | None = None,
@@ -142,15 +164,25 @@ class EditPairDataset(FramePairDataset):
             raise ValidationError(f"tasks: {unsupported or 'none given'}; edit pairs support {', '.join(EDIT_PAIR_TASKS)}")
         self.tasks = tuple(tasks)
 
+    def donor_seed(self, index: int) -> int:
+        """The scene seed of the other video that item ``index``'s donor edits take from."""
+        seeds = SPLITS[self.split]
+        self.seed(index)  # range check
+        return seeds[(self.seed_offset + index + 1) % len(seeds)]
+
     def pair(self, index: int) -> tuple[Scene, int, int]:
         """Item ``index`` as a two-frame scene (source, edited target) and its (source, target) indices, (0, 1)."""
         from ..benchmark.tasks import load_video, make_case
 
         seed = self.seed(index)
         video = load_video(seed, self.config, novel_pose=False)  # edits start from the source frame alone
+        donor = None
         for k in range(len(self.tasks)):
-            case = make_case(self.tasks[(index + k) % len(self.tasks)], index, seed, video, video)
-            if case is not None:
+            task = self.tasks[(index + k) % len(self.tasks)]
+            if task in DONOR_TASKS and donor is None:
+                donor = load_video(self.donor_seed(index), self.config, novel_pose=False)
+            case = make_case(task, index, seed, video, donor if task in DONOR_TASKS else video)
+            if case is not None and len(slotted_assets(case.scene, 0)) <= self.max_objects:
                 scene = case.scene.copy()
                 scene.frames[1] = case.target
                 return scene, 0, 1
@@ -181,21 +213,51 @@ class _ShardRecords(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         scene, source, target = self.pairs.pair(index)
+        where = f"pair {index} (scene seed {self.pairs.seed(index)})"
         conditioning = conditioning_from_scene(scene, target, self.pairs.max_objects, source_frame=source)
+        photos, _ = appearance_photos(scene, source)
+        appearance_count = len(photos)
+        view = background_view(scene, target, source)
+        background = next((k for k, p in enumerate(photos) if p.shape == view.image.shape and torch.equal(p, view.image)),
+                          None)
+        if background is None:
+            background = len(photos)
+            photos.append(view.image)
+        if len(photos) > PHOTO_SLOTS or any(p.shape != scene.frames[0].shape for p in photos):
+            raise ValidationError(f"{where}: needs {len(photos)} photos of sizes {[tuple(p.shape) for p in photos]}; "
+                                  f"a shard record holds {PHOTO_SLOTS} of the scene's size {tuple(scene.frames[0].shape)}")
+        greyed = len(view.object_boxes)
+        if greyed > self.pairs.max_objects:
+            raise ValidationError(f"{where}: its background photo has {greyed} object boxes; a shard record holds "
+                                  f"max_objects = {self.pairs.max_objects}")
         record = {name: getattr(conditioning, name)[0] for name in _CONDITIONING_TENSORS}
-        record["source"] = _to_uint8(scene.frames[source])
+        record["photos"] = torch.zeros(PHOTO_SLOTS, *scene.frames[0].shape, dtype=torch.uint8)
+        record["photos"][:len(photos)] = _to_uint8(torch.stack(photos))
+        record["appearance_count"] = torch.tensor(appearance_count)
+        record["background_photo"] = torch.tensor(background)
+        record["background_boxes"] = torch.zeros(self.pairs.max_objects, 4)
+        record["background_boxes"][:greyed] = view.object_boxes
+        record["background_box_mask"] = torch.arange(self.pairs.max_objects) < greyed
         record["target"] = _to_uint8(scene.frames[target])
         return record
 
 
 def _conditioning_from_record(record: dict[str, Tensor]) -> tuple[Conditioning, Tensor]:
     """Rebuild the item :class:`FramePairDataset` yields from a stored record (exactly)."""
-    source = record["source"].float() / 255.0
-    H, W = source.shape[-2:]
-    boxes = record["object_boxes"][record["object_mask"]] * torch.tensor([W, H, W, H], dtype=torch.float32)
+    photos = record["photos"].float() / 255.0 if "photos" in record else record["source"][None].float() / 255.0
+    H, W = photos.shape[-2:]
+    boxes = record["object_boxes"] * torch.tensor([W, H, W, H], dtype=torch.float32)
+    used = record["object_mask"]
+    if "photos" in record:
+        count, background = int(record["appearance_count"]), photos[int(record["background_photo"])]
+        greyed = record["background_boxes"][record["background_box_mask"]]
+    else:  # version 1: one source photo, its background greyed in the object boxes
+        count, background, greyed = 1, photos[0], boxes[used]
+    appearance = [grey_outside(photos[k], boxes[used & (record["object_image_index"] == k)])
+                  for k in range(count)] or [torch.full((3, H, W), GREY)]
     extra = {name: record[name].unsqueeze(0) for name in _CONDITIONING_TENSORS}
-    conditioning = Conditioning(appearance_images=grey_outside(source, boxes)[None, None],
-                                background_image=grey_inside(source, boxes)[None], **extra)
+    conditioning = Conditioning(appearance_images=torch.stack(appearance)[None],
+                                background_image=grey_inside(background, greyed)[None], **extra)
     return conditioning, record["target"].float() / 255.0
 
 
@@ -285,8 +347,9 @@ class ShardedPairDataset(Dataset):
             version, self.length, self.shard_size = meta["format_version"], int(meta["length"]), int(meta["shard_size"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise SceneFormatError(f"{meta_path}: malformed ({e})") from None
-        if version != SHARD_FORMAT_VERSION:
-            raise SceneFormatError(f"{meta_path}: format_version {version!r} is not supported (expected {SHARD_FORMAT_VERSION})")
+        if version not in READABLE_SHARD_VERSIONS:
+            raise SceneFormatError(f"{meta_path}: format_version {version!r} is not supported "
+                                   f"(expected one of {', '.join(map(str, READABLE_SHARD_VERSIONS))})")
         self.metadata = meta
         missing = [_shard_name(k) for k in range(-(-self.length // self.shard_size))
                    if not (self.folder / _shard_name(k)).is_file()]
