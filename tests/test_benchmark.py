@@ -14,6 +14,7 @@ from neuralassets.benchmark.report import markdown, write_report
 from neuralassets.benchmark.tasks import TASKS, TaskConfig, VideoCache, iter_cases, load_video, make_case
 from neuralassets.cli import main as cli_main
 from neuralassets.compositing import KeepUnchanged
+from neuralassets.conditioning import resize_images
 from neuralassets.errors import ValidationError
 from neuralassets.metrics import psnr, region_mask
 from neuralassets.plotting import saved_figure
@@ -251,11 +252,13 @@ def test_pipeline_and_vae_ceiling_methods_render_cases_deterministically(videos,
     assert torch.allclose(model.predict(cases[1:])[0], batch[1], atol=1e-5)  # batching does not change a case
     ceiling = VAECeilingMethod(model.pipeline)(cases[0])
     assert ceiling.shape == (3, 48, 48)
-    # the pipeline's default keeps the source's unchanged pixels (here: all of them); keep_unchanged=False does not
+    # the pipeline's default keeps the source's unchanged pixels (here: all of them); keep_unchanged=False does not.
+    # The model composites at its own 32x32, which the method resizes to the cases' 48x48.
     model.pipeline.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)
     kept = model.predict(cases[:1])[0]
     raw = PipelineMethod(model.pipeline, "raw", keep_unchanged=False).predict(cases[:1])[0]
-    assert torch.allclose(kept, cases[0].source, atol=1e-2) and (raw - cases[0].source).abs().mean() > 0.05
+    source = resize_images(resize_images(cases[0].source[None], (32, 32)), (48, 48))[0]
+    assert torch.allclose(kept, source, atol=1e-5) and (raw - source).abs().mean() > 0.05
 
 
 @pytest.mark.slow
