@@ -134,6 +134,17 @@ def test_empty_padded_slot_does_not_change_output(simple_scene):
     assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_an_unused_padding_image_does_not_change_output(simple_scene):
+    """Batches pad every item's appearance images to the longest list (with grey); no object reads the padding."""
+    pipe = tiny_pipeline()
+    cond = conditioning_from_scene(simple_scene, 1, 2, source_frame=0)
+    padded = replace(cond, appearance_images=torch.cat([cond.appearance_images, torch.full_like(cond.appearance_images, 0.5)],
+                                                       dim=1))
+    a = pipe.render(cond, generator=torch.Generator().manual_seed(3))
+    b = pipe.render(padded, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_dropping_all_objects_gives_the_null_output(simple_scene):
     pipe = tiny_pipeline()
     cond = conditioning_from_scene(simple_scene, 1, 3, source_frame=0)
