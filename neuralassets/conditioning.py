@@ -240,6 +240,11 @@ def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
             and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
 
 
+def index_of_photo(photos: list[Tensor], photo: Tensor) -> int | None:
+    """Position of the first of ``photos`` with exactly ``photo``'s size and pixels, or None."""
+    return next((k for k, p in enumerate(photos) if p is photo or torch.equal(p, photo)), None)
+
+
 def appearance_photos(scene: Scene, source_frame: int | None = None, min_visibility: float = 0.0
                       ) -> tuple[list[Tensor], list[tuple[Asset, int, Tensor]]]:
     """The distinct photos the slotted assets (:func:`slotted_assets`) take their appearance from.
@@ -260,9 +265,9 @@ def appearance_photos(scene: Scene, source_frame: int | None = None, min_visibil
         else:
             f = a.source_frame if source_frame is None else source_frame
             photo, box = scene.frames[f], a.boxes_2d[f]
-        slot = next((k for k, p in enumerate(photos) if p is photo or (p.shape == photo.shape and torch.equal(p, photo))),
-                    len(photos))
-        if slot == len(photos):
+        slot = index_of_photo(photos, photo)
+        if slot is None:
+            slot = len(photos)
             photos.append(photo)
         entries.append((a, slot, box))
     return photos, entries

@@ -49,6 +49,7 @@ from ..conditioning import (
     conditioning_from_scene,
     grey_inside,
     grey_outside,
+    index_of_photo,
     slotted_assets,
 )
 from ..errors import ConfigError, SceneFormatError, ValidationError
@@ -218,8 +219,7 @@ class _ShardRecords(Dataset):
         photos, _ = appearance_photos(scene, source)
         appearance_count = len(photos)
         view = background_view(scene, target, source)
-        background = next((k for k, p in enumerate(photos) if p.shape == view.image.shape and torch.equal(p, view.image)),
-                          None)
+        background = index_of_photo(photos, view.image)
         if background is None:
             background = len(photos)
             photos.append(view.image)

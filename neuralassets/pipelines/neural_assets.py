@@ -428,8 +428,6 @@ def to_output_type(images: Tensor, output_type: str) -> Tensor | np.ndarray | li
     return arrays if output_type == "np" else [Image.fromarray(a) for a in arrays]
 
 
-
-
 def _unique_images(images: Tensor, distinct: Tensor) -> tuple[list[int], list[int]]:
     """Indices of the first exact copies among (B, ...) ``images``, and for each image its copy's position there.
 
@@ -446,8 +444,6 @@ def _unique_images(images: Tensor, distinct: Tensor) -> tuple[list[int], list[in
             unique.append(i)
         inverse.append(match)
     return unique, inverse
-
-
 
 
 def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
