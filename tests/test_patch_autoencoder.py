@@ -5,7 +5,7 @@ import pytest
 import torch
 from test_models import TINY, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
-from neuralassets.errors import ConfigError, WeightsError
+from neuralassets.errors import ConfigError, ValidationError, WeightsError
 from neuralassets.models import AutoencoderConfig
 from neuralassets.models.autoencoder import build_autoencoder, downsampling_factor
 from neuralassets.models.patch_autoencoder import PatchAutoencoder
@@ -80,3 +80,57 @@ def test_bad_kind_and_folder_raise(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsError, match="autoencoder.pretrained: cannot load an autoencoder from .*empty"):
         build_autoencoder(AutoencoderConfig(pretrained=str(tmp_path / "empty")))
+
+
+def test_reference_branch_starts_at_zero_and_adds_to_trained_weights(tmp_path):
+    from neuralassets.models.weights import load_weights, save_weights
+
+    torch.manual_seed(0)
+    plain, _ = build_autoencoder(SMALL)
+    save_weights(plain.state_dict(), tmp_path / "vae.safetensors")
+    vae, config = build_autoencoder(replace(SMALL, reference_channels=4))
+    assert config.model_config["reference_channels"] == 4 and vae.zero_initialised == ("reference_coarse.", "reference_fine.")
+    load_weights(vae, tmp_path / "vae.safetensors", vae.zero_initialised)  # the branch is missing from the file
+    z, reference = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(vae.decode(z, reference=reference).sample, plain.decode(z).sample)  # zero branch
+        for p in (vae.reference_coarse[1].weight, vae.reference_fine[1].weight):
+            p.normal_(0, 0.1)
+        assert torch.equal(vae.decode(z, reference=torch.zeros_like(reference)).sample, plain.decode(z).sample)
+        assert torch.equal(vae.decode(z).sample, plain.decode(z).sample)  # no reference = an empty one
+        assert not torch.allclose(vae.decode(z, reference=reference).sample, plain.decode(z).sample)
+
+
+def test_reference_errors():
+    vae, _ = build_autoencoder(replace(SMALL, reference_channels=4))
+    with pytest.raises(ValidationError, match=r"reference: shape \(2, 4, 16, 16\), expected \(2, 4, 32, 32\)"):
+        vae.decode(torch.randn(2, 4, 4, 4), reference=torch.zeros(2, 4, 16, 16))
+    plain, _ = build_autoencoder(SMALL)
+    with pytest.raises(ValidationError, match="reference: this autoencoder was built without reference_channels"):
+        plain.decode(torch.randn(1, 4, 4, 4), reference=torch.zeros(1, 4, 32, 32))
+    with pytest.raises(ConfigError, match="autoencoder.reference_channels: only a PatchAutoencoder built from its config"):
+        build_autoencoder(AutoencoderConfig(kind="kl", block_channels=(16, 32), reference_channels=4))
+
+
+def test_pipeline_decodes_with_the_object_reference_and_keeps_it_when_saved(tmp_path):
+    from neuralassets.conditioning import Conditioning
+    from neuralassets.models.reference import object_reference
+
+    torch.manual_seed(0)
+    pipe = NeuralAssetsPipeline.from_config(replace(TINY, autoencoder=replace(SMALL, reference_channels=4)))
+    assert pipe.uses_reference
+    with torch.no_grad():
+        pipe.vae.reference_fine[1].weight.normal_(0, 0.1)
+    cond = Conditioning(appearance_images=torch.rand(1, 1, 3, 32, 32), object_image_index=torch.zeros(1, 1, dtype=torch.long),
+                        object_boxes=torch.tensor([[[0.1, 0.1, 0.5, 0.5]]]), object_poses=torch.ones(1, 1, 12),
+                        object_target_boxes=torch.tensor([[[0.4, 0.4, 0.9, 0.9]]]), object_mask=torch.ones(1, 1, dtype=torch.bool),
+                        background_image=torch.rand(1, 3, 32, 32), camera_pose=torch.zeros(1, 12))
+    noise = torch.randn(1, 4, 4, 4)
+    images = pipe.render(cond, latents=noise)
+    latents = pipe.sample_latents(cond, latents=noise)
+    by_hand = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, reference=object_reference(cond, (32, 32))).sample
+    assert torch.allclose(images, ((by_hand + 1) / 2).clamp(0, 1), atol=1e-6)
+    assert not torch.allclose(images, pipe.decode_latents(latents), atol=1e-3)  # the reference changed the render
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+    assert loaded.uses_reference and torch.equal(loaded.render(cond, latents=noise), images)

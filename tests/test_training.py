@@ -15,6 +15,8 @@ from test_models import TINY, one_thread  # noqa: F401 (one_thread: autouse fixt
 from neuralassets.conditioning import Conditioning, conditioning_from_scene
 from neuralassets.errors import ConfigError, WeightsError
 from neuralassets.models import build_components
+from neuralassets.models.patch_autoencoder import PatchAutoencoder
+from neuralassets.models.reference import object_reference
 from neuralassets.training import Trainer, load_config
 from neuralassets.training.checkpoint import (
     ExponentialMovingAverage,
@@ -388,6 +390,45 @@ def test_decoder_objective_decodes_encoder_latents_for_its_share_of_the_batch():
         by_hand = (vae.decode(torch.cat([encoded, sampled[2:]])).sample - (images * 2 - 1)).abs().mean()
         assert torch.allclose(half, by_hand)
     assert not any(p.requires_grad for p in vae.encoder.parameters())
+
+
+def test_decoder_objective_gives_the_samples_their_references_and_the_encoder_latents_none():
+    torch.manual_seed(0)
+    vae = PatchAutoencoder(latent_channels=4, width=16, num_blocks=1, reference_channels=4)
+    with torch.no_grad():
+        vae.reference_fine[1].weight.normal_(0, 0.1)
+    images, references = torch.rand(4, 3, 32, 32), torch.randn(4, 4, 32, 32)
+    sampled = torch.randn(4, 4, 4, 4)
+    with torch.no_grad():
+        loss = DecoderObjective(vae, 0.5)(sampled, images, references)
+        encoded = vae.encode(images[:2] * 2 - 1).latent_dist.mode()
+        decoded = torch.cat([vae.decode(encoded).sample, vae.decode(sampled[2:], reference=references[2:]).sample])
+        assert torch.allclose(loss, (decoded - (images * 2 - 1)).abs().mean(), atol=1e-6)
+        assert not torch.allclose(loss, DecoderObjective(vae, 0.5)(sampled, images))
+
+
+def test_decoder_stage_adds_a_reference_branch_to_a_trained_decoder(tmp_path):
+    from neuralassets.models import AutoencoderConfig
+    from neuralassets.pipelines import NeuralAssetsPipeline
+
+    patch = AutoencoderConfig(kind="patch", latent_channels=4, width=16, num_blocks=1)
+    base = tiny_config(tmp_path / "base", max_steps=2, checkpoint_every=100)
+    Trainer(replace(base, model=replace(base.model, autoencoder=patch))).train()
+    init = tmp_path / "base" / "run" / "pipeline"
+    before = NeuralAssetsPipeline.from_pretrained(init)
+    config = tiny_config(tmp_path / "dec", stage="decoder", init_from=str(init), max_steps=3, checkpoint_every=100)
+    config = replace(config, data=replace(config.data, sampled_pairs=4),
+                     model=replace(config.model, autoencoder=replace(patch, reference_channels=4)))
+    trainer = Trainer(config)
+    assert trainer.components.vae.config.scaling_factor == before.vae.config.scaling_factor  # the init pipeline's scale
+    (latent, reference), target = trainer.train_set[1]
+    cond, expected_target = trainer.pairs[trainer.train_set.indices[1]]
+    assert torch.equal(reference, object_reference(cond, (32, 32))[0]) and torch.equal(target, expected_target)
+    trainer.train()
+    after = NeuralAssetsPipeline.from_pretrained(tmp_path / "dec" / "run" / "pipeline")
+    assert after.uses_reference and after.vae.reference_fine[1].weight.abs().sum() > 0  # the branch learnt
+    old_vae = before.vae.state_dict()
+    assert all(torch.equal(v, after.vae.state_dict()[k]) for k, v in old_vae.items() if k.startswith("encoder."))
 
 
 def test_decoder_stage_config_errors(tmp_path):

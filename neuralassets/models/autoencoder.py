@@ -31,6 +31,7 @@ class AutoencoderConfig:
     latent_channels: int = 8  # channels of the latent
     width: int = 256  # patch: channels at the latent resolution (half that at twice it)
     num_blocks: int = 3  # patch: residual blocks at the latent resolution
+    reference_channels: int = 0  # patch: channels of a pixel reference the decoder takes detail from (4: object_reference; 0: none)
     block_channels: tuple[int, ...] = (32, 64, 64, 128)  # kl: channels per resolution; downsampling factor 2^(len-1)
     layers_per_block: int = 1  # kl: resnet layers per resolution
     norm_num_groups: int = 8  # kl: GroupNorm groups; one channel per group (instance norm) would erase each image's colours
@@ -57,13 +58,16 @@ def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -
 
     if config.kind not in AUTOENCODER_KINDS:
         raise ConfigError(f"autoencoder.kind: {config.kind!r} is not one of {', '.join(AUTOENCODER_KINDS)}")
+    if config.reference_channels and (config.kind != "patch" or config.pretrained):
+        raise ConfigError("autoencoder.reference_channels: only a PatchAutoencoder built from its config takes a reference "
+                          "(set kind: patch and no pretrained; a trained decoder comes from the stage's init_from)")
     if config.pretrained and load_pretrained and config.model_config is None:
         model = _load_pretrained(config.pretrained)
         config = replace(config, kind=autoencoder_kind(model), scaling_factor=float(model.config.scaling_factor))
     elif config.kind == "patch":
         model = PatchAutoencoder.from_config(config.model_config or dict(
             latent_channels=config.latent_channels, width=config.width, num_blocks=config.num_blocks,
-            scaling_factor=config.scaling_factor))
+            scaling_factor=config.scaling_factor, reference_channels=config.reference_channels))
     else:
         n = len(config.block_channels)
         if config.model_config is None and any(c % config.norm_num_groups for c in config.block_channels):

@@ -11,6 +11,12 @@ minutes on a CPU where ``AutoencoderKL`` took hours:
 - residual blocks normalise with one group over all channels and start as the identity
   (zeroed last convolution), so no normalisation erases an image's colours.
 
+With ``reference_channels > 0`` the decoder also reads a pixel-aligned reference image
+(:func:`~neuralassets.models.reference.object_reference`: the objects' own photo pixels
+where the conditioning puts them), space-to-depth'ed onto both decoder resolutions through
+zero-initialised 1×1 convolutions without bias: an all-zero reference, or none, decodes
+exactly as the decoder without the branch, so the branch can be added to trained weights.
+
 Example:
     >>> import torch
     >>> vae = PatchAutoencoder(latent_channels=8, width=32, num_blocks=1)
@@ -28,7 +34,7 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from ..errors import WeightsError
+from ..errors import ValidationError, WeightsError
 
 
 class ResidualBlock(nn.Module):
@@ -55,13 +61,15 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         width: channels at the latent resolution; half of it at twice that resolution.
         num_blocks: residual blocks at the latent resolution (one fewer at twice it).
         scaling_factor: latents are multiplied by this before diffusion (1 / their std).
+        reference_channels: channels of the optional reference the decoder takes detail from
+            (0: none; :data:`~neuralassets.models.reference.REFERENCE_CHANNELS` for an object reference).
     """
 
     config_name = "config.json"
 
     @register_to_config
     def __init__(self, in_channels: int = 3, latent_channels: int = 8, width: int = 256, num_blocks: int = 3,
-                 scaling_factor: float = 1.0):
+                 scaling_factor: float = 1.0, reference_channels: int = 0):
         super().__init__()
         half = width // 2
         fine_blocks = max(num_blocks - 1, 1)
@@ -78,6 +86,20 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         head = self.encoder[-1]
         nn.init.zeros_(head.weight[latent_channels:])
         nn.init.constant_(head.bias[latent_channels:], -8.0)
+        self.reference_coarse = self.reference_fine = None
+        if reference_channels > 0:
+            self.reference_coarse = nn.Sequential(nn.PixelUnshuffle(8), nn.Conv2d(reference_channels * 64, width, 1, bias=False))
+            self.reference_fine = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(reference_channels * 16, half, 1, bias=False))
+            for branch in (self.reference_coarse, self.reference_fine):
+                nn.init.zeros_(branch[1].weight)
+        # where the branches join the decoder: after its first 1x1 convolution, and after its upsampling
+        self._joins = {0: "reference_coarse", num_blocks + 2: "reference_fine"}
+
+    @property
+    def zero_initialised(self) -> tuple[str, ...]:
+        """Prefixes of parameters that start at zero and may be missing from weights saved without
+        them (a trained decoder given a reference branch decodes as before)."""
+        return ("reference_coarse.", "reference_fine.") if self.reference_coarse is not None else ()
 
     @property
     def downsampling_factor(self) -> int:
@@ -88,9 +110,28 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         """(B, 3, H, W) in [-1, 1], H and W multiples of 8 -> posterior over (B, latent_channels, H/8, W/8)."""
         return AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution(self.encoder(x)))
 
-    def decode(self, z: Tensor, return_dict: bool = True) -> DecoderOutput:
-        """(B, latent_channels, h, w) unscaled latents -> ``.sample`` (B, 3, 8h, 8w), about [-1, 1]."""
-        return DecoderOutput(sample=self.decoder(z))
+    def decode(self, z: Tensor, return_dict: bool = True, reference: Tensor | None = None) -> DecoderOutput:
+        """(B, latent_channels, h, w) unscaled latents -> ``.sample`` (B, 3, 8h, 8w), about [-1, 1].
+
+        Args:
+            z: the latents.
+            return_dict: kept for ``AutoencoderKL``'s signature; the output is always a ``DecoderOutput``.
+            reference: (B, reference_channels, 8h, 8w) float, or None (the same as all zeros);
+                only for a decoder built with ``reference_channels``.
+        """
+        if reference is None or self.reference_coarse is None:
+            if reference is not None:
+                raise ValidationError("reference: this autoencoder was built without reference_channels")
+            return DecoderOutput(sample=self.decoder(z))
+        expected = (len(z), self.config.reference_channels, z.shape[-2] * 8, z.shape[-1] * 8)
+        if tuple(reference.shape) != expected:
+            raise ValidationError(f"reference: shape {tuple(reference.shape)}, expected {expected}")
+        x = z
+        for i, layer in enumerate(self.decoder):
+            x = layer(x)
+            if i in self._joins:
+                x = x + getattr(self, self._joins[i])(reference.to(x.dtype))
+        return DecoderOutput(sample=x)
 
     def forward(self, x: Tensor) -> Tensor:
         """Reconstruct through the posterior mode: (B, 3, H, W) -> (B, 3, H, W)."""

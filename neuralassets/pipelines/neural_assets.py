@@ -38,6 +38,7 @@ from ..models.config import from_dict, to_dict
 from ..models.denoiser import Denoiser, DenoiserConfig
 from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind
 from ..models.quantization import quantize_state
+from ..models.reference import object_reference
 from ..models.scheduler import SCHEDULERS
 from ..models.weights import load_weights, save_weights
 from ..scene import Scene
@@ -291,7 +292,7 @@ class NeuralAssetsPipeline:
         """
         if unchanged_from is not None:
             _check_photos(unchanged_from, cond.batch_size, "unchanged_from")  # before the sampling, not after
-        images = self.decode_latents(self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents))
+        images = self.decode_latents(self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents), cond)
         return images if unchanged_from is None else self.keep_unchanged(images, unchanged_from)
 
     @torch.no_grad()
@@ -382,11 +383,28 @@ class NeuralAssetsPipeline:
             latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
         return latents
 
-    def decode_latents(self, latents: Tensor) -> Tensor:
-        """(B, C, h, w) scaled latents -> (B, 3, H, W) float in [0, 1]."""
+    def decode_latents(self, latents: Tensor, cond: Conditioning | None = None) -> Tensor:
+        """(B, C, h, w) scaled latents -> (B, 3, H, W) float in [0, 1].
+
+        Args:
+            latents: the latents.
+            cond: the batch's conditioning, when the latents render it: a decoder built with
+                ``reference_channels`` then takes detail from the objects' own pixels
+                (:func:`~neuralassets.models.reference.object_reference`). None decodes the latents alone.
+        """
+        reference = None
+        if cond is not None and self.uses_reference:
+            size = (latents.shape[-2] * downsampling_factor(self.vae), latents.shape[-1] * downsampling_factor(self.vae))
+            reference = object_reference(cond.to(self.device), size)
         with self._autocast():
-            images = self.vae.decode(latents / self.vae.config.scaling_factor).sample.float()
+            scaled = latents / self.vae.config.scaling_factor
+            images = (self.vae.decode(scaled) if reference is None else self.vae.decode(scaled, reference=reference)).sample.float()
         return ((images + 1) / 2).clamp(0, 1)
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the decoder takes detail from the objects' pixels (built with ``reference_channels``)."""
+        return bool(getattr(self.vae.config, "reference_channels", 0))
 
     def encode_images(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, C, h, w) scaled latents (the posterior mode, deterministic)."""

@@ -19,6 +19,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..conditioning import Conditioning
 from ..errors import ConfigError
+from ..models.reference import object_reference
 from .config import DataConfig
 
 
@@ -123,7 +124,11 @@ def collate_latents(items: list) -> tuple[Conditioning, Tensor]:
 
 
 class SampledLatentPairs(Dataset):
-    """Chosen pairs' targets with the latents a pipeline sampled for them: ``(latent (C, h, w), target (3, H, W))``.
+    """Chosen pairs' targets with the latents a pipeline sampled for them.
+
+    Items are ``((latent (C, h, w), reference (4, H, W)), target (3, H, W))``: the reference is
+    the pair's :func:`~neuralassets.models.reference.object_reference` at the target's size,
+    for a decoder that takes detail from it (another decoder ignores it).
 
     Args:
         pairs: dataset of ``(Conditioning, target)``.
@@ -137,9 +142,9 @@ class SampledLatentPairs(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        _, target = self.pairs[self.indices[index]]
-        return self.latents[index], target
+    def __getitem__(self, index: int) -> tuple[tuple[Tensor, Tensor], Tensor]:
+        cond, target = self.pairs[self.indices[index]]
+        return (self.latents[index], object_reference(cond, tuple(target.shape[-2:]))[0]), target
 
 
 def evenly_spaced(count: int, length: int) -> list[int]:

@@ -166,7 +166,9 @@ class DecoderObjective(nn.Module):
     leave them smoother and slightly off in colour). Loss: L1 between the decoding and the
     pair's true target frame. The first ``round(encoder_fraction * B)`` examples of each batch
     are decoded from the encoder's latents of their targets instead, so reconstruction (and
-    any denoiser trained on this latent space) stays as good.
+    any denoiser trained on this latent space) stays as good. A decoder built with
+    ``reference_channels`` decodes the samples with their object reference and the encoder's
+    latents without one, so it keeps decoding a latent alone as well as it did.
     """
 
     def __init__(self, vae: nn.Module, encoder_fraction: float):
@@ -175,12 +177,15 @@ class DecoderObjective(nn.Module):
         self.encoder_fraction = encoder_fraction
         freeze_encoder_of(vae)
 
-    def forward(self, sampled: Tensor, images: Tensor) -> Tensor:
+    def forward(self, sampled: Tensor, images: Tensor, references: Tensor | None = None) -> Tensor:
         """Scalar float32 loss.
 
         Args:
             sampled: (B, C, h, w) unscaled latents sampled by the pipeline for these pairs.
             images: (B, 3, H, W) float in [0, 1], the pairs' true target frames.
+            references: (B, 4, H, W) their object references
+                (:func:`~neuralassets.models.reference.object_reference`), used when the
+                decoder takes one; None or ignored otherwise.
         """
         x = images * 2 - 1
         k = round(self.encoder_fraction * len(images))
@@ -189,4 +194,7 @@ class DecoderObjective(nn.Module):
             with torch.no_grad():
                 encoded = self.vae.encode(x[:k]).latent_dist.mode().to(sampled.dtype)
             latents = torch.cat([encoded, sampled[k:]])
-        return F.l1_loss(self.vae.decode(latents).sample.float(), x.float())
+        if references is None or not getattr(self.vae.config, "reference_channels", 0):
+            return F.l1_loss(self.vae.decode(latents).sample.float(), x.float())
+        references = torch.cat([torch.zeros_like(references[:k]), references[k:]])  # zeros decode as no reference
+        return F.l1_loss(self.vae.decode(latents, reference=references).sample.float(), x.float())

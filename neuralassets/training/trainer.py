@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from ..conditioning import Conditioning
 from ..errors import ConfigError, WeightsError
+from ..jsonio import read_json
 from ..models.build import build_components
 from ..models.config import to_dict
 from ..models.weights import load_weights
@@ -144,8 +145,10 @@ class Trainer:
             raise WeightsError(f"init_from: {folder} is not a saved pipeline (model_index.json missing)")
         load_weights(c.asset_encoder, folder / "asset_encoder" / "model.safetensors", c.asset_encoder.zero_initialised)
         load_weights(c.denoiser, folder / "denoiser" / "model.safetensors")
-        if self.config.stage == "decoder":  # the decoder it fine-tunes is the pipeline's own
-            load_weights(c.vae, folder / "vae" / "diffusion_pytorch_model.safetensors")
+        if self.config.stage == "decoder":  # the decoder it fine-tunes is the pipeline's own, with its latent scale
+            load_weights(c.vae, folder / "vae" / "diffusion_pytorch_model.safetensors", getattr(c.vae, "zero_initialised", ()))
+            vae_config = read_json(folder / "vae" / "config.json", WeightsError, "file is missing")
+            c.vae.register_to_config(scaling_factor=float(vae_config["scaling_factor"]))
 
     def _encode(self, cond: Conditioning, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, C, h, w) unscaled latents (posterior mode); ``cond`` is not needed."""
@@ -318,7 +321,8 @@ class Trainer:
         if self.config.stage == "autoencoder":
             return self.model(targets.to(device), generator)
         if self.config.stage == "decoder":
-            return self.model(inputs.to(device), targets.to(device))
+            latents, references = inputs
+            return self.model(latents.to(device), targets.to(device), references.to(device))
         return self.objective(self.model, targets.to(device), inputs.to(device), generator)
 
     # ------------------------------------------------------------------ outputs
