@@ -403,8 +403,16 @@ def test_decoder_objective_gives_the_samples_their_references_and_the_encoder_la
         loss = DecoderObjective(vae, 0.5)(sampled, images, references)
         encoded = vae.encode(images[:2] * 2 - 1).latent_dist.mode()
         decoded = torch.cat([vae.decode(encoded).sample, vae.decode(sampled[2:], reference=references[2:]).sample])
-        assert torch.allclose(loss, (decoded - (images * 2 - 1)).abs().mean(), atol=1e-6)
+        error = (decoded - (images * 2 - 1)).abs()
+        assert torch.allclose(loss, error.mean(), atol=1e-6)
         assert not torch.allclose(loss, DecoderObjective(vae, 0.5)(sampled, images))
+        references[:, 3] = 0
+        references[:, 3, :8] = 1  # the top quarter of every image is inside an object box
+        weighted = DecoderObjective(vae, 0.5, object_loss_weight=3.0)(sampled, images, references)
+        decoded = torch.cat([vae.decode(encoded).sample, vae.decode(sampled[2:], reference=references[2:]).sample])
+        error = (decoded - (images * 2 - 1)).abs().mean(dim=1)
+        by_hand = (3 * error[:, :8].sum() + error[:, 8:].sum()) / (3 * 8 * 32 + 24 * 32) / 4
+        assert torch.allclose(weighted, by_hand, atol=1e-6)
 
 
 def test_decoder_stage_adds_a_reference_branch_to_a_trained_decoder(tmp_path):

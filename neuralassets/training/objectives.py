@@ -169,12 +169,17 @@ class DecoderObjective(nn.Module):
     any denoiser trained on this latent space) stays as good. A decoder built with
     ``reference_channels`` decodes the samples with their object reference and the encoder's
     latents without one, so it keeps decoding a latent alone as well as it did.
+
+    With references, pixels inside the objects' target boxes (the references' coverage) count
+    ``object_loss_weight`` times as much as the rest: the reference only helps there, and
+    that is where a render is not replaced by the photo's own pixels.
     """
 
-    def __init__(self, vae: nn.Module, encoder_fraction: float):
+    def __init__(self, vae: nn.Module, encoder_fraction: float, object_loss_weight: float = 1.0):
         super().__init__()
         self.vae = vae.requires_grad_(True)  # a pipeline that sampled with it may have frozen it
         self.encoder_fraction = encoder_fraction
+        self.object_loss_weight = object_loss_weight
         freeze_encoder_of(vae)
 
     def forward(self, sampled: Tensor, images: Tensor, references: Tensor | None = None) -> Tensor:
@@ -196,5 +201,7 @@ class DecoderObjective(nn.Module):
             latents = torch.cat([encoded, sampled[k:]])
         if references is None or not getattr(self.vae.config, "reference_channels", 0):
             return F.l1_loss(self.vae.decode(latents).sample.float(), x.float())
+        weights = 1 + (self.object_loss_weight - 1) * references[:, -1].float()  # (B, H, W), coverage is the last channel
         references = torch.cat([torch.zeros_like(references[:k]), references[k:]])  # zeros decode as no reference
-        return F.l1_loss(self.vae.decode(latents, reference=references).sample.float(), x.float())
+        error = (self.vae.decode(latents, reference=references).sample.float() - x.float()).abs().mean(dim=1)
+        return (error * weights).sum() / weights.sum()

@@ -111,7 +111,7 @@ class Trainer:
             components.denoiser.eval().requires_grad_(False)
             indices = evenly_spaced(config.data.sampled_pairs, len(dataset))
             train_set = SampledLatentPairs(dataset, indices, self._sampled_latents(indices))
-            module = DecoderObjective(components.vae, config.optim.encoder_latent_fraction)
+            module = DecoderObjective(components.vae, config.optim.encoder_latent_fraction, config.optim.object_loss_weight)
         else:
             components.vae.eval().requires_grad_(False)
             module = ConditionalDenoiser(components.asset_encoder, components.denoiser)
