@@ -293,10 +293,10 @@ class NeuralAssetsPipeline:
         if unchanged_from is not None:
             _check_photos(unchanged_from, cond.batch_size, "unchanged_from")  # before the sampling, not after
         images = self.decode_latents(self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents), cond)
-        return images if unchanged_from is None else self.keep_unchanged(images, unchanged_from, cond)
+        return images if unchanged_from is None else self.keep_unchanged(images, unchanged_from)
 
     @torch.no_grad()
-    def keep_unchanged(self, images: Tensor, photos: Sequence[Tensor | None], cond: Conditioning | None = None) -> Tensor:
+    def keep_unchanged(self, images: Tensor, photos: Sequence[Tensor | None]) -> Tensor:
         """Take each photo's own pixels wherever its render left the scene unchanged.
 
         The photo goes through the autoencoder too; where the render matches that
@@ -310,8 +310,6 @@ class NeuralAssetsPipeline:
             images: (B, 3, S, S) float in [0, 1], renders.
             photos: B entries, each (3, H, W) float in [0, 1] (resized to S x S; NaN where
                 the photo does not see the scene) or None to keep that render whole.
-            cond: the renders' conditioning, when their decoder took an object reference: the
-                photos are then decoded with the same reference, so both carry the same detail.
 
         Returns:
             (B, 3, S, S) float in [0, 1], a new tensor when any photo is given.
@@ -325,12 +323,7 @@ class NeuralAssetsPipeline:
         filled = torch.where(torch.isnan(photo), images[rows], photo)  # what the photo does not see: the render
         # a still camera's frames share one photo with nothing to fill: reconstruct it once
         unique, inverse = _unique_images(filled, photo.isnan().flatten(1).any(dim=1))
-        latents = self.encode_images(filled[unique])
-        if cond is not None and self.uses_reference:  # each render's own reference
-            rows_cond = cond.select(torch.as_tensor(rows, device=cond.object_mask.device))
-            reconstruction = self.decode_latents(latents[inverse], rows_cond).to(images.dtype)
-        else:
-            reconstruction = self.decode_latents(latents).to(images.dtype)[inverse]
+        reconstruction = self.decode_latents(self.encode_images(filled[unique])).to(images.dtype)[inverse]
         out = images.clone()
         out[rows] = self.compositor(images[rows], photo, reconstruction)
         return out
