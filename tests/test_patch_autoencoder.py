@@ -89,16 +89,21 @@ def test_reference_branch_starts_at_zero_and_adds_to_trained_weights(tmp_path):
     plain, _ = build_autoencoder(SMALL)
     save_weights(plain.state_dict(), tmp_path / "vae.safetensors")
     vae, config = build_autoencoder(replace(SMALL, reference_channels=4))
-    assert config.model_config["reference_channels"] == 4 and vae.zero_initialised == ("reference_coarse.", "reference_fine.")
+    assert config.model_config["reference_channels"] == 4
+    assert vae.zero_initialised == ("reference_coarse.", "reference_fine.", "reference_gate.")
     load_weights(vae, tmp_path / "vae.safetensors", vae.zero_initialised)  # the branch is missing from the file
     z, reference = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 32, 32)
+    reference[:, 3] = (reference[:, 3] > 0).float()  # coverage is 0 or 1
     with torch.no_grad():
-        assert torch.equal(vae.decode(z, reference=reference).sample, plain.decode(z).sample)  # zero branch
-        for p in (vae.reference_coarse[1].weight, vae.reference_fine[1].weight):
+        plain_out = plain.decode(z).sample
+        # at first the features ignore the reference and the gate lets 1.8 % of its colour through where it covers
+        gate = torch.sigmoid(torch.tensor(-4.0)) * reference[:, 3:]
+        assert torch.allclose(vae.decode(z, reference=reference).sample, torch.lerp(plain_out, reference[:, :3], gate), atol=1e-6)
+        for p in (vae.reference_coarse[1].weight, vae.reference_fine[1].weight, vae.reference_gate[0].weight):
             p.normal_(0, 0.1)
-        assert torch.equal(vae.decode(z, reference=torch.zeros_like(reference)).sample, plain.decode(z).sample)
-        assert torch.equal(vae.decode(z).sample, plain.decode(z).sample)  # no reference = an empty one
-        assert not torch.allclose(vae.decode(z, reference=reference).sample, plain.decode(z).sample)
+        assert torch.equal(vae.decode(z, reference=torch.zeros_like(reference)).sample, plain_out)
+        assert torch.equal(vae.decode(z).sample, plain_out)  # no reference = an empty one
+        assert not torch.allclose(vae.decode(z, reference=reference).sample, plain_out, atol=1e-3)
 
 
 def test_reference_errors():
@@ -108,6 +113,8 @@ def test_reference_errors():
     plain, _ = build_autoencoder(SMALL)
     with pytest.raises(ValidationError, match="reference: this autoencoder was built without reference_channels"):
         plain.decode(torch.randn(1, 4, 4, 4), reference=torch.zeros(1, 4, 32, 32))
+    with pytest.raises(ConfigError, match=r"reference_channels: 3 is not 0 or 4 \(an object reference's colour and coverage\)"):
+        build_autoencoder(replace(SMALL, reference_channels=3))
     with pytest.raises(ConfigError, match="autoencoder.reference_channels: only a PatchAutoencoder built from its config"):
         build_autoencoder(AutoencoderConfig(kind="kl", block_channels=(16, 32), reference_channels=4))
 

@@ -11,11 +11,16 @@ minutes on a CPU where ``AutoencoderKL`` took hours:
 - residual blocks normalise with one group over all channels and start as the identity
   (zeroed last convolution), so no normalisation erases an image's colours.
 
-With ``reference_channels > 0`` the decoder also reads a pixel-aligned reference image
+With ``reference_channels = 4`` the decoder also reads a pixel-aligned reference image
 (:func:`~neuralassets.models.reference.object_reference`: the objects' own photo pixels
-where the conditioning puts them), space-to-depth'ed onto both decoder resolutions through
-zero-initialised 1×1 convolutions without bias: an all-zero reference, or none, decodes
-exactly as the decoder without the branch, so the branch can be added to trained weights.
+where the conditioning puts them, and where it put them), in two ways. It enters both
+decoder resolutions by space-to-depth and zero-initialised 1×1 convolutions without bias,
+so the features know what the reference shows; and a gate computed from the last features
+(one value per pixel, sigmoid, starting near 0.02) blends the output towards the
+reference's colour where the reference covers the pixel. Copying a sharp pixel is then one
+learnt decision instead of a reconstruction through the latent's channels. Where the
+reference covers nothing (or none is given) the decoder is exactly the one without the
+branch, so the branch can be added to trained weights.
 
 Example:
     >>> import torch
@@ -27,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
@@ -34,7 +40,10 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from ..errors import ValidationError, WeightsError
+from ..errors import ConfigError, ValidationError, WeightsError
+from .reference import REFERENCE_CHANNELS
+
+GATE_INIT_LOGIT = -4.0  # the reference gate starts at sigmoid(-4) = 0.018: nearly the decoder without a reference
 
 
 class ResidualBlock(nn.Module):
@@ -61,8 +70,8 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         width: channels at the latent resolution; half of it at twice that resolution.
         num_blocks: residual blocks at the latent resolution (one fewer at twice it).
         scaling_factor: latents are multiplied by this before diffusion (1 / their std).
-        reference_channels: channels of the optional reference the decoder takes detail from
-            (0: none; :data:`~neuralassets.models.reference.REFERENCE_CHANNELS` for an object reference).
+        reference_channels: channels of the optional reference the decoder takes detail from:
+            0 (none) or 4 (:func:`~neuralassets.models.reference.object_reference`'s colour and coverage).
     """
 
     config_name = "config.json"
@@ -86,20 +95,25 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         head = self.encoder[-1]
         nn.init.zeros_(head.weight[latent_channels:])
         nn.init.constant_(head.bias[latent_channels:], -8.0)
-        self.reference_coarse = self.reference_fine = None
-        if reference_channels > 0:
+        if reference_channels not in (0, REFERENCE_CHANNELS):
+            raise ConfigError(f"reference_channels: {reference_channels} is not 0 or {REFERENCE_CHANNELS} "
+                              "(an object reference's colour and coverage)")
+        self.reference_coarse = self.reference_fine = self.reference_gate = None
+        if reference_channels:
             self.reference_coarse = nn.Sequential(nn.PixelUnshuffle(8), nn.Conv2d(reference_channels * 64, width, 1, bias=False))
             self.reference_fine = nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(reference_channels * 16, half, 1, bias=False))
-            for branch in (self.reference_coarse, self.reference_fine):
-                nn.init.zeros_(branch[1].weight)
+            self.reference_gate = nn.Sequential(nn.Conv2d(half, 16, 1), nn.PixelShuffle(4))
+            for branch in (self.reference_coarse, self.reference_fine, self.reference_gate):
+                nn.init.zeros_(branch[0 if branch is self.reference_gate else 1].weight)
+            nn.init.constant_(self.reference_gate[0].bias, GATE_INIT_LOGIT)
         # where the branches join the decoder: after its first 1x1 convolution, and after its upsampling
         self._joins = {0: "reference_coarse", num_blocks + 2: "reference_fine"}
 
     @property
     def zero_initialised(self) -> tuple[str, ...]:
-        """Prefixes of parameters that start at zero and may be missing from weights saved without
-        them (a trained decoder given a reference branch decodes as before)."""
-        return ("reference_coarse.", "reference_fine.") if self.reference_coarse is not None else ()
+        """Prefixes of the reference branch's parameters, which may be missing from weights saved
+        without it (a trained decoder given the branch starts close to decoding as before)."""
+        return ("reference_coarse.", "reference_fine.", "reference_gate.") if self.reference_coarse is not None else ()
 
     @property
     def downsampling_factor(self) -> int:
@@ -128,10 +142,13 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
             raise ValidationError(f"reference: shape {tuple(reference.shape)}, expected {expected}")
         x = z
         for i, layer in enumerate(self.decoder):
+            if i == len(self.decoder) - 2:  # the features the last 1x1 convolution reads also decide the gate
+                gate = torch.sigmoid(self.reference_gate(x).float())
             x = layer(x)
             if i in self._joins:
                 x = x + getattr(self, self._joins[i])(reference.to(x.dtype))
-        return DecoderOutput(sample=x)
+        coverage = reference[:, -1:].float()
+        return DecoderOutput(sample=torch.lerp(x.float(), reference[:, :3].float(), gate * coverage))
 
     def forward(self, x: Tensor) -> Tensor:
         """Reconstruct through the posterior mode: (B, 3, H, W) -> (B, 3, H, W)."""

@@ -46,7 +46,7 @@ class OptimConfig:
     grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
     ema_decay: float = 0.999  # decay of the exponential moving average of the weights (0 = off)
     cfg_drop_prob: float = 0.1  # denoiser: probability per example of dropping all objects (classifier-free guidance)
-    object_loss_weight: float = 1.0  # loss weight inside the target's object boxes (1 = plain mean): denoiser latent cells; decoder pixels, with a reference
+    object_loss_weight: float = 1.0  # weight inside the target's object boxes (1 = plain mean): denoiser cells, decoder pixels
     encoder_latent_fraction: float = 0.5  # decoder: share of each batch decoded from the encoder's latents, so reconstructions stay good
     kl_weight: float = 1e-6  # autoencoder: weight of the KL term against the L1 reconstruction loss
 
