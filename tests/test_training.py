@@ -437,6 +437,15 @@ def test_decoder_stage_adds_a_reference_branch_to_a_trained_decoder(tmp_path):
     assert after.uses_reference and after.vae.reference_fine[1].weight.abs().sum() > 0  # the branch learnt
     old_vae = before.vae.state_dict()
     assert all(torch.equal(v, after.vae.state_dict()[k]) for k, v in old_vae.items() if k.startswith("encoder."))
+    assert any(not torch.equal(v, after.vae.state_dict()[k]) for k, v in old_vae.items() if k.startswith("decoder."))
+    # reference_only: the branch learns and every weight the decoder had stays as it was
+    only = replace(config, output_dir=str(tmp_path / "only" / "run"), reference_only=True)
+    Trainer(only).train()
+    branch_only = NeuralAssetsPipeline.from_pretrained(tmp_path / "only" / "run" / "pipeline")
+    assert all(torch.equal(v, branch_only.vae.state_dict()[k]) for k, v in old_vae.items())
+    assert branch_only.vae.reference_fine[1].weight.abs().sum() > 0
+    with pytest.raises(ConfigError, match="reference_only: trains a decoder's reference branch, so it needs stage: decoder"):
+        replace(only, model=replace(only.model, autoencoder=patch))
 
 
 def test_decoder_stage_config_errors(tmp_path):

@@ -69,6 +69,7 @@ class TrainConfig:
     auto_resume: bool = True  # continue from the newest checkpoint in checkpoint_dir when there is one
     init_from: str | None = None  # weights-only start: a saved pipeline (or autoencoder) folder, fresh optimiser (zero-init parts may lack)
     freeze_encoder: bool = False  # autoencoder: train only the decoder, keeping the latent space (and denoisers trained on it) valid
+    reference_only: bool = False  # decoder: train only its reference branch, so decoding without a reference stays init_from's
     model: ModelConfig = field(default_factory=ModelConfig)  # the model (see neuralassets.models)
     data: DataConfig = field(default_factory=DataConfig)  # training pairs
     optim: OptimConfig = field(default_factory=OptimConfig)  # optimiser
@@ -76,6 +77,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ConfigError(f"stage: {self.stage!r} is not one of {', '.join(STAGES)}")
+        if self.reference_only and (self.stage != "decoder" or not self.model.autoencoder.reference_channels):
+            raise ConfigError("reference_only: trains a decoder's reference branch, so it needs stage: decoder and "
+                              f"model.autoencoder.reference_channels (got stage {self.stage!r}, "
+                              f"reference_channels {self.model.autoencoder.reference_channels})")
         if self.data.source not in DATA_SOURCES:
             raise ConfigError(f"data.source: {self.data.source!r} is not one of {', '.join(DATA_SOURCES)}")
         if self.data.source == "shards":

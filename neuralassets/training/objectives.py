@@ -172,15 +172,19 @@ class DecoderObjective(nn.Module):
 
     With references, pixels inside the objects' target boxes (the references' coverage) count
     ``object_loss_weight`` times as much as the rest: the reference only helps there, and
-    that is where a render is not replaced by the photo's own pixels.
+    that is where a render is not replaced by the photo's own pixels. ``reference_only``
+    trains the reference branch alone (``PatchAutoencoder.zero_initialised``).
     """
 
-    def __init__(self, vae: nn.Module, encoder_fraction: float, object_loss_weight: float = 1.0):
+    def __init__(self, vae: nn.Module, encoder_fraction: float, object_loss_weight: float = 1.0, reference_only: bool = False):
         super().__init__()
         self.vae = vae.requires_grad_(True)  # a pipeline that sampled with it may have frozen it
         self.encoder_fraction = encoder_fraction
         self.object_loss_weight = object_loss_weight
         freeze_encoder_of(vae)
+        if reference_only:  # only the reference branch learns: decoding without a reference stays as it was
+            for name, p in vae.named_parameters():
+                p.requires_grad_(name.startswith(vae.zero_initialised))
 
     def forward(self, sampled: Tensor, images: Tensor, references: Tensor | None = None) -> Tensor:
         """Scalar float32 loss.

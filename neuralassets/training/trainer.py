@@ -111,7 +111,8 @@ class Trainer:
             components.denoiser.eval().requires_grad_(False)
             indices = evenly_spaced(config.data.sampled_pairs, len(dataset))
             train_set = SampledLatentPairs(dataset, indices, self._sampled_latents(indices))
-            module = DecoderObjective(components.vae, config.optim.encoder_latent_fraction, config.optim.object_loss_weight)
+            module = DecoderObjective(components.vae, config.optim.encoder_latent_fraction, config.optim.object_loss_weight,
+                                      config.reference_only)
         else:
             components.vae.eval().requires_grad_(False)
             module = ConditionalDenoiser(components.asset_encoder, components.denoiser)
