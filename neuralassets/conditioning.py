@@ -25,6 +25,7 @@ from .reprojection import reproject_image
 from .scene import Asset, Camera, Scene
 
 GREY = 0.5  # fill value for pixels hidden from an encoder (the paper's choice)
+UNKNOWN_VIEW_CHANGE = 180.0  # degrees: an object whose view change is unknown is taken to show its other side
 
 
 @dataclass
@@ -42,6 +43,10 @@ class Conditioning:
             corners 0, 1, 2, 4).
         object_target_boxes: (B, N, 4) float, normalised 2D bounds of the projected target
             box, clipped to the image (for spatial conditioning and in-box metrics).
+        object_view_change: (B, N) float degrees in [0, 180], how far each object turned
+            relative to the camera between its appearance photo and the target
+            (:func:`~neuralassets.geometry.view_change`); 180 when unknown (appearance from
+            another image) and for padding.
         object_mask: (B, N) bool, True for real objects, False for padding.
         background_image: (B, 3, H, W) float in [0, 1], the background source with object
             boxes filled with 0.5.
@@ -54,6 +59,7 @@ class Conditioning:
     object_boxes: Tensor
     object_poses: Tensor
     object_target_boxes: Tensor
+    object_view_change: Tensor
     object_mask: Tensor
     background_image: Tensor
     camera_pose: Tensor
@@ -100,6 +106,7 @@ class Conditioning:
             object_boxes=self.object_boxes * keep.unsqueeze(-1),
             object_poses=self.object_poses * keep.unsqueeze(-1),
             object_target_boxes=self.object_target_boxes * keep.unsqueeze(-1),
+            object_view_change=torch.where(keep, self.object_view_change, UNKNOWN_VIEW_CHANGE),
             object_mask=self.object_mask & keep,
             background_image=self.background_image,
             camera_pose=self.camera_pose,
@@ -322,6 +329,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
     boxes = torch.zeros(N, 4)
     poses = torch.zeros(N, 12)
     target_boxes = torch.zeros(N, 4)
+    view_changes = torch.full((N,), UNKNOWN_VIEW_CHANGE)
     mask = torch.zeros(N, dtype=torch.bool)
     cam = target_cam
     for i, (a, slot, box) in enumerate(entries):
@@ -333,6 +341,11 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         poses[i] = geometry.pose_features(b.center, b.size, b.rotation, cam.K, cam.R, cam.t, W, H)
         uv, _ = geometry.project_box(b.center, b.size, b.rotation, cam.K, cam.R, cam.t)
         target_boxes[i] = geometry.bounding_box_2d(uv, W, H) / torch.tensor([W, H, W, H], dtype=torch.float32)
+        if a.appearance is None:  # seen in a frame of this scene: its pose and camera there are known
+            f = a.source_frame if source_frame is None else source_frame
+            seen = scene.cameras[f]
+            view_changes[i] = geometry.view_change(a.centers[f], a.rotations[f], seen.R, seen.t,
+                                                   b.center, b.rotation, cam.R, cam.t)
         mask[i] = True
 
     if not photos:  # no objects: one grey image keeps shapes static
@@ -350,6 +363,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         object_boxes=boxes.unsqueeze(0),
         object_poses=poses.unsqueeze(0),
         object_target_boxes=target_boxes.unsqueeze(0),
+        object_view_change=view_changes.unsqueeze(0),
         object_mask=mask.unsqueeze(0),
         background_image=background.unsqueeze(0),
         camera_pose=camera_motion(view.camera, target_cam).unsqueeze(0),

@@ -139,6 +139,37 @@ def camera_center(R: Tensor, t: Tensor) -> Tensor:
     return -torch.einsum("...ji,...j->...i", R, t)
 
 
+def view_change(center_a: Tensor, rotation_a: Tensor, R_a: Tensor, t_a: Tensor,
+                center_b: Tensor, rotation_b: Tensor, R_b: Tensor, t_b: Tensor) -> Tensor:
+    """Angle between the sides an object is seen from in two views, in degrees.
+
+    Each view's direction from the object's centre to its camera is expressed in the object's
+    own frame; the angle between the two is how far the object turned relative to the camera
+    (0 for an object moved straight towards the camera, the turn itself for one turned in place).
+
+    Args:
+        center_a, rotation_a: (..., 3) and (..., 3, 3) the box centre and box-to-world rotation in view a.
+        R_a, t_a: (..., 3, 3) and (..., 3) view a's world-to-camera rotation and translation.
+        center_b, rotation_b, R_b, t_b: the same for view b.
+
+    Returns:
+        (...) float in [0, 180].
+
+    Example:
+        >>> eye = torch.eye(3)
+        >>> turned = axis_angle_to_matrix(torch.tensor([0.0, 0.5, 0.0]))  # half a radian about the vertical
+        >>> t = torch.tensor([0.0, 0.0, 5.0])
+        >>> round(float(view_change(torch.zeros(3), eye, eye, t, torch.zeros(3), turned, eye, t)), 2)
+        28.65
+    """
+    def direction(center: Tensor, rotation: Tensor, R: Tensor, t: Tensor) -> Tensor:
+        d = torch.einsum("...ji,...j->...i", rotation, camera_center(R, t) - center)  # world -> box frame: R^T
+        return d / d.norm(dim=-1, keepdim=True).clamp(min=1e-9)
+
+    cosine = (direction(center_a, rotation_a, R_a, t_a) * direction(center_b, rotation_b, R_b, t_b)).sum(dim=-1)
+    return torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0)))
+
+
 def pixel_rays(uv: Tensor, K: Tensor, R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """World-space rays through pixels.
 

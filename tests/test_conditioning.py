@@ -100,3 +100,25 @@ def test_a_photo_shared_by_several_appearances_is_encoded_once(simple_scene):
     # photos in first-use order: asset 1's donor frame, then frame 0 for asset 2
     assert c.appearance_images.shape[1] == 2 and c.object_image_index[0, :2].tolist() == [0, 1]
     assert torch.equal(c.appearance_images[0, 0, :, 5, 5], donor.frames[0][:, 5, 5])
+
+
+def test_view_change_is_the_turn_relative_to_the_camera(simple_scene):
+    from neuralassets import edits
+    from neuralassets.geometry import camera_center
+
+    still = simple_scene.copy()
+    still.cameras = [still.cameras[0]] * 3
+    for a in still.assets:
+        a.rotations[:], a.centers[:] = a.rotations[0], a.centers[0]
+    c = conditioning_from_scene(still, 2, 4, source_frame=0)
+    assert c.object_view_change.shape == (1, 4) and c.object_view_change[0, :2].abs().max() < 1e-3  # nothing changed
+    assert c.object_view_change[0, 2:].tolist() == [180.0, 180.0]  # padding
+    turned = conditioning_from_scene(edits.rotate(still, 1, yaw=0.6, frames=[2], check_visibility="ignore"), 2, 4, source_frame=0)
+    # a yaw turns the horizontal part of the direction to the camera by 0.6 rad and keeps its vertical part
+    v = camera_center(still.cameras[0].R, still.cameras[0].t) - still.assets[0].centers[0]
+    v = v / v.norm()
+    by_hand = torch.rad2deg(torch.arccos(v[2] ** 2 + (v[0] ** 2 + v[1] ** 2) * torch.cos(torch.tensor(0.6))))
+    assert torch.isclose(turned.object_view_change[0, 0], by_hand, atol=1e-2) and 20 < by_hand < 0.6 * 57.3
+    assert turned.object_view_change[0, 1] == c.object_view_change[0, 1]  # the other object is untouched
+    transferred = edits.transfer(still, 1, simple_scene.copy(), 2)
+    assert conditioning_from_scene(transferred, 2, 4, source_frame=0).object_view_change[0, 0] == 180.0  # unknown

@@ -5,14 +5,15 @@ from neuralassets.conditioning import Conditioning
 from neuralassets.models.reference import REFERENCE_CHANNELS, object_reference
 
 
-def _conditioning(images, image_index, boxes, target_boxes, depths, mask) -> Conditioning:
+def _conditioning(images, image_index, boxes, target_boxes, depths, mask, view_changes=None) -> Conditioning:
     N = len(image_index)
     poses = torch.zeros(1, N, 12)
     poses[0, :, [2, 5, 8, 11]] = torch.tensor(depths, dtype=torch.float32)[:, None]
     return Conditioning(appearance_images=images[None], object_image_index=torch.tensor([image_index]),
                         object_boxes=torch.tensor([boxes], dtype=torch.float32),
                         object_poses=poses, object_target_boxes=torch.tensor([target_boxes], dtype=torch.float32),
-                        object_mask=torch.tensor([mask]), background_image=torch.full((1, 3, 8, 8), 0.5),
+                        object_view_change=torch.tensor([view_changes or [0.0] * N]), object_mask=torch.tensor([mask]),
+                        background_image=torch.full((1, 3, 8, 8), 0.5),
                         camera_pose=torch.zeros(1, 12))
 
 
@@ -45,8 +46,18 @@ def test_nearer_objects_cover_farther_ones_and_padding_is_ignored():
         assert reference[0, 3, 0, 3] == 0 and reference[0, 3, 3, 0] == 0  # the padding slot's whole-image box paints nothing
 
 
+def test_objects_seen_from_another_side_are_left_out():
+    image = torch.ones(1, 3, 8, 8)
+    halves = [[0, 0, 0.5, 1], [0.5, 0, 1, 1]]
+    cond = _conditioning(image, [0, 0], halves, halves, [2.0, 2.0], [True, True], view_changes=[15.0, 15.5])
+    reference = object_reference(cond, (8, 8))
+    assert torch.equal(reference[0, 3, :, :4], torch.ones(8, 4)) and reference[0, :, :, 4:].abs().sum() == 0
+    assert object_reference(cond, (8, 8), max_view_change=20.0)[0, 3].sum() == 64
+
+
 def test_no_objects_give_an_empty_reference():
     cond = _conditioning(torch.rand(1, 3, 8, 8), [], [], [], [], [])
     cond = Conditioning(**{**cond.__dict__, "object_boxes": torch.zeros(1, 0, 4), "object_target_boxes": torch.zeros(1, 0, 4),
+                           "object_view_change": torch.zeros(1, 0),
                            "object_image_index": torch.zeros(1, 0, dtype=torch.long), "object_mask": torch.zeros(1, 0, dtype=torch.bool)})
     assert torch.equal(object_reference(cond, (8, 8)), torch.zeros(1, REFERENCE_CHANNELS, 8, 8))
