@@ -452,6 +452,26 @@ def is_rotation(R: Tensor, atol: float = 1e-4) -> Tensor:
 # Boxes in images
 # --------------------------------------------------------------------------------------
 
+def map_box(box: Tensor, source: Tensor, target: Tensor) -> Tensor:
+    """Move and scale ``box`` per axis as ``source`` is moved and scaled onto ``target``.
+
+    Args:
+        box, source, target: (..., 4) ``(x0, y0, x1, y1)``; ``source`` must have extent.
+
+    Returns:
+        (..., 4) ``target0 + (box - source0) * target_size / source_size``.
+
+    Example:
+        >>> map_box(torch.tensor([2.0, 2.0, 4.0, 4.0]), torch.tensor([0.0, 0.0, 8.0, 8.0]), torch.tensor([8.0, 0.0, 12.0, 4.0]))
+        tensor([ 9.,  1., 10.,  2.])
+    """
+    def both(xy: Tensor) -> Tensor:
+        return torch.cat([xy, xy], dim=-1)
+
+    scale = (target[..., 2:] - target[..., :2]) / (source[..., 2:] - source[..., :2]).clamp(min=1e-6)
+    return both(target[..., :2]) + (box - both(source[..., :2])) * both(scale)
+
+
 def project_box(center: Tensor, size: Tensor, rotation: Tensor, K: Tensor, R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """Project the 8 corners of 3D boxes.
 

@@ -103,7 +103,7 @@ def test_a_photo_shared_by_several_appearances_is_encoded_once(simple_scene):
 
 
 def test_view_change_is_the_turn_relative_to_the_camera(simple_scene):
-    from neuralassets import edits
+    from neuralassets import Camera, edits
     from neuralassets.geometry import camera_center
 
     still = simple_scene.copy()
@@ -112,6 +112,15 @@ def test_view_change_is_the_turn_relative_to_the_camera(simple_scene):
         a.rotations[:], a.centers[:] = a.rotations[0], a.centers[0]
     c = conditioning_from_scene(still, 2, 4, source_frame=0)
     assert c.object_view_change.shape == (1, 4) and c.object_view_change[0, :2].abs().max() < 1e-3  # nothing changed
+    # nothing moved: each object's source box lands on itself
+    assert torch.allclose(c.object_paste_boxes[0, :2], c.object_boxes[0, :2], atol=1e-5)
+    moved = still.copy()
+    moved.cameras = [moved.cameras[0]] * 2 + [Camera.look_at([4.0, -4.0, 3.0], [0.3, 0.0, 0.3], 50.0, 32, 24)]
+    m = conditioning_from_scene(moved, 2, 4, source_frame=0)
+    # the camera panned: the paste box follows the projected 3D box (same size and shift here, up to perspective)
+    shift = m.object_target_boxes[0, 0, 0] - c.object_target_boxes[0, 0, 0]
+    paste_shift = m.object_paste_boxes[0, 0, [0, 2]] - c.object_paste_boxes[0, 0, [0, 2]]
+    assert shift < -0.03 and torch.allclose(paste_shift, shift.expand(2), atol=0.01)
     assert c.object_view_change[0, 2:].tolist() == [180.0, 180.0]  # padding
     turned = conditioning_from_scene(edits.rotate(still, 1, yaw=0.6, frames=[2], check_visibility="ignore"), 2, 4, source_frame=0)
     # a yaw turns the horizontal part of the direction to the camera by 0.6 rad and keeps its vertical part
@@ -120,5 +129,8 @@ def test_view_change_is_the_turn_relative_to_the_camera(simple_scene):
     by_hand = torch.rad2deg(torch.arccos(v[2] ** 2 + (v[0] ** 2 + v[1] ** 2) * torch.cos(torch.tensor(0.6))))
     assert torch.isclose(turned.object_view_change[0, 0], by_hand, atol=1e-2) and 20 < by_hand < 0.6 * 57.3
     assert turned.object_view_change[0, 1] == c.object_view_change[0, 1]  # the other object is untouched
+    # at the photo's own frame the pose may have been edited in place, so the photo's pose is unknown
+    own = conditioning_from_scene(still, 0, 4, source_frame=0)
+    assert own.object_view_change[0, :2].tolist() == [180.0, 180.0] and torch.equal(own.object_paste_boxes, own.object_target_boxes)
     transferred = edits.transfer(still, 1, simple_scene.copy(), 2)
     assert conditioning_from_scene(transferred, 2, 4, source_frame=0).object_view_change[0, 0] == 180.0  # unknown

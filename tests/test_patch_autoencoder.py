@@ -130,7 +130,8 @@ def test_pipeline_decodes_with_the_object_reference_and_keeps_it_when_saved(tmp_
         pipe.vae.reference_fine[1].weight.normal_(0, 0.1)
     cond = Conditioning(appearance_images=torch.rand(1, 1, 3, 32, 32), object_image_index=torch.zeros(1, 1, dtype=torch.long),
                         object_boxes=torch.tensor([[[0.1, 0.1, 0.5, 0.5]]]), object_poses=torch.ones(1, 1, 12),
-                        object_target_boxes=torch.tensor([[[0.4, 0.4, 0.9, 0.9]]]), object_view_change=torch.zeros(1, 1),
+                        object_target_boxes=torch.tensor([[[0.4, 0.4, 0.9, 0.9]]]),
+                        object_paste_boxes=torch.tensor([[[0.4, 0.4, 0.9, 0.9]]]), object_view_change=torch.zeros(1, 1),
                         object_mask=torch.ones(1, 1, dtype=torch.bool),
                         background_image=torch.rand(1, 3, 32, 32), camera_pose=torch.zeros(1, 12))
     noise = torch.randn(1, 4, 4, 4)

@@ -12,6 +12,7 @@ def _conditioning(images, image_index, boxes, target_boxes, depths, mask, view_c
     return Conditioning(appearance_images=images[None], object_image_index=torch.tensor([image_index]),
                         object_boxes=torch.tensor([boxes], dtype=torch.float32),
                         object_poses=poses, object_target_boxes=torch.tensor([target_boxes], dtype=torch.float32),
+                        object_paste_boxes=torch.tensor([target_boxes], dtype=torch.float32),
                         object_view_change=torch.tensor([view_changes or [0.0] * N]), object_mask=torch.tensor([mask]),
                         background_image=torch.full((1, 3, 8, 8), 0.5),
                         camera_pose=torch.zeros(1, 12))
@@ -58,6 +59,15 @@ def test_objects_seen_from_another_side_are_left_out():
 def test_no_objects_give_an_empty_reference():
     cond = _conditioning(torch.rand(1, 3, 8, 8), [], [], [], [], [])
     cond = Conditioning(**{**cond.__dict__, "object_boxes": torch.zeros(1, 0, 4), "object_target_boxes": torch.zeros(1, 0, 4),
-                           "object_view_change": torch.zeros(1, 0),
+                           "object_view_change": torch.zeros(1, 0), "object_paste_boxes": torch.zeros(1, 0, 4),
                            "object_image_index": torch.zeros(1, 0, dtype=torch.long), "object_mask": torch.zeros(1, 0, dtype=torch.bool)})
     assert torch.equal(object_reference(cond, (8, 8)), torch.zeros(1, REFERENCE_CHANNELS, 8, 8))
+
+
+def test_objects_are_pasted_into_their_paste_box_not_their_target_box():
+    from dataclasses import replace
+
+    cond = _conditioning(torch.ones(1, 3, 8, 8), [0], [[0, 0, 0.5, 0.5]], [[0, 0, 1, 1]], [2.0], [True])
+    cond = replace(cond, object_paste_boxes=torch.tensor([[[0.25, 0.25, 0.75, 0.75]]]))
+    reference = object_reference(cond, (8, 8))
+    assert reference[0, 3].sum() == 16 and torch.equal(reference[0, 3, 2:6, 2:6], torch.ones(4, 4))

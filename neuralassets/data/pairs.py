@@ -17,12 +17,13 @@ Shard folder format (``SHARD_FORMAT_VERSION`` 3), written by :func:`write_shards
     shard_00000.safetensors ...  items [k * shard_size, (k + 1) * shard_size): the target frame and
                                  up to :data:`PHOTO_SLOTS` photos (uint8); how many of them the
                                  objects take appearance from, which one is the background and the
-                                 pixel boxes greyed in it; the Conditioning's box, pose, view change, mask and
+                                 pixel boxes greyed in it; the Conditioning's box, pose, paste box, view change, mask and
                                  camera tensors
 
-Version 3 added each object's view change (``Conditioning.object_view_change``); version 2
-folders read it as unknown (180°). Version 1 folders (one source photo for appearance and
-background, greyed in the object boxes) are still read.
+Version 3 added each object's view change and paste box (``Conditioning.object_view_change``,
+``object_paste_boxes``); version 2 folders read them as unknown (180°, the target box).
+Version 1 folders (one source photo for appearance and background, greyed in the object
+boxes) are still read.
 
 A shard file appears only once complete (written under a temporary name, then renamed),
 so an interrupted ``make`` resumes by skipping the shards that exist.
@@ -62,8 +63,8 @@ SHARD_FORMAT_VERSION = 3
 READABLE_SHARD_VERSIONS = (1, 2, 3)
 PHOTO_SLOTS = 2  # photos a record holds: the scene's frame and one from another scene (a donor object or background)
 _PAIR_STREAM = 0x5A1E  # second seed word: pair choice never shares a stream with scene sampling
-_CONDITIONING_TENSORS = ("object_image_index", "object_boxes", "object_poses", "object_target_boxes", "object_view_change",
-                         "object_mask", "camera_pose")
+_CONDITIONING_TENSORS = ("object_image_index", "object_boxes", "object_poses", "object_target_boxes", "object_paste_boxes",
+                         "object_view_change", "object_mask", "camera_pose")
 
 
 def pair_frames(seed: int, num_frames: int) -> tuple[int, int]:
@@ -257,8 +258,9 @@ def _conditioning_from_record(record: dict[str, Tensor]) -> tuple[Conditioning, 
         count, background, greyed = 1, photos[0], boxes[used]
     appearance = [grey_outside(photos[k], boxes[used & (record["object_image_index"] == k)])
                   for k in range(count)] or [torch.full((3, H, W), GREY)]
-    if "object_view_change" not in record:  # versions 1 and 2 did not store it
-        record = {**record, "object_view_change": torch.full(record["object_mask"].shape, UNKNOWN_VIEW_CHANGE)}
+    unknown = {"object_view_change": torch.full(record["object_mask"].shape, UNKNOWN_VIEW_CHANGE),
+               "object_paste_boxes": record["object_target_boxes"]}
+    record = {**unknown, **record}  # versions 1 and 2 did not store these
     extra = {name: record[name].unsqueeze(0) for name in _CONDITIONING_TENSORS}
     conditioning = Conditioning(appearance_images=torch.stack(appearance)[None],
                                 background_image=grey_inside(background, greyed)[None], **extra)

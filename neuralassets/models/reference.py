@@ -3,7 +3,8 @@
 A latent of 8×16×16 cannot hold the texture of a 20-pixel object, so every render through
 the autoencoder is blurred to its ceiling, while the photo the object came from is sharp.
 :func:`object_reference` lays that photo's pixels where the conditioning puts the objects:
-each object's source box resized into its projected target box (the pixel twin of
+each object's source box resized into its paste box (``Conditioning.object_paste_boxes``: the
+source box moved and scaled as the object's projected 3D box is; the pixel twin of
 :func:`~neuralassets.models.asset_encoder.warp_box_features`), nearer objects painted over
 farther ones. A decoder built with ``reference_channels`` (see
 :class:`~neuralassets.models.patch_autoencoder.PatchAutoencoder`) takes detail from it where
@@ -33,7 +34,7 @@ MAX_VIEW_CHANGE = 15.0  # degrees; measured on validation: 10 and 20 score alike
 
 
 def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change: float = MAX_VIEW_CHANGE) -> Tensor:
-    """Paste the source-box pixels of every object seen from about the same side into its target box, far to near.
+    """Paste the source-box pixels of every object seen from about the same side into its paste box, far to near.
 
     Args:
         cond: batched conditioning (B examples, N slots); its images may be of any size.
@@ -42,13 +43,14 @@ def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change:
 
     Returns:
         (B, 4, H, W) float: colour in [-1, 1] times coverage, then coverage in {0, 1} (a pixel
-        is covered when its centre lies in the target box of a real object that is pasted).
+        is covered when its centre lies in the paste box of a real object that is pasted).
 
     Example:
         >>> from neuralassets.conditioning import Conditioning
         >>> c = Conditioning(appearance_images=torch.ones(1, 1, 3, 8, 8), object_image_index=torch.zeros(1, 1, dtype=torch.long),
         ...                  object_boxes=torch.tensor([[[0.0, 0.0, 0.5, 0.5]]]), object_poses=torch.zeros(1, 1, 12),
-        ...                  object_target_boxes=torch.tensor([[[0.5, 0.5, 1.0, 1.0]]]), object_view_change=torch.zeros(1, 1),
+        ...                  object_target_boxes=torch.tensor([[[0.5, 0.5, 1.0, 1.0]]]),
+        ...                  object_paste_boxes=torch.tensor([[[0.5, 0.5, 1.0, 1.0]]]), object_view_change=torch.zeros(1, 1),
         ...                  object_mask=torch.ones(1, 1, dtype=torch.bool),
         ...                  background_image=torch.zeros(1, 3, 8, 8), camera_pose=torch.zeros(1, 12))
         >>> r = object_reference(c, (8, 8))
@@ -63,10 +65,10 @@ def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change:
         return reference
     images = cond.appearance_images.to(dtype)
     picked = images[torch.arange(B, device=images.device)[:, None], cond.object_image_index].flatten(0, 1)  # (B*N, 3, h, w)
-    pasted = warp_box_features(picked * 2 - 1, cond.object_boxes.flatten(0, 1), cond.object_target_boxes.flatten(0, 1), H, W)
+    pasted = warp_box_features(picked * 2 - 1, cond.object_boxes.flatten(0, 1), cond.object_paste_boxes.flatten(0, 1), H, W)
     pasted = pasted.view(B, N, 3, H, W)
     pasted_objects = cond.object_mask & (cond.object_view_change <= max_view_change)
-    covered = (box_coverage(cond.object_target_boxes.to(dtype), H, W) > 0.5) & pasted_objects[..., None, None]
+    covered = (box_coverage(cond.object_paste_boxes.to(dtype).clamp(0, 1), H, W) > 0.5) & pasted_objects[..., None, None]
     depth = cond.object_poses[..., list(POSE_DEPTH_INDICES)].to(dtype).mean(dim=-1)
     order = depth.masked_fill(~cond.object_mask, float("inf")).argsort(dim=1, descending=True)  # far first, padding first
     rows = torch.arange(B, device=order.device)
