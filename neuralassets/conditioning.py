@@ -340,6 +340,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
     view_changes = torch.full((N,), UNKNOWN_VIEW_CHANGE)
     mask = torch.zeros(N, dtype=torch.bool)
     cam = target_cam
+    pixels = torch.tensor([W, H, W, H], dtype=torch.float32)
     for i, (a, slot, box) in enumerate(entries):
         img = photos[slot]
         scale = torch.tensor([img.shape[-1], img.shape[-2]] * 2, dtype=torch.float32)
@@ -348,7 +349,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         b = a.box(target_frame)
         poses[i] = geometry.pose_features(b.center, b.size, b.rotation, cam.K, cam.R, cam.t, W, H)
         uv, _ = geometry.project_box(b.center, b.size, b.rotation, cam.K, cam.R, cam.t)
-        target_boxes[i] = geometry.bounding_box_2d(uv, W, H) / torch.tensor([W, H, W, H], dtype=torch.float32)
+        target_boxes[i] = geometry.bounding_box_2d(uv, W, H) / pixels
         paste_boxes[i] = target_boxes[i]
         f = a.source_frame if source_frame is None else source_frame
         # Seen in another frame of this scene: its pose and camera there are known. Rendered at the frame its
@@ -358,7 +359,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
             view_changes[i] = geometry.view_change(a.centers[f], a.rotations[f], seen.R, seen.t,
                                                    b.center, b.rotation, cam.R, cam.t)
             seen_uv, _ = geometry.project_box(a.centers[f], a.sizes[f], a.rotations[f], seen.K, seen.R, seen.t)
-            paste_boxes[i] = geometry.map_box(box, _bounds(seen_uv), _bounds(uv)) / torch.tensor([W, H, W, H])
+            paste_boxes[i] = geometry.map_box(box, geometry.point_bounds(seen_uv), geometry.point_bounds(uv)) / pixels
         mask[i] = True
 
     if not photos:  # no objects: one grey image keeps shapes static
@@ -382,11 +383,6 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         background_image=background.unsqueeze(0),
         camera_pose=camera_motion(view.camera, target_cam).unsqueeze(0),
     )
-
-
-def _bounds(uv: Tensor) -> Tensor:
-    """(8, 2) projected corners -> (4,) unclipped pixel bounds ``(x0, y0, x1, y1)``."""
-    return torch.cat([uv.amin(dim=0), uv.amax(dim=0)])
 
 
 def resize_images(images: Tensor, size_hw: tuple[int, int]) -> Tensor:

@@ -485,8 +485,20 @@ def project_box(center: Tensor, size: Tensor, rotation: Tensor, K: Tensor, R: Te
     return project_points(box_corners(center, size, rotation), K, R, t)
 
 
+def point_bounds(uv: Tensor) -> Tensor:
+    """Axis-aligned box around points, unclipped.
+
+    Args:
+        uv: (..., P, 2) coordinates.
+
+    Returns:
+        (..., 4) ``(x0, y0, x1, y1)``.
+    """
+    return torch.cat([uv.amin(dim=-2), uv.amax(dim=-2)], dim=-1)
+
+
 def bounding_box_2d(uv: Tensor, width: int, height: int) -> Tensor:
-    """Axis-aligned pixel box around projected points, clipped to the image.
+    """Axis-aligned pixel box around projected points (:func:`point_bounds`), clipped to the image.
 
     Args:
         uv: (..., P, 2) pixel coordinates.
@@ -495,13 +507,8 @@ def bounding_box_2d(uv: Tensor, width: int, height: int) -> Tensor:
     Returns:
         (..., 4) ``(x0, y0, x1, y1)`` in pixels.
     """
-    lo = uv.amin(dim=-2)
-    hi = uv.amax(dim=-2)
-    x0 = lo[..., 0].clamp(0, width)
-    y0 = lo[..., 1].clamp(0, height)
-    x1 = hi[..., 0].clamp(0, width)
-    y1 = hi[..., 1].clamp(0, height)
-    return torch.stack([x0, y0, x1, y1], dim=-1)
+    limits = torch.tensor([width, height, width, height], dtype=uv.dtype, device=uv.device)
+    return torch.minimum(point_bounds(uv).clamp(min=0), limits)
 
 
 def pose_features(center: Tensor, size: Tensor, rotation: Tensor, K: Tensor, R: Tensor, t: Tensor,

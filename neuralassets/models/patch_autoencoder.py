@@ -155,6 +155,11 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         return self.decode(self.encode(x).latent_dist.mode()).sample
 
 
+def takes_reference(vae: nn.Module) -> bool:
+    """Whether ``vae``'s decoder reads an object reference (a ``PatchAutoencoder`` built with ``reference_channels``)."""
+    return bool(getattr(vae.config, "reference_channels", 0))
+
+
 def autoencoder_kind(vae: nn.Module) -> str:
     """The ``AutoencoderConfig.kind`` that builds ``vae``: "patch" or "kl"."""
     return "patch" if isinstance(vae, PatchAutoencoder) else "kl"

@@ -36,7 +36,7 @@ from ..models.autoencoder import downsampling_factor
 from ..models.build import Components, ModelConfig, build_components
 from ..models.config import from_dict, to_dict
 from ..models.denoiser import Denoiser, DenoiserConfig
-from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind
+from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind, takes_reference
 from ..models.quantization import quantize_state
 from ..models.reference import object_reference
 from ..models.scheduler import SCHEDULERS
@@ -404,7 +404,7 @@ class NeuralAssetsPipeline:
     @property
     def uses_reference(self) -> bool:
         """Whether the decoder takes detail from the objects' pixels (built with ``reference_channels``)."""
-        return bool(getattr(self.vae.config, "reference_channels", 0))
+        return takes_reference(self.vae)
 
     def encode_images(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, C, h, w) scaled latents (the posterior mode, deterministic)."""

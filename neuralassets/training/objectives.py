@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..conditioning import Conditioning
 from ..models.asset_encoder import AssetEncoder, box_coverage
 from ..models.denoiser import Denoiser
+from ..models.patch_autoencoder import takes_reference
 from ..models.scheduler import is_flow_matching
 
 
@@ -170,7 +171,7 @@ class DecoderObjective(nn.Module):
     ``reference_channels`` decodes the samples with their object reference and the encoder's
     latents without one, so it keeps decoding a latent alone as well as it did.
 
-    With references, pixels inside the objects' target boxes (the references' coverage) count
+    With references, pixels inside the pasted objects' boxes (the references' coverage) count
     ``object_loss_weight`` times as much as the rest: the reference only helps there, and
     that is where a render is not replaced by the photo's own pixels. ``reference_only``
     trains the reference branch alone (``PatchAutoencoder.zero_initialised``).
@@ -203,7 +204,7 @@ class DecoderObjective(nn.Module):
             with torch.no_grad():
                 encoded = self.vae.encode(x[:k]).latent_dist.mode().to(sampled.dtype)
             latents = torch.cat([encoded, sampled[k:]])
-        if references is None or not getattr(self.vae.config, "reference_channels", 0):
+        if references is None or not takes_reference(self.vae):
             return F.l1_loss(self.vae.decode(latents).sample.float(), x.float())
         weights = 1 + (self.object_loss_weight - 1) * references[:, -1].float()  # (B, H, W), coverage is the last channel
         references = torch.cat([torch.zeros_like(references[:k]), references[k:]])  # zeros decode as no reference
