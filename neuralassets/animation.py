@@ -391,6 +391,7 @@ def animate(scene: Scene, keyframes: Keyframes, num_frames: int, source_frame: i
         a.masks = None if asset.masks is None else repeat(asset.masks)
         a.appearance, a.attributes = copy.deepcopy(asset.appearance), copy.deepcopy(asset.attributes)
         a.source_frame = 0
+        a.observed_poses = asset.photo_pose(src, scene.cameras[src]).expand(T, 12).clone()  # every frame shows photo src
         if asset.id in keyframes.assets:
             _apply_track(a, keyframes, T)
         out.assets.append(a)

@@ -25,7 +25,6 @@ from .reprojection import reproject_image
 from .scene import Asset, Camera, Scene
 
 GREY = 0.5  # fill value for pixels hidden from an encoder (the paper's choice)
-UNKNOWN_VIEW_CHANGE = 180.0  # degrees: an object whose view change is unknown is taken to show its other side
 
 
 @dataclass
@@ -43,15 +42,9 @@ class Conditioning:
             corners 0, 1, 2, 4).
         object_target_boxes: (B, N, 4) float, normalised 2D bounds of the projected target
             box, clipped to the image (for spatial conditioning and in-box metrics).
-        object_paste_boxes: (B, N, 4) float, normalised: where each object's source box lands
-            in the target view (the source box moved and scaled as the object's projected 3D
-            box is between the two views); the target box when that is unknown.
-        object_view_change: (B, N) float degrees in [0, 180], how far each object turned
-            relative to the camera between its appearance photo and the target
-            (:func:`~neuralassets.geometry.view_change`); 180 when unknown and for padding.
-            Both are known for an object whose photo is another frame of the scene than the
-            target; not for appearance from another image, nor at the photo's own frame, whose
-            pose an edit in place overwrites (the scene keeps one pose per frame).
+        object_source_poses: (B, N, 12) float, each object's pose numbers in its appearance
+            photo (as ``object_poses``, normalised by the photo's size); all 0 when unknown
+            (appearance from an image without a pose, and padding).
         object_mask: (B, N) bool, True for real objects, False for padding.
         background_image: (B, 3, H, W) float in [0, 1], the background source with object
             boxes filled with 0.5.
@@ -64,8 +57,7 @@ class Conditioning:
     object_boxes: Tensor
     object_poses: Tensor
     object_target_boxes: Tensor
-    object_paste_boxes: Tensor
-    object_view_change: Tensor
+    object_source_poses: Tensor
     object_mask: Tensor
     background_image: Tensor
     camera_pose: Tensor
@@ -112,8 +104,7 @@ class Conditioning:
             object_boxes=self.object_boxes * keep.unsqueeze(-1),
             object_poses=self.object_poses * keep.unsqueeze(-1),
             object_target_boxes=self.object_target_boxes * keep.unsqueeze(-1),
-            object_paste_boxes=self.object_paste_boxes * keep.unsqueeze(-1),
-            object_view_change=torch.where(keep, self.object_view_change, UNKNOWN_VIEW_CHANGE),
+            object_source_poses=self.object_source_poses * keep.unsqueeze(-1),
             object_mask=self.object_mask & keep,
             background_image=self.background_image,
             camera_pose=self.camera_pose,
@@ -336,8 +327,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
     boxes = torch.zeros(N, 4)
     poses = torch.zeros(N, 12)
     target_boxes = torch.zeros(N, 4)
-    paste_boxes = torch.zeros(N, 4)
-    view_changes = torch.full((N,), UNKNOWN_VIEW_CHANGE)
+    source_poses = torch.zeros(N, 12)
     mask = torch.zeros(N, dtype=torch.bool)
     cam = target_cam
     pixels = torch.tensor([W, H, W, H], dtype=torch.float32)
@@ -347,19 +337,14 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         index[i] = slot
         boxes[i] = box / scale
         b = a.box(target_frame)
-        poses[i] = geometry.pose_features(b.center, b.size, b.rotation, cam.K, cam.R, cam.t, W, H)
+        poses[i] = a.pose_features(target_frame, cam)
         uv, _ = geometry.project_box(b.center, b.size, b.rotation, cam.K, cam.R, cam.t)
         target_boxes[i] = geometry.bounding_box_2d(uv, W, H) / pixels
-        paste_boxes[i] = target_boxes[i]
-        f = a.source_frame if source_frame is None else source_frame
-        # Seen in another frame of this scene: its pose and camera there are known. Rendered at the frame its
-        # photo is, its pose there may have been edited since (a move in place), and the photo's pose is lost.
-        if a.appearance is None and f != target_frame:
-            seen = scene.cameras[f]
-            view_changes[i] = geometry.view_change(a.centers[f], a.rotations[f], seen.R, seen.t,
-                                                   b.center, b.rotation, cam.R, cam.t)
-            seen_uv, _ = geometry.project_box(a.centers[f], a.sizes[f], a.rotations[f], seen.K, seen.R, seen.t)
-            paste_boxes[i] = geometry.map_box(box, geometry.point_bounds(seen_uv), geometry.point_bounds(uv)) / pixels
+        if a.appearance is None:
+            f = a.source_frame if source_frame is None else source_frame
+            source_poses[i] = a.photo_pose(f, scene.cameras[f])
+        elif a.appearance.pose is not None:
+            source_poses[i] = a.appearance.pose
         mask[i] = True
 
     if not photos:  # no objects: one grey image keeps shapes static
@@ -377,8 +362,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         object_boxes=boxes.unsqueeze(0),
         object_poses=poses.unsqueeze(0),
         object_target_boxes=target_boxes.unsqueeze(0),
-        object_paste_boxes=paste_boxes.unsqueeze(0),
-        object_view_change=view_changes.unsqueeze(0),
+        object_source_poses=source_poses.unsqueeze(0),
         object_mask=mask.unsqueeze(0),
         background_image=background.unsqueeze(0),
         camera_pose=camera_motion(view.camera, target_cam).unsqueeze(0),

@@ -302,9 +302,10 @@ def _floor_axes(camera: Camera) -> tuple[Tensor, Tensor]:
 
 def _with_poses(scene: Scene, asset_id: int, frames: list[int], centers: Tensor | None = None,
                 sizes: Tensor | None = None, rotations: Tensor | None = None) -> Scene:
-    """A copy of ``scene`` whose asset has the given (F, ...) poses at ``frames``."""
+    """A copy of ``scene`` whose asset has the given (F, ...) poses at ``frames``, the photos' poses kept (:meth:`Asset.observe`)."""
     out = scene.copy()
     asset = out.asset(asset_id)
+    asset.observe(out.cameras)
     if centers is not None:
         asset.centers[frames] = centers
     if sizes is not None:
@@ -451,12 +452,16 @@ def scale(scene: Scene, asset_id: int, factor: float | Sequence[float], frames: 
 # Objects in and out, appearance
 # --------------------------------------------------------------------------------------
 
-def _appearance_of(scene: Scene, asset: Asset) -> AppearanceSource:
-    """Where ``asset`` takes its looks from, as an image + box independent of ``scene``."""
+def photo_appearance(scene: Scene, asset: Asset, frame: int | None = None) -> AppearanceSource:
+    """Where ``asset`` takes its looks from, as an image, box and pose independent of ``scene``.
+
+    That is a copy of its own :class:`~neuralassets.scene.AppearanceSource`, or else frame
+    ``frame`` (default: its source frame) with its box and pose there.
+    """
     if asset.appearance is not None:
-        return AppearanceSource(asset.appearance.image.clone(), asset.appearance.box_2d.clone())
-    f = asset.source_frame
-    return AppearanceSource(scene.frames[f].clone(), asset.boxes_2d[f].clone())
+        return copy.deepcopy(asset.appearance)
+    f = asset.source_frame if frame is None else frame
+    return AppearanceSource(scene.frames[f].clone(), asset.boxes_2d[f].clone(), asset.photo_pose(f, scene.cameras[f]))
 
 
 def _looks(asset: Asset) -> dict:
@@ -544,7 +549,7 @@ def insert(scene: Scene, other_scene: Scene, other_asset_id: int, floor_xy: Sequ
         centers[:, :2] += _vector(floor_xy, 2, "floor_xy") - pivot[:2]
     asset = Asset(new_id, donor.name, centers, sizes, rotations, boxes_2d=torch.zeros(T, 4), visibility=torch.zeros(T),
                   category=donor.category, attributes=copy.deepcopy(donor.attributes))
-    asset.appearance = _appearance_of(other_scene, donor)
+    asset.appearance = photo_appearance(other_scene, donor)
     out = scene.copy()
     out += asset
     _check_placement(None, out, new_id, list(range(T)), mode)
@@ -563,8 +568,8 @@ def swap_appearance(scene: Scene, id_a: int, id_b: int) -> Scene:
     if id_a == id_b:
         raise ValidationError(f"id_b: swapping asset {id_a} with itself does nothing; give two different ids")
     out = scene.copy()
-    _dress(out.asset(id_a), _appearance_of(scene, b), b)
-    _dress(out.asset(id_b), _appearance_of(scene, a), a)
+    _dress(out.asset(id_a), photo_appearance(scene, b), b)
+    _dress(out.asset(id_b), photo_appearance(scene, a), a)
     return out
 
 
@@ -582,7 +587,7 @@ def transfer(scene: Scene, asset_id: int, other_scene: Scene, other_asset_id: in
     scene.asset(asset_id)
     donor = other_scene.asset(other_asset_id)
     out = scene.copy()
-    _dress(out.asset(asset_id), _appearance_of(other_scene, donor), donor)
+    _dress(out.asset(asset_id), photo_appearance(other_scene, donor), donor)
     return out
 
 
@@ -620,6 +625,14 @@ def swap_background(scene: Scene, other_scene: Scene, frame: int = 0, other_name
 # Cameras
 # --------------------------------------------------------------------------------------
 
+def _before_camera_change(scene: Scene) -> Scene:
+    """A copy of ``scene`` whose assets keep their photos' poses (:meth:`Asset.observe`): a camera is about to change."""
+    out = scene.copy()
+    for asset in out.assets:
+        asset.observe(out.cameras)
+    return out
+
+
 @_recorded
 def set_camera(scene: Scene, frame: int, camera: Camera | Mapping) -> Scene:
     """Replace the camera of one frame.
@@ -641,7 +654,7 @@ def set_camera(scene: Scene, frame: int, camera: Camera | Mapping) -> Scene:
     camera.validate("camera")
     if (camera.width, camera.height) != (scene.width, scene.height):
         raise ValidationError(f"camera: image size {camera.width}x{camera.height} does not match the scene's {scene.width}x{scene.height}")
-    out = scene.copy()
+    out = _before_camera_change(scene)
     out.cameras[f] = copy.deepcopy(camera)
     return out
 
@@ -665,7 +678,7 @@ def move_camera(scene: Scene, frames: FrameSelection, eye: Sequence[float] | Non
         raise ValidationError("move_camera: give eye, target or both")
     eye_v = None if eye is None else _vector(eye, 3, "eye")
     target_v = None if target is None else _vector(target, 3, "target")
-    out = scene.copy()
+    out = _before_camera_change(scene)
     for f in idx:
         cam = scene.cameras[f]
         e = cam.center if eye_v is None else eye_v

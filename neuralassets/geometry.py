@@ -139,37 +139,6 @@ def camera_center(R: Tensor, t: Tensor) -> Tensor:
     return -torch.einsum("...ji,...j->...i", R, t)
 
 
-def view_change(center_a: Tensor, rotation_a: Tensor, R_a: Tensor, t_a: Tensor,
-                center_b: Tensor, rotation_b: Tensor, R_b: Tensor, t_b: Tensor) -> Tensor:
-    """Angle between the sides an object is seen from in two views, in degrees.
-
-    Each view's direction from the object's centre to its camera is expressed in the object's
-    own frame; the angle between the two is how far the object turned relative to the camera
-    (0 for an object moved straight towards the camera, the turn itself for one turned in place).
-
-    Args:
-        center_a, rotation_a: (..., 3) and (..., 3, 3) the box centre and box-to-world rotation in view a.
-        R_a, t_a: (..., 3, 3) and (..., 3) view a's world-to-camera rotation and translation.
-        center_b, rotation_b, R_b, t_b: the same for view b.
-
-    Returns:
-        (...) float in [0, 180].
-
-    Example:
-        >>> eye = torch.eye(3)
-        >>> turned = axis_angle_to_matrix(torch.tensor([0.0, 0.5, 0.0]))  # half a radian about the vertical
-        >>> t = torch.tensor([0.0, 0.0, 5.0])
-        >>> round(float(view_change(torch.zeros(3), eye, eye, t, torch.zeros(3), turned, eye, t)), 2)
-        28.65
-    """
-    def direction(center: Tensor, rotation: Tensor, R: Tensor, t: Tensor) -> Tensor:
-        d = torch.einsum("...ji,...j->...i", rotation, camera_center(R, t) - center)  # world -> box frame: R^T
-        return d / d.norm(dim=-1, keepdim=True).clamp(min=1e-9)
-
-    cosine = (direction(center_a, rotation_a, R_a, t_a) * direction(center_b, rotation_b, R_b, t_b)).sum(dim=-1)
-    return torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0)))
-
-
 def pixel_rays(uv: Tensor, K: Tensor, R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """World-space rays through pixels.
 
@@ -451,26 +420,6 @@ def is_rotation(R: Tensor, atol: float = 1e-4) -> Tensor:
 # --------------------------------------------------------------------------------------
 # Boxes in images
 # --------------------------------------------------------------------------------------
-
-def map_box(box: Tensor, source: Tensor, target: Tensor) -> Tensor:
-    """Move and scale ``box`` per axis as ``source`` is moved and scaled onto ``target``.
-
-    Args:
-        box, source, target: (..., 4) ``(x0, y0, x1, y1)``; ``source`` must have extent.
-
-    Returns:
-        (..., 4) ``target0 + (box - source0) * target_size / source_size``.
-
-    Example:
-        >>> map_box(torch.tensor([2.0, 2.0, 4.0, 4.0]), torch.tensor([0.0, 0.0, 8.0, 8.0]), torch.tensor([8.0, 0.0, 12.0, 4.0]))
-        tensor([ 9.,  1., 10.,  2.])
-    """
-    def both(xy: Tensor) -> Tensor:
-        return torch.cat([xy, xy], dim=-1)
-
-    scale = (target[..., 2:] - target[..., :2]) / (source[..., 2:] - source[..., :2]).clamp(min=1e-6)
-    return both(target[..., :2]) + (box - both(source[..., :2])) * both(scale)
-
 
 def project_box(center: Tensor, size: Tensor, rotation: Tensor, K: Tensor, R: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """Project the 8 corners of 3D boxes.

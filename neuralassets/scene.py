@@ -148,13 +148,19 @@ class AppearanceSource:
     Attributes:
         image: (3, H, W) float in [0, 1].
         box_2d: (4,) float ``(x0, y0, x1, y1)`` pixel box of the asset in ``image``.
+        pose: (12,) float pose numbers of the asset's 3D box as ``image`` shows it
+            (:meth:`Asset.pose_features`, normalised by the image's size), or None when unknown;
+            with it a render can reproject the image's pixels through the box
+            (:func:`~neuralassets.models.reference.object_reference`).
     """
 
     image: Tensor
     box_2d: Tensor
+    pose: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.image, self.box_2d = _f32(self.image), _f32(self.box_2d)
+        self.pose = None if self.pose is None else _f32(self.pose)
 
 
 @dataclass
@@ -174,6 +180,10 @@ class Asset:
         masks: (T, H, W) bool visible masks per frame, or None.
         appearance: where the appearance comes from when not ``source_frame`` of its scene.
         attributes: JSON-serialisable extras (the synthetic renderer keeps shape, colour, texture here).
+        observed_poses: (T, 12) float pose numbers of the box as each frame's photo shows it
+            (:meth:`pose_features` with the camera that took it), or None while the poses and
+            cameras are still the photos' own. Edits that change a pose or a camera keep them
+            first (:meth:`observe`), so a render can still reproject the photos through the box.
     """
 
     id: int
@@ -188,9 +198,11 @@ class Asset:
     masks: Tensor | None = None
     appearance: AppearanceSource | None = None
     attributes: dict = field(default_factory=dict)
+    observed_poses: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.centers, self.sizes, self.rotations = _f32(self.centers), _f32(self.sizes), _f32(self.rotations)
+        self.observed_poses = None if self.observed_poses is None else _f32(self.observed_poses)
         self.boxes_2d, self.visibility = _f32(self.boxes_2d), _f32(self.visibility)
         if self.masks is not None:
             self.masks = torch.as_tensor(self.masks).bool()
@@ -203,6 +215,20 @@ class Asset:
     def box(self, frame: int) -> Box3D:
         """The 3D box at ``frame``."""
         return Box3D(self.centers[frame], self.sizes[frame], self.rotations[frame])
+
+    def pose_features(self, frame: int, camera: Camera) -> Tensor:
+        """(12,) float: the pose numbers of the box at ``frame`` as ``camera`` sees it (:func:`~neuralassets.geometry.pose_features`)."""
+        return geometry.pose_features(self.centers[frame], self.sizes[frame], self.rotations[frame],
+                                      camera.K, camera.R, camera.t, camera.width, camera.height)
+
+    def photo_pose(self, frame: int, camera: Camera) -> Tensor:
+        """(12,) float: the pose numbers of the box as frame ``frame``'s photo (taken by ``camera``) shows it."""
+        return self.observed_poses[frame] if self.observed_poses is not None else self.pose_features(frame, camera)
+
+    def observe(self, cameras: list[Camera]) -> None:
+        """Keep the photos' pose numbers (in place) before a pose or one of ``cameras`` (the scene's, one per frame) changes."""
+        if self.observed_poses is None:
+            self.observed_poses = torch.stack([self.pose_features(f, cam) for f, cam in enumerate(cameras)])
 
     def with_box(self, frame: int, box: Box3D) -> Asset:
         """A copy whose pose at ``frame`` is ``box``; this asset is unchanged."""
@@ -239,6 +265,10 @@ class Asset:
         if self.appearance is not None:
             _check_tensor(self.appearance.image, (3, None, None), f"{where}.appearance.image")
             _check_tensor(self.appearance.box_2d, (4,), f"{where}.appearance.box_2d")
+            if self.appearance.pose is not None:
+                _check_tensor(self.appearance.pose, (12,), f"{where}.appearance.pose")
+        if self.observed_poses is not None:
+            _check_tensor(self.observed_poses, (T, 12), f"{where}.observed_poses")
 
 
 @dataclass
@@ -409,8 +439,9 @@ class Scene:
         assets_json = []
         for a in self.assets:
             key = f"asset_{a.id:04d}"
-            for name in ("centers", "sizes", "rotations", "boxes_2d", "visibility"):
-                tensors[f"{key}.{name}"] = getattr(a, name)
+            for name in ("centers", "sizes", "rotations", "boxes_2d", "visibility", "observed_poses"):
+                if getattr(a, name) is not None:
+                    tensors[f"{key}.{name}"] = getattr(a, name)
             entry = {"id": a.id, "name": a.name, "category": a.category, "source_frame": a.source_frame,
                      "attributes": a.attributes, "masks": None, "appearance": None}
             if a.masks is not None:
@@ -422,6 +453,8 @@ class Scene:
                 entry["appearance"] = f"appearance/{key}.png"
                 _write_png(folder / entry["appearance"], a.appearance.image)
                 tensors[f"{key}.appearance_box_2d"] = a.appearance.box_2d
+                if a.appearance.pose is not None:
+                    tensors[f"{key}.appearance_pose"] = a.appearance.pose
             assets_json.append(entry)
         background_json = None
         if self.background is not None:
@@ -501,13 +534,13 @@ class Scene:
                 appearance = None
                 if entry.get("appearance"):
                     img = _read_png(_inside(folder, entry["appearance"]), None)
-                    appearance = AppearanceSource(img, get(f"{key}.appearance_box_2d"))
+                    appearance = AppearanceSource(img, get(f"{key}.appearance_box_2d"), tensors.get(f"{key}.appearance_pose"))
                 assets.append(Asset(
                     id=entry["id"], name=str(entry["name"]), category=str(entry.get("category", "object")),
                     centers=get(f"{key}.centers"), sizes=get(f"{key}.sizes"), rotations=get(f"{key}.rotations"),
                     boxes_2d=get(f"{key}.boxes_2d"), visibility=get(f"{key}.visibility"),
                     source_frame=entry["source_frame"], masks=masks, appearance=appearance,
-                    attributes=dict(entry.get("attributes") or {})))
+                    attributes=dict(entry.get("attributes") or {}), observed_poses=tensors.get(f"{key}.observed_poses")))
             except (KeyError, TypeError, ValueError) as e:
                 raise SceneFormatError(f"{meta_path}: assets[{i}] is malformed ({e})") from None
         background = None

@@ -102,35 +102,41 @@ def test_a_photo_shared_by_several_appearances_is_encoded_once(simple_scene):
     assert torch.equal(c.appearance_images[0, 0, :, 5, 5], donor.frames[0][:, 5, 5])
 
 
-def test_view_change_is_the_turn_relative_to_the_camera(simple_scene):
+def test_photo_poses_and_the_view_change_they_give(simple_scene):
     from neuralassets import Camera, edits
     from neuralassets.geometry import camera_center
+    from neuralassets.models.reference import view_change
 
     still = simple_scene.copy()
     still.cameras = [still.cameras[0]] * 3
     for a in still.assets:
         a.rotations[:], a.centers[:] = a.rotations[0], a.centers[0]
     c = conditioning_from_scene(still, 2, 4, source_frame=0)
-    assert c.object_view_change.shape == (1, 4) and c.object_view_change[0, :2].abs().max() < 1e-3  # nothing changed
-    # nothing moved: each object's source box lands on itself
-    assert torch.allclose(c.object_paste_boxes[0, :2], c.object_boxes[0, :2], atol=1e-5)
+    # nothing moved: each object's pose in its photo is its pose in the target
+    assert torch.allclose(c.object_source_poses[0, :2], c.object_poses[0, :2], atol=1e-5)
+    assert view_change(c.object_poses, c.object_source_poses)[0].tolist()[2:] == [180.0, 180.0]  # padding: unknown
+    assert c.object_source_poses[0, 2:].abs().sum() == 0
     moved = still.copy()
     moved.cameras = [moved.cameras[0]] * 2 + [Camera.look_at([4.0, -4.0, 3.0], [0.3, 0.0, 0.3], 50.0, 32, 24)]
     m = conditioning_from_scene(moved, 2, 4, source_frame=0)
-    # the camera panned: the paste box follows the projected 3D box (same size and shift here, up to perspective)
-    shift = m.object_target_boxes[0, 0, 0] - c.object_target_boxes[0, 0, 0]
-    paste_shift = m.object_paste_boxes[0, 0, [0, 2]] - c.object_paste_boxes[0, 0, [0, 2]]
-    assert shift < -0.03 and torch.allclose(paste_shift, shift.expand(2), atol=0.01)
-    assert c.object_view_change[0, 2:].tolist() == [180.0, 180.0]  # padding
+    # the camera moved: the target poses follow it, the poses in the photo stay
+    assert torch.equal(m.object_source_poses, c.object_source_poses)
+    assert (m.object_poses[0, :2] - c.object_poses[0, :2]).abs().amax() > 0.03
     turned = conditioning_from_scene(edits.rotate(still, 1, yaw=0.6, frames=[2], check_visibility="ignore"), 2, 4, source_frame=0)
     # a yaw turns the horizontal part of the direction to the camera by 0.6 rad and keeps its vertical part
+    # (the objects are cubes, so box units are metres)
     v = camera_center(still.cameras[0].R, still.cameras[0].t) - still.assets[0].centers[0]
     v = v / v.norm()
     by_hand = torch.rad2deg(torch.arccos(v[2] ** 2 + (v[0] ** 2 + v[1] ** 2) * torch.cos(torch.tensor(0.6))))
-    assert torch.isclose(turned.object_view_change[0, 0], by_hand, atol=1e-2) and 20 < by_hand < 0.6 * 57.3
-    assert turned.object_view_change[0, 1] == c.object_view_change[0, 1]  # the other object is untouched
-    # at the photo's own frame the pose may have been edited in place, so the photo's pose is unknown
+    changes = view_change(turned.object_poses, turned.object_source_poses)[0]
+    assert torch.isclose(changes[0], by_hand, atol=1e-2) and 20 < by_hand < 0.6 * 57.3 and changes[1] < 0.1
+    # at the photo's own frame: the pose there is the photo's, and an edit there keeps it
     own = conditioning_from_scene(still, 0, 4, source_frame=0)
-    assert own.object_view_change[0, :2].tolist() == [180.0, 180.0] and torch.equal(own.object_paste_boxes, own.object_target_boxes)
+    assert torch.allclose(own.object_source_poses, own.object_poses)
+    in_place = conditioning_from_scene(edits.rotate(still, 1, yaw=0.6, frames=[0], check_visibility="ignore"), 0, 4)
+    assert torch.equal(in_place.object_source_poses, own.object_source_poses)
+    assert torch.isclose(view_change(in_place.object_poses, in_place.object_source_poses)[0, 0], by_hand, atol=1e-2)
     transferred = edits.transfer(still, 1, simple_scene.copy(), 2)
-    assert conditioning_from_scene(transferred, 2, 4, source_frame=0).object_view_change[0, 0] == 180.0  # unknown
+    donor = simple_scene.asset(2)
+    assert torch.equal(conditioning_from_scene(transferred, 2, 4, source_frame=0).object_source_poses[0, 0],
+                       donor.pose_features(0, simple_scene.cameras[0]))

@@ -174,13 +174,13 @@ def test_version_1_shards_are_still_read(tmp_path):
     write_shards(out, "val", 2, max_objects=5, config=SMALL, shard_size=2, progress=False)
     shard = load_file(str(out / "shard_00000.safetensors"))
     old = {k: v for k, v in shard.items() if k not in ("photos", "appearance_count", "background_photo",
-                                                       "background_boxes", "background_box_mask", "object_view_change")}
+                                                       "background_boxes", "background_box_mask", "object_source_poses")}
     save_file({**old, "source": shard["photos"][:, 0].contiguous()}, str(out / "shard_00000.safetensors"))
     meta = json.loads((out / "dataset.json").read_text())
     (out / "dataset.json").write_text(json.dumps({**meta, "format_version": 1}))
     live = FramePairDataset("val", 2, max_objects=5, config=SMALL)
     for i in range(2):
         cond, target = live[i]
-        assert (cond.object_view_change[cond.object_mask] < 180).all()
-        unknown = replace(cond, object_view_change=torch.full_like(cond.object_view_change, 180.0))  # not stored before version 3
+        assert cond.object_source_poses[cond.object_mask].abs().amin(dim=-1).gt(0).all()
+        unknown = replace(cond, object_source_poses=torch.zeros_like(cond.object_source_poses))  # not stored before version 4
         _assert_equal_items(ShardedPairDataset(out)[i], (unknown, target))

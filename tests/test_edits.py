@@ -282,3 +282,22 @@ def test_numpy_and_tensor_arguments_are_recorded_as_json(front_scene):
     assert json.loads(json.dumps(out.metadata)) == out.metadata
     assert [e.args["frames"] for e in E.history(out)] == [0, [0]]
     assert E.history(out)[0].args["asset_id"] == 1 and E.history(out)[1].args["factor"] == 1.5
+
+
+def test_pose_and_camera_edits_keep_the_poses_the_photos_were_taken_at(front_scene, simple_scene):
+    before = front_scene.asset(1).pose_features(0, front_scene.cameras[0])
+    moved = E.move(front_scene, 1, (0.3, 0.0, 0.0), check_visibility="warn")
+    assert torch.equal(moved.asset(1).observed_poses, before[None]) and moved.asset(1).appearance is None
+    assert not torch.equal(moved.asset(1).pose_features(0, moved.cameras[0]), before)
+    assert front_scene.asset(1).observed_poses is None and moved.asset(2).observed_poses is None  # the input, the other asset
+    again = E.rotate(moved, 1, yaw=0.5, check_visibility="warn")
+    assert torch.equal(again.asset(1).photo_pose(0, again.cameras[0]), before)  # still the photo's, not the moved one
+    # a camera edit keeps every asset's
+    orbit = E.move_camera(simple_scene, [1], eye=(4.5, -3.5, 3.0))
+    for a, b in zip(orbit.assets, simple_scene.assets):
+        assert torch.equal(a.photo_pose(1, orbit.cameras[1]), b.pose_features(1, simple_scene.cameras[1]))
+        assert not torch.equal(a.pose_features(1, orbit.cameras[1]), b.pose_features(1, simple_scene.cameras[1]))
+    # appearance taken from another scene brings the donor's pose in its photo
+    out = E.transfer(front_scene, 2, simple_scene, 1)
+    donor = simple_scene.asset(1)
+    assert torch.equal(out.asset(2).appearance.pose, donor.pose_features(donor.source_frame, simple_scene.cameras[donor.source_frame]))

@@ -42,8 +42,8 @@ def pad_slots(cond: Conditioning, n: int) -> Conditioning:
 
     return replace(cond, object_image_index=pad(cond.object_image_index), object_boxes=pad(cond.object_boxes),
                    object_poses=pad(cond.object_poses), object_target_boxes=pad(cond.object_target_boxes),
-                   object_paste_boxes=pad(cond.object_paste_boxes),
-                   object_view_change=pad(cond.object_view_change, 180.0), object_mask=pad(cond.object_mask, False))
+                   object_source_poses=pad(cond.object_source_poses),
+                   object_mask=pad(cond.object_mask, False))
 
 
 def test_fourier_features_hand_computed():

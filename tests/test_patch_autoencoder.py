@@ -129,15 +129,18 @@ def test_pipeline_decodes_with_the_object_reference_and_keeps_it_when_saved(tmp_
     with torch.no_grad():
         pipe.vae.reference_fine[1].weight.normal_(0, 0.1)
     cond = Conditioning(appearance_images=torch.rand(1, 1, 3, 32, 32), object_image_index=torch.zeros(1, 1, dtype=torch.long),
-                        object_boxes=torch.tensor([[[0.1, 0.1, 0.5, 0.5]]]), object_poses=torch.ones(1, 1, 12),
+                        object_boxes=torch.tensor([[[0.1, 0.1, 0.5, 0.5]]]),
+                        object_poses=torch.tensor([[[0.4, 0.4, 4, 0.9, 0.4, 4, 0.4, 0.9, 4, 0.4, 0.4, 5]]]),
                         object_target_boxes=torch.tensor([[[0.4, 0.4, 0.9, 0.9]]]),
-                        object_paste_boxes=torch.tensor([[[0.4, 0.4, 0.9, 0.9]]]), object_view_change=torch.zeros(1, 1),
+                        object_source_poses=torch.tensor([[[0.1, 0.1, 4, 0.5, 0.1, 4, 0.1, 0.5, 4, 0.1, 0.1, 5]]]),
                         object_mask=torch.ones(1, 1, dtype=torch.bool),
                         background_image=torch.rand(1, 3, 32, 32), camera_pose=torch.zeros(1, 12))
     noise = torch.randn(1, 4, 4, 4)
     images = pipe.render(cond, latents=noise)
     latents = pipe.sample_latents(cond, latents=noise)
-    by_hand = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, reference=object_reference(cond, (32, 32))).sample
+    reference = object_reference(cond, (32, 32))
+    assert reference[0, 3, 13:29, 13:29].all() and reference[0, 3].sum() == 16 * 16  # the front face, pixels 12.8 to 28.8
+    by_hand = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, reference=reference).sample
     assert torch.allclose(images, ((by_hand + 1) / 2).clamp(0, 1), atol=1e-6)
     assert not torch.allclose(images, pipe.decode_latents(latents), atol=1e-3)  # the reference changed the render
     pipe.save_pretrained(tmp_path / "p")

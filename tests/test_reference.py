@@ -1,73 +1,112 @@
-"""The decoder's object reference: pixels of each source box resized into its target box, near over far."""
+"""The decoder's object reference: each photo reprojected through its object's 3D box, nearest surface first."""
+import math
+from dataclasses import replace
+
 import torch
 
+from neuralassets import geometry
 from neuralassets.conditioning import Conditioning
-from neuralassets.models.reference import REFERENCE_CHANNELS, object_reference
+from neuralassets.models.reference import REFERENCE_CHANNELS, object_reference, ray_box_entry, reproject_box_surface
+from neuralassets.scene import Camera
+
+SIZE = 16
+# Looking along +y at a 2 m cube 5 m away: only its front face (y = -1) is in view, 4 m from the camera,
+# projected onto pixels 4..11 of 16 (half-width f * 1 / 4 = 4.29 px around the centre 8).
+CAMERA = Camera.look_at([0.0, -5.0, 0.0], [0.0, 0.0, 0.0], 50.0, SIZE, SIZE)
 
 
-def _conditioning(images, image_index, boxes, target_boxes, depths, mask, view_changes=None) -> Conditioning:
+def _pose(center=(0.0, 0.0, 0.0), size=2.0, rotation=None) -> torch.Tensor:
+    rotation = torch.eye(3) if rotation is None else rotation
+    return geometry.pose_features(torch.tensor(center), torch.full((3,), size), rotation, CAMERA.K, CAMERA.R, CAMERA.t, SIZE, SIZE)
+
+
+def _conditioning(images, image_index, boxes, poses, source_poses, mask) -> Conditioning:
     N = len(image_index)
-    poses = torch.zeros(1, N, 12)
-    poses[0, :, [2, 5, 8, 11]] = torch.tensor(depths, dtype=torch.float32)[:, None]
     return Conditioning(appearance_images=images[None], object_image_index=torch.tensor([image_index]),
-                        object_boxes=torch.tensor([boxes], dtype=torch.float32),
-                        object_poses=poses, object_target_boxes=torch.tensor([target_boxes], dtype=torch.float32),
-                        object_paste_boxes=torch.tensor([target_boxes], dtype=torch.float32),
-                        object_view_change=torch.tensor([view_changes or [0.0] * N]), object_mask=torch.tensor([mask]),
-                        background_image=torch.full((1, 3, 8, 8), 0.5),
-                        camera_pose=torch.zeros(1, 12))
+                        object_boxes=torch.tensor([boxes], dtype=torch.float32).view(1, N, 4),
+                        object_poses=torch.stack(poses)[None] if N else torch.zeros(1, 0, 12),
+                        object_target_boxes=torch.zeros(1, N, 4),
+                        object_source_poses=torch.stack(source_poses)[None] if N else torch.zeros(1, 0, 12),
+                        object_mask=torch.tensor([mask], dtype=torch.bool).view(1, N),
+                        background_image=torch.full((1, 3, SIZE, SIZE), 0.5), camera_pose=torch.zeros(1, 12))
 
 
-def test_a_box_is_resized_into_its_target_box():
-    image = torch.zeros(1, 3, 8, 8)
-    image[0, 0, :4, :4] = torch.arange(16.0).view(4, 4) / 15  # a ramp in the source box's red channel
-    cond = _conditioning(image, [0], [[0, 0, 0.5, 0.5]], [[0.5, 0.5, 1.0, 1.0]], [3.0], [True])
-    reference = object_reference(cond, (8, 8))
-    assert reference.shape == (1, REFERENCE_CHANNELS, 8, 8)
-    assert torch.equal(reference[0, 3, 4:, 4:], torch.ones(4, 4)) and reference[0, 3, :4].abs().sum() == 0
-    assert torch.allclose(reference[0, 0, 4:, 4:], image[0, 0, :4, :4] * 2 - 1)  # same size: moved pixel for pixel
-    assert reference[0, :3, :4].abs().sum() == 0 and reference[0, :3, :, :4].abs().sum() == 0
-    # at twice the size the ramp is stretched over 8 x 8 pixels, still rising along rows and columns
-    big = object_reference(cond, (16, 16))
-    ramp = big[0, 0, 9:15, 9:15]
-    assert big[0, 3].sum() == 64 and (ramp.diff(dim=0) > 0).all() and (ramp.diff(dim=1) > 0).all()
+def _face() -> torch.Tensor:
+    inside = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    inside[4:12, 4:12] = True
+    return inside
 
 
-def test_nearer_objects_cover_farther_ones_and_padding_is_ignored():
-    images = torch.stack([torch.full((3, 8, 8), 1.0), torch.full((3, 8, 8), 0.0)])  # white photo, black photo
+def test_rays_enter_a_box_at_its_near_face_and_miss_it_from_inside_or_when_it_is_flat():
+    origin, edges = torch.tensor([-1.0, -1.0, 4.0]), 2 * torch.eye(3)
+    rays = torch.tensor([[0.0, 0.0, 1.0], [0.25, 0.0, 1.0], [0.3, 0.0, 1.0]])
+    distance, point = ray_box_entry(rays, origin, edges)
+    assert distance[:2].tolist() == [4.0, 4.0] and torch.isinf(distance[2])  # 0.3 * 4 = 1.2 m passes the face's edge at 1 m
+    assert torch.allclose(point[1], torch.tensor([1.0, 0.5, 0.0]))  # (0.25 * 4 + 1) / 2 along x, centre in y, front in z
+    assert torch.isinf(ray_box_entry(rays, torch.tensor([-1.0, -1.0, -1.0]), edges)[0]).all()  # camera inside the box
+    assert torch.isinf(ray_box_entry(rays, origin, torch.zeros(3, 3))[0]).all()  # an unknown (all-zero) pose
+
+
+def test_the_same_pose_in_both_views_gives_back_each_pixel():
+    depth, source_uv, seen = reproject_box_surface(_pose(), _pose(), (SIZE, SIZE))
+    face = _face()
+    assert torch.equal(seen, face) and torch.equal(torch.isfinite(depth), face)
+    assert torch.allclose(depth[face], torch.tensor(4.0), atol=1e-4)
+    centres = (torch.arange(SIZE) + 0.5) / SIZE
+    assert torch.allclose(source_uv[face][:, 0], centres.expand(SIZE, SIZE)[face], atol=1e-5)
+
+
+def test_a_turn_about_the_line_of_sight_turns_the_pasted_photo_and_a_quarter_turn_shows_an_unseen_side():
+    photo = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    half_turn = geometry.axis_angle_to_matrix(torch.tensor([0.0, math.pi, 0.0]))  # about +y, the line of sight
+    cond = _conditioning(photo[None], [0], [[0, 0, 1, 1]], [_pose(rotation=half_turn)], [_pose()], [True])
+    reference = object_reference(cond, (SIZE, SIZE))
+    assert reference.shape == (1, REFERENCE_CHANNELS, SIZE, SIZE)
+    face = _face()
+    assert torch.equal(reference[0, 3].bool(), face)
+    turned = (photo.flip(-1, -2) * 2 - 1)  # the front face seen upside down: each pixel's mirror through the centre
+    assert torch.allclose(reference[0, :3][:, face], turned[:, face], atol=1e-4) and reference[0, :3][:, ~face].abs().sum() == 0
+    quarter_turn = geometry.axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2]))  # about the vertical
+    side = replace(cond, object_poses=_pose(rotation=quarter_turn)[None, None])
+    assert object_reference(side, (SIZE, SIZE), max_view_change=180.0).abs().sum() == 0  # the side now in front faced away
+
+
+def test_only_points_inside_the_objects_photo_box_are_pasted():
+    cond = _conditioning(torch.ones(1, 3, SIZE, SIZE), [0], [[0, 0, 0.5, 1]], [_pose()], [_pose()], [True])
+    coverage = object_reference(cond, (SIZE, SIZE))[0, 3]
+    assert coverage.sum() == 32 and coverage[4:12, 4:8].sum() == 32
+
+
+def test_the_nearer_surface_wins_padding_paints_nothing_and_turned_or_unknown_objects_are_left_out():
+    images = torch.stack([torch.ones(3, SIZE, SIZE), torch.zeros(3, SIZE, SIZE)])  # white photo, black photo
+    near, far = _pose(center=(0.5, -1.0, 0.0), size=1.0), _pose(center=(-0.5, 0.0, 0.0))
     whole = [0, 0, 1, 1]
     for near_first in (True, False):
-        depths = [2.0, 5.0] if near_first else [5.0, 2.0]
-        cond = _conditioning(images, [0, 1, 0], [whole, whole, whole], [[0, 0, 0.75, 0.75], [0.25, 0.25, 1, 1], [0, 0, 1, 1]],
-                             depths + [1.0], [True, True, False])
-        reference = object_reference(cond, (4, 4))
-        overlap = reference[0, 0, 1:3, 1:3]
-        assert torch.equal(overlap, torch.full((2, 2), 1.0 if near_first else -1.0))
-        assert reference[0, 0, 0, 0] == 1.0 and reference[0, 0, 3, 3] == -1.0  # each alone where the other is not
-        assert reference[0, 3, 0, 3] == 0 and reference[0, 3, 3, 0] == 0  # the padding slot's whole-image box paints nothing
-
-
-def test_objects_seen_from_another_side_are_left_out():
-    image = torch.ones(1, 3, 8, 8)
-    halves = [[0, 0, 0.5, 1], [0.5, 0, 1, 1]]
-    cond = _conditioning(image, [0, 0], halves, halves, [2.0, 2.0], [True, True], view_changes=[15.0, 15.5])
-    reference = object_reference(cond, (8, 8))
-    assert torch.equal(reference[0, 3, :, :4], torch.ones(8, 4)) and reference[0, :, :, 4:].abs().sum() == 0
-    assert object_reference(cond, (8, 8), max_view_change=20.0)[0, 3].sum() == 64
+        poses = [near, far] if near_first else [far, near]
+        cond = _conditioning(images, [0, 1, 0], [whole] * 3, poses + [_pose(size=4.0)], poses + [_pose(size=4.0)],
+                             [True, True, False])
+        reference = object_reference(cond, (SIZE, SIZE))
+        near_pixels = object_reference(replace(cond, object_mask=torch.tensor([[near_first, not near_first, False]])),
+                                       (SIZE, SIZE))[0, 3].bool()
+        colour = reference[0, 0]
+        assert near_pixels.any() and (colour[near_pixels] == (1.0 if near_first else -1.0)).all()
+        assert (colour[reference[0, 3].bool() & ~near_pixels] == (-1.0 if near_first else 1.0)).all()
+        assert reference[0, 3, :, 14:].sum() == 0  # the padding slot's large box paints nothing
+    alone = [object_reference(replace(cond, object_mask=torch.tensor([[k == 0, k == 1, False]])), (SIZE, SIZE))[0, 3].bool()
+             for k in range(2)]
+    # the far object (slot 0) turned by 20 degrees about the vertical: left out unless the limit allows it
+    turn = geometry.axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.radians(20)]))
+    poses = cond.object_poses.clone()
+    poses[0, 0] = _pose(center=(-0.5, 0.0, 0.0), rotation=turn)
+    turned = replace(cond, object_poses=poses, object_mask=torch.tensor([[True, False, False]]))
+    assert object_reference(turned, (SIZE, SIZE)).abs().sum() == 0 and object_reference(turned, (SIZE, SIZE), 25.0)[0, 3].any()
+    # the near object's photo pose is unknown: it is not pasted, but still hides the far one behind it
+    source_poses = cond.object_source_poses.clone()
+    source_poses[0, 1] = 0
+    hidden = object_reference(replace(cond, object_source_poses=source_poses), (SIZE, SIZE))
+    assert torch.equal(hidden[0, 3].bool(), alone[0] & ~alone[1]) and (alone[0] & alone[1]).any()
 
 
 def test_no_objects_give_an_empty_reference():
-    cond = _conditioning(torch.rand(1, 3, 8, 8), [], [], [], [], [])
-    cond = Conditioning(**{**cond.__dict__, "object_boxes": torch.zeros(1, 0, 4), "object_target_boxes": torch.zeros(1, 0, 4),
-                           "object_view_change": torch.zeros(1, 0), "object_paste_boxes": torch.zeros(1, 0, 4),
-                           "object_image_index": torch.zeros(1, 0, dtype=torch.long), "object_mask": torch.zeros(1, 0, dtype=torch.bool)})
+    cond = _conditioning(torch.rand(1, 3, SIZE, SIZE), [], [], [], [], [])
     assert torch.equal(object_reference(cond, (8, 8)), torch.zeros(1, REFERENCE_CHANNELS, 8, 8))
-
-
-def test_objects_are_pasted_into_their_paste_box_not_their_target_box():
-    from dataclasses import replace
-
-    cond = _conditioning(torch.ones(1, 3, 8, 8), [0], [[0, 0, 0.5, 0.5]], [[0, 0, 1, 1]], [2.0], [True])
-    cond = replace(cond, object_paste_boxes=torch.tensor([[[0.25, 0.25, 0.75, 0.75]]]))
-    reference = object_reference(cond, (8, 8))
-    assert reference[0, 3].sum() == 16 and torch.equal(reference[0, 3, 2:6, 2:6], torch.ones(4, 4))

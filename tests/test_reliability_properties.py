@@ -56,8 +56,7 @@ def pad_with_junk(cond: Conditioning, extra: int, generator: torch.Generator) ->
                    object_boxes=pad(cond.object_boxes, torch.rand(B, extra, 4, generator=generator)),
                    object_poses=pad(cond.object_poses, torch.randn(B, extra, 12, generator=generator) * 3),
                    object_target_boxes=pad(cond.object_target_boxes, torch.rand(B, extra, 4, generator=generator)),
-                   object_paste_boxes=pad(cond.object_paste_boxes, torch.rand(B, extra, 4, generator=generator)),
-                   object_view_change=pad(cond.object_view_change, torch.rand(B, extra, generator=generator) * 180),
+                   object_source_poses=pad(cond.object_source_poses, torch.randn(B, extra, 12, generator=generator) * 3),
                    object_mask=pad(cond.object_mask, torch.zeros(B, extra, dtype=torch.bool)))
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from neuralassets import Scene, SceneFormatError, ValidationError
-from neuralassets.scene import Background, Box3D
+from neuralassets.scene import AppearanceSource, Background, Box3D
 
 
 def assert_scenes_equal(a: Scene, b: Scene):
@@ -83,6 +83,25 @@ def test_path_outside_folder_is_refused(tmp_path, simple_scene):
     (folder / "scene.json").write_text(json.dumps(meta))
     with pytest.raises(SceneFormatError, match="points outside the scene folder"):
         Scene.load(folder)
+
+
+def test_photo_poses_round_trip(tmp_path, simple_scene):
+    from neuralassets import edits
+
+    moved = edits.move(simple_scene, 1, (0.1, 0.0, 0.0), frames=[0])  # the photos' poses are kept
+    moved.asset(2).appearance = AppearanceSource(simple_scene.frames[2], torch.tensor([1.0, 2, 3, 4]))  # pose unknown
+    moved.asset(1).appearance = edits.photo_appearance(simple_scene, simple_scene.asset(1), 1)  # pose known
+    moved.save(tmp_path / "s")
+    loaded = Scene.load(tmp_path / "s")
+    assert torch.equal(loaded.asset(1).observed_poses, moved.asset(1).observed_poses) and loaded.asset(2).observed_poses is None
+    assert torch.equal(loaded.asset(1).appearance.pose, simple_scene.asset(1).pose_features(1, simple_scene.cameras[1]))
+    assert loaded.asset(2).appearance.pose is None and torch.equal(loaded.asset(2).appearance.box_2d, torch.tensor([1.0, 2, 3, 4]))
+    loaded.asset(1).appearance.pose = torch.zeros(4)
+    with pytest.raises(ValidationError, match=r"assets\[0\] \(id 1\)\.appearance\.pose: expected shape \(12\), got \(4,\)"):
+        loaded.validate()
+    loaded.asset(1).appearance.pose, loaded.asset(1).observed_poses = None, torch.zeros(2, 12)
+    with pytest.raises(ValidationError, match=r"\(id 1\)\.observed_poses: expected shape \(3, 12\), got \(2, 12\)"):
+        loaded.validate()
 
 
 def test_validate_names_bad_fields(simple_scene):

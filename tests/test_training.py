@@ -205,7 +205,7 @@ def test_object_weights_follow_boxes_of_real_objects_only():
         appearance_images=torch.zeros(1, 1, 3, 8, 8), object_image_index=torch.zeros(1, 2, dtype=torch.long),
         object_boxes=torch.zeros(1, 2, 4), object_poses=torch.zeros(1, 2, 12),
         object_target_boxes=torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]]),
-        object_paste_boxes=torch.zeros(1, 2, 4), object_view_change=torch.zeros(1, 2),
+        object_source_poses=torch.zeros(1, 2, 12),
         object_mask=torch.tensor([[True, False]]), background_image=torch.zeros(1, 3, 8, 8),
         camera_pose=torch.zeros(1, 12))
     weights = object_weights(cond, (4, 4), 3.0)

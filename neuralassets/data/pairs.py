@@ -9,7 +9,7 @@ the model must reconstruct. Only the (one or two) frames needed are rendered.
 Item ``i`` depends only on ``(split, seed_offset + i)``: no random state lives in the
 dataset, so DataLoader workers need no seeding and any worker count yields the same items.
 
-Shard folder format (``SHARD_FORMAT_VERSION`` 3), written by :func:`write_shards` /
+Shard folder format (``SHARD_FORMAT_VERSION`` 4), written by :func:`write_shards` /
 ``neuralassets data make``::
 
     dataset.json                 split, length, seed_offset, max_objects, shard_size, generator config
@@ -17,11 +17,11 @@ Shard folder format (``SHARD_FORMAT_VERSION`` 3), written by :func:`write_shards
     shard_00000.safetensors ...  items [k * shard_size, (k + 1) * shard_size): the target frame and
                                  up to :data:`PHOTO_SLOTS` photos (uint8); how many of them the
                                  objects take appearance from, which one is the background and the
-                                 pixel boxes greyed in it; the Conditioning's box, pose, paste box, view change, mask and
-                                 camera tensors
+                                 pixel boxes greyed in it; the Conditioning's box, pose, photo pose, mask
+                                 and camera tensors
 
-Version 3 added each object's view change and paste box (``Conditioning.object_view_change``,
-``object_paste_boxes``); version 2 folders read them as unknown (180°, the target box).
+Version 4 added each object's pose in its photo (``Conditioning.object_source_poses``), read
+as unknown (all 0) from older folders (version 3's view changes and paste boxes are unused).
 Version 1 folders (one source photo for appearance and background, greyed in the object
 boxes) are still read.
 
@@ -45,7 +45,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..conditioning import (
     GREY,
-    UNKNOWN_VIEW_CHANGE,
     Conditioning,
     appearance_photos,
     background_view,
@@ -59,12 +58,12 @@ from ..errors import ConfigError, SceneFormatError, ValidationError
 from ..scene import Scene
 from .synthetic import SPLITS, GeneratorConfig, generate_scene
 
-SHARD_FORMAT_VERSION = 3
-READABLE_SHARD_VERSIONS = (1, 2, 3)
+SHARD_FORMAT_VERSION = 4
+READABLE_SHARD_VERSIONS = (1, 2, 3, 4)
 PHOTO_SLOTS = 2  # photos a record holds: the scene's frame and one from another scene (a donor object or background)
 _PAIR_STREAM = 0x5A1E  # second seed word: pair choice never shares a stream with scene sampling
-_CONDITIONING_TENSORS = ("object_image_index", "object_boxes", "object_poses", "object_target_boxes", "object_paste_boxes",
-                         "object_view_change", "object_mask", "camera_pose")
+_CONDITIONING_TENSORS = ("object_image_index", "object_boxes", "object_poses", "object_target_boxes", "object_source_poses",
+                         "object_mask", "camera_pose")
 
 
 def pair_frames(seed: int, num_frames: int) -> tuple[int, int]:
@@ -258,9 +257,7 @@ def _conditioning_from_record(record: dict[str, Tensor]) -> tuple[Conditioning, 
         count, background, greyed = 1, photos[0], boxes[used]
     appearance = [grey_outside(photos[k], boxes[used & (record["object_image_index"] == k)])
                   for k in range(count)] or [torch.full((3, H, W), GREY)]
-    unknown = {"object_view_change": torch.full(record["object_mask"].shape, UNKNOWN_VIEW_CHANGE),
-               "object_paste_boxes": record["object_target_boxes"]}
-    record = {**unknown, **record}  # versions 1 and 2 did not store these
+    record = {"object_source_poses": torch.zeros(*record["object_mask"].shape, 12), **record}  # not stored before version 4
     extra = {name: record[name].unsqueeze(0) for name in _CONDITIONING_TENSORS}
     conditioning = Conditioning(appearance_images=torch.stack(appearance)[None],
                                 background_image=grey_inside(background, greyed)[None], **extra)

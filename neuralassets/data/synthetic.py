@@ -440,6 +440,7 @@ def select_frames(scene: Scene, frames: list[int]) -> Scene:
         a.centers, a.sizes, a.rotations = asset.centers[idx], asset.sizes[idx], asset.rotations[idx]
         a.boxes_2d, a.visibility = asset.boxes_2d[idx], asset.visibility[idx]
         a.masks = None if asset.masks is None else asset.masks[idx]
+        a.observed_poses = None if asset.observed_poses is None else asset.observed_poses[idx]
         a.appearance, a.attributes = copy.deepcopy(asset.appearance), copy.deepcopy(asset.attributes)
         a.source_frame = frames.index(asset.source_frame) if asset.source_frame in frames else 0
         out.assets.append(a)
