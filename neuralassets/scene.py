@@ -7,7 +7,8 @@ ground truth. Everything in it is a plain dataclass holding torch tensors.
 Folder format (``FORMAT_VERSION`` 1)::
 
     scene.json            format version, sizes, asset list, metadata (JSON)
-    tensors.safetensors   cameras, per-frame asset poses, 2D boxes, visibility, depth (and the background's)
+    tensors.safetensors   cameras, per-frame asset poses, 2D boxes, visibility, depth (and the background's);
+                          the photos' pose numbers once edited and appearance poses, when known
     frames/00000.png ...  one RGB PNG per frame
     masks/asset_0001.png  the asset's T masks stacked vertically, (T*H, W) 8-bit PNG
     appearance/asset_0001.png  appearance image of an asset brought from another scene
