@@ -452,15 +452,15 @@ def scale(scene: Scene, asset_id: int, factor: float | Sequence[float], frames: 
 # Objects in and out, appearance
 # --------------------------------------------------------------------------------------
 
-def photo_appearance(scene: Scene, asset: Asset, frame: int | None = None) -> AppearanceSource:
+def photo_appearance(scene: Scene, asset: Asset) -> AppearanceSource:
     """Where ``asset`` takes its looks from, as an image, box and pose independent of ``scene``.
 
-    That is a copy of its own :class:`~neuralassets.scene.AppearanceSource`, or else frame
-    ``frame`` (default: its source frame) with its box and pose there.
+    That is a copy of its own :class:`~neuralassets.scene.AppearanceSource`, or else its
+    source frame with its box and pose there.
     """
     if asset.appearance is not None:
         return copy.deepcopy(asset.appearance)
-    f = asset.source_frame if frame is None else frame
+    f = asset.source_frame
     return AppearanceSource(scene.frames[f].clone(), asset.boxes_2d[f].clone(), asset.photo_pose(f, scene.cameras[f]))
 
 

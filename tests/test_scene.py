@@ -90,7 +90,8 @@ def test_photo_poses_round_trip(tmp_path, simple_scene):
 
     moved = edits.move(simple_scene, 1, (0.1, 0.0, 0.0), frames=[0])  # the photos' poses are kept
     moved.asset(2).appearance = AppearanceSource(simple_scene.frames[2], torch.tensor([1.0, 2, 3, 4]))  # pose unknown
-    moved.asset(1).appearance = edits.photo_appearance(simple_scene, simple_scene.asset(1), 1)  # pose known
+    seen = simple_scene.asset(1)
+    moved.asset(1).appearance = AppearanceSource(simple_scene.frames[1], seen.boxes_2d[1], seen.pose_features(1, simple_scene.cameras[1]))
     moved.save(tmp_path / "s")
     loaded = Scene.load(tmp_path / "s")
     assert torch.equal(loaded.asset(1).observed_poses, moved.asset(1).observed_poses) and loaded.asset(2).observed_poses is None
