@@ -53,6 +53,8 @@ class Conditioning:
     """
 
     appearance_images: Tensor
+    appearance_depths: Tensor
+    appearance_slots: Tensor
     object_image_index: Tensor
     object_boxes: Tensor
     object_poses: Tensor
@@ -95,11 +97,14 @@ class Conditioning:
 
         Args:
             drop: (B,) bool, True where every object slot becomes padding; or (B, N) bool,
-                True for each slot that becomes padding.
+                True for each slot that becomes padding (its pixels in ``appearance_slots``
+                stay, as pixels of a padding slot they show no object).
         """
         keep = ~drop if drop.dim() == 2 else (~drop).view(-1, 1)
         return Conditioning(
             appearance_images=self.appearance_images,
+            appearance_depths=self.appearance_depths,
+            appearance_slots=self.appearance_slots,
             object_image_index=self.object_image_index * keep,
             object_boxes=self.object_boxes * keep.unsqueeze(-1),
             object_poses=self.object_poses * keep.unsqueeze(-1),
@@ -112,18 +117,19 @@ class Conditioning:
 
     @staticmethod
     def collate(items: list[Conditioning]) -> Conditioning:
-        """Concatenate along the batch; source-image lists are padded with grey to the longest."""
+        """Concatenate along the batch; source-image lists are padded to the longest (grey, depth unknown, no object)."""
         S = max(c.appearance_images.shape[1] for c in items)
 
-        def pad(x: Tensor) -> Tensor:
+        def pad(x: Tensor, value: float) -> Tensor:
             if x.shape[1] == S:
                 return x
-            fill = torch.full((x.shape[0], S - x.shape[1], *x.shape[2:]), GREY, dtype=x.dtype, device=x.device)
+            fill = torch.full((x.shape[0], S - x.shape[1], *x.shape[2:]), value, dtype=x.dtype, device=x.device)
             return torch.cat([x, fill], dim=1)
 
-        out = {f.name: torch.cat([getattr(c, f.name) for c in items]) for f in fields(Conditioning)
-               if f.name != "appearance_images"}
-        return Conditioning(appearance_images=torch.cat([pad(c.appearance_images) for c in items]), **out)
+        padded = {"appearance_images": GREY, "appearance_depths": 0.0, "appearance_slots": -1}
+        out = {f.name: torch.cat([getattr(c, f.name) if f.name not in padded else pad(getattr(c, f.name), padded[f.name])
+                                  for c in items]) for f in fields(Conditioning)}
+        return Conditioning(**out)
 
 
 def grey_outside(image: Tensor, boxes: Tensor) -> Tensor:
@@ -347,17 +353,22 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
             source_poses[i] = a.appearance.pose
         mask[i] = True
 
+    depths, slots = surface_maps(scene, photos, entries, source_frame)
     if not photos:  # no objects: one grey image keeps shapes static
-        photos = [torch.full((3, H, W), GREY)]
+        photos, depths, slots = [torch.full((3, H, W), GREY)], [torch.zeros(H, W)], [torch.full((H, W), -1, dtype=torch.int16)]
     size_hw = max((img.shape[-2], img.shape[-1]) for img in photos)
     appearance = torch.stack([
         resize_images(grey_outside(img, boxes_in(entries, slot))[None], size_hw)[0] for slot, img in enumerate(photos)])
+    depths = torch.stack([resize_maps(d, size_hw) for d in depths])
+    slots = torch.stack([resize_maps(k, size_hw) for k in slots])
 
     view = background_view(scene, target_frame, source_frame, min_visibility)
     background = resize_images(grey_inside(view.image, view.object_boxes)[None], (H, W))[0]
 
     return Conditioning(
         appearance_images=appearance.unsqueeze(0),
+        appearance_depths=depths.unsqueeze(0),
+        appearance_slots=slots.unsqueeze(0),
         object_image_index=index.unsqueeze(0),
         object_boxes=boxes.unsqueeze(0),
         object_poses=poses.unsqueeze(0),
@@ -367,6 +378,39 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         background_image=background.unsqueeze(0),
         camera_pose=camera_motion(view.camera, target_cam).unsqueeze(0),
     )
+
+
+def surface_maps(scene: Scene, photos: list[Tensor], entries: list[tuple[Asset, int, Tensor]],
+                   source_frame: int | None = None) -> tuple[list[Tensor], list[Tensor]]:
+    """Depth and object slots of each :func:`appearance_photos` photo, where the scene knows them.
+
+    Returns:
+        depths: per photo (H', W') float metres, 0 where unknown; slots: per photo (H', W')
+        int16, the slot (entry index) whose asset the pixel shows in that photo, -1 elsewhere.
+    """
+    depths = [torch.zeros(p.shape[-2:]) for p in photos]
+    slots = [torch.full(p.shape[-2:], -1, dtype=torch.int16) for p in photos]
+    for i, (a, photo, _) in enumerate(entries):
+        if a.appearance is not None:
+            mask, depth = a.appearance.mask, a.appearance.depth
+        else:
+            f = a.source_frame if source_frame is None else source_frame
+            mask = None if a.masks is None else a.masks[f]
+            depth = None if scene.depth is None else scene.depth[f]
+        if mask is None or depth is None:
+            continue
+        depths[photo] = torch.where(mask, depth, depths[photo])
+        slots[photo] = slots[photo].masked_fill(mask, i)
+    return depths, slots
+
+
+def resize_maps(maps: Tensor, size_hw: tuple[int, int]) -> Tensor:
+    """(..., h, w) -> (..., H, W), nearest pixel (depths and slot indices must not blend); the input itself when the size matches."""
+    if tuple(maps.shape[-2:]) == tuple(size_hw):
+        return maps
+    resized = torch.nn.functional.interpolate(maps.reshape(1, -1, *maps.shape[-2:]).double(), size=tuple(size_hw),
+                                              mode="nearest-exact")
+    return resized.reshape(*maps.shape[:-2], *size_hw).to(maps.dtype)
 
 
 def resize_images(images: Tensor, size_hw: tuple[int, int]) -> Tensor:

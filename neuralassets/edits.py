@@ -456,12 +456,14 @@ def photo_appearance(scene: Scene, asset: Asset) -> AppearanceSource:
     """Where ``asset`` takes its looks from, as an image, box and pose independent of ``scene``.
 
     That is a copy of its own :class:`~neuralassets.scene.AppearanceSource`, or else its
-    source frame with its box and pose there.
+    source frame with its box, pose, mask and depth there.
     """
     if asset.appearance is not None:
         return copy.deepcopy(asset.appearance)
     f = asset.source_frame
-    return AppearanceSource(scene.frames[f].clone(), asset.boxes_2d[f].clone(), asset.photo_pose(f, scene.cameras[f]))
+    return AppearanceSource(scene.frames[f].clone(), asset.boxes_2d[f].clone(), asset.photo_pose(f, scene.cameras[f]),
+                            None if asset.masks is None else asset.masks[f].clone(),
+                            None if scene.depth is None else scene.depth[f].clone())
 
 
 def _looks(asset: Asset) -> dict:

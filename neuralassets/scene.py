@@ -8,7 +8,7 @@ Folder format (``FORMAT_VERSION`` 1)::
 
     scene.json            format version, sizes, asset list, metadata (JSON)
     tensors.safetensors   cameras, per-frame asset poses, 2D boxes, visibility, depth (and the background's);
-                          the photos' pose numbers once edited and appearance poses, when known
+                          the photos' pose numbers once edited and appearance poses, masks and depth, when known
     frames/00000.png ...  one RGB PNG per frame
     masks/asset_0001.png  the asset's T masks stacked vertically, (T*H, W) 8-bit PNG
     appearance/asset_0001.png  appearance image of an asset brought from another scene
@@ -153,15 +153,22 @@ class AppearanceSource:
             (:meth:`Asset.pose_features`, normalised by the image's size), or None when unknown;
             with it a render can reproject the image's pixels through the box
             (:func:`~neuralassets.models.reference.object_reference`).
+        mask: (H, W) bool pixels of ``image`` that show the asset, or None when unknown.
+        depth: (H, W) float camera-frame depth of ``image`` in metres, or None when unknown; with
+            ``mask`` and ``pose`` a render can redraw the asset's surface as ``image`` saw it.
     """
 
     image: Tensor
     box_2d: Tensor
     pose: Tensor | None = None
+    mask: Tensor | None = None
+    depth: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.image, self.box_2d = _f32(self.image), _f32(self.box_2d)
         self.pose = None if self.pose is None else _f32(self.pose)
+        self.mask = None if self.mask is None else torch.as_tensor(self.mask).bool()
+        self.depth = None if self.depth is None else _f32(self.depth)
 
 
 @dataclass
@@ -268,6 +275,12 @@ class Asset:
             _check_tensor(self.appearance.box_2d, (4,), f"{where}.appearance.box_2d")
             if self.appearance.pose is not None:
                 _check_tensor(self.appearance.pose, (12,), f"{where}.appearance.pose")
+            image_hw = tuple(self.appearance.image.shape[-2:])
+            for name in ("mask", "depth"):
+                value = getattr(self.appearance, name)
+                if value is not None and tuple(value.shape) != image_hw:
+                    raise ValidationError(f"{where}.appearance.{name}: expected the image's size {image_hw}, "
+                                          f"got {tuple(value.shape)}")
         if self.observed_poses is not None:
             _check_tensor(self.observed_poses, (T, 12), f"{where}.observed_poses")
 
@@ -454,8 +467,9 @@ class Scene:
                 entry["appearance"] = f"appearance/{key}.png"
                 _write_png(folder / entry["appearance"], a.appearance.image)
                 tensors[f"{key}.appearance_box_2d"] = a.appearance.box_2d
-                if a.appearance.pose is not None:
-                    tensors[f"{key}.appearance_pose"] = a.appearance.pose
+                for name in ("pose", "mask", "depth"):
+                    if getattr(a.appearance, name) is not None:
+                        tensors[f"{key}.appearance_{name}"] = getattr(a.appearance, name)
             assets_json.append(entry)
         background_json = None
         if self.background is not None:
@@ -535,7 +549,8 @@ class Scene:
                 appearance = None
                 if entry.get("appearance"):
                     img = _read_png(_inside(folder, entry["appearance"]), None)
-                    appearance = AppearanceSource(img, get(f"{key}.appearance_box_2d"), tensors.get(f"{key}.appearance_pose"))
+                    appearance = AppearanceSource(img, get(f"{key}.appearance_box_2d"), tensors.get(f"{key}.appearance_pose"),
+                                                  tensors.get(f"{key}.appearance_mask"), tensors.get(f"{key}.appearance_depth"))
                 assets.append(Asset(
                     id=entry["id"], name=str(entry["name"]), category=str(entry.get("category", "object")),
                     centers=get(f"{key}.centers"), sizes=get(f"{key}.sizes"), rotations=get(f"{key}.rotations"),

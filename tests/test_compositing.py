@@ -117,6 +117,18 @@ def test_the_pipeline_keeps_unchanged_pixels_of_a_static_view(simple_scene, stat
     assert torch.allclose(video[0], resize_images(photo, (24, 32))[0], atol=1e-6)
 
 
+def test_pixels_drawn_from_the_photo_are_compared_with_the_photo_itself():
+    pipe = tiny_pipeline()
+    photo = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(4))
+    render = (photo + 0.01)[None]  # as sharp as the photo, unlike the tiny autoencoder's reconstruction of it
+    drawn = torch.zeros(1, 32, 32, dtype=torch.bool)
+    drawn[:, :, :16] = True
+    out = pipe.keep_unchanged(render, [photo], drawn=drawn)
+    assert torch.allclose(out[..., :6], photo[None, ..., :6], atol=1e-6)  # unchanged: the photo's own pixels
+    assert torch.allclose(out[..., 26:], render[..., 26:], atol=1e-6)  # far from the reconstruction: changed
+    assert torch.allclose(pipe.keep_unchanged(render, [photo]), render, atol=1e-6)
+
+
 def test_frames_sharing_one_photo_reconstruct_it_once(simple_scene, static_scene):
     pipe = tiny_pipeline()
     encode, batches = pipe.encode_images, []

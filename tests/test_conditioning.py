@@ -140,3 +140,29 @@ def test_photo_poses_and_the_view_change_they_give(simple_scene):
     donor = simple_scene.asset(2)
     assert torch.equal(conditioning_from_scene(transferred, 2, 4, source_frame=0).object_source_poses[0, 0],
                        donor.pose_features(0, simple_scene.cameras[0]))
+
+
+def test_photo_depths_and_slots_mark_each_objects_pixels_where_depth_is_known(simple_scene):
+    from dataclasses import replace
+
+    from neuralassets import edits
+
+    c = conditioning_from_scene(simple_scene, 2, 4, source_frame=0)
+    expected = torch.full((24, 32), -1, dtype=torch.int16)
+    for slot, asset in enumerate(simple_scene.assets):
+        expected[asset.masks[0]] = slot  # the fixture's random masks overlap: the later slot wins
+    assert torch.equal(c.appearance_slots[0, 0], expected)
+    assert torch.equal(c.appearance_depths[0, 0], torch.where(expected >= 0, simple_scene.depth[0], 0.0))
+    # an object brought from another scene brings its mask and depth there
+    donor = simple_scene.copy()
+    donor.frames, donor.depth = 1 - donor.frames, donor.depth + 1
+    moved = conditioning_from_scene(edits.transfer(simple_scene, 1, donor, 2), 2, 4, source_frame=0)
+    donor_mask = donor.asset(2).masks[donor.asset(2).source_frame]
+    assert torch.equal(moved.appearance_slots[0, 0] == 0, donor_mask)
+    assert torch.equal(moved.appearance_depths[0, 0][donor_mask], donor.depth[donor.asset(2).source_frame][donor_mask])
+    # no depth: no slots; batches pad extra photos as unknown
+    unknown = conditioning_from_scene(replace(simple_scene, depth=None), 2, 4, source_frame=0)
+    assert (unknown.appearance_slots == -1).all() and (unknown.appearance_depths == 0).all()
+    batch = Conditioning.collate([c, moved])
+    assert batch.appearance_slots.shape == (2, 2, 24, 32)
+    assert (batch.appearance_slots[0, 1] == -1).all() and (batch.appearance_depths[0, 1] == 0).all()

@@ -128,7 +128,9 @@ def test_pipeline_decodes_with_the_object_reference_and_keeps_it_when_saved(tmp_
     assert pipe.uses_reference
     with torch.no_grad():
         pipe.vae.reference_fine[1].weight.normal_(0, 0.1)
-    cond = Conditioning(appearance_images=torch.rand(1, 1, 3, 32, 32), object_image_index=torch.zeros(1, 1, dtype=torch.long),
+    cond = Conditioning(appearance_images=torch.rand(1, 1, 3, 32, 32), appearance_depths=torch.zeros(1, 1, 32, 32),
+                        appearance_slots=torch.full((1, 1, 32, 32), -1, dtype=torch.int16),
+                        object_image_index=torch.zeros(1, 1, dtype=torch.long),
                         object_boxes=torch.tensor([[[0.1, 0.1, 0.5, 0.5]]]),
                         object_poses=torch.tensor([[[0.4, 0.4, 4, 0.9, 0.4, 4, 0.4, 0.9, 4, 0.4, 0.4, 5]]]),
                         object_target_boxes=torch.tensor([[[0.4, 0.4, 0.9, 0.9]]]),

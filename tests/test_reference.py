@@ -20,9 +20,14 @@ def _pose(center=(0.0, 0.0, 0.0), size=2.0, rotation=None) -> torch.Tensor:
     return geometry.pose_features(torch.tensor(center), torch.full((3,), size), rotation, CAMERA.K, CAMERA.R, CAMERA.t, SIZE, SIZE)
 
 
-def _conditioning(images, image_index, boxes, poses, source_poses, mask) -> Conditioning:
+def _conditioning(images, image_index, boxes, poses, source_poses, mask, depths=None, slots=None) -> Conditioning:
+    """Photo depths and slots default to unknown (objects reprojected through their boxes)."""
     N = len(image_index)
-    return Conditioning(appearance_images=images[None], object_image_index=torch.tensor([image_index]),
+    S, _, H, W = images.shape
+    return Conditioning(appearance_images=images[None],
+                        appearance_depths=(torch.zeros(S, H, W) if depths is None else depths)[None],
+                        appearance_slots=(torch.full((S, H, W), -1, dtype=torch.int16) if slots is None else slots)[None],
+                        object_image_index=torch.tensor([image_index]),
                         object_boxes=torch.tensor([boxes], dtype=torch.float32).view(1, N, 4),
                         object_poses=torch.stack(poses)[None] if N else torch.zeros(1, 0, 12),
                         object_target_boxes=torch.zeros(1, N, 4),
@@ -110,3 +115,48 @@ def test_the_nearer_surface_wins_padding_paints_nothing_and_turned_or_unknown_ob
 def test_no_objects_give_an_empty_reference():
     cond = _conditioning(torch.rand(1, 3, SIZE, SIZE), [], [], [], [], [])
     assert torch.equal(object_reference(cond, (8, 8)), torch.zeros(1, REFERENCE_CHANNELS, 8, 8))
+
+
+def _front_face_surface(photo_slots: int = 1, shape: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth and slots of the photo of :func:`_pose`'s cube: its front face 4 m away, showing slot 0 where ``shape``."""
+    shown = _face() if shape is None else shape
+    depths = torch.zeros(photo_slots, SIZE, SIZE)
+    slots = torch.full((photo_slots, SIZE, SIZE), -1, dtype=torch.int16)
+    depths[0][shown], slots[0][shown] = 4.0, 0
+    return depths, slots
+
+
+def test_a_drawn_surface_gives_back_its_pixels_in_place_and_moves_and_turns_with_its_box():
+    photo = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    disc = ((torch.arange(SIZE) - 7.5)[:, None] ** 2 + (torch.arange(SIZE) - 7.5)[None] ** 2) < 9  # an object smaller than its box
+    depths, slots = _front_face_surface(shape=disc)
+    cond = _conditioning(photo[None], [0], [[0, 0, 1, 1]], [_pose()], [_pose()], [True], depths, slots)
+    reference = object_reference(cond, (SIZE, SIZE))
+    assert torch.equal(reference[0, 3].bool(), disc)  # the object's own pixels, not its box's
+    assert torch.allclose(reference[0, :3][:, disc], photo[:, disc] * 2 - 1, atol=1e-5)
+    # moved 2 pixels to the right at the same depth: the pixels move with it
+    step = 2 * 4.0 / float(CAMERA.K[0, 0])
+    moved = object_reference(replace(cond, object_poses=_pose(center=(step, 0.0, 0.0))[None, None]), (SIZE, SIZE))
+    assert torch.equal(moved[0, 3].bool(), disc.roll(2, dims=1))
+    assert torch.allclose(moved[0, :3][:, disc.roll(2, dims=1)], photo[:, disc] * 2 - 1, atol=1e-4)
+    # turned half way about the line of sight: the face upside down, as the box method has it
+    half_turn = geometry.axis_angle_to_matrix(torch.tensor([0.0, math.pi, 0.0]))
+    upside_down = object_reference(replace(cond, object_poses=_pose(rotation=half_turn)[None, None]), (SIZE, SIZE))
+    assert torch.equal(upside_down[0, 3].bool(), disc.flip(0, 1))
+    assert torch.allclose(upside_down[0, :3][:, disc.flip(0, 1)], (photo.flip(-1, -2) * 2 - 1)[:, disc.flip(0, 1)], atol=1e-4)
+    # turned half way about the vertical: the face the photo saw is now at the back, and no box is pasted instead
+    about_vertical = geometry.axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi]))
+    back = replace(cond, object_poses=_pose(rotation=about_vertical)[None, None])
+    assert object_reference(back, (SIZE, SIZE), max_view_change=180.0).abs().sum() == 0
+
+
+def test_a_drawn_surface_hides_the_one_behind_it():
+    images = torch.stack([torch.ones(3, SIZE, SIZE), torch.zeros(3, SIZE, SIZE)])  # white photo, black photo
+    depths, slots = _front_face_surface(photo_slots=2)
+    depths[1], slots[1] = depths[0], slots[0].masked_fill(slots[0] == 0, 1)  # object 1: the same face in the black photo
+    far = _pose(center=(0.0, 3.0, 0.0))  # 3 m farther: 7 m away, drawn smaller behind object 0
+    cond = _conditioning(images, [0, 1], [[0, 0, 1, 1]] * 2, [_pose(), far], [_pose(), _pose()], [True, True], depths, slots)
+    reference = object_reference(cond, (SIZE, SIZE))
+    assert torch.equal(reference[0, 3].bool(), _face()) and (reference[0, :3][:, _face()] == 1.0).all()
+    behind_only = object_reference(replace(cond, object_mask=torch.tensor([[False, True]])), (SIZE, SIZE))
+    assert behind_only[0, 3].bool().any() and (behind_only[0, :3][:, behind_only[0, 3].bool()] == -1.0).all()

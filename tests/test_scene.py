@@ -91,12 +91,21 @@ def test_photo_poses_round_trip(tmp_path, simple_scene):
     moved = edits.move(simple_scene, 1, (0.1, 0.0, 0.0), frames=[0])  # the photos' poses are kept
     moved.asset(2).appearance = AppearanceSource(simple_scene.frames[2], torch.tensor([1.0, 2, 3, 4]))  # pose unknown
     seen = simple_scene.asset(1)
-    moved.asset(1).appearance = AppearanceSource(simple_scene.frames[1], seen.boxes_2d[1], seen.pose_features(1, simple_scene.cameras[1]))
+    H, W = simple_scene.height, simple_scene.width
+    mask, depth = torch.rand(H, W) < 0.3, torch.rand(H, W) + 2
+    moved.asset(1).appearance = AppearanceSource(simple_scene.frames[1], seen.boxes_2d[1], seen.pose_features(1, simple_scene.cameras[1]),
+                                                 mask, depth)
     moved.save(tmp_path / "s")
     loaded = Scene.load(tmp_path / "s")
     assert torch.equal(loaded.asset(1).observed_poses, moved.asset(1).observed_poses) and loaded.asset(2).observed_poses is None
     assert torch.equal(loaded.asset(1).appearance.pose, simple_scene.asset(1).pose_features(1, simple_scene.cameras[1]))
     assert loaded.asset(2).appearance.pose is None and torch.equal(loaded.asset(2).appearance.box_2d, torch.tensor([1.0, 2, 3, 4]))
+    assert torch.equal(loaded.asset(1).appearance.mask, mask) and torch.equal(loaded.asset(1).appearance.depth, depth)
+    assert loaded.asset(2).appearance.mask is None and loaded.asset(2).appearance.depth is None
+    loaded.asset(1).appearance.depth = torch.ones(H, W + 1)
+    with pytest.raises(ValidationError, match=rf"\.appearance\.depth: expected the image's size \({H}, {W}\), got \({H}, {W + 1}\)"):
+        loaded.validate()
+    loaded.asset(1).appearance.depth = depth
     loaded.asset(1).appearance.pose = torch.zeros(4)
     with pytest.raises(ValidationError, match=r"assets\[0\] \(id 1\)\.appearance\.pose: expected shape \(12\), got \(4,\)"):
         loaded.validate()

@@ -202,7 +202,8 @@ def test_diffusion_loss_weights_cells_inside_object_boxes(simple_scene, object_w
 
 def test_object_weights_follow_boxes_of_real_objects_only():
     cond = Conditioning(
-        appearance_images=torch.zeros(1, 1, 3, 8, 8), object_image_index=torch.zeros(1, 2, dtype=torch.long),
+        appearance_images=torch.zeros(1, 1, 3, 8, 8), appearance_depths=torch.zeros(1, 1, 8, 8),
+        appearance_slots=torch.full((1, 1, 8, 8), -1, dtype=torch.int16), object_image_index=torch.zeros(1, 2, dtype=torch.long),
         object_boxes=torch.zeros(1, 2, 4), object_poses=torch.zeros(1, 2, 12),
         object_target_boxes=torch.tensor([[[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]]),
         object_source_poses=torch.zeros(1, 2, 12),

@@ -9,7 +9,7 @@ the model must reconstruct. Only the (one or two) frames needed are rendered.
 Item ``i`` depends only on ``(split, seed_offset + i)``: no random state lives in the
 dataset, so DataLoader workers need no seeding and any worker count yields the same items.
 
-Shard folder format (``SHARD_FORMAT_VERSION`` 4), written by :func:`write_shards` /
+Shard folder format (``SHARD_FORMAT_VERSION`` 5), written by :func:`write_shards` /
 ``neuralassets data make``::
 
     dataset.json                 split, length, seed_offset, max_objects, shard_size, generator config
@@ -17,9 +17,11 @@ Shard folder format (``SHARD_FORMAT_VERSION`` 4), written by :func:`write_shards
     shard_00000.safetensors ...  items [k * shard_size, (k + 1) * shard_size): the target frame and
                                  up to :data:`PHOTO_SLOTS` photos (uint8); how many of them the
                                  objects take appearance from, which one is the background and the
-                                 pixel boxes greyed in it; the Conditioning's box, pose, photo pose, mask
-                                 and camera tensors
+                                 pixel boxes greyed in it; the photos' depth and object slots
+                                 (``Conditioning.appearance_depths`` / ``appearance_slots``); the
+                                 Conditioning's box, pose, photo pose, mask and camera tensors
 
+Version 5 added the photos' depth and slots, read as unknown (0, -1) from older folders.
 Version 4 added each object's pose in its photo (``Conditioning.object_source_poses``), read
 as unknown (all 0) from older folders (version 3's view changes and paste boxes are unused).
 Version 1 folders (one source photo for appearance and background, greyed in the object
@@ -58,8 +60,8 @@ from ..errors import ConfigError, SceneFormatError, ValidationError
 from ..scene import Scene
 from .synthetic import SPLITS, GeneratorConfig, generate_scene
 
-SHARD_FORMAT_VERSION = 4
-READABLE_SHARD_VERSIONS = (1, 2, 3, 4)
+SHARD_FORMAT_VERSION = 5
+READABLE_SHARD_VERSIONS = (1, 2, 3, 4, 5)
 PHOTO_SLOTS = 2  # photos a record holds: the scene's frame and one from another scene (a donor object or background)
 _PAIR_STREAM = 0x5A1E  # second seed word: pair choice never shares a stream with scene sampling
 _CONDITIONING_TENSORS = ("object_image_index", "object_boxes", "object_poses", "object_target_boxes", "object_source_poses",
@@ -235,6 +237,10 @@ class _ShardRecords(Dataset):
         record = {name: getattr(conditioning, name)[0] for name in _CONDITIONING_TENSORS}
         record["photos"] = torch.zeros(PHOTO_SLOTS, *scene.frames[0].shape, dtype=torch.uint8)
         record["photos"][:len(photos)] = _to_uint8(torch.stack(photos))
+        record["photo_depths"] = torch.zeros(PHOTO_SLOTS, *scene.frames[0].shape[-2:])
+        record["photo_depths"][:appearance_count] = conditioning.appearance_depths[0, :appearance_count]
+        record["photo_slots"] = torch.full((PHOTO_SLOTS, *scene.frames[0].shape[-2:]), -1, dtype=torch.int16)
+        record["photo_slots"][:appearance_count] = conditioning.appearance_slots[0, :appearance_count]
         record["appearance_count"] = torch.tensor(appearance_count)
         record["background_photo"] = torch.tensor(background)
         record["background_boxes"] = torch.zeros(self.pairs.max_objects, 4)
@@ -257,9 +263,13 @@ def _conditioning_from_record(record: dict[str, Tensor]) -> tuple[Conditioning, 
         count, background, greyed = 1, photos[0], boxes[used]
     appearance = [grey_outside(photos[k], boxes[used & (record["object_image_index"] == k)])
                   for k in range(count)] or [torch.full((3, H, W), GREY)]
+    shown = len(appearance)
+    depths = record["photo_depths"][:shown] if "photo_depths" in record else torch.zeros(shown, H, W)  # before version 5
+    slots = record["photo_slots"][:shown] if "photo_slots" in record else torch.full((shown, H, W), -1, dtype=torch.int16)
     record = {"object_source_poses": torch.zeros(*record["object_mask"].shape, 12), **record}  # not stored before version 4
     extra = {name: record[name].unsqueeze(0) for name in _CONDITIONING_TENSORS}
-    conditioning = Conditioning(appearance_images=torch.stack(appearance)[None],
+    conditioning = Conditioning(appearance_images=torch.stack(appearance)[None], appearance_depths=depths[None],
+                                appearance_slots=slots[None],
                                 background_image=grey_inside(background, greyed)[None], **extra)
     return conditioning, record["target"].float() / 255.0
 

@@ -1,19 +1,27 @@
-"""The decoder's pixel reference: each object's photo reprojected through its 3D box into the target view.
+"""The decoder's pixel reference: each object's photo pixels laid where the target view sees the object.
 
 A latent of 8×16×16 cannot hold the texture of a 20-pixel object, so every render through
 the autoencoder is blurred to its ceiling, while the photo the object came from is sharp.
-:func:`object_reference` lays that photo's pixels where the conditioning puts the objects,
-using the 3D box as the object's stand-in surface: each target pixel's ray enters the
-object's box at a surface point; the point's place on the box is the same in the photo
-(``Conditioning.object_source_poses``), so it is projected there and the photo's pixel read.
-A point the photo saw from behind the box (its own ray into the box enters elsewhere) has
-no pixel to read and is left uncovered. Where boxes overlap the nearest entry wins.
+:func:`object_reference` lays that photo's pixels where the conditioning puts the objects.
 
-For a box-shaped object this is the exact view of every face both views see, for one moved
-across the floor, turned in place or seen from an orbiting camera alike; for a round one
-it is close. A decoder built with ``reference_channels`` (see
-:class:`~neuralassets.models.patch_autoencoder.PatchAutoencoder`) takes detail from it where
-it agrees with the latent.
+Where the photo's depth and the object's pixels in it are known (``Conditioning.appearance_depths``
+and ``appearance_slots``: a generated or extracted scene), each of the object's pixels is a
+point of its surface; its place in the object's 3D box is the same in every view, so the
+points are redrawn at the target pose (:func:`splat_surfaces`), nearest first, without the
+points on a side that now faces away. That is the exact view of every part of the surface
+both views see, for an object moved, turned by any angle, scaled, or seen from an orbiting
+camera, and it covers only the object's own pixels.
+
+Otherwise the 3D box stands in for the surface (:func:`reproject_box_surface`): each target
+pixel's ray enters the object's box at a surface point, projected into the photo
+(``Conditioning.object_source_poses``) to read its pixel. A point the photo saw from behind
+the box has no pixel to read and is left uncovered; objects that turned by more than
+:data:`MAX_VIEW_CHANGE` are left out (for a round or L-shaped object the box is far from
+its surface once turned). Where surfaces or boxes overlap, the nearest wins.
+
+A decoder built with ``reference_channels`` (see
+:class:`~neuralassets.models.patch_autoencoder.PatchAutoencoder`) takes detail from the
+reference where it agrees with the latent.
 
 Only the 12 pose numbers of each view are needed (corners 0, 1, 2 and 4 as ``(u, v, depth)``):
 ``(u z, v z, z)`` is a linear image of the camera frame, in which rays are still lines
@@ -25,6 +33,8 @@ object is covered all channels are 0, exactly what a decoder sees when given no 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,9 +42,11 @@ from torch import Tensor
 from ..conditioning import Conditioning
 
 REFERENCE_CHANNELS = 4  # colour (3) and coverage (1)
-MAX_VIEW_CHANGE = 15.0  # degrees; measured on validation: pasting every seen face cost rotation 1.4 dB
+MAX_VIEW_CHANGE = 15.0  # degrees, for objects reprojected through their box; on validation pasting every seen box face cost rotation 1.4 dB
 SAME_POINT = 1e-3  # box-frame distance (in box extents) within which the photo's ray enters at the same point
 _PARALLEL = 1e-9
+DEPTH_TOLERANCE = 0.02  # relative depth within which splatted points count as the same (nearest) surface
+SURFACE_DENSITY = 2  # surface points per photo pixel along each axis: no gaps where an object is drawn up to 2x larger
 
 
 def pose_frame(poses: Tensor) -> tuple[Tensor, Tensor]:
@@ -151,19 +163,183 @@ def reproject_box_surface(target_poses: Tensor, source_poses: Tensor, size: tupl
     return depth.view(shape), source_uv.view(*shape, 2), seen.view(shape)
 
 
+class Surfaces(NamedTuple):
+    """Points on the objects' surfaces as their photos show them (:func:`photo_surfaces`), K in all.
+
+    Attributes:
+        points: (K, 3) box coordinates.
+        tangents: (K, 2, 3) the surface's two tangents there, box units (0 where unknown).
+        colours: (K, 3) float in [-1, 1].
+        batch: (K,) long, the example.
+        owner: (K,) long, the object slot.
+    """
+
+    points: Tensor
+    tangents: Tensor
+    colours: Tensor
+    batch: Tensor
+    owner: Tensor
+
+
+def drawable_pixels(cond: Conditioning) -> Tensor:
+    """(B, S, h, w) bool: photo pixels that show a real slot's object at a known depth, in the photo that slot
+    takes its appearance from, with a solid photo pose."""
+    S = cond.appearance_slots.shape[1]
+    slots = cond.appearance_slots.long()
+    owner = slots.clamp(min=0)
+    solid = _solid(pose_frame(cond.object_source_poses.float())[1])[0]
+    photo = torch.arange(S, device=slots.device).view(1, S, 1, 1)
+    return ((slots >= 0) & (cond.appearance_depths > _PARALLEL) & _per_pixel(cond.object_mask & solid, owner)
+            & (_per_pixel(cond.object_image_index, owner) == photo))
+
+
+def photo_surfaces(cond: Conditioning, density: int = SURFACE_DENSITY) -> Surfaces:
+    """Every photo pixel that shows an object, as points on that object's surface in its box's frame.
+
+    A pixel that shows slot ``i``'s object (``cond.appearance_slots``, :func:`drawable_pixels`) at
+    depth ``z`` (``cond.appearance_depths``) lies at ``(u z, v z, z)`` in the photo's scaled camera
+    frame (:func:`pose_frame`); the box's pose in the photo (``cond.object_source_poses``) maps it
+    into box coordinates, where it stays whatever the object's target pose. Between four
+    neighbouring pixels of one object ``density``² points are interpolated (bilinearly, the first
+    at the pixel itself), so an object drawn up to ``density`` times larger than its photo shows it
+    leaves no gaps inside; its edge is not extrapolated (that drew it a pixel too large where it
+    moved by a fraction of one, and cost validation 0.2–0.5 dB). The surface's two tangents
+    (steps to the neighbouring pixels of the same object, on the side of the smaller depth step)
+    come along, so a target view can tell which side of the surface faces it.
+
+    Args:
+        cond: batched conditioning (B examples, S photos of h×w pixels).
+        density: points per pixel along each axis.
+
+    Returns:
+        :class:`Surfaces`: a point at each drawable pixel, then density² − 1 more where its right,
+        lower and lower-right neighbours show the same object.
+    """
+    B, S, h, w = cond.appearance_slots.shape
+    dtype = torch.float32
+    depth, slots = cond.appearance_depths.to(dtype), cond.appearance_slots.long()
+    v, u = torch.meshgrid((torch.arange(h, dtype=dtype, device=depth.device) + 0.5) / h,
+                          (torch.arange(w, dtype=dtype, device=depth.device) + 0.5) / w, indexing="ij")
+    scaled = torch.stack([u * depth, v * depth, depth], dim=-1)  # (B, S, h, w, 3)
+    tangents = torch.stack([_tangent(scaled, slots, dim=3), _tangent(scaled, slots, dim=2)], dim=-2)
+    colours = cond.appearance_images.to(dtype).permute(0, 1, 3, 4, 2) * 2 - 1
+    drawable = drawable_pixels(cond)
+    # Sub-pixel points: bilinear between a pixel and its right, lower and lower-right neighbours on the same object.
+    corners = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    whole = drawable & (torch.arange(w, device=slots.device) < w - 1) & (torch.arange(h, device=slots.device) < h - 1)[:, None]
+    for dy, dx in corners[1:]:
+        whole &= (torch.roll(slots, (-dy, -dx), dims=(2, 3)) == slots) & torch.roll(drawable, (-dy, -dx), dims=(2, 3))
+    index, sub_index = drawable.nonzero(as_tuple=True), whole.nonzero(as_tuple=True)
+    parts = []
+    for fy in range(density):
+        for fx in range(density):
+            weights = [(density - fy) * (density - fx), (density - fy) * fx, fy * (density - fx), fy * fx]
+            at = index if fy == fx == 0 else sub_index
+            parts.append((_blend(scaled, at, weights, density), _blend(colours, at, weights, density), tangents[at], at[0],
+                          slots[at]))
+    scaled, colours, tangents, batch, owner = (torch.cat(column) for column in zip(*parts))
+    origin, edges = pose_frame(cond.object_source_poses.to(dtype))
+    inverse = torch.linalg.inv(_solid(edges)[1])[batch, owner]  # (K, 3, 3)
+    points = torch.einsum("kij,kj->ki", inverse, scaled - origin[batch, owner])
+    return Surfaces(points, torch.einsum("kij,kmj->kmi", inverse, tangents), colours, batch, owner)
+
+
+def _blend(maps: Tensor, at: tuple[Tensor, ...], weights: list[int], density: int) -> Tensor:
+    """Bilinear mix of ``maps`` (B, S, h, w, C) at pixels ``at`` and their right, lower and lower-right neighbours."""
+    b, k, y, x = at
+    corners = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    return sum(wt / density**2 * maps[b, k, y + dy, x + dx] for wt, (dy, dx) in zip(weights, corners) if wt)
+
+
+def _per_pixel(per_slot: Tensor, owner: Tensor) -> Tensor:
+    """(B, N, ...) -> (B, ...): each pixel's owner's entry (``owner`` (B, ...) long)."""
+    batch = torch.arange(owner.shape[0], device=owner.device).view(-1, *([1] * (owner.dim() - 1)))
+    return per_slot[batch, owner]
+
+
+def _tangent(scaled: Tensor, slots: Tensor, dim: int) -> Tensor:
+    """Step to the next pixel along ``dim`` on the same object, or to the previous where that steps less in depth."""
+    n = scaled.shape[dim]
+    index = torch.arange(n, device=scaled.device).view([-1 if d == dim else 1 for d in range(slots.dim())])
+    steps = []
+    for step, inside in ((1, index < n - 1), (-1, index > 0)):
+        difference = (torch.roll(scaled, -step, dims=dim) - scaled) * step
+        steps.append((difference, (torch.roll(slots, -step, dims=dim) == slots) & inside))
+    (ahead, ok_ahead), (behind, ok_behind) = steps
+    use_ahead = ok_ahead & (~ok_behind | (ahead[..., 2].abs() <= behind[..., 2].abs()))
+    return torch.where(use_ahead.unsqueeze(-1), ahead, torch.where(ok_behind.unsqueeze(-1), behind, torch.zeros_like(ahead)))
+
+
+def splat_surfaces(cond: Conditioning, size: tuple[int, int], depth_tolerance: float = DEPTH_TOLERANCE
+                   ) -> tuple[Tensor, Tensor]:
+    """Draw every object's photo surface (:func:`photo_surfaces`) at its target pose, nearest first.
+
+    Each point lands in one target pixel. Of the points landing in a pixel, those within
+    ``depth_tolerance`` (relative) of the nearest count, so a surface hides what lies behind
+    it, and of those the one nearest the pixel's centre gives the colour (so a surface drawn
+    where its photo showed it gives back each pixel exactly, and one drawn larger is
+    interpolated). Points on a side that faces away from the target camera are dropped: the
+    photo saw that side, and in the target the object's unseen side hides it.
+
+    Args:
+        cond: batched conditioning with photo depths and slots (B examples).
+        size: (H, W) of the target view.
+
+    Returns:
+        colour (B, 3, H, W) in [-1, 1], 0 where nothing is drawn; depth (B, H, W) metres of the
+        nearest surface drawn, ``inf`` where no point lands.
+    """
+    B = cond.object_mask.shape[0]
+    H, W = size
+    dtype = torch.float32
+    points, tangents, colours, batch, owner = photo_surfaces(cond)
+    origin, edges = (x[batch, owner] for x in pose_frame(cond.object_poses.to(dtype)))
+    photo_origin, photo_edges = (x[batch, owner] for x in pose_frame(cond.object_source_poses.to(dtype)))
+    target = origin + torch.einsum("kij,kj->ki", edges, points)  # (K, 3) in the target's scaled camera frame
+    # The side of its surface a point is seen from: the normal (the tangents' cross product) against the ray, in the
+    # photo and in the target; a box map with a negative determinant flips the normal, hence the signs.
+    side = [(torch.linalg.cross(*torch.einsum("kij,kmj->kmi", e, tangents).unbind(-2)) * at).sum(-1) * torch.sign(torch.linalg.det(e))
+            for e, at in ((edges, target), (photo_edges, photo_origin + torch.einsum("kij,kj->ki", photo_edges, points)))]
+    z = target[:, 2]
+    x = target[:, 0] / z.clamp(min=_PARALLEL) * W
+    y = target[:, 1] / z.clamp(min=_PARALLEL) * H
+    column, row = x.floor(), y.floor()
+    keep = (z > _PARALLEL) & (side[0] * side[1] >= 0) & (column >= 0) & (column < W) & (row >= 0) & (row < H)
+    pixel = ((batch * H + row.clamp(0, H - 1).long()) * W + column.clamp(0, W - 1).long())[keep]
+    depth, colour = z[keep], colours[keep]
+    off_centre = ((x - column - 0.5) ** 2 + (y - row - 0.5) ** 2)[keep]
+    count = B * H * W
+
+    def least(values: Tensor, where: Tensor) -> Tensor:
+        out = torch.full((count,), float("inf"), dtype=dtype, device=z.device)
+        return out.scatter_reduce(0, pixel[where], values[where], "amin")
+
+    nearest = least(depth, torch.ones_like(depth, dtype=torch.bool))
+    front = depth <= nearest[pixel] * (1 + depth_tolerance)
+    centred = front & (off_centre <= least(off_centre, front)[pixel])
+    votes = torch.zeros(count, dtype=dtype, device=z.device).index_add_(0, pixel[centred], torch.ones_like(depth[centred]))
+    summed = torch.zeros(count, 3, dtype=dtype, device=z.device).index_add_(0, pixel[centred], colour[centred])
+    colour_map = summed / votes.clamp(min=1).unsqueeze(-1)
+    depth_map = torch.where(votes > 0, nearest, torch.full_like(nearest, float("inf")))
+    return colour_map.view(B, H, W, 3).permute(0, 3, 1, 2), depth_map.view(B, H, W)
+
+
 def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change: float = MAX_VIEW_CHANGE) -> Tensor:
-    """Reproject every object with a known photo pose through its box into the target view, nearest surface first.
+    """Every object's photo pixels laid where the target view sees it, nearest surface first.
+
+    An object whose photo pixels have known depth and slot is redrawn from them
+    (:func:`splat_surfaces`) at any turn; one with only a photo pose is reprojected through
+    its box (:func:`reproject_box_surface`) while it turned by at most ``max_view_change``.
 
     Args:
         cond: batched conditioning (B examples, N slots); its images may be of any size.
         size: (H, W) of the reference, the decoder's output size.
-        max_view_change: objects that turned relative to the camera by more than this many
-            degrees (:func:`view_change`) are left out.
+        max_view_change: objects reprojected through their box that turned relative to the
+            camera by more than this many degrees (:func:`view_change`) are left out.
 
     Returns:
         (B, 4, H, W) float: colour in [-1, 1] times coverage, then coverage in {0, 1} (a pixel
-        is covered when the nearest box its ray enters is a pasted object's, at a point its
-        photo saw).
+        is covered when the nearest surface its ray meets is a drawn one).
     """
     B, N = cond.object_mask.shape
     H, W = size
@@ -171,21 +347,42 @@ def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change:
     reference = torch.zeros(B, REFERENCE_CHANNELS, H, W, dtype=dtype, device=cond.object_mask.device)
     if N == 0:
         return reference
-    depth, source_uv, seen = reproject_box_surface(cond.object_poses.to(dtype), cond.object_source_poses.to(dtype), size)
+    drawable = drawable_pixels(cond)
+    drawn = torch.zeros(B, N, dtype=torch.long, device=drawable.device).scatter_add_(
+        1, cond.appearance_slots.long().clamp(min=0).flatten(1), drawable.flatten(1).long()) > 0
+    colour, depth = splat_surfaces(cond, size)
+    boxed = cond.object_mask & ~drawn
+    if boxed.any():
+        box_colour, box_depth, covered = _box_reference(cond, boxed, size, max_view_change)
+        nearer = box_depth <= depth
+        colour = torch.where((nearer & covered).unsqueeze(1), box_colour, colour)
+        depth = torch.where(nearer, box_depth.masked_fill(~covered, float("inf")), depth)
+    coverage = torch.isfinite(depth).to(dtype)
+    reference[:, :3] = colour * coverage.unsqueeze(1)
+    reference[:, 3] = coverage
+    return reference
+
+
+def _box_reference(cond: Conditioning, boxed: Tensor, size: tuple[int, int], max_view_change: float
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """Objects ``boxed`` ((B, N) bool) reprojected through their boxes: colour (B, 3, H, W) in [-1, 1], depth (B, H, W)
+    of the nearest box entry (``inf`` where none), and whether that entry is a pasted one the photo saw (B, H, W) bool."""
+    B, N = boxed.shape
+    H, W = size
+    dtype = torch.float32
+    poses, source_poses = cond.object_poses.to(dtype), cond.object_source_poses.to(dtype)
+    depth, source_uv, seen = reproject_box_surface(poses, source_poses, size)
     # A box is larger than its object: where the point falls outside the object's box in its photo the ray
     # passed the object by, and a farther object may be what the pixel sees.
     box = cond.object_boxes.to(dtype)[..., None, None, :]
     inside = ((source_uv >= box[..., :2]) & (source_uv <= box[..., 2:])).all(dim=-1)
-    depth = depth.masked_fill(~(inside & cond.object_mask[..., None, None]), float("inf"))  # (B, N, H, W)
+    depth = depth.masked_fill(~(inside & boxed[..., None, None]), float("inf"))  # (B, N, H, W)
     nearest = depth.argmin(dim=1, keepdim=True)  # (B, 1, H, W)
-    pasted = cond.object_mask & (view_change(cond.object_poses.to(dtype), cond.object_source_poses.to(dtype)) <= max_view_change)
-    covered = (seen & pasted[..., None, None]).gather(1, nearest) & torch.isfinite(depth.gather(1, nearest))
+    pasted = boxed & (view_change(poses, source_poses) <= max_view_change)
+    nearest_depth = depth.gather(1, nearest)[:, 0]
+    covered = (seen & pasted[..., None, None]).gather(1, nearest)[:, 0] & torch.isfinite(nearest_depth)
     images = cond.appearance_images.to(dtype)
     picked = images[torch.arange(B, device=images.device)[:, None], cond.object_image_index].flatten(0, 1)  # (B*N, 3, h, w)
     colour = F.grid_sample(picked * 2 - 1, source_uv.flatten(0, 1) * 2 - 1, mode="bilinear", padding_mode="border",
                            align_corners=False).view(B, N, 3, H, W)
-    colour = colour.gather(1, nearest[:, :, None].expand(B, 1, 3, H, W))[:, 0]
-    coverage = covered.to(dtype)
-    reference[:, :3] = colour * coverage
-    reference[:, 3:] = coverage
-    return reference
+    return colour.gather(1, nearest[:, :, None].expand(B, 1, 3, H, W))[:, 0], nearest_depth, covered

@@ -28,7 +28,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from ..compositing import KeepUnchanged
-from ..conditioning import Conditioning, conditioning_from_scene, resize_images, unchanged_reference
+from ..conditioning import Conditioning, conditioning_from_scene, resize_images, resize_maps, unchanged_reference
 from ..errors import ValidationError, WeightsError
 from ..jsonio import read_json, write_json
 from ..models.asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
@@ -292,11 +292,15 @@ class NeuralAssetsPipeline:
         """
         if unchanged_from is not None:
             _check_photos(unchanged_from, cond.batch_size, "unchanged_from")  # before the sampling, not after
-        images = self.decode_latents(self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents), cond)
-        return images if unchanged_from is None else self.keep_unchanged(images, unchanged_from)
+        latents = self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents)
+        reference = self._reference(latents, cond)
+        images = self._decode(latents, reference)
+        if unchanged_from is None:
+            return images
+        return self.keep_unchanged(images, unchanged_from, drawn=None if reference is None else reference[:, -1] > 0)
 
     @torch.no_grad()
-    def keep_unchanged(self, images: Tensor, photos: Sequence[Tensor | None]) -> Tensor:
+    def keep_unchanged(self, images: Tensor, photos: Sequence[Tensor | None], drawn: Tensor | None = None) -> Tensor:
         """Take each photo's own pixels wherever its render left the scene unchanged.
 
         The photo goes through the autoencoder too; where the render matches that
@@ -310,6 +314,9 @@ class NeuralAssetsPipeline:
             images: (B, 3, S, S) float in [0, 1], renders.
             photos: B entries, each (3, H, W) float in [0, 1] (resized to S x S; NaN where
                 the photo does not see the scene) or None to keep that render whole.
+            drawn: (B, S, S) bool, where the renders took the objects' photo pixels (the
+                decoder's reference coverage). There a render is as sharp as the photo, so it is
+                compared with the photo itself rather than its blurred reconstruction.
 
         Returns:
             (B, 3, S, S) float in [0, 1], a new tensor when any photo is given.
@@ -324,6 +331,8 @@ class NeuralAssetsPipeline:
         # a still camera's frames share one photo with nothing to fill: reconstruct it once
         unique, inverse = _unique_images(filled, photo.isnan().flatten(1).any(dim=1))
         reconstruction = self.decode_latents(self.encode_images(filled[unique])).to(images.dtype)[inverse]
+        if drawn is not None:
+            reconstruction = torch.where(drawn[rows].to(images.device).unsqueeze(1), filled, reconstruction)
         out = images.clone()
         out[rows] = self.compositor(images[rows], photo, reconstruction)
         return out
@@ -340,12 +349,14 @@ class NeuralAssetsPipeline:
         return self.denoise(latents, tokens, steps, guidance)
 
     def fit_conditioning(self, cond: Conditioning) -> Conditioning:
-        """Resize the conditioning's images to the model's square ``image_size`` (boxes are normalised, so they stay)."""
+        """Resize the conditioning's images and maps to the model's square ``image_size`` (boxes are normalised, so they stay)."""
         size = (self.config.image_size,) * 2
         if tuple(cond.background_image.shape[-2:]) == size and tuple(cond.appearance_images.shape[-2:]) == size:
             return cond.to(self.device)
         B, S = cond.appearance_images.shape[:2]
         return replace(cond, appearance_images=resize_images(cond.appearance_images.flatten(0, 1), size).unflatten(0, (B, S)),
+                       appearance_depths=resize_maps(cond.appearance_depths, size),
+                       appearance_slots=resize_maps(cond.appearance_slots, size),
                        background_image=resize_images(cond.background_image, size)).to(self.device)
 
     def encode_tokens(self, cond: Conditioning, guidance_scale: float) -> AssetTokens:
@@ -392,10 +403,16 @@ class NeuralAssetsPipeline:
                 ``reference_channels`` then takes detail from the objects' own pixels
                 (:func:`~neuralassets.models.reference.object_reference`). None decodes the latents alone.
         """
-        reference = None
-        if cond is not None and self.uses_reference:
-            size = (latents.shape[-2] * downsampling_factor(self.vae), latents.shape[-1] * downsampling_factor(self.vae))
-            reference = object_reference(cond.to(self.device), size)
+        return self._decode(latents, self._reference(latents, cond))
+
+    def _reference(self, latents: Tensor, cond: Conditioning | None) -> Tensor | None:
+        """(B, 4, H, W) the decoder's object reference for rendering ``cond``, or None when it takes none."""
+        if cond is None or not self.uses_reference:
+            return None
+        size = (latents.shape[-2] * downsampling_factor(self.vae), latents.shape[-1] * downsampling_factor(self.vae))
+        return object_reference(cond.to(self.device), size)
+
+    def _decode(self, latents: Tensor, reference: Tensor | None) -> Tensor:
         with self._autocast():
             scaled = latents / self.vae.config.scaling_factor
             images = (self.vae.decode(scaled) if reference is None else self.vae.decode(scaled, reference=reference)).sample.float()

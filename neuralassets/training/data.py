@@ -88,7 +88,7 @@ class ResidentPairs:
     A batch is then one gather on that device instead of loading, pinning and copying its
     images (for 256 pairs at 128x128, about 100 MB of float images a step), which on an
     accelerator takes longer than a small model's step. Needs the whole set in the device's
-    memory (about 0.4 MB per 128x128 pair, plus 0.2 MB for each further appearance image)
+    memory (about 0.5 MB per 128x128 pair, plus 0.3 MB for each further appearance image with its depth and slots)
     and briefly twice that while it is assembled. Every item's appearance images are padded
     to the longest list in the set (two when insertion or transfer pairs are in it): the
     padding is grey and no object reads it, so batches render as the loader's would, at the
