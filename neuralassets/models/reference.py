@@ -47,6 +47,7 @@ SAME_POINT = 1e-3  # box-frame distance (in box extents) within which the photo'
 _PARALLEL = 1e-9
 DEPTH_TOLERANCE = 0.02  # relative depth within which splatted points count as the same (nearest) surface
 SURFACE_DENSITY = 2  # surface points per photo pixel along each axis: no gaps where an object is drawn up to 2x larger
+_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))  # a pixel and its right, lower and lower-right neighbours
 
 
 def pose_frame(poses: Tensor) -> tuple[Tensor, Tensor]:
@@ -203,7 +204,7 @@ def photo_surfaces(cond: Conditioning, density: int = SURFACE_DENSITY) -> Surfac
     neighbouring pixels of one object ``density``² points are interpolated (bilinearly, the first
     at the pixel itself), so an object drawn up to ``density`` times larger than its photo shows it
     leaves no gaps inside; its edge is not extrapolated (that drew it a pixel too large where it
-    moved by a fraction of one, and cost validation 0.2–0.5 dB). The surface's two tangents
+    moved by a fraction of one, and cost validation 0.1–0.5 dB). The surface's two tangents
     (steps to the neighbouring pixels of the same object, on the side of the smaller depth step)
     come along, so a target view can tell which side of the surface faces it.
 
@@ -225,18 +226,14 @@ def photo_surfaces(cond: Conditioning, density: int = SURFACE_DENSITY) -> Surfac
     colours = cond.appearance_images.to(dtype).permute(0, 1, 3, 4, 2) * 2 - 1
     drawable = drawable_pixels(cond)
     # Sub-pixel points: bilinear between a pixel and its right, lower and lower-right neighbours on the same object.
-    corners = [(0, 0), (0, 1), (1, 0), (1, 1)]
     whole = drawable & (torch.arange(w, device=slots.device) < w - 1) & (torch.arange(h, device=slots.device) < h - 1)[:, None]
-    for dy, dx in corners[1:]:
+    for dy, dx in _CORNERS[1:]:
         whole &= (torch.roll(slots, (-dy, -dx), dims=(2, 3)) == slots) & torch.roll(drawable, (-dy, -dx), dims=(2, 3))
     index, sub_index = drawable.nonzero(as_tuple=True), whole.nonzero(as_tuple=True)
     parts = []
-    for fy in range(density):
-        for fx in range(density):
-            weights = [(density - fy) * (density - fx), (density - fy) * fx, fy * (density - fx), fy * fx]
-            at = index if fy == fx == 0 else sub_index
-            parts.append((_blend(scaled, at, weights, density), _blend(colours, at, weights, density), tangents[at], at[0],
-                          slots[at]))
+    for step in [(fy / density, fx / density) for fy in range(density) for fx in range(density)]:
+        at = index if step == (0, 0) else sub_index
+        parts.append((_blend(scaled, at, step), _blend(colours, at, step), tangents[at], at[0], slots[at]))
     scaled, colours, tangents, batch, owner = (torch.cat(column) for column in zip(*parts))
     origin, edges = pose_frame(cond.object_source_poses.to(dtype))
     inverse = torch.linalg.inv(_solid(edges)[1])[batch, owner]  # (K, 3, 3)
@@ -244,11 +241,12 @@ def photo_surfaces(cond: Conditioning, density: int = SURFACE_DENSITY) -> Surfac
     return Surfaces(points, torch.einsum("kij,kmj->kmi", inverse, tangents), colours, batch, owner)
 
 
-def _blend(maps: Tensor, at: tuple[Tensor, ...], weights: list[int], density: int) -> Tensor:
-    """Bilinear mix of ``maps`` (B, S, h, w, C) at pixels ``at`` and their right, lower and lower-right neighbours."""
+def _blend(maps: Tensor, at: tuple[Tensor, ...], step: tuple[float, float]) -> Tensor:
+    """``maps`` (B, S, h, w, C) bilinearly at ``step`` (down, right; fractions of a pixel) from pixels ``at``."""
     b, k, y, x = at
-    corners = [(0, 0), (0, 1), (1, 0), (1, 1)]
-    return sum(wt / density**2 * maps[b, k, y + dy, x + dx] for wt, (dy, dx) in zip(weights, corners) if wt)
+    fy, fx = step
+    weights = [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]
+    return sum(wt * maps[b, k, y + dy, x + dx] for wt, (dy, dx) in zip(weights, _CORNERS) if wt)
 
 
 def _per_pixel(per_slot: Tensor, owner: Tensor) -> Tensor:
