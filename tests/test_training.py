@@ -26,7 +26,7 @@ from neuralassets.training.checkpoint import (
     save_checkpoint,
     unflatten_optimizer_state,
 )
-from neuralassets.training.data import ResumableBatchSampler, collate_latents
+from neuralassets.training.data import ResumableBatchSampler, SampledLatentPairs, collate_latents
 from neuralassets.training.objectives import ConditionalDenoiser, DecoderObjective, DiffusionObjective, object_weights
 from neuralassets.training.trainer import learning_rate
 
@@ -362,6 +362,9 @@ def test_decoder_stage_tunes_only_the_decoder_on_the_pipelines_own_samples(tmp_p
     cond, _ = trainer.collate([trainer.pairs[i] for i in trainer.train_set.indices])
     expected = before.sample_latents(cond, generator=torch.Generator().manual_seed(0)) / before.vae.config.scaling_factor
     assert torch.allclose(trainer.train_set.latents, expected, atol=1e-5)  # one batch of 16 holds all six
+    (_, reference), target = trainer.train_set[1]
+    assert reference.shape == (0, *target.shape[-2:])  # a decoder without a reference branch gets none
+    assert SampledLatentPairs(trainer.pairs, [3], expected[1:2])[0][0][1].shape == (4, *target.shape[-2:])
     losses = trainer.train()
     assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
     after = NeuralAssetsPipeline.from_pretrained(tmp_path / "dec" / "run" / "pipeline")

@@ -128,23 +128,26 @@ class SampledLatentPairs(Dataset):
 
     Items are ``((latent (C, h, w), reference (4, H, W)), target (3, H, W))``: the reference is
     the pair's :func:`~neuralassets.models.reference.object_reference` at the target's size,
-    for a decoder that takes detail from it (another decoder ignores it).
+    for a decoder that takes detail from it; for another it is (0, H, W), not computed.
 
     Args:
         pairs: dataset of ``(Conditioning, target)``.
         indices: which pairs; item ``i`` is pair ``indices[i]``.
         latents: (len(indices), C, h, w) their sampled latents, in order.
+        with_reference: whether items carry the object reference.
     """
 
-    def __init__(self, pairs: Dataset, indices: list[int], latents: Tensor):
-        self.pairs, self.indices, self.latents = pairs, indices, latents
+    def __init__(self, pairs: Dataset, indices: list[int], latents: Tensor, with_reference: bool = True):
+        self.pairs, self.indices, self.latents, self.with_reference = pairs, indices, latents, with_reference
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, index: int) -> tuple[tuple[Tensor, Tensor], Tensor]:
         cond, target = self.pairs[self.indices[index]]
-        return (self.latents[index], object_reference(cond, tuple(target.shape[-2:]))[0]), target
+        size = tuple(target.shape[-2:])
+        reference = object_reference(cond, size)[0] if self.with_reference else torch.zeros(0, *size)
+        return (self.latents[index], reference), target
 
 
 def evenly_spaced(count: int, length: int) -> list[int]:

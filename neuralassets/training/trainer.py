@@ -30,6 +30,7 @@ from ..errors import ConfigError, WeightsError
 from ..jsonio import read_json
 from ..models.build import build_components
 from ..models.config import to_dict
+from ..models.patch_autoencoder import takes_reference
 from ..models.weights import load_weights
 from ..pipelines.neural_assets import NeuralAssetsPipeline, replace_folder
 from .checkpoint import (
@@ -110,7 +111,7 @@ class Trainer:
             components.asset_encoder.eval().requires_grad_(False)
             components.denoiser.eval().requires_grad_(False)
             indices = evenly_spaced(config.data.sampled_pairs, len(dataset))
-            train_set = SampledLatentPairs(dataset, indices, self._sampled_latents(indices))
+            train_set = SampledLatentPairs(dataset, indices, self._sampled_latents(indices), takes_reference(components.vae))
             module = DecoderObjective(components.vae, config.optim.encoder_latent_fraction, config.optim.object_loss_weight,
                                       config.reference_only)
         else:
