@@ -256,8 +256,24 @@ def index_of_photo(photos: list[Tensor], photo: Tensor) -> int | None:
     return next((k for k, p in enumerate(photos) if p is photo or torch.equal(p, photo)), None)
 
 
+class PhotoEntry(NamedTuple):
+    """Where one slotted asset takes its appearance from (:func:`appearance_photos`).
+
+    Attributes:
+        asset: the asset.
+        photo: index of its photo in the photo list.
+        box: (4,) float pixel box of the asset in that photo.
+        frame: the scene frame the photo is, or None for an ``asset.appearance`` image.
+    """
+
+    asset: Asset
+    photo: int
+    box: Tensor
+    frame: int | None
+
+
 def appearance_photos(scene: Scene, source_frame: int | None = None, min_visibility: float = 0.0
-                      ) -> tuple[list[Tensor], list[tuple[Asset, int, Tensor]]]:
+                      ) -> tuple[list[Tensor], list[PhotoEntry]]:
     """The distinct photos the slotted assets (:func:`slotted_assets`) take their appearance from.
 
     An asset's photo is its ``appearance`` image or its source frame (``source_frame``
@@ -266,27 +282,27 @@ def appearance_photos(scene: Scene, source_frame: int | None = None, min_visibil
 
     Returns:
         ``(photos, entries)``: photos (3, H', W') float in [0, 1], ungreyed, in first-use
-        order; for each slotted asset in slot order ``(asset, photo index, (4,) pixel box in it)``.
+        order; for each slotted asset in slot order its :class:`PhotoEntry`.
     """
     photos: list[Tensor] = []
     entries = []
     for a in slotted_assets(scene, source_frame, min_visibility):
         if a.appearance is not None:
-            photo, box = a.appearance.image, a.appearance.box_2d
+            frame, photo, box = None, a.appearance.image, a.appearance.box_2d
         else:
-            f = a.source_frame if source_frame is None else source_frame
-            photo, box = scene.frames[f], a.boxes_2d[f]
+            frame = a.source_frame if source_frame is None else source_frame
+            photo, box = scene.frames[frame], a.boxes_2d[frame]
         slot = index_of_photo(photos, photo)
         if slot is None:
             slot = len(photos)
             photos.append(photo)
-        entries.append((a, slot, box))
+        entries.append(PhotoEntry(a, slot, box, frame))
     return photos, entries
 
 
-def boxes_in(entries: list[tuple[Asset, int, Tensor]], photo: int) -> Tensor:
+def boxes_in(entries: list[PhotoEntry], photo: int) -> Tensor:
     """(M, 4) pixel boxes of the :func:`appearance_photos` entries that take their appearance from photo ``photo``."""
-    boxes = [box for _, slot, box in entries if slot == photo]
+    boxes = [e.box for e in entries if e.photo == photo]
     return torch.stack(boxes) if boxes else torch.zeros(0, 4)
 
 
@@ -337,7 +353,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
     mask = torch.zeros(N, dtype=torch.bool)
     cam = target_cam
     pixels = torch.tensor([W, H, W, H], dtype=torch.float32)
-    for i, (a, slot, box) in enumerate(entries):
+    for i, (a, slot, box, frame) in enumerate(entries):
         img = photos[slot]
         scale = torch.tensor([img.shape[-1], img.shape[-2]] * 2, dtype=torch.float32)
         index[i] = slot
@@ -346,14 +362,13 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
         poses[i] = a.pose_features(target_frame, cam)
         uv, _ = geometry.project_box(b.center, b.size, b.rotation, cam.K, cam.R, cam.t)
         target_boxes[i] = geometry.bounding_box_2d(uv, W, H) / pixels
-        if a.appearance is None:
-            f = a.source_frame if source_frame is None else source_frame
-            source_poses[i] = a.photo_pose(f, scene.cameras[f])
+        if frame is not None:
+            source_poses[i] = a.photo_pose(frame, scene.cameras[frame])
         elif a.appearance.pose is not None:
             source_poses[i] = a.appearance.pose
         mask[i] = True
 
-    depths, slots = surface_maps(scene, photos, entries, source_frame)
+    depths, slots = surface_maps(scene, photos, entries)
     if not photos:  # no objects: one grey image keeps shapes static
         photos, depths, slots = [torch.full((3, H, W), GREY)], [torch.zeros(H, W)], [torch.full((H, W), -1, dtype=torch.int16)]
     size_hw = max((img.shape[-2], img.shape[-1]) for img in photos)
@@ -380,8 +395,7 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
     )
 
 
-def surface_maps(scene: Scene, photos: list[Tensor], entries: list[tuple[Asset, int, Tensor]],
-                   source_frame: int | None = None) -> tuple[list[Tensor], list[Tensor]]:
+def surface_maps(scene: Scene, photos: list[Tensor], entries: list[PhotoEntry]) -> tuple[list[Tensor], list[Tensor]]:
     """Depth and object slots of each :func:`appearance_photos` photo, where the scene knows them.
 
     Returns:
@@ -390,13 +404,12 @@ def surface_maps(scene: Scene, photos: list[Tensor], entries: list[tuple[Asset, 
     """
     depths = [torch.zeros(p.shape[-2:]) for p in photos]
     slots = [torch.full(p.shape[-2:], -1, dtype=torch.int16) for p in photos]
-    for i, (a, photo, _) in enumerate(entries):
-        if a.appearance is not None:
+    for i, (a, photo, _, frame) in enumerate(entries):
+        if frame is None:
             mask, depth = a.appearance.mask, a.appearance.depth
         else:
-            f = a.source_frame if source_frame is None else source_frame
-            mask = None if a.masks is None else a.masks[f]
-            depth = None if scene.depth is None else scene.depth[f]
+            mask = None if a.masks is None else a.masks[frame]
+            depth = None if scene.depth is None else scene.depth[frame]
         if mask is None or depth is None:
             continue
         depths[photo] = torch.where(mask, depth, depths[photo])
