@@ -368,9 +368,9 @@ def conditioning_from_scene(scene: Scene, target_frame: int, max_objects: int,
             source_poses[i] = a.appearance.pose
         mask[i] = True
 
-    depths, slots = surface_maps(scene, photos, entries)
     if not photos:  # no objects: one grey image keeps shapes static
-        photos, depths, slots = [torch.full((3, H, W), GREY)], [torch.zeros(H, W)], [torch.full((H, W), -1, dtype=torch.int16)]
+        photos = [torch.full((3, H, W), GREY)]
+    depths, slots = surface_maps(scene, photos, entries)
     size_hw = max((img.shape[-2], img.shape[-1]) for img in photos)
     appearance = torch.stack([
         resize_images(grey_outside(img, boxes_in(entries, slot))[None], size_hw)[0] for slot, img in enumerate(photos)])

@@ -182,7 +182,7 @@ class Surfaces(NamedTuple):
     owner: Tensor
 
 
-def drawable_pixels(cond: Conditioning) -> Tensor:
+def _drawable_pixels(cond: Conditioning) -> Tensor:
     """(B, S, h, w) bool: photo pixels that show a real slot's object at a known depth, in the photo that slot
     takes its appearance from, with a solid photo pose."""
     S = cond.appearance_slots.shape[1]
@@ -197,10 +197,10 @@ def drawable_pixels(cond: Conditioning) -> Tensor:
 def photo_surfaces(cond: Conditioning, density: int = SURFACE_DENSITY) -> Surfaces:
     """Every photo pixel that shows an object, as points on that object's surface in its box's frame.
 
-    A pixel that shows slot ``i``'s object (``cond.appearance_slots``, :func:`drawable_pixels`) at
-    depth ``z`` (``cond.appearance_depths``) lies at ``(u z, v z, z)`` in the photo's scaled camera
-    frame (:func:`pose_frame`); the box's pose in the photo (``cond.object_source_poses``) maps it
-    into box coordinates, where it stays whatever the object's target pose. Between four
+    A pixel that shows a real slot ``i``'s object (``cond.appearance_slots``) in the photo that
+    slot takes its appearance from, at a known depth ``z`` (``cond.appearance_depths``), lies at
+    ``(u z, v z, z)`` in the photo's scaled camera frame (:func:`pose_frame`); the box's pose in
+    the photo (``cond.object_source_poses``) maps it into box coordinates, where it stays whatever the object's target pose. Between four
     neighbouring pixels of one object ``density``² points are interpolated (bilinearly, the first
     at the pixel itself), so an object drawn up to ``density`` times larger than its photo shows it
     leaves no gaps inside; its edge is not extrapolated (that drew it a pixel too large where it
@@ -213,8 +213,8 @@ def photo_surfaces(cond: Conditioning, density: int = SURFACE_DENSITY) -> Surfac
         density: points per pixel along each axis.
 
     Returns:
-        :class:`Surfaces`: a point at each drawable pixel, then density² − 1 more where its right,
-        lower and lower-right neighbours show the same object.
+        :class:`Surfaces`: a point at each such pixel (of a slot whose photo pose is solid), then
+        density² − 1 more where its right, lower and lower-right neighbours show the same object.
     """
     B, S, h, w = cond.appearance_slots.shape
     dtype = torch.float32
@@ -224,7 +224,7 @@ def photo_surfaces(cond: Conditioning, density: int = SURFACE_DENSITY) -> Surfac
     scaled = torch.stack([u * depth, v * depth, depth], dim=-1)  # (B, S, h, w, 3)
     tangents = torch.stack([_tangent(scaled, slots, dim=3), _tangent(scaled, slots, dim=2)], dim=-2)
     colours = cond.appearance_images.to(dtype).permute(0, 1, 3, 4, 2) * 2 - 1
-    drawable = drawable_pixels(cond)
+    drawable = _drawable_pixels(cond)
     # Sub-pixel points: bilinear between a pixel and its right, lower and lower-right neighbours on the same object.
     whole = drawable & (torch.arange(w, device=slots.device) < w - 1) & (torch.arange(h, device=slots.device) < h - 1)[:, None]
     for dy, dx in _CORNERS[1:]:
@@ -268,9 +268,9 @@ def _tangent(scaled: Tensor, slots: Tensor, dim: int) -> Tensor:
     return torch.where(use_ahead.unsqueeze(-1), ahead, torch.where(ok_behind.unsqueeze(-1), behind, torch.zeros_like(ahead)))
 
 
-def splat_surfaces(cond: Conditioning, size: tuple[int, int], depth_tolerance: float = DEPTH_TOLERANCE
+def splat_surfaces(cond: Conditioning, surfaces: Surfaces, size: tuple[int, int], depth_tolerance: float = DEPTH_TOLERANCE
                    ) -> tuple[Tensor, Tensor]:
-    """Draw every object's photo surface (:func:`photo_surfaces`) at its target pose, nearest first.
+    """Draw the objects' photo surfaces (:func:`photo_surfaces`) at their target poses, nearest first.
 
     Each point lands in one target pixel. Of the points landing in a pixel, those within
     ``depth_tolerance`` (relative) of the nearest count, so a surface hides what lies behind
@@ -280,7 +280,8 @@ def splat_surfaces(cond: Conditioning, size: tuple[int, int], depth_tolerance: f
     photo saw that side, and in the target the object's unseen side hides it.
 
     Args:
-        cond: batched conditioning with photo depths and slots (B examples).
+        cond: batched conditioning (B examples) whose target poses the surfaces are drawn at.
+        surfaces: ``photo_surfaces(cond)``.
         size: (H, W) of the target view.
 
     Returns:
@@ -290,7 +291,7 @@ def splat_surfaces(cond: Conditioning, size: tuple[int, int], depth_tolerance: f
     B = cond.object_mask.shape[0]
     H, W = size
     dtype = torch.float32
-    points, tangents, colours, batch, owner = photo_surfaces(cond)
+    points, tangents, colours, batch, owner = surfaces
     origin, edges = (x[batch, owner] for x in pose_frame(cond.object_poses.to(dtype)))
     photo_origin, photo_edges = (x[batch, owner] for x in pose_frame(cond.object_source_poses.to(dtype)))
     target = origin + torch.einsum("kij,kj->ki", edges, points)  # (K, 3) in the target's scaled camera frame
@@ -345,10 +346,10 @@ def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change:
     reference = torch.zeros(B, REFERENCE_CHANNELS, H, W, dtype=dtype, device=cond.object_mask.device)
     if N == 0:
         return reference
-    drawable = drawable_pixels(cond)
-    drawn = torch.zeros(B, N, dtype=torch.long, device=drawable.device).scatter_add_(
-        1, cond.appearance_slots.long().clamp(min=0).flatten(1), drawable.flatten(1).long()) > 0
-    colour, depth = splat_surfaces(cond, size)
+    surfaces = photo_surfaces(cond)
+    drawn = torch.zeros(B, N, dtype=torch.bool, device=reference.device).index_put_((surfaces.batch, surfaces.owner),
+                                                                                   torch.tensor(True, device=reference.device))
+    colour, depth = splat_surfaces(cond, surfaces, size)
     boxed = cond.object_mask & ~drawn
     if boxed.any():
         box_colour, box_depth, covered = _box_reference(cond, boxed, size, max_view_change)
