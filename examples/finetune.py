@@ -2,7 +2,7 @@
 
     python examples/finetune.py [--model PATH] [--out DIR] [--video-pairs N] [--edit-pairs M]
         [--edits TASKS] [--seed-offset K] [--workers W] [--minutes T] [--batch-size B] [--lr LR]
-        [--object-loss-weight W]
+        [--object-loss-weight W] [--render-only]
 
 Renders N video pairs (objects drift and may grow or shrink) and M edit pairs (a frame and
 the same frame after a benchmark-style edit) from train seeds K onwards (pick seeds no earlier
@@ -11,7 +11,8 @@ denoiser from its weights with a fresh optimiser; the autoencoder stays the mode
 learning-rate schedule (warm-up, then cosine) is fitted to the time budget. The EMA weights are
 saved as an int8 pipeline folder in DIR/pipeline, each file at most 16 MiB. On a GPU the
 training set is held on the device. Rendering and latent caching do not count against
---minutes; the run's log and checkpoints are in DIR/run.
+--minutes; the run's log and checkpoints are in DIR/run. Rendering resumes where it stopped, so
+--render-only can render the pairs first (on one machine, say) and a later call train on them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32, help="pairs per step")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
     p.add_argument("--object-loss-weight", type=float, default=1.0, help="loss weight inside object boxes")
+    p.add_argument("--render-only", action="store_true", help="render the pairs and stop")
     args = p.parse_args()
     out = Path(args.out)
     try:
@@ -58,6 +60,9 @@ def main() -> None:
                  write_shards(out / "edit_pairs", "train", args.edit_pairs, model.max_objects,
                               GeneratorConfig(image_size=model.image_size), seed_offset=args.seed_offset + args.video_pairs,
                               num_workers=args.workers, edit_tasks=tuple(args.edits.split(",")))]
+        if args.render_only:
+            print(f"wrote {' and '.join(map(str, pairs))}")
+            return
         on_gpu = torch.cuda.is_available()
         config = TrainConfig(
             stage="denoiser", output_dir=str(out / "run"), init_from=args.model,
