@@ -6,7 +6,14 @@ import torch
 
 from neuralassets import geometry
 from neuralassets.conditioning import Conditioning
-from neuralassets.models.reference import REFERENCE_CHANNELS, object_reference, ray_box_entry, reproject_box_surface
+from neuralassets.models.reference import (
+    REFERENCE_CHANNELS,
+    UNMOVED_COLOUR,
+    object_reference,
+    ray_box_entry,
+    reproject_box_surface,
+    turned_in_place,
+)
 from neuralassets.scene import Camera
 
 SIZE = 16
@@ -139,7 +146,9 @@ def test_a_drawn_surface_gives_back_its_pixels_in_place_and_moves_and_turns_with
     moved = object_reference(replace(cond, object_poses=_pose(center=(step, 0.0, 0.0))[None, None]), (SIZE, SIZE))
     assert torch.equal(moved[0, 3].bool(), disc.roll(2, dims=1))
     assert torch.allclose(moved[0, :3][:, disc.roll(2, dims=1)], photo[:, disc] * 2 - 1, atol=1e-4)
-    # turned half way about the line of sight: the face upside down, as the box method has it
+    # turned half way about the line of sight: the face upside down, as the box method has it (a turn in place, but
+    # the random texture turned with it is far from the photo's colours there, so it is drawn turned)
+    assert ((photo.flip(-1, -2) - photo) * 2).abs().mean(0)[disc].mean() > UNMOVED_COLOUR
     half_turn = geometry.axis_angle_to_matrix(torch.tensor([0.0, math.pi, 0.0]))
     upside_down = object_reference(replace(cond, object_poses=_pose(rotation=half_turn)[None, None]), (SIZE, SIZE))
     assert torch.equal(upside_down[0, 3].bool(), disc.flip(0, 1))
@@ -160,3 +169,27 @@ def test_a_drawn_surface_hides_the_one_behind_it():
     assert torch.equal(reference[0, 3].bool(), _face()) and (reference[0, :3][:, _face()] == 1.0).all()
     behind_only = object_reference(replace(cond, object_mask=torch.tensor([[False, True]])), (SIZE, SIZE))
     assert behind_only[0, 3].bool().any() and (behind_only[0, :3][:, behind_only[0, 3].bool()] == -1.0).all()
+
+
+def test_an_object_turned_in_place_keeps_its_photo_pixels_where_its_surface_stays_and_its_colour_agrees():
+    disc = ((torch.arange(SIZE) - 7.5)[:, None] ** 2 + (torch.arange(SIZE) - 7.5)[None] ** 2) < 9
+    depths, slots = _front_face_surface(shape=disc)
+    left = torch.arange(SIZE) < 8
+    shaded = torch.where(left, 0.3, 0.4).expand(3, SIZE, SIZE)  # shading 0.2 apart in [-1, 1]: under UNMOVED_COLOUR
+    cond = _conditioning(shaded[None], [0], [[0, 0, 1, 1]], [_pose()], [_pose()], [True], depths, slots)
+    half_turn = geometry.axis_angle_to_matrix(torch.tensor([0.0, math.pi, 0.0]))  # about the line of sight
+    turned = replace(cond, object_poses=_pose(rotation=half_turn)[None, None])
+    assert turned_in_place(turned).tolist() == [[True]]
+    # the disc covers the same pixels at the same depth: the photo's shading stays put (drawn, it would swap sides)
+    reference = object_reference(turned, (SIZE, SIZE))
+    assert torch.equal(reference[0, 3].bool(), disc)
+    assert torch.allclose(reference[0, :3][:, disc], shaded[:, disc] * 2 - 1)
+    # a black and white texture turns with the object: 2 apart, drawn turned
+    textured = torch.where(left, 0.0, 1.0).expand(3, SIZE, SIZE)
+    drawn = object_reference(replace(turned, appearance_images=textured[None, None]), (SIZE, SIZE))
+    assert torch.allclose(drawn[0, :3][:, disc], (textured.flip(-1, -2) * 2 - 1)[:, disc])
+    # moved or scaled, it is not turned in place
+    step = 2 * 4.0 / float(CAMERA.K[0, 0])
+    moved = replace(turned, object_poses=_pose(center=(step, 0.0, 0.0), rotation=half_turn)[None, None])
+    scaled = replace(turned, object_poses=_pose(size=2.4, rotation=half_turn)[None, None])
+    assert turned_in_place(moved).tolist() == turned_in_place(scaled).tolist() == [[False]]

@@ -10,7 +10,10 @@ point of its surface; its place in the object's 3D box is the same in every view
 points are redrawn at the target pose (:func:`splat_surfaces`), nearest first, without the
 points on a side that now faces away. That is the exact view of every part of the surface
 both views see, for an object moved, turned by any angle, scaled, or seen from an orbiting
-camera, and it covers only the object's own pixels.
+camera, and it covers only the object's own pixels. One exception: an object turned in place
+that still looks as it was (a plain sphere, cylinder or cone turned about its axis: its drawn
+pixels show its photo's surface at the same depth, of nearly the same colour) keeps the photo's
+own pixels, whose shading belongs to where they are (:func:`turned_in_place`).
 
 Otherwise the 3D box stands in for the surface (:func:`reproject_box_surface`): each target
 pixel's ray enters the object's box at a surface point, projected into the photo
@@ -39,12 +42,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..conditioning import Conditioning
+from ..conditioning import Conditioning, resize_images, resize_maps
 
 REFERENCE_CHANNELS = 4  # colour (3) and coverage (1)
 MAX_VIEW_CHANGE = 15.0  # degrees, for objects reprojected through their box; on validation pasting every seen box face cost rotation 1.4 dB
 SAME_POINT = 1e-3  # box-frame distance (in box extents) within which the photo's ray enters at the same point
 _PARALLEL = 1e-9
+IN_PLACE_SHIFT = 0.01  # box-centre shift (fraction of the box's diagonal) up to which an object counts as turned in place
+IN_PLACE_VOLUME = 0.05  # relative change of the box's volume up to which it does (a scaled object does not)
+UNMOVED_SHARE = 0.8  # share of an object's drawn pixels that must show its photo's surface in place for it to look unmoved
+UNMOVED_COLOUR = 0.3  # mean absolute colour difference ([-1, 1] units) between drawn and photo pixels there, at most
 DEPTH_TOLERANCE = 0.02  # relative depth within which splatted points count as the same (nearest) surface
 SURFACE_DENSITY = 2  # surface points per photo pixel along each axis: no gaps where an object is drawn up to 2x larger
 _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))  # a pixel and its right, lower and lower-right neighbours
@@ -286,7 +293,8 @@ def splat_surfaces(cond: Conditioning, surfaces: Surfaces, size: tuple[int, int]
 
     Returns:
         colour (B, 3, H, W) in [-1, 1], 0 where nothing is drawn; depth (B, H, W) metres of the
-        nearest surface drawn, ``inf`` where no point lands.
+        nearest surface drawn, ``inf`` where no point lands; owner (B, H, W) long, the object slot
+        drawn there, -1 where none.
     """
     B = cond.object_mask.shape[0]
     H, W = size
@@ -305,7 +313,7 @@ def splat_surfaces(cond: Conditioning, surfaces: Surfaces, size: tuple[int, int]
     column, row = x.floor(), y.floor()
     keep = (z > _PARALLEL) & (side[0] * side[1] >= 0) & (column >= 0) & (column < W) & (row >= 0) & (row < H)
     pixel = ((batch * H + row.clamp(0, H - 1).long()) * W + column.clamp(0, W - 1).long())[keep]
-    depth, colour = z[keep], colours[keep]
+    depth, colour, slot = z[keep], colours[keep], owner[keep]
     off_centre = ((x - column - 0.5) ** 2 + (y - row - 0.5) ** 2)[keep]
     count = B * H * W
 
@@ -320,7 +328,8 @@ def splat_surfaces(cond: Conditioning, surfaces: Surfaces, size: tuple[int, int]
     summed = torch.zeros(count, 3, dtype=dtype, device=z.device).index_add_(0, pixel[centred], colour[centred])
     colour_map = summed / votes.clamp(min=1).unsqueeze(-1)
     depth_map = torch.where(votes > 0, nearest, torch.full_like(nearest, float("inf")))
-    return colour_map.view(B, H, W, 3).permute(0, 3, 1, 2), depth_map.view(B, H, W)
+    owner_map = torch.full((count,), -1, dtype=torch.long, device=z.device).scatter_reduce(0, pixel[centred], slot[centred], "amax")
+    return colour_map.view(B, H, W, 3).permute(0, 3, 1, 2), depth_map.view(B, H, W), owner_map.view(B, H, W)
 
 
 def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change: float = MAX_VIEW_CHANGE) -> Tensor:
@@ -349,7 +358,8 @@ def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change:
     surfaces = photo_surfaces(cond)
     drawn = torch.zeros(B, N, dtype=torch.bool, device=reference.device).index_put_((surfaces.batch, surfaces.owner),
                                                                                    torch.tensor(True, device=reference.device))
-    colour, depth = splat_surfaces(cond, surfaces, size)
+    colour, depth, owner = splat_surfaces(cond, surfaces, size)
+    colour = _photo_where_unmoved(cond, colour, depth, owner)
     boxed = cond.object_mask & ~drawn
     if boxed.any():
         box_colour, box_depth, covered = _box_reference(cond, boxed, size, max_view_change)
@@ -360,6 +370,56 @@ def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change:
     reference[:, :3] = colour * coverage.unsqueeze(1)
     reference[:, 3] = coverage
     return reference
+
+
+def turned_in_place(cond: Conditioning) -> Tensor:
+    """(B, N) bool: real objects whose target pose is their photo pose turned about the box's centre (or unchanged).
+
+    The scaled camera frame is a linear map of the metric one, so a turn moves neither the box's
+    centre nor the determinant of its edges there, while a move or a scale does.
+    """
+    origin, edges = pose_frame(cond.object_poses.float())
+    photo_origin, photo_edges = pose_frame(cond.object_source_poses.float())
+    shift = (origin + edges.sum(-1) / 2 - photo_origin - photo_edges.sum(-1) / 2).norm(dim=-1)
+    volume = torch.linalg.det(edges).abs() / torch.linalg.det(photo_edges).abs().clamp(min=1e-12)
+    return cond.object_mask & (shift <= IN_PLACE_SHIFT * photo_edges.sum(-1).norm(dim=-1)) & ((volume - 1).abs() <= IN_PLACE_VOLUME)
+
+
+def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owner: Tensor) -> Tensor:
+    """The drawn ``colour`` (B, 3, H, W), with the photo's own pixels for objects a turn left looking as they were.
+
+    An object turned in place (:func:`turned_in_place`) whose drawn pixels mostly
+    (:data:`UNMOVED_SHARE`) show, at the same pixel, its photo's surface at the same depth, of
+    nearly the same colour on average (:data:`UNMOVED_COLOUR`), is a surface of revolution turned
+    about its axis: a sphere, a cylinder or a cone, plain or nearly so. There the photo's pixel is
+    the truth, shaded by the light where it is, while the drawn point carries the shading of where
+    the photo saw it. A texture that turned with the object differs by more and stays drawn.
+    """
+    B, N = cond.object_mask.shape
+    in_place = turned_in_place(cond)
+    if N == 0 or not in_place.any():
+        return colour
+    size = tuple(colour.shape[-2:])
+    slot = owner.clamp(min=0)
+    batch = torch.arange(B, device=owner.device).view(B, 1, 1)
+    photo = cond.object_image_index[batch, slot]  # (B, H, W): the photo each drawn pixel's object comes from
+    y, x = torch.meshgrid(torch.arange(size[0], device=owner.device), torch.arange(size[1], device=owner.device), indexing="ij")
+    photo_slot = resize_maps(cond.appearance_slots, size)[batch, photo, y, x].long()
+    photo_depth = resize_maps(cond.appearance_depths, size)[batch, photo, y, x].to(depth.dtype)
+    images = resize_images(cond.appearance_images.flatten(0, 1), size).unflatten(0, cond.appearance_images.shape[:2])
+    photo_colour = images[batch, photo, :, y, x].permute(0, 3, 1, 2).to(colour.dtype) * 2 - 1
+    drawn = owner >= 0
+    stayed = (drawn & in_place[batch, slot] & (photo_slot == owner)
+              & ((photo_depth - depth).abs() <= DEPTH_TOLERANCE * photo_depth))
+    objects = (batch * N + slot)[drawn]
+
+    def per_object(values: Tensor) -> Tensor:
+        return torch.zeros(B * N, dtype=colour.dtype, device=colour.device).index_add_(0, objects, values[drawn]).view(B, N)
+
+    shown, kept = per_object(torch.ones_like(depth)), per_object(stayed.to(colour.dtype))
+    difference = per_object(torch.where(stayed, (photo_colour - colour).abs().mean(1), 0.0))
+    alike = (kept > 0) & (kept >= UNMOVED_SHARE * shown) & (difference <= UNMOVED_COLOUR * kept)
+    return torch.where((stayed & alike[batch, slot]).unsqueeze(1), photo_colour, colour)
 
 
 def _box_reference(cond: Conditioning, boxed: Tensor, size: tuple[int, int], max_view_change: float
