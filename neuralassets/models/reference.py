@@ -402,14 +402,14 @@ def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owne
     size = tuple(colour.shape[-2:])
     slot = owner.clamp(min=0)
     batch = torch.arange(B, device=owner.device).view(B, 1, 1)
-    photo = cond.object_image_index[batch, slot]  # (B, H, W): the photo each drawn pixel's object comes from
+    photo = _per_pixel(cond.object_image_index, slot)  # (B, H, W): the photo each drawn pixel's object comes from
     y, x = torch.meshgrid(torch.arange(size[0], device=owner.device), torch.arange(size[1], device=owner.device), indexing="ij")
     photo_slot = resize_maps(cond.appearance_slots, size)[batch, photo, y, x].long()
     photo_depth = resize_maps(cond.appearance_depths, size)[batch, photo, y, x].to(depth.dtype)
     images = resize_images(cond.appearance_images.flatten(0, 1), size).unflatten(0, cond.appearance_images.shape[:2])
     photo_colour = images[batch, photo, :, y, x].permute(0, 3, 1, 2).to(colour.dtype) * 2 - 1
     drawn = owner >= 0
-    stayed = (drawn & in_place[batch, slot] & (photo_slot == owner)
+    stayed = (drawn & _per_pixel(in_place, slot) & (photo_slot == owner)
               & ((photo_depth - depth).abs() <= DEPTH_TOLERANCE * photo_depth))
     objects = (batch * N + slot)[drawn]
 
@@ -419,7 +419,7 @@ def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owne
     shown, kept = per_object(torch.ones_like(depth)), per_object(stayed.to(colour.dtype))
     difference = per_object(torch.where(stayed, (photo_colour - colour).abs().mean(1), 0.0))
     alike = (kept > 0) & (kept >= UNMOVED_SHARE * shown) & (difference <= UNMOVED_COLOUR * kept)
-    return torch.where((stayed & alike[batch, slot]).unsqueeze(1), photo_colour, colour)
+    return torch.where((stayed & _per_pixel(alike, slot)).unsqueeze(1), photo_colour, colour)
 
 
 def _box_reference(cond: Conditioning, boxed: Tensor, size: tuple[int, int], max_view_change: float
