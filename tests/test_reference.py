@@ -9,6 +9,7 @@ from neuralassets.conditioning import Conditioning
 from neuralassets.models.reference import (
     REFERENCE_CHANNELS,
     UNMOVED_COLOUR,
+    UNMOVED_ROUGHNESS,
     object_reference,
     ray_box_entry,
     reproject_box_surface,
@@ -188,6 +189,14 @@ def test_an_object_turned_in_place_keeps_its_photo_pixels_where_its_surface_stay
     textured = torch.where(left, 0.0, 1.0).expand(3, SIZE, SIZE)
     drawn = object_reference(replace(turned, appearance_images=textured[None, None]), (SIZE, SIZE))
     assert torch.allclose(drawn[0, :3][:, disc], (textured.flip(-1, -2) * 2 - 1)[:, disc])
+    # a faint texture of one-pixel columns: turned, it is near the photo's colours on average, but its difference
+    # from them flips sign from column to column where shading would change smoothly: drawn turned
+    columns = torch.where(torch.arange(SIZE) % 2 == 0, 0.45, 0.55).expand(3, SIZE, SIZE)
+    gap = ((columns.flip(-1, -2) - columns) * 2).mean(0)
+    steps = torch.cat([(gap[:, 1:] - gap[:, :-1])[disc[:, 1:] & disc[:, :-1]], (gap[1:] - gap[:-1])[disc[1:] & disc[:-1]]])
+    assert gap[disc].abs().mean() <= UNMOVED_COLOUR and steps.abs().mean() > UNMOVED_ROUGHNESS
+    faint = object_reference(replace(turned, appearance_images=columns[None, None]), (SIZE, SIZE))
+    assert torch.allclose(faint[0, :3][:, disc], (columns.flip(-1, -2) * 2 - 1)[:, disc])
     # moved or scaled, it is not turned in place
     step = 2 * 4.0 / float(CAMERA.K[0, 0])
     moved = replace(turned, object_poses=_pose(center=(step, 0.0, 0.0), rotation=half_turn)[None, None])

@@ -50,8 +50,9 @@ SAME_POINT = 1e-3  # box-frame distance (in box extents) within which the photo'
 _PARALLEL = 1e-9
 IN_PLACE_SHIFT = 0.01  # box-centre shift (fraction of the box's diagonal) up to which an object counts as turned in place
 IN_PLACE_VOLUME = 0.05  # relative change of the box's volume up to which it does (a scaled object does not)
-UNMOVED_SHARE = 0.8  # share of an object's drawn pixels that must show its photo's surface in place for it to look unmoved
-UNMOVED_COLOUR = 0.3  # mean absolute colour difference ([-1, 1] units) between drawn and photo pixels there, at most
+UNMOVED_SHARE = 0.7  # share of an object's drawn pixels that must show its photo's surface in place for it to look unmoved
+UNMOVED_COLOUR = 0.5  # mean absolute colour difference ([-1, 1] units) between drawn and photo pixels there, at most
+UNMOVED_ROUGHNESS = 0.12  # mean change of that difference between neighbouring pixels, at most: shading varies smoothly
 DEPTH_TOLERANCE = 0.02  # relative depth within which splatted points count as the same (nearest) surface
 SURFACE_DENSITY = 2  # surface points per photo pixel along each axis: no gaps where an object is drawn up to 2x larger
 _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))  # a pixel and its right, lower and lower-right neighbours
@@ -393,7 +394,8 @@ def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owne
     nearly the same colour on average (:data:`UNMOVED_COLOUR`), is a surface of revolution turned
     about its axis: a sphere, a cylinder or a cone, plain or nearly so. There the photo's pixel is
     the truth, shaded by the light where it is, while the drawn point carries the shading of where
-    the photo saw it. A texture that turned with the object differs by more and stays drawn.
+    the photo saw it. That shading differs smoothly across the object; a texture that turned with
+    it differs from pixel to pixel (:data:`UNMOVED_ROUGHNESS`), and the object stays drawn.
     """
     B, N = cond.object_mask.shape
     in_place = turned_in_place(cond)
@@ -417,8 +419,19 @@ def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owne
         return torch.zeros(B * N, dtype=colour.dtype, device=colour.device).index_add_(0, objects, values[drawn]).view(B, N)
 
     shown, kept = per_object(torch.ones_like(depth)), per_object(stayed.to(colour.dtype))
-    difference = per_object(torch.where(stayed, (photo_colour - colour).abs().mean(1), 0.0))
-    alike = (kept > 0) & (kept >= UNMOVED_SHARE * shown) & (difference <= UNMOVED_COLOUR * kept)
+    gap = photo_colour - colour
+    difference = per_object(torch.where(stayed, gap.abs().mean(1), 0.0))
+    steps = torch.zeros(B * N, dtype=colour.dtype, device=colour.device)
+    step_sum = torch.zeros_like(steps)
+    for dim in (-1, -2):  # neighbours to the right and below, both on the same object where it stayed
+        pair = (stayed & (owner == owner.roll(-1, dim)) & stayed.roll(-1, dim)).narrow(dim, 0, owner.shape[dim] - 1)
+        step = (gap - gap.roll(-1, dim)).abs().mean(1).narrow(dim, 0, owner.shape[dim] - 1)
+        at = (batch * N + slot).narrow(dim, 0, owner.shape[dim] - 1)[pair]
+        steps.index_add_(0, at, torch.ones_like(step[pair]))
+        step_sum.index_add_(0, at, step[pair])
+    roughness = (step_sum / steps.clamp(min=1)).view(B, N)
+    alike = ((kept > 0) & (kept >= UNMOVED_SHARE * shown) & (difference <= UNMOVED_COLOUR * kept)
+             & (roughness <= UNMOVED_ROUGHNESS))
     return torch.where((stayed & _per_pixel(alike, slot)).unsqueeze(1), photo_colour, colour)
 
 
