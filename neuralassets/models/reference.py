@@ -413,23 +413,21 @@ def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owne
     drawn = owner >= 0
     stayed = (drawn & _per_pixel(in_place, slot) & (photo_slot == owner)
               & ((photo_depth - depth).abs() <= DEPTH_TOLERANCE * photo_depth))
-    objects = (batch * N + slot)[drawn]
+    index = batch * N + slot  # (B, H, W): each drawn pixel's object, counted over the batch
 
-    def per_object(values: Tensor) -> Tensor:
-        return torch.zeros(B * N, dtype=colour.dtype, device=colour.device).index_add_(0, objects, values[drawn]).view(B, N)
+    def total(at: Tensor, values: Tensor) -> Tensor:
+        return torch.zeros(B * N, dtype=colour.dtype, device=colour.device).index_add_(0, at, values).view(B, N)
 
-    shown, kept = per_object(torch.ones_like(depth)), per_object(stayed.to(colour.dtype))
+    shown, kept = total(index[drawn], torch.ones_like(depth[drawn])), total(index[stayed], torch.ones_like(depth[stayed]))
     gap = photo_colour - colour
-    difference = per_object(torch.where(stayed, gap.abs().mean(1), 0.0))
-    steps = torch.zeros(B * N, dtype=colour.dtype, device=colour.device)
-    step_sum = torch.zeros_like(steps)
+    difference = total(index[stayed], gap.abs().mean(1)[stayed])
+    steps, step_sum = torch.zeros_like(shown), torch.zeros_like(shown)
     for dim in (-1, -2):  # neighbours to the right and below, both on the same object where it stayed
         pair = (stayed & (owner == owner.roll(-1, dim)) & stayed.roll(-1, dim)).narrow(dim, 0, owner.shape[dim] - 1)
-        step = (gap - gap.roll(-1, dim)).abs().mean(1).narrow(dim, 0, owner.shape[dim] - 1)
-        at = (batch * N + slot).narrow(dim, 0, owner.shape[dim] - 1)[pair]
-        steps.index_add_(0, at, torch.ones_like(step[pair]))
-        step_sum.index_add_(0, at, step[pair])
-    roughness = (step_sum / steps.clamp(min=1)).view(B, N)
+        step = (gap - gap.roll(-1, dim)).abs().mean(1).narrow(dim, 0, owner.shape[dim] - 1)[pair]
+        at = index.narrow(dim, 0, owner.shape[dim] - 1)[pair]
+        steps, step_sum = steps + total(at, torch.ones_like(step)), step_sum + total(at, step)
+    roughness = step_sum / steps.clamp(min=1)
     alike = ((kept > 0) & (kept >= UNMOVED_SHARE * shown) & (difference <= UNMOVED_COLOUR * kept)
              & (roughness <= UNMOVED_ROUGHNESS))
     return torch.where((stayed & _per_pixel(alike, slot)).unsqueeze(1), photo_colour, colour)
