@@ -12,8 +12,9 @@ points on a side that now faces away. That is the exact view of every part of th
 both views see, for an object moved, turned by any angle, scaled, or seen from an orbiting
 camera, and it covers only the object's own pixels. One exception: an object turned in place
 that still looks as it was (a plain sphere, cylinder or cone turned about its axis: its drawn
-pixels show its photo's surface at the same depth, of nearly the same colour) keeps the photo's
-own pixels, whose shading belongs to where they are (:func:`turned_in_place`).
+pixels show its photo's surface at the same depth, of nearly the same colour, differing smoothly
+as shading does rather than pixel by pixel as a turned texture does) keeps the photo's own
+pixels, whose shading belongs to where they are (:func:`turned_in_place`).
 
 Otherwise the 3D box stands in for the surface (:func:`reproject_box_surface`): each target
 pixel's ray enters the object's box at a surface point, projected into the photo
