@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: Mean absolute difference (colour values in [0, 1]) at or below which a pixel counts as unchanged.
-UNCHANGED_BELOW = 0.03
+UNCHANGED_BELOW = 0.04
 #: Difference at or above which a pixel counts as changed; in between the two blend linearly.
-CHANGED_ABOVE = 0.09
+CHANGED_ABOVE = 0.12
 #: Standard deviation in pixels of the blur applied to the difference first, so that
 #: sampling noise and single stray pixels do not flip the decision.
 DIFFERENCE_BLUR = 1.5

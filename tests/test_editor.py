@@ -1,4 +1,5 @@
 """Editor callbacks and views, without a browser: load, select by click, edit, undo/redo, render, export, uploads."""
+import json
 import math
 import zipfile
 from dataclasses import replace
@@ -398,3 +399,11 @@ def test_video_upload_keeps_at_most_max_frames(tmp_path):
     frames = inputs.read_upload_frames([clip])
     stride = math.ceil(40 / inputs.MAX_FRAMES)
     assert frames.shape == (math.ceil(40 / stride), 3, 64, 96) and frames.shape[0] <= inputs.MAX_FRAMES
+
+
+def test_render_settings_default_to_the_shipped_models_sampling():
+    from neuralassets.pipelines.neural_assets import DEFAULT_WEIGHTS
+
+    index = json.loads((DEFAULT_WEIGHTS / "model_index.json").read_text())
+    settings = RenderSettings()
+    assert (settings.steps, settings.guidance) == (index["num_inference_steps"], index["guidance_scale"])

@@ -34,8 +34,8 @@ class RenderSettings:
     """
 
     backend: str = "ground truth"
-    steps: int = 6  # the shipped model's own sampling settings (weights/model_index.json)
-    guidance: float = 1.5
+    steps: int = 3  # the shipped model's own sampling settings (weights/model_index.json)
+    guidance: float = 1.0
     seed: int = 0
     keep_unchanged: bool = True
 
