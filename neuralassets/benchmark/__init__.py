@@ -3,11 +3,13 @@
 See ``benchmarks/pose_edit.py`` (or ``neuralassets bench``) for the command line.
 """
 
-from .baselines import CopyPasteMethod, IdentityMethod, Method, PipelineMethod, VAECeilingMethod
+from .baselines import CopyPasteMethod, GeometricMethod, IdentityMethod, Method, PipelineMethod, VAECeilingMethod
 from .case import Case
-from .harness import BenchmarkConfig, BenchmarkResult, run_benchmark
+from .harness import BenchmarkConfig, BenchmarkResult, run_benchmark, run_sweep
+from .inputs import ExactInputs, ExtractedInputs, PerturbedInputs
 from .report import write_report
 from .tasks import TASKS
 
-__all__ = ["TASKS", "BenchmarkConfig", "BenchmarkResult", "Case", "CopyPasteMethod", "IdentityMethod", "Method",
-           "PipelineMethod", "VAECeilingMethod", "run_benchmark", "write_report"]
+__all__ = ["TASKS", "BenchmarkConfig", "BenchmarkResult", "Case", "CopyPasteMethod", "ExactInputs", "ExtractedInputs",
+           "GeometricMethod", "IdentityMethod", "Method", "PerturbedInputs", "PipelineMethod", "VAECeilingMethod",
+           "run_benchmark", "run_sweep", "write_report"]

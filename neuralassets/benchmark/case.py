@@ -34,6 +34,14 @@ class Case:
             taken from at that scene's frame 0 (``original`` for the scene's own objects, another
             video for inserted ones, the partner for an appearance swap).
         params: the edit's parameters (JSON-serialisable), for the report and for debugging.
+        donor: the other video's still (frame 0 = its source frame, blinded) that an insertion,
+            transfer or background swap takes from; None for the other tasks.
+        exact: for a case whose inputs are not the generator's own (extracted or perturbed, see
+            :mod:`~neuralassets.benchmark.inputs`), the exact case it was made from; None otherwise.
+            Scoring reads ``target`` and ``region`` (copied from it) and :attr:`truth`.
+        failed: why the edit could not be applied to these inputs (an edited object that
+            extraction did not find, a target the estimated floor cannot hold), or None. Methods
+            are not asked to render a failed case; its fallback, the source frame, is scored.
     """
 
     task: str
@@ -46,11 +54,19 @@ class Case:
     region: Tensor
     origins: dict[int, tuple[Scene, int]]
     params: dict = field(default_factory=dict)
+    donor: Scene | None = None
+    exact: Case | None = None
+    failed: str | None = None
 
     @property
     def source(self) -> Tensor:
         """(3, H, W) float in [0, 1], the source frame."""
         return self.original.frames[0]
+
+    @property
+    def truth(self) -> Case:
+        """The case with the generator's exact inputs: :attr:`exact`, or this case itself."""
+        return self.exact if self.exact is not None else self
 
 
 def blind_target(scene: Scene) -> Scene:

@@ -52,6 +52,8 @@ ASYMMETRIC_SHAPES = ("l_block", "mug")  # shapes whose pitch or roll changes how
 MIN_VISIBLE_CHANGE = 0.05  # an edit must change at least this fraction of its region's pixels
 CHANGE_THRESHOLD = 4 / 255  # by more than this, in some channel
 
+#: Tasks that take something from another video (the case's ``donor``).
+DONOR_TASKS = ("insertion", "transfer", "background")
 TASKS = ("novel_pose", "translation", "rotation", "scale", "removal", "insertion", "transfer", "swap",
          "background", "camera", "multi_object")
 
@@ -385,10 +387,11 @@ def make_case(task: str, index: int, seed: int, video: Video, donor_video: Video
         params = {"source_frame": video.frames[0], **edit.params}
         if task == "novel_pose":
             params["target_frame"] = video.frames[1]
-        if task in ("insertion", "transfer", "background"):
+        if task in DONOR_TASKS:
             params["donor_seed"] = int(donor_video.still.metadata["generator"]["seed"])
             params["donor_frame"] = donor_video.frames[0]
-        return Case(task, index, int(seed), edit.scene, original, truth, edit.edited_ids, region, origins, params)
+        donor = donor_video.still if task in DONOR_TASKS else None
+        return Case(task, index, int(seed), edit.scene, original, truth, edit.edited_ids, region, origins, params, donor)
     return None
 
 
