@@ -22,7 +22,7 @@ It is the benchmark's ``geometric`` baseline: what depth, masks and boxes give w
 model, so that a learned renderer is measured against the geometry it is handed.
 
 Example:
-    >>> from neuralassets.data import generate_scene, generator_config
+    >>> from neuralassets.data.synthetic import generate_scene, generator_config
     >>> scene = generate_scene(3, generator_config({"image_size": 32, "num_frames": 2}))
     >>> GeometricRenderer()(scene, target_frame=1, source_frame=0).shape
     torch.Size([3, 32, 32])
@@ -39,7 +39,7 @@ from torch import Tensor
 
 from . import geometry
 from .conditioning import appearance_photos, background_view, conditioning_from_scene, resize_images, same_camera
-from .models.reference import object_reference
+from .models.reference import object_reference, turned_in_place
 from .reprojection import reproject_image
 from .scene import Camera, Scene
 from .video import to_uint8_frames
@@ -115,15 +115,23 @@ class GeometricRenderer:
         Returns:
             (3, H, W) float in [0, 1] at the scene's size.
         """
-        photos, entries = appearance_photos(scene, source_frame)
+        entries = appearance_photos(scene, source_frame)[1]
         cond = conditioning_from_scene(scene, target_frame, max(1, len(entries)), source_frame)
-        canvas = self.background(scene, target_frame, source_frame)
+        in_place = turned_in_place(cond)[0].tolist()
+        stay = {e.asset.id for e, turned in zip(entries, in_place) if turned and e.frame is not None}
+        canvas = self.background(scene, target_frame, source_frame, stay)
         reference = object_reference(cond, (scene.height, scene.width), self.max_view_change)[0]
         covered = reference[3:] > 0
         return torch.where(covered, (reference[:3] + 1) / 2, canvas).clamp(0, 1)
 
-    def background(self, scene: Scene, target_frame: int, source_frame: int | None = None) -> Tensor:
+    def background(self, scene: Scene, target_frame: int, source_frame: int | None = None,
+                   stay: set[int] = frozenset()) -> Tensor:
         """The background photo without the objects the render changes, seen by the target camera, holes inpainted.
+
+        Args:
+            scene, target_frame, source_frame: as for :meth:`__call__`.
+            stay: ids of objects turned in place whose photo pixels stay in it, so that behind the
+                surface drawn over them their own pixels show rather than the floor's.
 
         Returns:
             (3, H, W) float in [0, 1].
@@ -132,7 +140,7 @@ class GeometricRenderer:
         target = scene.cameras[target_frame]
         H, W = scene.height, scene.width
         image = view.image.float()
-        cut = self._cut(scene, view, target_frame, source_frame)
+        cut = self._cut(scene, view, target_frame, source_frame, stay)
         if cut.any():
             cut = torch.from_numpy(cv2.dilate(cut.numpy().astype(np.uint8), np.ones((2 * HOLE_DILATION + 1,) * 2, np.uint8)) > 0)
         if same_camera(view.camera, target) or tuple(image.shape[-2:]) != (view.camera.height, view.camera.width):
@@ -148,7 +156,7 @@ class GeometricRenderer:
         return torch.where(hole, torch.from_numpy(filled).permute(2, 0, 1).float() / 255, seen)
 
     @staticmethod
-    def _cut(scene: Scene, view, target_frame: int, source_frame: int | None) -> Tensor:
+    def _cut(scene: Scene, view, target_frame: int, source_frame: int | None, stay: set[int]) -> Tensor:
         """(H', W') bool pixels of the background photo to cut: objects whose pixels there the render does not keep."""
         height, width = view.image.shape[-2:]
         cut = torch.zeros(height, width, dtype=torch.bool)
@@ -161,8 +169,8 @@ class GeometricRenderer:
             if same_camera(scene.cameras[frame], target):
                 for entry in appearance_photos(scene, source_frame)[1]:
                     a = entry.asset
-                    if entry.frame == frame and torch.allclose(a.pose_features(target_frame, target),
-                                                               a.photo_pose(frame, scene.cameras[frame]), atol=SAME_POSE):
+                    if entry.frame == frame and (a.id in stay or torch.allclose(
+                            a.pose_features(target_frame, target), a.photo_pose(frame, scene.cameras[frame]), atol=SAME_POSE)):
                         kept.add(a.id)
             for a in scene.assets:
                 if a.masks is not None and float(a.visibility[frame]) > 0:
