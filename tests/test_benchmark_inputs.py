@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from test_benchmark import SEEDS, SMALL
 
 from neuralassets import geometry
 from neuralassets.benchmark.baselines import CopyPasteMethod, GeometricMethod, IdentityMethod
@@ -22,7 +23,7 @@ from neuralassets.benchmark.perturbations import (
     turn_boxes,
 )
 from neuralassets.benchmark.report import markdown, write_report, write_sweep_report
-from neuralassets.benchmark.tasks import VideoCache, make_case
+from neuralassets.benchmark.tasks import TASKS, VideoCache, make_case
 from neuralassets.cli import main as cli_main
 from neuralassets.commands.bench import add_arguments, input_modes
 from neuralassets.conditioning import conditioning_from_scene
@@ -31,21 +32,15 @@ from neuralassets.errors import ValidationError
 from neuralassets.perception import GroundTruthSegmenter
 from neuralassets.scene import Camera, Scene
 
-SMALL = {"image_size": 48, "num_frames": 4, "min_objects": 3, "max_objects": 5}
-SEEDS = range(2_000_000, 2_000_002)
-
 
 @pytest.fixture(scope="module")
 def videos():
-    cache = VideoCache(SMALL)
-    return cache(SEEDS[0]), cache(SEEDS[1])
+    return tuple(VideoCache(SMALL)(seed) for seed in SEEDS[:2])
 
 
 @pytest.fixture(scope="module")
 def cases(videos):
-    made = {task: make_case(task, 0, SEEDS[0], *videos) for task in
-            ("novel_pose", "translation", "rotation", "scale", "removal", "insertion", "transfer", "swap", "background",
-             "camera", "multi_object")}
+    made = {task: make_case(task, 0, SEEDS[0], *videos) for task in TASKS}
     return {task: case for task, case in made.items() if case is not None}
 
 
