@@ -284,6 +284,7 @@ def test_the_report_gives_each_model_its_paired_margin_over_the_geometric_and_co
     text = markdown(result)
     assert "| model − geometric | model − copy-paste | failed |" in text
     assert "| translation | 21.00 ± 12.71 | +2.50 ± 6.35 | +6.50 ± 19.06 | 1/2 |" in text
+    assert "| translation | 20.00 | +2.00 | +5.00 | 1 |" in text  # the case whose edit was applied
     names = {p.name for p in write_report(result, tmp_path, "r")}
     assert "r_margins.png" in names
     data = json.loads((tmp_path / "r.json").read_text())

@@ -109,13 +109,18 @@ class BenchmarkResult:
             out[task] = (sum(int(r.get("failed", 0)) for r in rows), len(rows))
         return out
 
-    def margin(self, method: str, baseline: str, key: str = "psnr_box") -> dict[str, dict[str, float]]:
-        """task -> {"mean", "ci95", "n"} of ``method`` minus ``baseline`` per case (paired), for one metric."""
+    def margin(self, method: str, baseline: str, key: str = "psnr_box", applied_only: bool = False
+               ) -> dict[str, dict[str, float]]:
+        """task -> {"mean", "ci95", "n"} of ``method`` minus ``baseline`` per case (paired), for one metric.
+
+        ``applied_only`` leaves out the cases whose edit could not be applied to the inputs (where
+        every method shows the source frame, so the margin is 0).
+        """
         out = {}
         for task in self.tasks:
-            theirs = {r["index"]: r[key] for r in self.rows if r["task"] == task and r["method"] == baseline}
-            mean, half, n = mean_ci(r[key] - theirs[r["index"]] for r in self.rows
-                                    if r["task"] == task and r["method"] == method and r["index"] in theirs)
+            rows = [r for r in self.rows if r["task"] == task and not (applied_only and r.get("failed"))]
+            theirs = {r["index"]: r[key] for r in rows if r["method"] == baseline}
+            mean, half, n = mean_ci(r[key] - theirs[r["index"]] for r in rows if r["method"] == method and r["index"] in theirs)
             out[task] = {"mean": mean, "ci95": half, "n": n}
         return out
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import mean_ci
 from ..plotting import saved_figure
 from .harness import METRICS, BenchmarkResult
 
@@ -74,10 +75,28 @@ def models(result: BenchmarkResult) -> list[str]:
     return [m for m in result.methods if m not in ("identity", "copy-paste", "geometric", "vae-ceiling")]
 
 
-def margins(result: BenchmarkResult, key: str = "psnr_box") -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+def margins(result: BenchmarkResult, key: str = "psnr_box", applied_only: bool = False
+            ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """model -> baseline -> task -> paired margin (:meth:`BenchmarkResult.margin`) for the baselines present."""
-    return {model: {b: result.margin(model, b, key) for b in MARGIN_BASELINES if b in result.methods}
+    return {model: {b: result.margin(model, b, key, applied_only) for b in MARGIN_BASELINES if b in result.methods}
             for model in models(result)}
+
+
+def _margin_table(result: BenchmarkResult, table: dict, applied_only: bool) -> list[str]:
+    """Rows of the margins table: task, each model's in-box PSNR, its margins, the failed cases."""
+    columns = [(model, b) for model, per in table.items() for b in per]
+    lines = ["| task | " + " | ".join(f"{m} (dB)" for m in table) + " | "
+             + " | ".join(f"{m} − {b}" for m, b in columns) + " | " + ("cases |" if applied_only else "failed |"),
+             "|---|" + "---|" * (len(table) + len(columns) + 1)]
+    failures = result.failures()
+    for task in result.tasks:
+        rows = [r for r in result.rows if r["task"] == task and not (applied_only and r.get("failed"))]
+        scores = [_cell(dict(zip(("mean", "ci95", "n"), mean_ci(r["psnr_box"] for r in rows if r["method"] == m))),
+                        "psnr_box", True) for m in table]
+        failed, n = failures[task]
+        lines.append(f"| {task} | " + " | ".join(scores) + " | " + " | ".join(_margin_cell(table[m][b][task]) for m, b in columns)
+                     + (f" | {n - failed} |" if applied_only else f" | {failed}/{n} |"))
+    return lines
 
 
 def _margin_cell(stats: dict[str, float]) -> str:
@@ -109,16 +128,11 @@ def markdown(result: BenchmarkResult) -> str:
     table = margins(result)
     if any(table.values()):
         lines += ["## In-box PSNR margins", "",
-                  "Each model's in-box PSNR and its margin over each baseline, paired per case (mean ± 95% CI, dB).", ""]
-        columns = [(model, b) for model, per in table.items() for b in per]
-        lines.append("| task | " + " | ".join(f"{m} (dB)" for m in table) + " | "
-                     + " | ".join(f"{m} − {b}" for m, b in columns) + " | failed |")
-        lines.append("|---|" + "---|" * (len(table) + len(columns) + 1))
-        for task in result.tasks:
-            failed, n = failures[task]
-            lines.append(f"| {task} | " + " | ".join(_cell(summary[task][m]["psnr_box"], "psnr_box", True) for m in table)
-                         + " | " + " | ".join(_margin_cell(table[m][b][task]) for m, b in columns) + f" | {failed}/{n} |")
-        lines.append("")
+                  "Each model's in-box PSNR and its margin over each baseline, paired per case (mean ± 95% CI, dB).", "",
+                  *_margin_table(result, table, False), ""]
+        if any(failed for failed, _ in failures.values()):
+            lines += ["The same over the cases whose edit was applied to the inputs:", "",
+                      *_margin_table(result, margins(result, applied_only=True), True), ""]
     header = ("| method | " + " | ".join(title + (" ↑" if up else " ↓") for title, up in METRICS.values())
               + " | cases | failed |")
     rule = "|---|" + "---|" * (len(METRICS) + 2)
