@@ -57,7 +57,7 @@ from torch import Tensor
 
 from .. import edits, geometry
 from ..conditioning import same_camera
-from ..errors import NeuralAssetsError
+from ..errors import NeuralAssetsError, ValidationError
 from ..scene import Box3D, Camera, Scene
 from .case import Case, blind_target
 from .perturbations import PERTURBATIONS
@@ -67,8 +67,8 @@ from .perturbations import PERTURBATIONS
 MIN_MATCH_IOU = 0.5
 
 
-class _Failed(Exception):
-    """The edit cannot be applied to these inputs; the message says why."""
+class InapplicableEditError(NeuralAssetsError):
+    """A case's edit cannot be applied to other inputs (an edited object has no match, a target no place); the message says why."""
 
 
 # --------------------------------------------------------------------------------------
@@ -125,14 +125,14 @@ def _contact(box: Box3D) -> Tensor:
 def _floor_hit(camera: Camera, point_uv: Tensor, height: float) -> Tensor:
     points, hit = geometry.ground_intersection(point_uv[None], camera.K, camera.R, camera.t, height=height)
     if not bool(hit[0]):
-        raise _Failed(f"pixel {[round(v, 1) for v in point_uv.tolist()]} lies above the horizon of the inputs' camera")
+        raise InapplicableEditError(f"pixel {[round(v, 1) for v in point_uv.tolist()]} lies above the horizon of the inputs' camera")
     return points[0]
 
 
 def _pixel(camera: Camera, point: Tensor) -> Tensor:
     uv, depth = camera.project(point[None])
     if float(depth[0]) <= 0:
-        raise _Failed("the edit's target lies behind the camera")
+        raise InapplicableEditError("the edit's target lies behind the camera")
     return uv[0]
 
 
@@ -186,11 +186,11 @@ def transfer_edit(truth: Case, original: Scene, donor: Scene | None, matches: di
         and the ids of the edited assets in it.
 
     Raises:
-        _Failed: an edited object has no match, or its target cannot be placed.
+        InapplicableEditError: an edited object has no match, or its target cannot be placed.
     """
     def matched(asset_id: int, found: dict[int, int], where: str) -> int:
         if asset_id not in found:
-            raise _Failed(f"{where} object {asset_id} was not found in the inputs")
+            raise InapplicableEditError(f"{where} object {asset_id} was not found in the inputs")
         return found[asset_id]
 
     task, params = truth.task, truth.params
@@ -253,9 +253,12 @@ def _moved_box(truth: Case, truth_id: int, scene: Scene, asset_id: int, world: _
     height = float(_contact(box)[2])
     shift = (_floor_hit(world.inputs, _pixel(photo, end), height + world.scale * float(end[2] - start[2]))
              - _floor_hit(world.inputs, _pixel(photo, start), height))
-    contact = _contact(box) + shift
-    target = Box3D(contact, size, rotation)
-    return Box3D(contact + torch.tensor([0.0, 0.0, _reach(target)]), size, rotation)
+    return _standing(_contact(box) + shift, size, rotation)
+
+
+def _standing(contact: Tensor, size: Tensor, rotation: Tensor) -> Box3D:
+    """The box of that size and rotation whose lowest point is at the height of ``contact``, right above it."""
+    return Box3D(contact + torch.tensor([0.0, 0.0, _reach(Box3D(contact, size, rotation))]), size, rotation)
 
 
 def _inserted_box(truth: Case, truth_id: int, donor: Scene, donor_id: int, scene: Scene, world: _World) -> Box3D:
@@ -265,9 +268,8 @@ def _inserted_box(truth: Case, truth_id: int, donor: Scene, donor_id: int, scene
     cams = (truth.donor.cameras[0], donor.cameras[0]), (truth.scene.cameras[1], scene.cameras[1])
     rotation, size = _turned(donor.asset(donor_id).box(0), before, after, *cams)
     end = _contact(after)
-    contact = _floor_hit(world.inputs, _pixel(truth.original.cameras[0], end), world.scale * float(end[2]))
-    target = Box3D(contact, size, rotation)
-    return Box3D(contact + torch.tensor([0.0, 0.0, _reach(target)]), size, rotation)
+    return _standing(_floor_hit(world.inputs, _pixel(truth.original.cameras[0], end), world.scale * float(end[2])),
+                     size, rotation)
 
 
 def _camera_after(truth: Case, world: _World) -> Camera:
@@ -313,7 +315,7 @@ def _edited_inputs(case: Case, original: Scene, donor: Scene | None, matches: di
     """The case with ``original`` (and ``donor``) as its inputs and its edit carried over, or failed."""
     try:
         scene, origins, edited = transfer_edit(case, original, donor, matches, donor_matches)
-    except (_Failed, NeuralAssetsError) as e:
+    except NeuralAssetsError as e:  # InapplicableEditError, or an edit refusing the other scene
         return _failed(case, str(e))
     return dataclasses.replace(case, scene=scene, original=original, origins=origins, edited_ids=edited, donor=donor,
                                exact=case, failed=None)
@@ -403,7 +405,7 @@ class PerturbedInputs:
     def __init__(self, perturbations: dict[str, float], seed: int = 0):
         unknown = [k for k in perturbations if k not in PERTURBATIONS]
         if unknown:
-            raise NeuralAssetsError(f"perturbations: {unknown} are not among {', '.join(PERTURBATIONS)}")
+            raise ValidationError(f"perturbations: {unknown} are not among {', '.join(PERTURBATIONS)}")
         self.perturbations, self.seed = dict(perturbations), seed
 
     @property
@@ -433,5 +435,5 @@ class PerturbedInputs:
         return _edited_inputs(case, original, donor, same, {a.id: a.id for a in case.donor.assets} if donor else {})
 
 
-__all__ = ["MIN_MATCH_IOU", "ExactInputs", "ExtractedInputs", "Inputs", "PerturbedInputs", "match_assets", "match_masks",
-           "transfer_edit"]
+__all__ = ["MIN_MATCH_IOU", "ExactInputs", "ExtractedInputs", "InapplicableEditError", "Inputs", "PerturbedInputs",
+           "match_assets", "match_masks", "transfer_edit"]
