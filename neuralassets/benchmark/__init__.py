@@ -1,4 +1,5 @@
-"""The pose-edit benchmark: tasks built from held-out synthetic scenes, methods, harness and report.
+"""The pose-edit benchmark: tasks built from held-out synthetic scenes, their inputs (exact, extracted or
+perturbed), methods, harness and report.
 
 See ``benchmarks/pose_edit.py`` (or ``neuralassets bench``) for the command line.
 """
