@@ -98,11 +98,35 @@ def keep_unchanged(render: Tensor, photo: Tensor, reconstruction: Tensor, **sett
     Returns:
         (B, 3, H, W) float in [0, 1].
     """
+    return blend(render, photo, render_weight(render, photo, reconstruction, **settings))
+
+
+def blend(render: Tensor, photo: Tensor, weight: Tensor) -> Tensor:
+    """``weight`` of the render and the rest of the photo, the render wherever the photo is NaN.
+
+    Args:
+        render: (B, 3, H, W) float in [0, 1].
+        photo: (B, 3, H, W) float in [0, 1], NaN where it does not show the scene.
+        weight: (B, 1, H, W) float in [0, 1], e.g. :func:`render_weight`.
+
+    Returns:
+        (B, 3, H, W) float in [0, 1].
+    """
+    return weight * render + (1 - weight) * torch.where(torch.isnan(photo), render, photo)
+
+
+def render_weight(render: Tensor, photo: Tensor, reconstruction: Tensor, **settings) -> Tensor:
+    """How much of each pixel :func:`keep_unchanged` takes from the render (the rest is the photo's).
+
+    Args: as :func:`keep_unchanged`.
+
+    Returns:
+        (B, 1, H, W) float in [0, 1]: :func:`change_mask`, and 1 wherever the photo is NaN.
+    """
     if photo.shape != render.shape:
         raise ValueError(f"photo {tuple(photo.shape)}: expected the render's shape {tuple(render.shape)}")
     unseen = torch.isnan(photo).any(1, keepdim=True)
-    mask = torch.where(unseen, 1.0, change_mask(render, reconstruction, **settings))
-    return mask * render + (1 - mask) * torch.where(unseen, render, photo)
+    return torch.where(unseen, 1.0, change_mask(render, reconstruction, **settings))
 
 
 class KeepUnchanged(nn.Module):
@@ -122,6 +146,10 @@ class KeepUnchanged(nn.Module):
         """(B, 3, H, W) float in [0, 1], as :func:`keep_unchanged`."""
         return keep_unchanged(render, photo, reconstruction, **self.settings)
 
+    def render_weight(self, render: Tensor, photo: Tensor, reconstruction: Tensor) -> Tensor:
+        """(B, 1, H, W) float in [0, 1], as :func:`render_weight`."""
+        return render_weight(render, photo, reconstruction, **self.settings)
 
-__all__ = ["CHANGED_ABOVE", "DIFFERENCE_BLUR", "GROW", "UNCHANGED_BELOW", "KeepUnchanged", "change_mask",
-           "keep_unchanged"]
+
+__all__ = ["CHANGED_ABOVE", "DIFFERENCE_BLUR", "GROW", "UNCHANGED_BELOW", "KeepUnchanged", "blend",
+           "change_mask", "keep_unchanged", "render_weight"]

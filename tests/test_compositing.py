@@ -163,3 +163,19 @@ def _two_frame_scene():
     from neuralassets.data import GeneratorConfig, generate_scene
 
     return generate_scene(3, GeneratorConfig(num_frames=2, image_size=32, min_objects=2, max_objects=2))
+
+
+def test_the_pipeline_says_which_pixels_it_kept(static_scene):
+    pipe = tiny_pipeline()
+
+    def run(**kwargs):
+        return pipe(static_scene, target_frame=2, source_frame=0, generator=torch.Generator().manual_seed(3), **kwargs)
+
+    raw, out = run(keep_unchanged=False), run()
+    assert raw.kept is None
+    photo = resize_images(static_scene.frames[0][None], (32, 32))
+    assert out.kept.shape == (1, 1, 32, 32) and 0 <= out.kept.min() and out.kept.max() <= 1
+    # the output is exactly that share of the photo and the rest of the render
+    assert torch.allclose(out.images, out.kept * photo + (1 - out.kept) * raw.images, atol=1e-6)
+    pipe.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)  # nothing counts as changed
+    assert torch.equal(run().kept, torch.ones(1, 1, 32, 32))

@@ -203,3 +203,12 @@ def test_too_many_slots_rejected(simple_scene):
     cond = conditioning_from_scene(simple_scene, 1, TINY.max_objects + 1)
     with pytest.raises(ValidationError, match="object slots"):
         tiny_pipeline().render(cond)
+
+
+def test_callback_reports_every_denoising_step(simple_scene):
+    pipe = tiny_pipeline()
+    steps = []
+    silent = pipe(simple_scene, num_inference_steps=4, generator=seeded(1)).images
+    reported = pipe(simple_scene, num_inference_steps=4, generator=seeded(1), callback=lambda k, n: steps.append((k, n))).images
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert torch.equal(silent, reported)  # reporting does not change the render

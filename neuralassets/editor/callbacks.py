@@ -25,12 +25,12 @@ from PIL import Image
 
 from .. import edits
 from ..animation import Keyframes, animate
-from ..errors import NeuralAssetsError
+from ..errors import NeuralAssetsError, ValidationError
 from ..scene import Scene
 from ..video import write_video
 from . import inputs
 from .backends import Progress, Renderers
-from .overlay import enlarge, projected_box
+from .overlay import enlarge, projected_box, stands_as_photographed
 from .state import EditorState, RenderSettings
 
 #: What a click in the image does: select the object under it, or drag an object along the floor (two clicks).
@@ -128,14 +128,14 @@ def set_frame(state: EditorState, frame: int) -> Result:
 def pick(scene: Scene, frame: int, u: float, v: float) -> int | None:
     """The asset under pixel (u, v) at ``frame``, or None.
 
-    The observed instance map decides first (masks of the frame); elsewhere the asset whose
-    projected 3D box (at its current, possibly edited, pose) encloses the pixel wins, the
-    one nearest the camera when several do.
+    The observed instance map decides first (masks of the frame, for assets that still stand
+    where the photo shows them); elsewhere the asset whose projected 3D box (at its current,
+    possibly edited, pose) encloses the pixel wins, the one nearest the camera when several do.
     """
     col, row = int(math.floor(u)), int(math.floor(v))
     if 0 <= col < scene.width and 0 <= row < scene.height and any(a.masks is not None for a in scene.assets):
         hit = int(scene.instance_map(frame)[row, col])
-        if hit:
+        if hit and stands_as_photographed(scene, hit, frame):
             return hit
     cam, best, nearest = scene.cameras[frame], None, math.inf
     for a in scene.assets:
@@ -314,11 +314,33 @@ def render(state: EditorState, renderers: Renderers, settings: RenderSettings, p
         return state, NOTHING_LOADED
     state = replace(state, settings=settings)
     try:
-        image = renderers.render(state.scene, state.frame, settings, progress)
+        out = renderers.render(state.scene, state.frame, settings, progress)
     except NeuralAssetsError as e:
         return state, f"Render failed: {e}"
-    return (replace(state, rendered=image, rendered_scene=state.scene, rendered_frame=state.frame),
-            f"Rendered frame {state.frame} with the {settings.backend} back end.")
+    message = f"Rendered frame {state.frame} with the {settings.backend} back end."
+    if out.kept is not None:
+        share = round(100 * float(out.kept.mean()))
+        message += f" {share} % of the pixels kept from the photo, {100 - share} % drawn by the model."
+    return (replace(state, rendered=out.image, rendered_scene=state.scene, rendered_frame=state.frame,
+                    rendered_backend=settings.backend, kept=out.kept), message)
+
+
+def with_preview(state: EditorState) -> EditorState:
+    """``state`` with the exact re-render of its edited scene at the shown frame, when the scene view needs one.
+
+    Only synthetic scenes have an exact re-render (:func:`neuralassets.data.render`); for
+    others, an unedited scene and a scene whose render is current, the state comes back as it is.
+    """
+    if (not state.loaded or state.render_is_current or state.preview_is_current or state.scene is state.original
+            or not edits.history(state.scene)):
+        return state
+    from ..data import render as exact_render
+
+    try:
+        image = exact_render(state.scene, frames=[state.frame]).rgb[0]
+    except ValidationError:  # not a synthetic scene
+        return state
+    return replace(state, preview=(state.scene, state.frame, image))
 
 
 def export_png(state: EditorState, folder: str | Path) -> tuple[EditorState, str, Path | None]:
@@ -388,7 +410,7 @@ def export_animation(state: EditorState, renderers: Renderers, settings: RenderS
         scene = animated_scene(state.scene, state.selected, state.frame, kind, num_frames, delta)
         for k in range(num_frames):
             progress(k / num_frames, desc=f"rendering frame {k + 1} of {num_frames}")
-            images.append(renderers.render(scene, k, settings))
+            images.append(renderers.render(scene, k, settings).image)
         path = write_video(Path(folder) / f"animation{suffix}", torch.stack(images), fps=ANIMATION_FPS)
     except NeuralAssetsError as e:
         return state, f"Animation failed: {e}", None

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..compositing import KeepUnchanged
+from ..compositing import KeepUnchanged, blend
 from ..conditioning import Conditioning, conditioning_from_scene, resize_images, resize_maps, unchanged_reference
 from ..errors import ValidationError, WeightsError
 from ..jsonio import read_json, write_json
@@ -49,6 +49,8 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 WEIGHT_FILES = {"asset_encoder": "model.safetensors", "denoiser": "model.safetensors",
                 "vae": "diffusion_pytorch_model.safetensors"}
 OUTPUT_TYPES = ("pt", "np", "pil")
+#: ``callback(step, num_steps)``, called after each denoising step (``step`` from 1).
+StepCallback = Callable[[int, int], object]
 
 
 def replace_folder(staged: str | os.PathLike, folder: str | os.PathLike) -> None:
@@ -75,9 +77,12 @@ class NeuralAssetsPipelineOutput:
     Attributes:
         images: ``"pt"``: (B, 3, H, W) float in [0, 1]; ``"np"``: (B, H, W, 3) uint8;
             ``"pil"``: list of B RGB ``PIL.Image``.
+        kept: (B, 1, H, W) float in [0, 1], the share of each pixel taken from the photo by
+            ``keep_unchanged`` (0 where the render was drawn), or None when nothing was kept.
     """
 
     images: Tensor | np.ndarray | list[Image.Image]
+    kept: Tensor | None = None
 
 
 class NeuralAssetsPipeline:
@@ -242,7 +247,8 @@ class NeuralAssetsPipeline:
     def __call__(self, scene: Scene, target_frame: int = -1, source_frame: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, latents: Tensor | None = None,
-                 output_type: str = "pt", keep_unchanged: bool = True) -> NeuralAssetsPipelineOutput:
+                 output_type: str = "pt", keep_unchanged: bool = True,
+                 callback: StepCallback | None = None) -> NeuralAssetsPipelineOutput:
         """Render ``scene`` as seen at ``target_frame``.
 
         Args:
@@ -260,9 +266,12 @@ class NeuralAssetsPipeline:
                 the render leaves the scene unchanged (:meth:`keep_unchanged`), that photo seen
                 by the target camera (reprojected through the scene's depth when the camera
                 moved; skipped when neither applies); False returns the model's render alone.
+            callback: called as ``callback(step, num_steps)`` after each denoising step
+                (``step`` counts from 1), e.g. to report progress.
 
         Returns:
-            :class:`NeuralAssetsPipelineOutput` with one image of ``image_size`` squared.
+            :class:`NeuralAssetsPipelineOutput` with one image of ``image_size`` squared and,
+            when pixels were kept, where.
         """
         if output_type not in OUTPUT_TYPES:
             raise ValidationError(f"output_type: {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
@@ -271,18 +280,18 @@ class NeuralAssetsPipeline:
         target_frame %= scene.num_frames
         cond = conditioning_from_scene(scene, target_frame, self.config.max_objects, source_frame)
         photos = [unchanged_reference(scene, target_frame, source_frame)] if keep_unchanged else None
-        images = self.render(cond, num_inference_steps, guidance_scale, generator, latents, photos)
-        return NeuralAssetsPipelineOutput(images=to_output_type(images, output_type))
+        images, kept = self._render(cond, num_inference_steps, guidance_scale, generator, latents, photos, callback)
+        return NeuralAssetsPipelineOutput(images=to_output_type(images, output_type), kept=kept)
 
     @torch.no_grad()
     def render(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                generator: torch.Generator | None = None, latents: Tensor | None = None,
-               unchanged_from: Sequence[Tensor | None] | None = None) -> Tensor:
+               unchanged_from: Sequence[Tensor | None] | None = None, callback: StepCallback | None = None) -> Tensor:
         """Render a batch of conditionings.
 
         Args:
             cond: batched :class:`Conditioning` with at most ``max_objects`` slots.
-            num_inference_steps, guidance_scale, generator: as in :meth:`__call__`.
+            num_inference_steps, guidance_scale, generator, callback: as in :meth:`__call__`.
             latents: (B, C, h, w) initial noise, or None to draw it from ``generator``.
             unchanged_from: None, or for each render a photo to keep unchanged pixels from
                 (see :meth:`keep_unchanged`).
@@ -290,14 +299,20 @@ class NeuralAssetsPipeline:
         Returns:
             (B, 3, image_size, image_size) float in [0, 1].
         """
+        return self._render(cond, num_inference_steps, guidance_scale, generator, latents, unchanged_from, callback)[0]
+
+    def _render(self, cond: Conditioning, num_inference_steps: int | None, guidance_scale: float | None,
+                generator: torch.Generator | None, latents: Tensor | None, unchanged_from: Sequence[Tensor | None] | None,
+                callback: StepCallback | None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`render`'s images and :meth:`composite`'s kept share (None without ``unchanged_from``)."""
         if unchanged_from is not None:
             _check_photos(unchanged_from, cond.batch_size, "unchanged_from")  # before the sampling, not after
-        latents = self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents)
+        latents = self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents, callback)
         reference = self._reference(latents, cond)
         images = self._decode(latents, reference)
         if unchanged_from is None:
-            return images
-        return self.keep_unchanged(images, unchanged_from, drawn=None if reference is None else reference[:, -1] > 0)
+            return images, None
+        return self.composite(images, unchanged_from, drawn=None if reference is None else reference[:, -1] > 0)
 
     @torch.no_grad()
     def keep_unchanged(self, images: Tensor, photos: Sequence[Tensor | None], drawn: Tensor | None = None) -> Tensor:
@@ -321,10 +336,24 @@ class NeuralAssetsPipeline:
         Returns:
             (B, 3, S, S) float in [0, 1], a new tensor when any photo is given.
         """
+        return self.composite(images, photos, drawn)[0]
+
+    @torch.no_grad()
+    def composite(self, images: Tensor, photos: Sequence[Tensor | None],
+                  drawn: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`keep_unchanged`, also saying where the photos' pixels were kept.
+
+        Args: as :meth:`keep_unchanged`.
+
+        Returns:
+            (B, 3, S, S) float in [0, 1], the composited renders, and (B, 1, S, S) float in
+            [0, 1], the share of each pixel taken from the photo (0 for renders without a
+            photo), or None when no photo is given.
+        """
         _check_photos(photos, len(images), "photos")
         rows = [i for i, photo in enumerate(photos) if photo is not None]
         if not rows:
-            return images
+            return images, None
         size = tuple(images.shape[-2:])
         photo = torch.cat([resize_images(photos[i][None].float(), size) for i in rows]).to(images.device, images.dtype)
         filled = torch.where(torch.isnan(photo), images[rows], photo)  # what the photo does not see: the render
@@ -333,12 +362,14 @@ class NeuralAssetsPipeline:
         reconstruction = self.decode_latents(self.encode_images(filled[unique])).to(images.dtype)[inverse]
         if drawn is not None:
             reconstruction = torch.where(drawn[rows].to(images.device).unsqueeze(1), filled, reconstruction)
-        out = images.clone()
-        out[rows] = self.compositor(images[rows], photo, reconstruction)
-        return out
+        weight = self.compositor.render_weight(images[rows], photo, reconstruction)
+        out, kept = images.clone(), images.new_zeros(len(images), 1, *size)
+        out[rows], kept[rows] = blend(images[rows], photo, weight), 1 - weight
+        return out, kept
 
     def sample_latents(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                       generator: torch.Generator | None = None, latents: Tensor | None = None) -> Tensor:
+                       generator: torch.Generator | None = None, latents: Tensor | None = None,
+                       callback: StepCallback | None = None) -> Tensor:
         """:meth:`render` without the decoding: (B, C, h, w) scaled clean latents (arguments as there)."""
         steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance = self.config.guidance_scale if guidance_scale is None else guidance_scale
@@ -346,7 +377,7 @@ class NeuralAssetsPipeline:
         cond = self.fit_conditioning(cond)
         tokens = self.encode_tokens(cond, guidance)
         latents = self.prepare_latents(cond.batch_size, generator, latents)
-        return self.denoise(latents, tokens, steps, guidance)
+        return self.denoise(latents, tokens, steps, guidance, callback)
 
     def fit_conditioning(self, cond: Conditioning) -> Conditioning:
         """Resize the conditioning's images and maps to the model's square ``image_size`` (boxes are normalised, so they stay)."""
@@ -378,11 +409,13 @@ class NeuralAssetsPipeline:
             raise ValidationError("latents: expected finite numbers on a real device (not 'meta')")
         return latents.to(self.device, torch.float32) * float(getattr(self.scheduler, "init_noise_sigma", 1.0))
 
-    def denoise(self, latents: Tensor, tokens: AssetTokens, num_inference_steps: int, guidance_scale: float) -> Tensor:
+    def denoise(self, latents: Tensor, tokens: AssetTokens, num_inference_steps: int, guidance_scale: float,
+                callback: StepCallback | None = None) -> Tensor:
         """Run the sampler from noise to clean latents, with classifier-free guidance when the scale is not 1."""
         guided = guidance_scale != 1.0
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        for t in self.scheduler.timesteps:
+        timesteps = self.scheduler.timesteps
+        for step, t in enumerate(timesteps, start=1):
             x = torch.cat([latents, latents]) if guided else latents
             if hasattr(self.scheduler, "scale_model_input"):  # flow matching has no input scaling
                 x = self.scheduler.scale_model_input(x, t)
@@ -392,6 +425,8 @@ class NeuralAssetsPipeline:
                 null, full = pred.chunk(2)
                 pred = null + guidance_scale * (full - null)
             latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+            if callback is not None:
+                callback(step, len(timesteps))
         return latents
 
     def decode_latents(self, latents: Tensor, cond: Conditioning | None = None) -> Tensor:
