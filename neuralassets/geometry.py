@@ -156,6 +156,36 @@ def pixel_rays(uv: Tensor, K: Tensor, R: Tensor, t: Tensor) -> tuple[Tensor, Ten
     return camera_center(R, t), world_dirs / world_dirs.norm(dim=-1, keepdim=True)
 
 
+def ray_box_distance(origin: Tensor, direction: Tensor, center: Tensor, size: Tensor, rotation: Tensor) -> Tensor:
+    """Distance along a ray to where it enters a 3D box (slab method), or ``inf`` where it misses.
+
+    Args:
+        origin: (..., 3) ray origins, world frame.
+        direction: (..., 3) ray directions (unit length for a distance in metres).
+        center, size, rotation: the box, (..., 3), (..., 3) full extents, (..., 3, 3) box-to-world.
+
+    Returns:
+        (...,) float, the ray parameter of the entry point; 0 for an origin inside the box.
+
+    Example:
+        >>> ray_box_distance(torch.zeros(3), torch.tensor([1.0, 0, 0]), torch.tensor([5.0, 0, 0]),
+        ...                  torch.full((3,), 2.0), torch.eye(3))
+        tensor(4.)
+    """
+    local_origin = torch.einsum("...ji,...j->...i", rotation, origin - center)
+    local_direction = torch.einsum("...ji,...j->...i", rotation, direction)
+    half = size / 2
+    with torch.no_grad():
+        parallel = local_direction.abs() < 1e-12
+    safe = torch.where(parallel, torch.full_like(local_direction, 1e-12), local_direction)
+    a, b = (-half - local_origin) / safe, (half - local_origin) / safe
+    near = torch.minimum(a, b).amax(-1).clamp(min=0)
+    far = torch.maximum(a, b).amin(-1)
+    # a ray parallel to a slab misses unless its origin lies between the slab's faces
+    outside = (parallel & (local_origin.abs() > half)).any(-1)
+    return torch.where((near <= far) & ~outside, near, torch.full_like(near, math.inf))
+
+
 def ground_intersection(uv: Tensor, K: Tensor, R: Tensor, t: Tensor, height: float = 0.0) -> tuple[Tensor, Tensor]:
     """Intersect pixel rays with the horizontal plane ``z = height``.
 

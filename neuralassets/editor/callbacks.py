@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .. import edits
+from .. import edits, geometry
 from ..animation import Keyframes, animate
 from ..errors import NeuralAssetsError, ValidationError
 from ..scene import Scene
@@ -128,25 +128,25 @@ def set_frame(state: EditorState, frame: int) -> Result:
 def pick(scene: Scene, frame: int, u: float, v: float) -> int | None:
     """The asset under pixel (u, v) at ``frame``, or None.
 
-    The observed instance map decides first (masks of the frame, for assets that still stand
-    where the photo shows them); elsewhere the asset whose projected 3D box (at its current,
-    possibly edited, pose) encloses the pixel wins, the one nearest the camera when several do.
+    An asset that still stands where the frame's photo shows it is under the pixel when its
+    observed mask covers it; any other asset (moved, inserted, or without masks) when the
+    pixel's ray enters its 3D box at its current pose. Of several, the one whose box the ray
+    enters first wins, so an object moved in front of another is picked.
     """
     col, row = int(math.floor(u)), int(math.floor(v))
-    if 0 <= col < scene.width and 0 <= row < scene.height and any(a.masks is not None for a in scene.assets):
-        hit = int(scene.instance_map(frame)[row, col])
-        if hit and stands_as_photographed(scene, hit, frame):
-            return hit
-    cam, best, nearest = scene.cameras[frame], None, math.inf
+    inside = 0 <= col < scene.width and 0 <= row < scene.height
+    cam = scene.cameras[frame]
+    origin, direction = geometry.pixel_rays(torch.tensor([[u, v]], dtype=torch.float32), cam.K, cam.R, cam.t)
+    best, nearest = None, math.inf
     for a in scene.assets:
-        uv = projected_box(scene, a.id, frame)
-        if uv is None:
-            continue
-        (x0, y0), (x1, y1) = uv.amin(0).tolist(), uv.amax(0).tolist()
-        if x0 <= u <= x1 and y0 <= v <= y1:
-            depth = float(cam.project(a.centers[frame][None])[1][0])
-            if depth < nearest:
-                best, nearest = a.id, depth
+        distance = float(geometry.ray_box_distance(origin, direction[0], a.centers[frame], a.sizes[frame], a.rotations[frame]))
+        if a.masks is not None and stands_as_photographed(scene, a.id, frame):
+            if not (inside and bool(a.masks[frame, row, col])):
+                continue
+            if math.isinf(distance):  # the mask reaches past the box: rank it by its centre
+                distance = float((a.centers[frame] - origin).norm())
+        if distance < nearest:
+            best, nearest = a.id, distance
     return best
 
 
