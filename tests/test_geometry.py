@@ -129,3 +129,19 @@ def test_batched_and_differentiable():
     aa = torch.zeros(3, requires_grad=True)
     G.axis_angle_to_matrix(aa).sum().backward()
     assert torch.isfinite(aa.grad).all()
+
+
+def test_ray_box_distance_by_hand():
+    origin, ahead = torch.zeros(3), torch.tensor([1.0, 0.0, 0.0])
+    cube = (torch.tensor([5.0, 0.0, 0.0]), torch.full((3,), 2.0))
+    assert G.ray_box_distance(origin, ahead, *cube, torch.eye(3)).item() == pytest.approx(4.0)
+    # turned 45 degrees about z, the cube meets the ray with an edge, sqrt(2) before its centre
+    turned = G.euler_to_matrix(torch.tensor(math.pi / 4), torch.tensor(0.0), torch.tensor(0.0))
+    assert G.ray_box_distance(origin, ahead, *cube, turned).item() == pytest.approx(5 - math.sqrt(2), abs=1e-5)
+    assert math.isinf(G.ray_box_distance(origin, torch.tensor([0.0, 1.0, 0.0]), *cube, torch.eye(3)).item())
+    assert math.isinf(G.ray_box_distance(origin, -ahead, *cube, torch.eye(3)).item())  # the box is behind
+    assert G.ray_box_distance(torch.tensor([5.0, 0.5, 0.0]), ahead, *cube, torch.eye(3)).item() == 0.0  # starts inside
+    # batched: a ray parallel to the y slabs enters only while its origin lies between them
+    origins = torch.tensor([[0.0, 0.5, 0.0], [0.0, 1.5, 0.0]])
+    out = G.ray_box_distance(origins, ahead.expand(2, 3), cube[0].expand(2, 3), cube[1].expand(2, 3), torch.eye(3).expand(2, 3, 3))
+    assert out[0].item() == pytest.approx(4.0) and math.isinf(out[1].item())

@@ -356,10 +356,9 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     # ours names the command line's flags.
     app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{inputs.MAX_UPLOAD_MB}mb",
                prevent_thread_lock=True, show_error=False, quiet=True, css=_CSS)
-    if block or share:
-        reach = "this machine only; --host 0.0.0.0 serves the network" if host == "127.0.0.1" else f"bound to {host}"
-        public = f", public link {app.share_url}" if share and app.share_url else " (--share opens a public link)"
-        print(f"neuralassets editor at {app.local_url} ({reach}){public}. Ctrl+C stops it.", flush=True)
+    reach = "this machine only; --host 0.0.0.0 serves the network" if host == "127.0.0.1" else f"bound to {host}"
+    public = f", public link {app.share_url}" if share and app.share_url else "; --share opens a public link"
+    print(f"neuralassets editor at {app.local_url} ({reach}{public}). Ctrl+C stops it.", flush=True)
     if block:
         app.block_thread()
     return app

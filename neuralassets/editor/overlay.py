@@ -7,6 +7,8 @@ small frames the model works at.
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import torch
@@ -133,7 +135,8 @@ def _label(image: np.ndarray, text: str, low: list[float], high: list[float], co
     """Write ``text`` on a dark patch beside the box spanning ``low``..``high`` (pixels).
 
     The patch goes to the first corner of the box (above left, above right, below left, below
-    right) where it stays inside the image and overlaps no patch in ``taken``, else above left.
+    right) where it stays inside the image and overlaps no patch in ``taken``; failing those,
+    to the free place nearest the first corner; else above left.
 
     Returns:
         The patch as (x0, y0, x1, y1).
@@ -146,10 +149,18 @@ def _label(image: np.ndarray, text: str, low: list[float], high: list[float], co
     def inside(x: float, y: float) -> tuple[int, int]:
         return int(min(max(x, 0), W - pw)), int(min(max(y, 0), H - ph))
 
-    corners = [(low[0], low[1] - ph), (high[0] - pw, low[1] - ph), (low[0], high[1]), (high[0] - pw, high[1])]
-    candidates = [inside(x, y) for x, y in corners]
-    free = [(x, y) for x, y in candidates if not any(x < b[2] and b[0] < x + pw and y < b[3] and b[1] < y + ph for b in taken)]
-    x, y = (free or candidates)[0]
+    def free(place: tuple[int, int]) -> bool:
+        x, y = place
+        return not any(x < b[2] and b[0] < x + pw and y < b[3] and b[1] < y + ph for b in taken)
+
+    corners = [inside(x, y) for x, y in
+               ((low[0], low[1] - ph), (high[0] - pw, low[1] - ph), (low[0], high[1]), (high[0] - pw, high[1]))]
+    def nearest_first():  # only searched when every corner is taken
+        x0, y0 = corners[0]
+        grid = ((x, y) for x in range(0, W - pw + 1, max(pw // 2, 1)) for y in range(0, H - ph + 1, max(ph // 2, 1)))
+        yield from sorted(grid, key=lambda p: (p[0] - x0) ** 2 + (p[1] - y0) ** 2)
+
+    x, y = next(filter(free, itertools.chain(corners, nearest_first())), corners[0])
     cv2.rectangle(image, (x, y), (x + pw, y + ph), (0, 0, 0), -1)
     cv2.putText(image, text, (x + 2, y + h + 2), font, size, colour, thick, cv2.LINE_AA)
     return x, y, x + pw, y + ph
