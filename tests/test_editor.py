@@ -17,7 +17,7 @@ from neuralassets.data import render as gt_render
 from neuralassets.editor import MAX_UNDO, EditorState, RenderSettings, inputs
 from neuralassets.editor import callbacks as cb
 from neuralassets.editor.backends import Renderers
-from neuralassets.editor.overlay import DRAWN_COLOUR, KEPT_COLOUR, _label, display_scale, draw_scene, kept_map, projected_box
+from neuralassets.editor.overlay import DRAWN_COLOUR, KEPT_COLOUR, LEGEND_HEIGHT, _label, display_scale, draw_scene, kept_map, projected_box
 from neuralassets.editor.views import OBJECT_COLUMNS, view
 from neuralassets.video import read_video, write_video
 
@@ -165,7 +165,7 @@ def test_kept_map_tints_kept_and_drawn_pixels_and_gives_their_shares():
     kept[:, :6] = 1.0  # 75 % kept
     out = kept_map(render, kept)
     s = display_scale(4, 8)
-    assert out.shape == (4 * s + 24, 8 * s, 3) and out.dtype == np.uint8
+    assert out.shape == (4 * s + LEGEND_HEIGHT, 8 * s, 3) and out.dtype == np.uint8
     expected_kept = np.round(0.5 * 127.5 + 0.5 * np.array(KEPT_COLOUR)).astype(np.uint8)
     expected_drawn = np.round(0.5 * 127.5 + 0.5 * np.array(DRAWN_COLOUR)).astype(np.uint8)
     assert np.abs(out[0, 0].astype(int) - expected_kept).max() <= 1

@@ -24,7 +24,7 @@ from neuralassets import edits as E
 from neuralassets.data import render as gt_render
 from neuralassets.editor import callbacks as cb
 from neuralassets.editor import inputs
-from neuralassets.editor.overlay import display_scale, draw_scene, projected_box
+from neuralassets.editor.overlay import LEGEND_HEIGHT, display_scale, draw_scene, projected_box
 from neuralassets.editor.state import EditorState
 from neuralassets.editor.views import describe
 from neuralassets.scene import Scene
@@ -304,11 +304,11 @@ def test_every_edit_tab_with_undo_and_redo(server, browser, tmp_path):
     copy_id = expected.selected
     edit(lambda: page.click("#remove"), f"Removed {copy_id}", cb.remove_selected)
     tab(page, "Swap / insert")
+    screenshot(page, "swap_insert", tmp_path)
     choose(page, "object", f"{target.id}: {target.name}")
     wait_status(page, "Selected")
     expected = cb.select(expected, target.id)[0]
     choose(page, "swap-with", f"{other.id}: {other.name}")
-    screenshot(page, "swap_insert", tmp_path)
     edit(lambda: page.click("#swap"), f"Swapped the looks of {target.id}", lambda s: cb.swap_selected_with(s, other.id))
     choose(page, "donor-object", f"{donor.assets[0].id}: {donor.assets[0].name}")
     edit(lambda: page.click("#insert"), f"Inserted {donor.assets[0].id}",
@@ -385,7 +385,7 @@ def test_both_back_ends_and_every_export_download(server, browser, tmp_path):
     assert "% of the pixels kept from the photo" in message
     assert page.locator("#neural-status").inner_text() == "Neural back end: model loaded."
     kept = image_of(page, "kept")
-    assert kept.shape == (scene.height * scale + 24, scene.width * scale, 3)  # the map and its legend
+    assert kept.shape == (scene.height * scale + LEGEND_HEIGHT, scene.width * scale, 3)  # the map and its legend
     neural = image_of(page, "after", scale)
 
     tab(page, "Export")
@@ -393,8 +393,8 @@ def test_both_back_ends_and_every_export_download(server, browser, tmp_path):
     assert np.array_equal(np.asarray(Image.open(png).convert("RGB")), neural)
     page.get_by_label(".mp4").check()
     set_number(page, "animation-frames", 4)
-    screenshot(page, "export", tmp_path)
     mp4 = download(page, "export-animation", tmp_path, "Saved a 4-frame yaw spin")
+    screenshot(page, "export", tmp_path)
     frames = iio.imread(mp4, index=None)
     assert frames.shape[0] == 4 and frames.shape[1:3] == (scene.height, scene.width)
     tab(page, "Objects")

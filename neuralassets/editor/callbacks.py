@@ -30,7 +30,7 @@ from ..scene import Scene
 from ..video import write_video
 from . import inputs
 from .backends import Progress, Renderers
-from .overlay import enlarge, projected_box, stands_as_photographed
+from .overlay import enlarge, stands_as_photographed
 from .state import EditorState, RenderSettings
 
 #: What a click in the image does: select the object under it, or drag an object along the floor (two clicks).

@@ -27,7 +27,8 @@ _MASK_ALPHA = 0.35
 #: RGB tints of the kept-pixels map: kept from the photo, drawn by the model.
 KEPT_COLOUR = (40, 200, 90)
 DRAWN_COLOUR = (230, 40, 200)
-_LEGEND_HEIGHT = 24
+#: Rows of the kept map's legend strip: large enough to read when the map is shown small.
+LEGEND_HEIGHT = 48
 
 
 def display_scale(height: int, width: int) -> int:
@@ -114,19 +115,20 @@ def kept_map(render: Tensor, kept: Tensor) -> np.ndarray:
         kept: (H, W) float in [0, 1], the share of each pixel kept from the photo.
 
     Returns:
-        (H*s + 24, W*s, 3) uint8: the render in grey, tinted green where kept and magenta where
+        (H*s + LEGEND_HEIGHT, W*s, 3) uint8: the render in grey, tinted green where kept and magenta where
         drawn (s = :func:`display_scale`), over a legend that gives the shares.
     """
     grey = render.mean(0, keepdim=True).expand(3, -1, -1)
     tint = kept[None] * torch.tensor(KEPT_COLOUR)[:, None, None] + (1 - kept[None]) * torch.tensor(DRAWN_COLOUR)[:, None, None]
     picture = enlarge(0.5 * grey + 0.5 * tint / 255, display_scale(*render.shape[-2:]))
-    legend = np.full((_LEGEND_HEIGHT, picture.shape[1], 3), 255, np.uint8)
+    legend = np.full((LEGEND_HEIGHT, picture.shape[1], 3), 255, np.uint8)
     share = round(100 * float(kept.mean()))
-    x = 4
-    for text, colour in ((f"kept {share} %", KEPT_COLOUR), (f"drawn {100 - share} %", DRAWN_COLOUR)):
-        cv2.rectangle(legend, (x, 6), (x + 12, 18), colour, -1)
-        cv2.putText(legend, text, (x + 16, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        x += 16 + cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] + 14
+    font, size, thick, swatch = cv2.FONT_HERSHEY_SIMPLEX, 1.1, 2, LEGEND_HEIGHT - 20
+    x = 8
+    for text, colour in ((f"kept {share}%", KEPT_COLOUR), (f"drawn {100 - share}%", DRAWN_COLOUR)):
+        cv2.rectangle(legend, (x, 10), (x + swatch, 10 + swatch), colour, -1)
+        cv2.putText(legend, text, (x + swatch + 8, LEGEND_HEIGHT - 12), font, size, (0, 0, 0), thick, cv2.LINE_AA)
+        x += swatch + 8 + cv2.getTextSize(text, font, size, thick)[0][0] + 24
     return np.concatenate([picture, legend])
 
 

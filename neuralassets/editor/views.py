@@ -29,7 +29,7 @@ class EditorView:
         shows: what ``scene_image`` is a picture of, in words.
         before: (H*s, W*s, 3) uint8 the loaded scene's frame, or None.
         after: (H*s, W*s, 3) uint8 the latest render of the current scene, or None.
-        kept: (H*s + 24, W*s, 3) uint8 map of the pixels ``after`` kept from the photo and
+        kept: (H*s + LEGEND_HEIGHT, W*s, 3) uint8 map of the pixels ``after`` kept from the photo and
             those the model drew, with a legend (:func:`~neuralassets.editor.overlay.kept_map`), or None.
         scale: s, display pixels per scene pixel (clicks are divided by it).
         objects: rows of :data:`OBJECT_COLUMNS`, one per asset at the shown frame.
