@@ -75,6 +75,19 @@ class EditWarning(UserWarning):
     """An edit produced a scene that is valid but probably not what was meant (overlap, off-screen)."""
 
 
+class OutOfViewError(ValidationError):
+    """An edit would leave an asset behind the camera or out of view.
+
+    Attributes:
+        problem: which asset and where, without the advice on allowing it (which depends on
+            the caller: ``check_visibility='warn'`` here, a flag on the command line).
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}; pass check_visibility='warn' to allow it")
+        self.problem = problem
+
+
 @dataclass
 class Edit:
     """One step of an edit history.
@@ -246,7 +259,7 @@ def _check_placement(before: Scene | None, after: Scene, asset_id: int, frames: 
             listed = ", ".join(f"frame {f}: {why}" for f, why in problems[:5]) + (" ..." if len(problems) > 5 else "")
             message = f"asset {asset_id} ({asset.name}) would be out of view ({listed})"
             if check_visibility == "error":
-                raise ValidationError(message + "; pass check_visibility='warn' to allow it")
+                raise OutOfViewError(message)
             _warn(message)
     clashes = []
     for other in after.assets:
@@ -763,6 +776,8 @@ def apply_edits(scene: Scene, edits: Iterable[Edit | Mapping], others: Mapping[s
             raise ValidationError(f"{where} ({edit.op}): bad arguments ({e}); it takes {params}") from None
         try:
             scene = fn(scene, **args)
+        except OutOfViewError as e:
+            raise OutOfViewError(f"{where} ({edit.op}): {e.problem}") from e
         except NeuralAssetsError as e:
             raise type(e)(f"{where} ({edit.op}): {e}") from e
     return scene
@@ -799,7 +814,7 @@ def load_edits(path: str | os.PathLike) -> list[Edit]:
 
 
 __all__ = [
-    "APPEARANCE_ATTRIBUTES", "EDITS_FORMAT_VERSION", "OPS", "Edit", "EditWarning", "apply_edits", "history", "insert",
-    "load_edits", "move", "move_camera", "move_in_image", "remove", "rotate", "save_edits", "scale", "set_camera",
+    "APPEARANCE_ATTRIBUTES", "EDITS_FORMAT_VERSION", "OPS", "Edit", "EditWarning", "OutOfViewError", "apply_edits", "history",
+    "insert", "load_edits", "move", "move_camera", "move_in_image", "remove", "rotate", "save_edits", "scale", "set_camera",
     "swap_appearance", "swap_background", "transfer",
 ]
