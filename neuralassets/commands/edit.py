@@ -9,6 +9,7 @@ never written over unless ``--overwrite`` says so.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import re
 import shutil
@@ -183,8 +184,6 @@ def apply_flags(scene, ops: list[tuple[str, str]], frames: list[int] | None, che
 
 def _with_check(edit, check_visibility: str):
     """``edit`` with ``check_visibility`` set when its op takes one."""
-    import inspect
-
     from .. import edits as E
 
     if "check_visibility" not in inspect.signature(E.OPS[edit.op]).parameters:
