@@ -260,7 +260,7 @@ def test_seed_splits_and_help_texts():
         helps = {tuple(a.option_strings): a.help for a in data.choices[name]._actions}
         assert "width and height of the square frames" in helps[("--image-size",)]
         if name != "make":
-            assert "1000000-1009999 val" in helps[("--seed",)]
+            assert "1000000-1009999 are the val split" in helps[("--seed",)]
 
 
 # --------------------------------------------------------------------------------------

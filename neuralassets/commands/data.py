@@ -10,18 +10,20 @@ import argparse
 import sys
 import time
 
-_SEED_HELP = ("any integer >= 0; seeds 0-999999 are the train split, 1000000-1009999 val, 2000000-2009999 test "
-              "(held out for benchmarks)")
 _SIZE_HELP = "width and height of the square frames, pixels (default 128, the shipped model's size)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..data.synthetic import SPLITS
+
+    seeds = "any integer >= 0; " + ", ".join(f"{r.start}-{r.stop - 1} are the {name} split" for name, r in SPLITS.items()) \
+        + " (test: held out for benchmarks)"
     p = sub.add_parser("data", help="generate synthetic scenes, training pairs and previews",
                        description="Generate synthetic multi-object videos with exact ground truth.")
     s = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     preview = s.add_parser("preview", help="contact sheet of generated scenes with 3D boxes, masks and depth")
-    preview.add_argument("--seed", type=int, default=0, help=f"seed of the first scene; {_SEED_HELP}")
+    preview.add_argument("--seed", type=int, default=0, help=f"seed of the first scene; {seeds}")
     preview.add_argument("--scenes", type=int, default=1, help="number of scenes (consecutive seeds)")
     preview.add_argument("--frames", type=int, nargs="*", default=None, help="frame indices to show (default: first, middle, last)")
     preview.add_argument("--image-size", type=int, default=128, metavar="PIXELS", help=_SIZE_HELP)
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     preview.set_defaults(run=_preview)
 
     scene = s.add_parser("scene", help="generate one scene and save it as a Scene folder or a Kubric MOVi folder")
-    scene.add_argument("--seed", type=int, required=True, help=f"the scene's seed; {_SEED_HELP}")
+    scene.add_argument("--seed", type=int, required=True, help=f"the scene's seed; {seeds}")
     scene.add_argument("--image-size", type=int, default=128, metavar="PIXELS", help=_SIZE_HELP)
     scene.add_argument("--frames", type=int, default=24, help="frames in the video")
     scene.add_argument("--supersample", action="store_true", help="2x2 rays per pixel")
