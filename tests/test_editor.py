@@ -422,6 +422,8 @@ def test_upload_of_two_images_is_extracted(loaded, tmp_path):
 
 
 def test_upload_limit_messages(tmp_path, monkeypatch):
+    import neuralassets.scene as scene_module
+
     def refused(paths):
         state, message = cb.load_upload(EditorState(), paths)
         assert not state.loaded
@@ -450,11 +452,11 @@ def test_upload_limit_messages(tmp_path, monkeypatch):
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("frames/00000.png", b"\0" * (3 * 1024**2))  # 3 MB of zeros compress to a few kB
-    monkeypatch.setattr(inputs, "MAX_SCENE_MB", 2)
-    assert refused([bomb]) == "bomb.zip: unpacks to 3 MB, over the 2 MB limit for a Scene zip"
+    monkeypatch.setattr(scene_module, "MAX_ZIP_BYTES", 2 * 1024**2)
+    assert refused([bomb]) == "bomb.zip: unpacks to 3.0 MB, over the 2.0 MB limit for a Scene zip; refused before extracting"
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"not a zip")
-    assert refused([broken]).startswith(f"{broken}: not a readable zip archive")
+    assert refused([broken]) == "broken.zip: not a readable zip archive (File is not a zip file)"
 
 
 def test_video_upload_keeps_at_most_max_frames(tmp_path):

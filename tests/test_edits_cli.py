@@ -108,10 +108,10 @@ def test_render_with_a_model_folder(folders, capsys):
 
     tiny_pipeline().save_pretrained(folders / "tiny")
     assert main(["edit", str(folders / "scene"), "--out", str(folders / "out"), "--move", "2:0.1,0,0", "--render",
-                 "--weights", str(folders / "tiny"), "--steps", "2", "--target-frame", "1"]) == 0
+                 "--weights", str(folders / "tiny"), "--steps", "2", "--render-frame", "1"]) == 0
     image = np.asarray(Image.open(folders / "out" / "render.png"))
     assert image.shape == (32, 32, 3) and image.std() > 0  # the tiny model's square size, not a blank image
-    assert "render.png: frame 1 rendered by the model" in capsys.readouterr().out
+    assert "render.png: frame 1 (chosen with --render-frame) rendered by the model" in capsys.readouterr().out
 
 
 def test_render_keeps_unchanged_pixels_unless_raw(tmp_path, simple_scene):
@@ -128,7 +128,7 @@ def test_render_keeps_unchanged_pixels_unless_raw(tmp_path, simple_scene):
     images = {}
     for flags in ([], ["--raw"]):
         assert main(["edit", str(tmp_path / "scene"), "--out", str(tmp_path / "out"), "--move", "2:0.1,0,0", "--render",
-                     "--weights", str(tmp_path / "tiny"), "--steps", "2", "--target-frame", "1", *flags]) == 0
+                     "--weights", str(tmp_path / "tiny"), "--steps", "2", "--target-frame", "1", *flags]) == 0  # the older name
         images[bool(flags)] = np.asarray(Image.open(tmp_path / "out" / "render.png"))
     edited = Scene.load(tmp_path / "out")
     for raw in (False, True):

@@ -209,7 +209,8 @@ def test_scene_zip_with_a_link_or_over_the_size_limit_is_refused(tmp_path, simpl
         Scene.load_zip(absolute)
     archive = simple_scene.save_zip(tmp_path / "s.zip")
     monkeypatch.setattr(scene_module, "MAX_ZIP_BYTES", 1000)
-    with pytest.raises(SceneFormatError, match="bytes uncompressed exceeds the 1000-byte limit"):
+    with pytest.raises(SceneFormatError, match=r"^s\.zip: unpacks to \d+ bytes, over the 1000 bytes limit for a Scene zip; "
+                                                "refused before extracting$"):
         Scene.load_zip(archive)
 
 
