@@ -472,3 +472,18 @@ def test_render_settings_default_to_the_shipped_models_sampling():
     index = json.loads((DEFAULT_WEIGHTS / "model_index.json").read_text())
     settings = RenderSettings()
     assert (settings.steps, settings.guidance) == (index["num_inference_steps"], index["guidance_scale"])
+
+
+def test_a_zip_upload_unpacks_inside_the_editors_folder_and_leaves_nothing(loaded, tmp_path, monkeypatch):
+    archive = loaded.scene.save_zip(tmp_path / "edited.zip")
+    seen = []
+    real = Scene.load_zip.__func__
+
+    def spy(cls, path, workdir=None):
+        seen.append(workdir)
+        return real(cls, path, workdir=workdir)
+
+    monkeypatch.setattr(Scene, "load_zip", classmethod(spy))
+    state, message = cb.load_upload(EditorState(), [archive], workdir=tmp_path / "work")
+    assert message.startswith("Loaded edited.zip: 8 frames") and state.scene.num_frames == 8
+    assert seen == [tmp_path / "work"] and list((tmp_path / "work").iterdir()) == []

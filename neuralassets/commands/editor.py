@@ -20,8 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..editor.app import launch
 
-    # Served without blocking so that Gradio's own banner (which speaks of launch() arguments) stays quiet
-    # and the lines below name this command's flags instead.
+    # Served without blocking, so the lines below (naming this command's flags) come once it is up.
     app = launch(host=args.host, port=args.port, share=args.share, weights=args.weights, device=args.device, block=False)
     print(f"neuralassets editor: serving on {app.local_url}")
     if app.share_url:
