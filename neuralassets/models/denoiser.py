@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, WeightsError
-from .config import diffusers_config
+from ..config import diffusers_config
 
 
 @dataclass

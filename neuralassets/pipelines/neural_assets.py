@@ -34,7 +34,7 @@ from ..jsonio import read_json, write_json
 from ..models.asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
 from ..models.autoencoder import downsampling_factor
 from ..models.build import Components, ModelConfig, build_components
-from ..models.config import from_dict, to_dict
+from ..config import from_dict, to_dict
 from ..models.denoiser import Denoiser, DenoiserConfig
 from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind, takes_reference
 from ..models.quantization import quantize_state

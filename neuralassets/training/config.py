@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..models.build import ModelConfig
-from ..models.config import from_dict
+from ..config import from_dict
 
 STAGES = ("autoencoder", "denoiser", "decoder")
 DATA_SOURCES = ("pairs", "shards")

@@ -29,7 +29,7 @@ from ..conditioning import Conditioning
 from ..errors import ConfigError, WeightsError
 from ..jsonio import read_json
 from ..models.build import build_components
-from ..models.config import to_dict
+from ..config import to_dict
 from ..models.patch_autoencoder import takes_reference
 from ..models.weights import load_weights
 from ..pipelines.neural_assets import NeuralAssetsPipeline, replace_folder

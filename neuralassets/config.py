@@ -12,7 +12,7 @@ import dataclasses
 import typing
 from typing import Any, TypeVar
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 T = TypeVar("T")
 
