@@ -152,7 +152,7 @@ class AppearanceSource:
         pose: (12,) float pose numbers of the asset's 3D box as ``image`` shows it
             (:meth:`Asset.pose_features`, normalised by the image's size), or None when unknown;
             with it a render can reproject the image's pixels through the box
-            (:func:`~neuralassets.models.reference.object_reference`).
+            (:func:`~neuralassets.pipelines.surface_splatting.object_reference`).
         mask: (H, W) bool pixels of ``image`` that show the asset, or None when unknown.
         depth: (H, W) float camera-frame depth of ``image`` in metres, or None when unknown; with
             ``mask`` and ``pose`` a render can redraw the asset's surface as ``image`` saw it.

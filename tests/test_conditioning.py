@@ -105,7 +105,7 @@ def test_a_photo_shared_by_several_appearances_is_encoded_once(simple_scene):
 def test_photo_poses_and_the_view_change_they_give(simple_scene):
     from neuralassets import Camera, edits
     from neuralassets.geometry import camera_center
-    from neuralassets.models.reference import view_change
+    from neuralassets.pipelines.surface_splatting import view_change
 
     still = simple_scene.copy()
     still.cameras = [still.cameras[0]] * 3

@@ -121,7 +121,7 @@ def test_reference_errors():
 
 def test_pipeline_decodes_with_the_object_reference_and_keeps_it_when_saved(tmp_path):
     from neuralassets.conditioning import Conditioning
-    from neuralassets.models.reference import object_reference
+    from neuralassets.pipelines.surface_splatting import object_reference
 
     torch.manual_seed(0)
     pipe = NeuralAssetsPipeline.from_config(replace(TINY, autoencoder=replace(SMALL, reference_channels=4)))

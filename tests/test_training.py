@@ -16,7 +16,7 @@ from neuralassets.conditioning import Conditioning, conditioning_from_scene
 from neuralassets.errors import ConfigError, WeightsError
 from neuralassets.models import build_components
 from neuralassets.models.patch_autoencoder import PatchAutoencoder
-from neuralassets.models.reference import object_reference
+from neuralassets.pipelines.surface_splatting import object_reference
 from neuralassets.training import Trainer, load_config
 from neuralassets.training.checkpoint import (
     ExponentialMovingAverage,

@@ -38,7 +38,7 @@ from ..config import from_dict, to_dict
 from ..models.denoiser import Denoiser, DenoiserConfig
 from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind, takes_reference
 from ..models.quantization import quantize_state
-from ..models.reference import object_reference
+from .surface_splatting import object_reference
 from ..models.scheduler import SCHEDULERS
 from ..models.weights import load_weights, save_weights
 from ..scene import Scene
@@ -401,7 +401,7 @@ class NeuralAssetsPipeline:
             latents: the latents.
             cond: the batch's conditioning, when the latents render it: a decoder built with
                 ``reference_channels`` then takes detail from the objects' own pixels
-                (:func:`~neuralassets.models.reference.object_reference`). None decodes the latents alone.
+                (:func:`~neuralassets.pipelines.surface_splatting.object_reference`). None decodes the latents alone.
         """
         return self._decode(latents, self._reference(latents, cond))
 

@@ -19,7 +19,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..conditioning import Conditioning
 from ..errors import ConfigError
-from ..models.reference import object_reference
+from ..pipelines.surface_splatting import object_reference
 from .config import DataConfig
 
 
@@ -127,7 +127,7 @@ class SampledLatentPairs(Dataset):
     """Chosen pairs' targets with the latents a pipeline sampled for them.
 
     Items are ``((latent (C, h, w), reference (4, H, W)), target (3, H, W))``: the reference is
-    the pair's :func:`~neuralassets.models.reference.object_reference` at the target's size,
+    the pair's :func:`~neuralassets.pipelines.surface_splatting.object_reference` at the target's size,
     for a decoder that takes detail from it; for another it is (0, H, W), not computed.
 
     Args:

@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..conditioning import Conditioning, resize_images, resize_maps
+from ..models.patch_autoencoder import REFERENCE_CHANNELS
 
-REFERENCE_CHANNELS = 4  # colour (3) and coverage (1)
 MAX_VIEW_CHANGE = 15.0  # degrees, for objects reprojected through their box; on validation pasting every seen box face cost rotation 1.4 dB
 SAME_POINT = 1e-3  # box-frame distance (in box extents) within which the photo's ray enters at the same point
 _PARALLEL = 1e-9

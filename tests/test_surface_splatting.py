@@ -6,7 +6,7 @@ import torch
 
 from neuralassets import geometry
 from neuralassets.conditioning import Conditioning
-from neuralassets.models.reference import (
+from neuralassets.pipelines.surface_splatting import (
     REFERENCE_CHANNELS,
     UNMOVED_COLOUR,
     UNMOVED_ROUGHNESS,
