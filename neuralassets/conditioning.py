@@ -21,7 +21,6 @@ from torch import Tensor
 
 from . import geometry
 from .errors import ValidationError
-from .reprojection import reproject_image
 from .scene import Asset, Camera, Scene
 
 GREY = 0.5  # fill value for pixels hidden from an encoder (the paper's choice)
@@ -219,36 +218,6 @@ def background_view(scene: Scene, target_frame: int, source_frame: int | None = 
     boxes = torch.stack([a.boxes_2d[source_frame] for a in scene.assets]) if scene.assets else torch.zeros(0, 4)
     depth = scene.depth[source_frame] if scene.depth is not None else None
     return BackgroundView(scene.frames[source_frame], scene.cameras[source_frame], boxes, depth)
-
-
-def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | None = None) -> Tensor | None:
-    """The background photo (:func:`background_view`) as ``target_frame``'s camera sees it.
-
-    It shows the parts of the target view that an edit leaves alone, so a render can keep
-    those pixels (:mod:`neuralassets.compositing`): the photo itself when the target
-    camera took it, else the photo reprojected through its depth
-    (:func:`~neuralassets.reprojection.reproject_image`), NaN where it does not see.
-
-    Returns:
-        (3, H', W') float in [0, 1] (NaN where unseen), or None when the cameras differ and
-        the photo's depth is unknown, or the background is another scene's photo
-        (``Background.shows_scene`` False, after a background swap).
-    """
-    if scene.background is not None and not scene.background.shows_scene:
-        return None
-    view = background_view(scene, target_frame, source_frame)
-    target = scene.cameras[target_frame]
-    if same_camera(view.camera, target):
-        return view.image
-    if view.depth is None:
-        return None
-    return reproject_image(view.image, view.depth, view.camera, target)
-
-
-def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
-    """Whether two cameras see the same view: equal image size, intrinsics and pose (within ``atol``)."""
-    return ((a.width, a.height) == (b.width, b.height) and torch.allclose(a.K, b.K, atol=atol * max(float(a.K.abs().max()), 1.0))
-            and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
 
 
 def index_of_photo(photos: list[Tensor], photo: Tensor) -> int | None:

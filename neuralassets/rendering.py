@@ -24,9 +24,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .conditioning import Conditioning, conditioning_from_scene, resize_images, slotted_assets, unchanged_reference
+from .conditioning import Conditioning, conditioning_from_scene, resize_images, slotted_assets
 from .edits import _out_of_view
 from .errors import ValidationError, VideoError
+from .pipelines.reprojection import unchanged_reference
 from .scene import Scene
 from .video import write_video
 

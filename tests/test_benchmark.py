@@ -13,10 +13,10 @@ from neuralassets.benchmark.harness import BenchmarkConfig, run_benchmark, score
 from neuralassets.benchmark.report import markdown, write_report
 from neuralassets.benchmark.tasks import TASKS, TaskConfig, VideoCache, iter_cases, load_video, make_case
 from neuralassets.cli import main as cli_main
-from neuralassets.compositing import KeepUnchanged
 from neuralassets.conditioning import resize_images
 from neuralassets.errors import ValidationError
 from neuralassets.metrics import psnr, region_mask
+from neuralassets.pipelines.compositing import KeepUnchanged
 from neuralassets.plotting import saved_figure
 
 SMALL = {"image_size": 48, "num_frames": 4, "min_objects": 3, "max_objects": 5}

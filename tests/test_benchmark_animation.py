@@ -165,7 +165,7 @@ def test_runner_is_deterministic(tiny_result, tiny_pipeline_dir):
 
 
 def test_runner_scores_the_render_alone_when_asked(tiny_pipeline_dir):
-    from neuralassets.compositing import KeepUnchanged
+    from neuralassets.pipelines.compositing import KeepUnchanged
 
     pipe = NeuralAssetsPipeline.from_pretrained(tiny_pipeline_dir)
     pipe.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)  # keep the photo wherever it sees

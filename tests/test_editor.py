@@ -12,13 +12,13 @@ from PIL import Image
 from neuralassets import Scene
 from neuralassets import edits as E
 from neuralassets import geometry as G
-from neuralassets.compositing import KeepUnchanged
 from neuralassets.data import render as gt_render
 from neuralassets.editor import MAX_UNDO, EditorState, RenderSettings, inputs
 from neuralassets.editor import callbacks as cb
 from neuralassets.editor.backends import Renderers
 from neuralassets.editor.overlay import display_scale, projected_box
 from neuralassets.editor.views import OBJECT_COLUMNS, view
+from neuralassets.pipelines.compositing import KeepUnchanged
 from neuralassets.video import read_video, write_video
 
 

@@ -119,7 +119,7 @@ def test_render_keeps_unchanged_pixels_unless_raw(tmp_path, simple_scene):
 
     from test_models import tiny_pipeline
 
-    from neuralassets.compositing import KeepUnchanged
+    from neuralassets.pipelines.compositing import KeepUnchanged
 
     still = simple_scene.replace(cameras=[copy.deepcopy(simple_scene.cameras[0]) for _ in simple_scene.cameras])
     still.save(tmp_path / "scene")

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from neuralassets.conditioning import Conditioning, conditioning_from_scene
+from neuralassets.config import from_dict
 from neuralassets.errors import ConfigError, WeightsError
 from neuralassets.models import AssetEncoder, AssetEncoderConfig, AutoencoderConfig, DenoiserConfig, ModelConfig, SchedulerConfig
 from neuralassets.models.asset_encoder import box_coverage, fourier_features, warp_box_features
-from neuralassets.config import from_dict
 from neuralassets.models.weights import load_weights
 from neuralassets.pipelines import NeuralAssetsPipeline
 

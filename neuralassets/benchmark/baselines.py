@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from .. import geometry
-from ..conditioning import Conditioning, conditioning_from_scene, resize_images, unchanged_reference
+from ..conditioning import Conditioning, conditioning_from_scene, resize_images
+from ..pipelines.reprojection import unchanged_reference
 from ..scene import Scene
 from .case import Case
 

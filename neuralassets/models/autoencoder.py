@@ -14,8 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import ConfigError, WeightsError
 from ..config import diffusers_config
+from ..errors import ConfigError, WeightsError
 from .patch_autoencoder import PatchAutoencoder, autoencoder_class, autoencoder_kind
 from .weights import is_quantized, load_weights
 

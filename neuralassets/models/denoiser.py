@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError, WeightsError
 from ..config import diffusers_config
+from ..errors import ConfigError, WeightsError
 
 
 @dataclass

@@ -41,6 +41,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ValidationError, WeightsError
+
 REFERENCE_CHANNELS = 4  # an object reference: colour (3) and coverage (1)
 GATE_INIT_LOGIT = -4.0  # the reference gate starts at sigmoid(-4) = 0.018: nearly the decoder without a reference
 

@@ -27,21 +27,22 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..compositing import KeepUnchanged
-from ..conditioning import Conditioning, conditioning_from_scene, resize_images, resize_maps, unchanged_reference
+from ..conditioning import Conditioning, conditioning_from_scene, resize_images, resize_maps
+from ..config import from_dict, to_dict
 from ..errors import ValidationError, WeightsError
 from ..jsonio import read_json, write_json
 from ..models.asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
 from ..models.autoencoder import downsampling_factor
 from ..models.build import Components, ModelConfig, build_components
-from ..config import from_dict, to_dict
 from ..models.denoiser import Denoiser, DenoiserConfig
 from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind, takes_reference
 from ..models.quantization import quantize_state
-from .surface_splatting import object_reference
 from ..models.scheduler import SCHEDULERS
 from ..models.weights import load_weights, save_weights
 from ..scene import Scene
+from .compositing import KeepUnchanged
+from .reprojection import unchanged_reference
+from .surface_splatting import object_reference
 
 FORMAT_VERSION = 1
 #: The shipped default model: the repository's top-level weights/ folder.
@@ -96,7 +97,7 @@ class NeuralAssetsPipeline:
     Attributes:
         autocast_dtype: None (float32) or ``torch.bfloat16`` to run the networks under autocast
             (faster on recent CPUs and GPUs; same seed -> same image either way).
-        compositor: :class:`~neuralassets.compositing.KeepUnchanged`, which decides where a
+        compositor: :class:`~neuralassets.pipelines.compositing.KeepUnchanged`, which decides where a
             render keeps the source photo's pixels (:meth:`keep_unchanged`); replace it to tune.
     """
 
@@ -305,9 +306,9 @@ class NeuralAssetsPipeline:
 
         The photo goes through the autoencoder too; where the render matches that
         reconstruction, the model drew what the photo shows, and the photo's sharp pixel
-        replaces the blurred one (:mod:`neuralassets.compositing`, with :attr:`compositor`).
+        replaces the blurred one (:mod:`neuralassets.pipelines.compositing`, with :attr:`compositor`).
         A photo must be seen by its render's camera, e.g.
-        :func:`~neuralassets.conditioning.unchanged_reference` (the background photo, or it
+        :func:`~neuralassets.pipelines.reprojection.unchanged_reference` (the background photo, or it
         reprojected through its depth when the camera moved).
 
         Args:

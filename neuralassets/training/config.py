@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import from_dict
 from ..errors import ConfigError
 from ..models.build import ModelConfig
-from ..config import from_dict
 
 STAGES = ("autoencoder", "denoiser", "decoder")
 DATA_SOURCES = ("pairs", "shards")

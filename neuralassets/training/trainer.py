@@ -26,10 +26,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from ..conditioning import Conditioning
+from ..config import to_dict
 from ..errors import ConfigError, WeightsError
 from ..jsonio import read_json
 from ..models.build import build_components
-from ..config import to_dict
 from ..models.patch_autoencoder import takes_reference
 from ..models.weights import load_weights
 from ..pipelines.neural_assets import NeuralAssetsPipeline, replace_folder

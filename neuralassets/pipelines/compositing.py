@@ -90,7 +90,7 @@ def keep_unchanged(render: Tensor, photo: Tensor, reconstruction: Tensor, **sett
         render: (B, 3, H, W) float in [0, 1], the model's render.
         photo: (B, 3, H, W) float in [0, 1], the photo the render's background came from, seen
             by the render's camera; NaN where it does not show the scene (those pixels keep
-            the render), e.g. after :func:`~neuralassets.reprojection.reproject_image`.
+            the render), e.g. after :func:`~neuralassets.pipelines.reprojection.reproject_image`.
         reconstruction: (B, 3, H, W) float in [0, 1], ``photo`` through the model's
             autoencoder (its NaN pixels filled from the render first).
         **settings: passed to :func:`change_mask`.

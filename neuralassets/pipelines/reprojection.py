@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import geometry
-from .scene import Camera
+from .. import geometry
+from ..conditioning import background_view
+from ..scene import Camera, Scene
 
 #: Relative depth difference up to which a target pixel counts as seen by the photo.
 DEPTH_TOLERANCE = 0.03
@@ -94,4 +95,34 @@ def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera
     return torch.where(seen, looked_up, torch.full_like(looked_up, float("nan")))
 
 
-__all__ = ["DEPTH_TOLERANCE", "reproject_image", "splat_depth"]
+def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | None = None) -> Tensor | None:
+    """The background photo (:func:`background_view`) as ``target_frame``'s camera sees it.
+
+    It shows the parts of the target view that an edit leaves alone, so a render can keep
+    those pixels (:mod:`neuralassets.pipelines.compositing`): the photo itself when the target
+    camera took it, else the photo reprojected through its depth
+    (:func:`reproject_image`), NaN where it does not see.
+
+    Returns:
+        (3, H', W') float in [0, 1] (NaN where unseen), or None when the cameras differ and
+        the photo's depth is unknown, or the background is another scene's photo
+        (``Background.shows_scene`` False, after a background swap).
+    """
+    if scene.background is not None and not scene.background.shows_scene:
+        return None
+    view = background_view(scene, target_frame, source_frame)
+    target = scene.cameras[target_frame]
+    if same_camera(view.camera, target):
+        return view.image
+    if view.depth is None:
+        return None
+    return reproject_image(view.image, view.depth, view.camera, target)
+
+
+def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
+    """Whether two cameras see the same view: equal image size, intrinsics and pose (within ``atol``)."""
+    return ((a.width, a.height) == (b.width, b.height) and torch.allclose(a.K, b.K, atol=atol * max(float(a.K.abs().max()), 1.0))
+            and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
+
+
+__all__ = ["DEPTH_TOLERANCE", "reproject_image", "same_camera", "splat_depth", "unchanged_reference"]
