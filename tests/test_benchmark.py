@@ -8,12 +8,11 @@ from test_scene import assert_scenes_equal
 
 from neuralassets import Asset, Camera, Scene, edits
 from neuralassets.benchmark.baselines import CopyPasteMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
-from neuralassets.benchmark.case import Case, blind_target
 from neuralassets.benchmark.harness import BenchmarkConfig, run_benchmark, score
 from neuralassets.benchmark.report import markdown, write_report
-from neuralassets.benchmark.tasks import TASKS, TaskConfig, VideoCache, iter_cases, load_video, make_case
 from neuralassets.cli import main as cli_main
 from neuralassets.conditioning import resize_images
+from neuralassets.data.edit_cases import TASKS, Case, TaskConfig, VideoCache, blind_target, iter_cases, load_video, make_case
 from neuralassets.errors import ValidationError
 from neuralassets.metrics import psnr, region_mask
 from neuralassets.pipelines.compositing import KeepUnchanged

@@ -8,7 +8,7 @@ objects, the move and the turn, so a case depends only on its trajectory, its se
 generator config; draws that leave the image or push through another object are redrawn.
 The ground truth of every frame is the generator's exact re-render of the animated scene.
 
-Frame ``t`` of an animation is also a pose-edit :class:`~neuralassets.benchmark.case.Case`
+Frame ``t`` of an animation is also a pose-edit :class:`~neuralassets.data.edit_cases.Case`
 (:meth:`Animation.frame_cases`: a two-frame scene, source frame 0, target frame ``t``, region
 the union of the animated objects' projected 3D boxes at frames 0 and ``t``), so the
 pose-edit baselines and :func:`~neuralassets.benchmark.harness.score` apply frame by frame.
@@ -44,15 +44,14 @@ from torch import Tensor
 
 from .. import geometry
 from ..animation import CameraKeyframe, Keyframe, Keyframes, animate
+from ..data.edit_cases import MAX_TRIES, Case, _in_view, _pick, _Retry, _visible_ids
 from ..data.synthetic import generator_config
 from ..edits import _boxes_overlap
 from ..errors import ValidationError
 from ..metrics import mean_ci, region_mask
 from ..scene import Scene
 from .baselines import Method, PipelineMethod
-from .case import Case
 from .harness import score
-from .tasks import MAX_TRIES, _in_view, _pick, _Retry, _visible_ids
 
 NUM_FRAMES = 24  # frames per animation (the generator's video length)
 MOVE_FOOTPRINTS = (1.0, 3.0)  # slide distance in footprints (the object's larger floor extent), as the translation task
@@ -191,7 +190,7 @@ def make_animation(trajectory: str, index: int, seed: int, still: Scene, num_fra
 
     Returns:
         An :class:`Animation`, or None when the scene has too few visible objects or
-        :data:`~neuralassets.benchmark.tasks.MAX_TRIES` draws all left the image or hit another object.
+        :data:`~neuralassets.data.edit_cases.MAX_TRIES` draws all left the image or hit another object.
 
     Raises:
         ValidationError: an unknown trajectory or fewer than 2 frames.

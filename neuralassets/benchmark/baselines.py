@@ -1,6 +1,6 @@
 """Methods the benchmark compares, all behind one interface.
 
-A method has a ``name`` and maps a list of :class:`~neuralassets.benchmark.case.Case` to
+A method has a ``name`` and maps a list of :class:`~neuralassets.data.edit_cases.Case` to
 ``(B, 3, H, W)`` float images in [0, 1] (:meth:`Method.predict`); calling it on one case
 returns ``(3, H, W)``. Baselines:
 
@@ -27,9 +27,9 @@ from torch import Tensor
 
 from .. import geometry
 from ..conditioning import Conditioning, conditioning_from_scene, resize_images
+from ..data.edit_cases import Case
 from ..pipelines.reprojection import unchanged_reference
 from ..scene import Scene
-from .case import Case
 
 INPAINT_RADIUS = 3  # pixels Telea looks around each hole pixel
 HOLE_DILATION = 1  # pixels the hole grows by, so anti-aliased object edges are inpainted too

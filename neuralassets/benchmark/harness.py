@@ -18,12 +18,11 @@ import torch
 from torch import Tensor
 
 from .. import geometry
+from ..data.edit_cases import TASKS, Case, TaskConfig, iter_cases
 from ..data.synthetic import generator_config
 from ..errors import ValidationError
 from ..metrics import LPIPS, appearance_similarity, mean_ci, psnr, region_mean, ssim_map
 from .baselines import Method
-from .case import Case
-from .tasks import TASKS, TaskConfig, iter_cases
 
 #: Reported metrics: key -> (column title, higher is better).
 METRICS: dict[str, tuple[str, bool]] = {
@@ -101,7 +100,7 @@ class BenchmarkConfig:
     Attributes:
         seeds: generator seeds of the source videos (case ``i`` uses ``seeds[i]``).
         cases_per_task: cases per task (at most ``len(seeds)``).
-        tasks: task names, a subset of :data:`~neuralassets.benchmark.tasks.TASKS`.
+        tasks: task names, a subset of :data:`~neuralassets.data.edit_cases.TASKS`.
         generator_overrides: generator config fields to change (hidden-case variants).
         examples_per_task: cases per task kept as images for the example grids.
         seeds_per_batch: seeds whose cases go to a method in one call (batching for models).

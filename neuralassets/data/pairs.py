@@ -58,6 +58,7 @@ from ..conditioning import (
 )
 from ..errors import ConfigError, SceneFormatError, ValidationError
 from ..scene import Scene
+from .edit_cases import load_video, make_case
 from .synthetic import SPLITS, GeneratorConfig, generate_scene
 
 SHARD_FORMAT_VERSION = 5
@@ -142,7 +143,7 @@ class EditPairDataset(FramePairDataset):
 
     Item ``i`` takes the source frame the benchmark would take from scene
     ``SPLITS[split][seed_offset + i]`` and applies edit ``tasks[i % len(tasks)]`` to it as
-    the benchmark builds its cases (:func:`neuralassets.benchmark.tasks.make_case`: objects
+    the benchmark builds its cases (:func:`neuralassets.data.edit_cases.make_case`: objects
     moved 1-3 footprints, turned, scaled 0.6-1.6x, several at once, removed, the camera
     orbited 10-40 degrees; an object inserted or re-dressed from another video, two objects'
     looks swapped, the background taken from another video). Videos rarely move an object
@@ -177,8 +178,6 @@ class EditPairDataset(FramePairDataset):
 
     def pair(self, index: int) -> tuple[Scene, int, int]:
         """Item ``index`` as a two-frame scene (source, edited target) and its (source, target) indices, (0, 1)."""
-        from ..benchmark.tasks import load_video, make_case
-
         seed = self.seed(index)
         video = load_video(seed, self.config, novel_pose=False)  # edits start from the source frame alone
         donor = None

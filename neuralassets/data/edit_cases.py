@@ -1,4 +1,7 @@
-"""The benchmark's edit tasks, built deterministically from generated test-split videos.
+"""Edit cases: edited two-frame scenes with their exact ground truth, built deterministically from generated videos.
+
+The benchmark scores methods on them (test and validation seeds) and the edit-pair training
+data learns from them (training seeds).
 
 Case ``i`` of every task starts from the video of seed ``seeds[i]`` (and, for tasks that
 bring something from another scene, the video of ``seeds[(i + 1) % n]``). A per-(task,
@@ -6,6 +9,11 @@ seed) random generator picks the source frame, the object(s) and the edit's size
 case depends only on its task, its seed and the generator config. Edits go through
 :mod:`neuralassets.edits` exactly as a user's would; the ground truth is the generator's
 exact re-render of the edited scene's target frame.
+
+Methods see only what an editing user has: the source frame, the scenes' poses and
+cameras, and where each object's appearance comes from. :func:`blind_target` makes sure
+frame 1 of every scene a method receives carries the target poses and camera but none of
+the target's pixels, masks, depth or 2D boxes.
 
 Tasks (see :data:`TASKS`):
 
@@ -31,7 +39,6 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,10 +48,8 @@ from .. import edits, geometry
 from ..errors import NeuralAssetsError, ValidationError
 from ..metrics import region_mask
 from ..scene import Scene
-from .case import Case, blind_target
-
-if TYPE_CHECKING:
-    from ..data.synthetic import GeneratorConfig
+from .renderer import render
+from .synthetic import GeneratorConfig, generate_scene, generator_config, select_frames
 
 MIN_SOURCE_VISIBILITY = 0.3  # an edited object must be at least this visible in the source frame
 MAX_TRIES = 30  # parameter draws per case before the case is given up as impossible
@@ -54,6 +59,69 @@ CHANGE_THRESHOLD = 4 / 255  # by more than this, in some channel
 
 TASKS = ("novel_pose", "translation", "rotation", "scale", "removal", "insertion", "transfer", "swap",
          "background", "camera", "multi_object")
+
+
+@dataclass
+class Case:
+    """An edit to evaluate.
+
+    Attributes:
+        task: task name, e.g. ``"translation"``.
+        index: position of the case in its task (cases are numbered per task from 0).
+        seed: generator seed of the video the source frame comes from.
+        scene: the edited scene, two frames: 0 = source (its pixels are the input),
+            1 = target (poses, camera, appearance sources and background after the edit;
+            its pixels, masks, depth, 2D boxes and visibility repeat frame 0's).
+        original: the same two frames before the edit, blinded the same way.
+        target: (3, H, W) float in [0, 1], frame 1 of ``scene`` rendered exactly.
+        edited_ids: ids (in ``scene``, or in ``original`` for removed assets) of the assets the edit changed.
+        region: (H, W) bool, union of the edited assets' projected 3D boxes in source and target.
+        origins: for every asset id of ``scene``, the scene and asset id its appearance is
+            taken from at that scene's frame 0 (``original`` for the scene's own objects, another
+            video for inserted ones, the partner for an appearance swap).
+        params: the edit's parameters (JSON-serialisable), for the report and for debugging.
+    """
+
+    task: str
+    index: int
+    seed: int
+    scene: Scene
+    original: Scene
+    target: Tensor
+    edited_ids: list[int]
+    region: Tensor
+    origins: dict[int, tuple[Scene, int]]
+    params: dict = field(default_factory=dict)
+
+    @property
+    def source(self) -> Tensor:
+        """(3, H, W) float in [0, 1], the source frame."""
+        return self.original.frames[0]
+
+
+def blind_target(scene: Scene) -> Scene:
+    """A copy of a two-frame scene whose frame 1 observations repeat frame 0's.
+
+    Poses, sizes, rotations and cameras of frame 1 are kept; frame 1's pixels, depth,
+    masks, 2D boxes and visibility become copies of frame 0's, so nothing derived from the
+    target image reaches a method.
+
+    Args:
+        scene: a scene with two frames (source, target).
+
+    Returns:
+        A new scene; ``scene`` is unchanged.
+    """
+    out = scene.copy()
+    out.frames[1] = out.frames[0]
+    if out.depth is not None:
+        out.depth[1] = out.depth[0]
+    for asset in out.assets:
+        asset.boxes_2d[1] = asset.boxes_2d[0]
+        asset.visibility[1] = asset.visibility[0]
+        if asset.masks is not None:
+            asset.masks[1] = asset.masks[0]
+    return out
 
 
 @dataclass
@@ -304,8 +372,6 @@ class VideoCache:
     """
 
     def __init__(self, generator_overrides: dict | None = None, keep: int = 3):
-        from ..data.synthetic import generator_config
-
         self.config = generator_config(generator_overrides)
         self.keep, self._videos = keep, {}
 
@@ -324,8 +390,6 @@ def load_video(seed: int, config: GeneratorConfig, novel_pose: bool = True) -> V
         novel_pose: also render the novel-pose target frame; without it only the source
             frame is rendered (half the work), enough for every task but ``novel_pose``.
     """
-    from ..data.synthetic import generate_scene, select_frames
-
     frames = list(frame_pair(seed, config.num_frames))
     scene = generate_scene(seed, config, frames=frames if novel_pose else frames[:1])
     still = blind_target(select_frames(scene, [0, 0]))
@@ -354,8 +418,6 @@ def make_case(task: str, index: int, seed: int, video: Video, donor_video: Video
         A :class:`Case`, or None when :data:`MAX_TRIES` draws all gave an impossible or
         invisible edit (a swap in a scene with one visible object, a yaw of a plain sphere).
     """
-    from ..data.renderer import render
-
     if task not in _MAKERS:
         raise ValidationError(f"task: {task!r} is not one of {', '.join(TASKS)}")
     if task == "novel_pose" and video.pair is None:
