@@ -25,7 +25,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .conditioning import Conditioning, conditioning_from_scene, resize_images, slotted_assets
-from .edits import _out_of_view
+from .edits import out_of_view
 from .errors import ValidationError, VideoError
 from .pipelines.reprojection import unchanged_reference
 from .scene import Scene
@@ -56,7 +56,7 @@ def frame_conditioning(scene: Scene, frame: int, max_objects: int, source_frame:
     cond = conditioning_from_scene(scene, frame, max_objects, source_frame)
     away = torch.zeros(1, max_objects, dtype=torch.bool)
     for slot, asset in enumerate(slotted_assets(scene, source_frame)):
-        away[0, slot] = bool(_out_of_view(asset, scene, [frame]))
+        away[0, slot] = bool(out_of_view(asset, scene, [frame]))
     return cond.drop_objects(away) if bool(away.any()) else cond
 
 

@@ -44,9 +44,9 @@ from torch import Tensor
 
 from .. import geometry
 from ..animation import CameraKeyframe, Keyframe, Keyframes, animate
-from ..data.edit_cases import MAX_TRIES, Case, _in_view, _pick, _Retry, _visible_ids
+from ..data.edit_cases import MAX_TRIES, Case, UnusableDraw, in_view, pick_ids, visible_ids
 from ..data.synthetic import generator_config
-from ..edits import _boxes_overlap
+from ..edits import boxes_overlap
 from ..errors import ValidationError
 from ..metrics import mean_ci, region_mask
 from ..scene import Scene
@@ -153,7 +153,7 @@ def _clashes(video: Scene, moving: Sequence[int]) -> bool:
         for other in video.assets:
             if other.id == asset_id:
                 continue
-            overlap = _boxes_overlap(asset, other, frames)
+            overlap = boxes_overlap(asset, other, frames)
             if bool((overlap & ~overlap[0]).any()):
                 return True
     return False
@@ -167,7 +167,7 @@ def _orbit(rng: np.random.Generator, still: Scene, num_frames: int) -> tuple[dic
     cam = still.cameras[0]
     look, hit = geometry.ground_intersection(torch.tensor([[cam.width / 2, cam.height / 2]]), cam.K, cam.R, cam.t)
     if not bool(hit[0]):
-        raise _Retry("the camera does not look at the floor")
+        raise UnusableDraw("the camera does not look at the floor")
     look, eye = look[0], cam.center
     angle = float(rng.choice([-1, 1]) * math.radians(rng.uniform(*ORBIT_DEGREES)))
     keys = {}
@@ -206,8 +206,8 @@ def make_animation(trajectory: str, index: int, seed: int, still: Scene, num_fra
     last = num_frames - 1
     for _ in range(MAX_TRIES):
         try:
-            moving = _pick(rng, _visible_ids(still), spec.num_objects)
-        except _Retry:
+            moving = pick_ids(rng, visible_ids(still), spec.num_objects)
+        except UnusableDraw:
             return None  # too few visible objects: no draw can change that
         keys, params = {}, {}
         for asset_id in moving:
@@ -221,12 +221,12 @@ def make_animation(trajectory: str, index: int, seed: int, still: Scene, num_fra
         if spec.orbit:
             try:
                 camera, orbit = _orbit(rng, still, num_frames)
-            except _Retry:
+            except UnusableDraw:
                 return None  # the camera is the scene's: another draw sees the same
             params["camera"] = orbit
         keyframes = Keyframes(keys, camera, interpolation="smooth")
         video = animate(still, keyframes, num_frames)
-        if not all(_in_view(video, moving, frame=f) for f in range(num_frames)) or _clashes(video, moving):
+        if not all(in_view(video, moving, frame=f) for f in range(num_frames)) or _clashes(video, moving):
             continue
         video.metadata["name"] = f"{trajectory} {index} (seed {seed})"
         truth = render(video).rgb

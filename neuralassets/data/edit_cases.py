@@ -138,11 +138,12 @@ class TaskConfig:
     generator_overrides: dict = field(default_factory=dict)
 
 
-class _Retry(Exception):
+class UnusableDraw(Exception):
     """This parameter draw gives an unusable edit; draw again."""
 
 
-def _visible_ids(scene: Scene, frame: int = 0) -> list[int]:
+def visible_ids(scene: Scene, frame: int = 0) -> list[int]:
+    """Ids of the assets at least :data:`MIN_SOURCE_VISIBILITY` visible at ``frame``: those an edit may pick."""
     return [a.id for a in scene.assets if float(a.visibility[frame]) >= MIN_SOURCE_VISIBILITY]
 
 
@@ -153,10 +154,10 @@ def _strict(edit: Callable[..., Scene], *args, **kwargs) -> Scene:
         try:
             return edit(*args, **kwargs)
         except (ValidationError, edits.EditWarning) as e:
-            raise _Retry(str(e)) from None
+            raise UnusableDraw(str(e)) from None
 
 
-def _in_view(scene: Scene, asset_ids: Sequence[int], frame: int = 1, margin: float = 0.0) -> bool:
+def in_view(scene: Scene, asset_ids: Sequence[int], frame: int = 1, margin: float = 0.0) -> bool:
     """Whether the assets' projected boxes lie inside the image (shrunk by ``margin`` of its size) at ``frame``."""
     cam = scene.cameras[frame]
     for asset_id in asset_ids:
@@ -175,7 +176,7 @@ def _floor_point(scene: Scene, rng: np.random.Generator, frame: int = 1) -> list
     uv = torch.tensor([[rng.uniform(0.15, 0.85) * cam.width, rng.uniform(0.25, 0.9) * cam.height]])
     point, hit = geometry.ground_intersection(uv, cam.K, cam.R, cam.t)
     if not bool(hit[0]):
-        raise _Retry("picked a pixel above the horizon")
+        raise UnusableDraw("picked a pixel above the horizon")
     return point[0, :2].tolist()
 
 
@@ -193,9 +194,10 @@ class _Edit:
     region_scene: Scene | None = None  # the scene whose poses the region comes from (default: the edited one)
 
 
-def _pick(rng: np.random.Generator, ids: Sequence[int], count: int = 1) -> list[int]:
+def pick_ids(rng: np.random.Generator, ids: Sequence[int], count: int = 1) -> list[int]:
+    """``count`` distinct ids drawn from ``ids``; :class:`UnusableDraw` when there are fewer."""
     if len(ids) < count:
-        raise _Retry(f"needs {count} visible objects, has {len(ids)}")
+        raise UnusableDraw(f"needs {count} visible objects, has {len(ids)}")
     return [int(i) for i in rng.choice(np.asarray(ids), size=count, replace=False)]
 
 
@@ -228,10 +230,10 @@ def _scale(rng, scene: Scene, asset_id: int) -> tuple[Scene, dict]:
 
 def _single(edit_fn):
     def make(rng, original: Scene, donor: Scene) -> _Edit:
-        asset_id = _pick(rng, _visible_ids(original))[0]
+        asset_id = pick_ids(rng, visible_ids(original))[0]
         edited, params = edit_fn(rng, original, asset_id)
-        if not _in_view(edited, [asset_id]):
-            raise _Retry("edited object leaves the image")
+        if not in_view(edited, [asset_id]):
+            raise UnusableDraw("edited object leaves the image")
         return _Edit(edited, [asset_id], (0, 1), params={"asset_id": asset_id, **params})
     return make
 
@@ -242,25 +244,25 @@ def _novel_pose(rng, original: Scene, donor: Scene) -> _Edit:
 
 
 def _removal(rng, original: Scene, donor: Scene) -> _Edit:
-    asset_id = _pick(rng, _visible_ids(original))[0]
+    asset_id = pick_ids(rng, visible_ids(original))[0]
     return _Edit(_strict(edits.remove, original, asset_id), [asset_id], (0,), params={"asset_id": asset_id},
                  region_scene=original)
 
 
 def _insertion(rng, original: Scene, donor: Scene) -> _Edit:
-    donor_id = _pick(rng, _visible_ids(donor))[0]
+    donor_id = pick_ids(rng, visible_ids(donor))[0]
     new_id = original.next_asset_id()
     floor_xy, yaw = _floor_point(original, rng), float(rng.uniform(-math.pi, math.pi))
     edited = _strict(edits.insert, original, donor, donor_id, floor_xy=floor_xy, yaw=yaw, new_id=new_id)
-    if not _in_view(edited, [new_id]):
-        raise _Retry("inserted object is cut by the image border")
+    if not in_view(edited, [new_id]):
+        raise UnusableDraw("inserted object is cut by the image border")
     return _Edit(edited, [new_id], (1,), origins={new_id: (donor, donor_id)},
                  params={"donor_asset_id": donor_id, "floor_xy_m": floor_xy, "yaw_deg": math.degrees(yaw)})
 
 
 def _transfer(rng, original: Scene, donor: Scene) -> _Edit:
-    asset_id = _pick(rng, _visible_ids(original))[0]
-    donor_id = _pick(rng, _visible_ids(donor))[0]
+    asset_id = pick_ids(rng, visible_ids(original))[0]
+    donor_id = pick_ids(rng, visible_ids(donor))[0]
     edited = _strict(edits.transfer, original, asset_id, donor, donor_id)
     return _Edit(edited, [asset_id], (0, 1), origins={asset_id: (donor, donor_id)},
                  params={"asset_id": asset_id, "donor_asset_id": donor_id})
@@ -272,9 +274,9 @@ def _looks(scene: Scene, asset_id: int) -> dict:
 
 
 def _swap(rng, original: Scene, donor: Scene) -> _Edit:
-    a, b = _pick(rng, _visible_ids(original), 2)
+    a, b = pick_ids(rng, visible_ids(original), 2)
     if _looks(original, a) == _looks(original, b):
-        raise _Retry("the two objects look the same")
+        raise UnusableDraw("the two objects look the same")
     edited = _strict(edits.swap_appearance, original, a, b)
     return _Edit(edited, [a, b], (0, 1), origins={a: (original, b), b: (original, a)}, params={"asset_ids": [a, b]})
 
@@ -290,7 +292,7 @@ def _camera(rng, original: Scene, donor: Scene) -> _Edit:
     centre = torch.tensor([[cam.width / 2, cam.height / 2]])
     look, hit = geometry.ground_intersection(centre, cam.K, cam.R, cam.t)
     if not bool(hit[0]):
-        raise _Retry("the camera does not look at the floor")
+        raise UnusableDraw("the camera does not look at the floor")
     look = look[0]
     angle = float(rng.choice([-1, 1]) * rng.uniform(math.radians(10), math.radians(40)))
     offset = cam.center - look
@@ -303,14 +305,14 @@ def _camera(rng, original: Scene, donor: Scene) -> _Edit:
 
 
 def _multi_object(rng, original: Scene, donor: Scene) -> _Edit:
-    ids = _pick(rng, _visible_ids(original), 3)
+    ids = pick_ids(rng, visible_ids(original), 3)
     scene, params = original, {}
     for asset_id in ids:
         kind = ("translate", "rotate", "scale")[int(rng.integers(3))]
         scene, p = {"translate": _translate, "rotate": _rotate, "scale": _scale}[kind](rng, scene, asset_id)
         params[str(asset_id)] = {"edit": kind, **p}
-    if not _in_view(scene, ids):
-        raise _Retry("an edited object leaves the image")
+    if not in_view(scene, ids):
+        raise UnusableDraw("an edited object leaves the image")
     return _Edit(scene, ids, (0, 1), params=params)
 
 
@@ -428,7 +430,7 @@ def make_case(task: str, index: int, seed: int, video: Video, donor_video: Video
     for _ in range(MAX_TRIES):
         try:
             edit = _MAKERS[task](rng, original, donor_video.still)
-        except _Retry:
+        except UnusableDraw:
             continue
         origins = {a.id: (original, a.id) for a in edit.scene.assets}
         origins.update(edit.origins)
