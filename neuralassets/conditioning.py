@@ -12,7 +12,6 @@ pose and ``object_mask`` False, and the encoder must ignore them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
@@ -21,6 +20,7 @@ from torch import Tensor
 
 from . import geometry
 from .errors import ValidationError
+from .image_ops import box_mask, resize_images, resize_maps
 from .scene import Asset, Camera, Scene
 
 GREY = 0.5  # fill value for pixels hidden from an encoder (the paper's choice)
@@ -141,7 +141,7 @@ def grey_outside(image: Tensor, boxes: Tensor) -> Tensor:
     Returns:
         (3, H, W); a copy.
     """
-    return image.masked_fill(~_box_union(boxes, image.shape[-2], image.shape[-1]), GREY)
+    return image.masked_fill(~box_mask(boxes, image.shape[-2], image.shape[-1]), GREY)
 
 
 def grey_inside(image: Tensor, boxes: Tensor) -> Tensor:
@@ -154,19 +154,7 @@ def grey_inside(image: Tensor, boxes: Tensor) -> Tensor:
     Returns:
         (3, H, W); a copy.
     """
-    return image.masked_fill(_box_union(boxes, image.shape[-2], image.shape[-1]), GREY)
-
-
-def _box_union(boxes: Tensor, height: int, width: int) -> Tensor:
-    """(H, W) bool, True at pixels whose centre lies in any box (edges included)."""
-    mask = torch.zeros(height, width, dtype=torch.bool)
-    # Pixel i's centre i + 0.5 lies in [lo, hi] exactly when ceil(lo - 0.5) <= i <= floor(hi - 0.5);
-    # a slice per box costs far less than comparing every pixel with every box (this runs per training item).
-    for x0, y0, x1, y1 in boxes.double().tolist():
-        columns = slice(max(0, math.ceil(x0 - 0.5)), max(0, math.floor(x1 - 0.5) + 1))
-        rows = slice(max(0, math.ceil(y0 - 0.5)), max(0, math.floor(y1 - 0.5) + 1))
-        mask[rows, columns] = True
-    return mask
+    return image.masked_fill(box_mask(boxes, image.shape[-2], image.shape[-1]), GREY)
 
 
 def camera_motion(source: Camera, target: Camera) -> Tensor:
@@ -384,20 +372,3 @@ def surface_maps(scene: Scene, photos: list[Tensor], entries: list[PhotoEntry]) 
         depths[photo] = torch.where(mask, depth, depths[photo])
         slots[photo] = slots[photo].masked_fill(mask, i)
     return depths, slots
-
-
-def resize_maps(maps: Tensor, size_hw: tuple[int, int]) -> Tensor:
-    """(..., h, w) -> (..., H, W), nearest pixel (depths and slot indices must not blend); the input itself when the size matches."""
-    if tuple(maps.shape[-2:]) == tuple(size_hw):
-        return maps
-    resized = torch.nn.functional.interpolate(maps.reshape(1, -1, *maps.shape[-2:]).double(), size=tuple(size_hw),
-                                              mode="nearest-exact")
-    return resized.reshape(*maps.shape[:-2], *size_hw).to(maps.dtype)
-
-
-def resize_images(images: Tensor, size_hw: tuple[int, int]) -> Tensor:
-    """(B, C, h, w) -> (B, C, H, W) float, antialiased bilinear; the input itself when the size already matches."""
-    if tuple(images.shape[-2:]) == tuple(size_hw):
-        return images
-    return torch.nn.functional.interpolate(images, size=tuple(size_hw), mode="bilinear", align_corners=False,
-                                           antialias=True)

@@ -24,6 +24,7 @@ from torch import Tensor
 from . import edits
 from .animation import Keyframe, Keyframes, animate
 from .errors import ValidationError
+from .image_ops import from_numpy_image, to_numpy_image
 from .rendering import render_video
 from .scene import Scene
 from .video import write_video
@@ -182,8 +183,7 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _to_pil(image: Tensor) -> Image.Image:
-    arr = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    pil = Image.fromarray(arr)
+    pil = Image.fromarray(to_numpy_image(image))
     return pil.resize((pil.width * SCALE, pil.height * SCALE), Image.NEAREST)
 
 
@@ -204,7 +204,7 @@ def labelled_row(images: list[Tensor], labels: list[str], gap: int = 4, header: 
     for k, (tile, label) in enumerate(zip(tiles, labels)):
         canvas.paste(tile, (k * (w + gap), header))
         draw.text((k * (w + gap) + 4, 4), label, fill="black", font=_font(14))
-    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
+    return from_numpy_image(np.asarray(canvas))
 
 
 def _save_grid(path: Path, rows: list[tuple[str, list[Tensor]]], columns: list[str], gap: int = 4, header: int = 24,

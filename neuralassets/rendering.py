@@ -24,9 +24,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .conditioning import Conditioning, conditioning_from_scene, resize_images, slotted_assets
+from .conditioning import Conditioning, conditioning_from_scene, slotted_assets
 from .edits import out_of_view
 from .errors import ValidationError, VideoError
+from .image_ops import resize_images
 from .pipelines.reprojection import unchanged_reference
 from .scene import Scene
 from .video import write_video

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from . import geometry
 from .errors import AssetNotFoundError, SceneFormatError, ValidationError
+from .image_ops import from_numpy_image, to_numpy_image
 from .jsonio import read_json
 
 FORMAT_VERSION = 1
@@ -665,13 +666,9 @@ def _inside(folder: Path, relative: str) -> Path:
     return path
 
 
-def _to_uint8(image: Tensor) -> np.ndarray:
-    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def _write_png(path: Path, image: Tensor) -> None:
     """Write (3, H, W) float in [0, 1] as an 8-bit RGB PNG."""
-    Image.fromarray(_to_uint8(image)).save(path)
+    Image.fromarray(to_numpy_image(image)).save(path)
 
 
 def _write_mask_png(path: Path, mask: Tensor) -> None:
@@ -694,7 +691,7 @@ def _read_png(path: Path, size: tuple[int, int] | None) -> Tensor:
     arr = np.asarray(_open_image(path).convert("RGB"))
     if size is not None and arr.shape[:2] != tuple(size):
         raise SceneFormatError(f"{path}: expected {size[1]}x{size[0]} pixels, got {arr.shape[1]}x{arr.shape[0]}")
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+    return from_numpy_image(arr)
 
 
 def _read_mask_png(path: Path, size: tuple[int, int]) -> Tensor:
@@ -704,17 +701,4 @@ def _read_mask_png(path: Path, size: tuple[int, int]) -> Tensor:
     return torch.from_numpy(arr > 127)
 
 
-def quantize(images: Tensor) -> Tensor:
-    """Round float images in [0, 1] to multiples of 1/255, so they survive a PNG round-trip exactly.
-
-    Args:
-        images: (..., 3, H, W) float.
-
-    Returns:
-        The same shape, float32.
-    """
-    return (images.clamp(0, 1) * 255).round() / 255.0
-
-
-__all__ = ["FORMAT_VERSION", "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "check_frames",
-           "quantize"]
+__all__ = ["FORMAT_VERSION", "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "check_frames"]

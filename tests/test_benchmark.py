@@ -11,9 +11,9 @@ from neuralassets.benchmark.baselines import CopyPasteMethod, IdentityMethod, Pi
 from neuralassets.benchmark.harness import BenchmarkConfig, run_benchmark, score
 from neuralassets.benchmark.report import markdown, write_report
 from neuralassets.cli import main as cli_main
-from neuralassets.conditioning import resize_images
 from neuralassets.data.edit_cases import TASKS, Case, TaskConfig, VideoCache, blind_target, iter_cases, load_video, make_case
 from neuralassets.errors import ValidationError
+from neuralassets.image_ops import resize_images
 from neuralassets.metrics import psnr, region_mask
 from neuralassets.pipelines.compositing import KeepUnchanged
 from neuralassets.plotting import saved_figure

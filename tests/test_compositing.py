@@ -6,8 +6,9 @@ import torch
 from test_models import one_thread, tiny_pipeline  # noqa: F401 (one_thread: autouse fixture)
 
 from neuralassets import edits as E
-from neuralassets.conditioning import background_view, conditioning_from_scene, resize_images
+from neuralassets.conditioning import background_view, conditioning_from_scene
 from neuralassets.errors import ValidationError
+from neuralassets.image_ops import resize_images
 from neuralassets.pipelines.compositing import KeepUnchanged, change_mask, keep_unchanged
 from neuralassets.pipelines.reprojection import reproject_image, same_camera, unchanged_reference
 from neuralassets.rendering import render_video

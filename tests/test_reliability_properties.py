@@ -15,8 +15,8 @@ from test_models import TINY, one_thread  # noqa: F401 (one_thread: autouse fixt
 from neuralassets import Asset, Camera, Scene
 from neuralassets.conditioning import Conditioning, conditioning_from_scene
 from neuralassets.geometry import euler_to_matrix
+from neuralassets.image_ops import quantize
 from neuralassets.models import build_components
-from neuralassets.scene import quantize
 
 H = W = 32
 

@@ -48,6 +48,7 @@ from ..data.edit_cases import MAX_TRIES, Case, UnusableDraw, in_view, pick_ids, 
 from ..data.synthetic import generator_config
 from ..edits import boxes_overlap
 from ..errors import ValidationError
+from ..image_ops import to_uint8
 from ..metrics import mean_ci, region_mask
 from ..scene import Scene
 from .baselines import Method, PipelineMethod
@@ -436,7 +437,7 @@ def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: 
             if animation is None:
                 result.skipped[trajectory] += 1
                 continue
-            truth_digest.update((animation.truth * 255).round().to(torch.uint8).numpy().tobytes())
+            truth_digest.update(to_uint8(animation.truth).numpy().tobytes())
             cases = animation.frame_cases()
             predictions: dict[str, Tensor] = {}
             seconds: dict[str, float] = {}

@@ -21,6 +21,7 @@ from .. import geometry
 from ..data.edit_cases import TASKS, Case, TaskConfig, iter_cases
 from ..data.synthetic import generator_config
 from ..errors import ValidationError
+from ..image_ops import to_uint8
 from ..metrics import LPIPS, appearance_similarity, mean_ci, psnr, region_mean, ssim_map
 from .baselines import Method
 
@@ -251,7 +252,7 @@ def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPI
     truth_digest = hashlib.sha256()
     for cases in iter_cases(task_config, config.tasks, config.cases_per_task):
         for case in cases:
-            truth_digest.update((case.target * 255).round().to(torch.uint8).numpy().tobytes())
+            truth_digest.update(to_uint8(case.target).numpy().tobytes())
         batch.extend(cases)
         seeds_in_batch += 1
         done += 1

@@ -57,6 +57,7 @@ from ..conditioning import (
     slotted_assets,
 )
 from ..errors import ConfigError, SceneFormatError, ValidationError
+from ..image_ops import from_uint8, to_uint8
 from ..scene import Scene
 from .edit_cases import load_video, make_case
 from .synthetic import SPLITS, GeneratorConfig, generate_scene
@@ -202,10 +203,6 @@ def collate_pairs(items: list[tuple[Conditioning, Tensor]]) -> tuple[Conditionin
 # Shards
 # --------------------------------------------------------------------------------------
 
-def _to_uint8(image: Tensor) -> Tensor:
-    return (image * 255).round().to(torch.uint8)
-
-
 class _ShardRecords(Dataset):
     """Item i of a FramePairDataset as the flat tensors a shard stores."""
 
@@ -235,7 +232,7 @@ class _ShardRecords(Dataset):
                                   f"max_objects = {self.pairs.max_objects}")
         record = {name: getattr(conditioning, name)[0] for name in _CONDITIONING_TENSORS}
         record["photos"] = torch.zeros(PHOTO_SLOTS, *scene.frames[0].shape, dtype=torch.uint8)
-        record["photos"][:len(photos)] = _to_uint8(torch.stack(photos))
+        record["photos"][:len(photos)] = to_uint8(torch.stack(photos))
         record["photo_depths"] = torch.zeros(PHOTO_SLOTS, *scene.frames[0].shape[-2:])
         record["photo_depths"][:appearance_count] = conditioning.appearance_depths[0, :appearance_count]
         record["photo_slots"] = torch.full((PHOTO_SLOTS, *scene.frames[0].shape[-2:]), -1, dtype=torch.int16)
@@ -245,13 +242,13 @@ class _ShardRecords(Dataset):
         record["background_boxes"] = torch.zeros(self.pairs.max_objects, 4)
         record["background_boxes"][:greyed] = view.object_boxes
         record["background_box_mask"] = torch.arange(self.pairs.max_objects) < greyed
-        record["target"] = _to_uint8(scene.frames[target])
+        record["target"] = to_uint8(scene.frames[target])
         return record
 
 
 def _conditioning_from_record(record: dict[str, Tensor]) -> tuple[Conditioning, Tensor]:
     """Rebuild the item :class:`FramePairDataset` yields from a stored record (exactly)."""
-    photos = record["photos"].float() / 255.0 if "photos" in record else record["source"][None].float() / 255.0
+    photos = from_uint8(record["photos"] if "photos" in record else record["source"][None])
     H, W = photos.shape[-2:]
     boxes = record["object_boxes"] * torch.tensor([W, H, W, H], dtype=torch.float32)
     used = record["object_mask"]
@@ -270,7 +267,7 @@ def _conditioning_from_record(record: dict[str, Tensor]) -> tuple[Conditioning, 
     conditioning = Conditioning(appearance_images=torch.stack(appearance)[None], appearance_depths=depths[None],
                                 appearance_slots=slots[None],
                                 background_image=grey_inside(background, greyed)[None], **extra)
-    return conditioning, record["target"].float() / 255.0
+    return conditioning, from_uint8(record["target"])
 
 
 def _shard_name(k: int) -> str:

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..conditioning import resize_images
 from ..errors import ValidationError
-from ..scene import Scene, quantize
+from ..image_ops import quantize, resize_images
+from ..scene import Scene
 from .state import RenderSettings
 
 NEURAL = "neural"

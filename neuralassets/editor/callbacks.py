@@ -26,11 +26,12 @@ from PIL import Image
 from .. import edits
 from ..animation import Keyframes, animate
 from ..errors import NeuralAssetsError
+from ..image_ops import projected_box
 from ..scene import Scene
 from ..video import write_video
 from . import inputs
 from .backends import Progress, Renderers
-from .overlay import enlarge, projected_box
+from .overlay import enlarge
 from .state import EditorState, RenderSettings
 
 #: What a click in the image does: select the object under it, or drag an object along the floor (two clicks).

@@ -27,9 +27,10 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..conditioning import Conditioning, conditioning_from_scene, resize_images, resize_maps
+from ..conditioning import Conditioning, conditioning_from_scene
 from ..config import from_dict, to_dict
 from ..errors import ValidationError, WeightsError
+from ..image_ops import resize_images, resize_maps, to_numpy_image
 from ..jsonio import read_json, write_json
 from ..models.asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
 from ..models.autoencoder import downsampling_factor
@@ -460,7 +461,7 @@ def to_output_type(images: Tensor, output_type: str) -> Tensor | np.ndarray | li
     """(B, 3, H, W) float in [0, 1] -> ``"pt"`` (unchanged), ``"np"`` (B, H, W, 3) uint8 or ``"pil"`` list."""
     if output_type == "pt":
         return images.cpu()
-    arrays = (images.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    arrays = to_numpy_image(images)
     return arrays if output_type == "np" else [Image.fromarray(a) for a in arrays]
 
 

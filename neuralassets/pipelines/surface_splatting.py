@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..conditioning import Conditioning, resize_images, resize_maps
+from ..conditioning import Conditioning
+from ..image_ops import resize_images, resize_maps
 from ..models.patch_autoencoder import REFERENCE_CHANNELS
 
 MAX_VIEW_CHANGE = 15.0  # degrees, for objects reprojected through their box; on validation pasting every seen box face cost rotation 1.4 dB
