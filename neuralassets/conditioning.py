@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from . import geometry
+from .edits import out_of_view
 from .errors import ValidationError
 from .image_ops import box_mask, resize_images, resize_maps
 from .scene import Asset, Camera, Scene
@@ -372,3 +373,26 @@ def surface_maps(scene: Scene, photos: list[Tensor], entries: list[PhotoEntry]) 
         depths[photo] = torch.where(mask, depth, depths[photo])
         slots[photo] = slots[photo].masked_fill(mask, i)
     return depths, slots
+
+
+def frame_conditioning(scene: Scene, frame: int, max_objects: int, source_frame: int | None = None) -> Conditioning:
+    """:func:`conditioning_from_scene`, with assets out of view at ``frame`` left out.
+
+    An asset whose 3D box is behind the camera or wholly outside the image at ``frame`` has
+    its slot turned into padding; the source images stay as they are, so the other objects'
+    appearance does not change while it is away.
+
+    Args:
+        scene: the scene.
+        frame: target frame index.
+        max_objects: object slots N.
+        source_frame: as in ``conditioning_from_scene``.
+
+    Returns:
+        A batch-of-one :class:`Conditioning`.
+    """
+    cond = conditioning_from_scene(scene, frame, max_objects, source_frame)
+    away = torch.zeros(1, max_objects, dtype=torch.bool)
+    for slot, asset in enumerate(slotted_assets(scene, source_frame)):
+        away[0, slot] = bool(out_of_view(asset, scene, [frame]))
+    return cond.drop_objects(away) if bool(away.any()) else cond

@@ -25,7 +25,6 @@ from . import edits
 from .animation import Keyframe, Keyframes, animate
 from .errors import ValidationError
 from .image_ops import from_numpy_image, to_numpy_image
-from .rendering import render_video
 from .scene import Scene
 from .video import write_video
 
@@ -159,14 +158,14 @@ def run_demo(pipe, out_dir: str | os.PathLike, num_inference_steps: int | None =
     rows = []
     for label, edit in shown:
         truth = render(edit(sample, identity), frames=[0]).rgb[0]
-        model = render_video(pipe, edit(scene, ids), frames=[0], source_frame=0, **settings)[0]
+        model = pipe.render_video(edit(scene, ids), frames=[0], source_frame=0, **settings)[0]
         rows.append((label, [sample.frames[0], truth, model]))
         log(f"  {label}")
     grid = _save_grid(out / "demo_edits.png", rows, ["before", "ground truth (exact re-render)", "model"])
 
     model_keys = Keyframes({ids[g]: k for g, k in keys.assets.items()}, keys.camera, keys.interpolation)
-    truth_video = render_video(None, animate(sample, keys, ANIMATION_FRAMES), renderer=render, progress=False)
-    model_video = render_video(pipe, animate(scene, model_keys, ANIMATION_FRAMES, source_frame=0), **settings)
+    truth_video = render(animate(sample, keys, ANIMATION_FRAMES)).rgb
+    model_video = pipe.render_video(animate(scene, model_keys, ANIMATION_FRAMES, source_frame=0), **settings)
     side_by_side = torch.stack([labelled_row([t, m], ["ground truth", "model"]) for t, m in zip(truth_video, model_video)])
     gif = write_video(out / "demo_animation.gif", side_by_side, fps=ANIMATION_FPS)
     mp4 = write_video(out / "demo_animation.mp4", side_by_side, fps=ANIMATION_FPS)

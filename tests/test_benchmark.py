@@ -13,9 +13,8 @@ from neuralassets.benchmark.report import markdown, write_report
 from neuralassets.cli import main as cli_main
 from neuralassets.data.edit_cases import TASKS, Case, TaskConfig, VideoCache, blind_target, iter_cases, load_video, make_case
 from neuralassets.errors import ValidationError
-from neuralassets.image_ops import resize_images
 from neuralassets.metrics import psnr, region_mask
-from neuralassets.pipelines.compositing import KeepUnchanged
+from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.plotting import saved_figure
 
 SMALL = {"image_size": 48, "num_frames": 4, "min_objects": 3, "max_objects": 5}
@@ -251,12 +250,12 @@ def test_pipeline_and_vae_ceiling_methods_render_cases_deterministically(videos,
     assert torch.allclose(model.predict(cases[1:])[0], batch[1], atol=1e-5)  # batching does not change a case
     ceiling = VAECeilingMethod(model.pipeline)(cases[0])
     assert ceiling.shape == (3, 48, 48)
-    # the pipeline's default keeps the source's unchanged pixels (here: all of them); keep_unchanged=False does not.
-    # The model composites at its own 32x32, which the method resizes to the cases' 48x48.
-    model.pipeline.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)
+    # the pipeline's default keeps the source's unchanged pixels (here: all of them, at the cases' 48x48 while the
+    # model renders 32x32); keep_unchanged=False does not.
+    model.pipeline.thresholds = RenderThresholds(unchanged_below=10.0, changed_above=11.0)
     kept = model.predict(cases[:1])[0]
     raw = PipelineMethod(model.pipeline, "raw", keep_unchanged=False).predict(cases[:1])[0]
-    source = resize_images(resize_images(cases[0].source[None], (32, 32)), (48, 48))[0]
+    source = cases[0].source
     assert torch.allclose(kept, source, atol=1e-5) and (raw - source).abs().mean() > 0.05
 
 

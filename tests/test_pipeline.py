@@ -1,4 +1,5 @@
 """NeuralAssetsPipeline: determinism, save/load, weights errors and settings validation (tiny random model)."""
+import copy
 import json
 
 import numpy as np
@@ -20,20 +21,36 @@ def seeded(seed=0):
 def test_same_seed_same_image_and_output_types(simple_scene):
     pipe = tiny_pipeline()
     a = pipe(simple_scene, target_frame=2, generator=seeded(5)).images
-    assert a.shape == (1, 3, 32, 32) and a.dtype == torch.float32 and 0 <= a.min() and a.max() <= 1
+    assert a.shape == (1, 3, 24, 32) and a.dtype == torch.float32 and 0 <= a.min() and a.max() <= 1  # the scene's size
     assert torch.equal(a, pipe(simple_scene, target_frame=-1, generator=seeded(5)).images)
     assert not torch.equal(a, pipe(simple_scene, target_frame=2, generator=seeded(6)).images)
     arr = pipe(simple_scene, generator=seeded(5), output_type="np").images
-    assert arr.shape == (1, 32, 32, 3) and arr.dtype == np.uint8
+    assert arr.shape == (1, 24, 32, 3) and arr.dtype == np.uint8
     assert np.array_equal(arr[0], (a[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     pil = pipe(simple_scene, generator=seeded(5), output_type="pil").images
-    assert pil[0].size == (32, 32) and pil[0].mode == "RGB"
+    assert pil[0].size == (32, 24) and pil[0].mode == "RGB"
 
 
 def test_fixed_initial_noise_equals_seeded_noise(simple_scene):
     pipe = tiny_pipeline()
     noise = torch.randn(1, 4, 16, 16, generator=seeded(9))
     assert torch.equal(pipe(simple_scene, latents=noise).images, pipe(simple_scene, generator=seeded(9)).images)
+
+
+def test_scenes_render_as_a_batch_like_one_by_one(simple_scene):
+    from neuralassets.data import GeneratorConfig, generate_scene
+
+    pipe = tiny_pipeline()
+    static_scene = simple_scene.replace(cameras=[copy.deepcopy(simple_scene.cameras[0]) for _ in simple_scene.cameras])
+    noise = torch.randn(2, 4, 16, 16, generator=seeded(3))
+    both = pipe([simple_scene, static_scene], target_frame=2, source_frame=0, latents=noise).images
+    assert both.shape == (2, 3, 24, 32)
+    for k, scene in enumerate((simple_scene, static_scene)):
+        assert torch.allclose(both[k], pipe(scene, target_frame=2, source_frame=0, latents=noise[k:k + 1]).images[0], atol=1e-5)
+    with pytest.raises(ValidationError, match=r"scene: a batch of scenes must share one size, got \[\(24, 32\), \(32, 32\)\]"):
+        pipe([simple_scene, generate_scene(0, GeneratorConfig(num_frames=3, image_size=32, max_objects=3))], target_frame=2)
+    with pytest.raises(ValidationError, match="scene: an empty list"):
+        pipe([])
 
 
 def test_render_batches_like_single_calls(simple_scene):

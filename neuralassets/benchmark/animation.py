@@ -14,7 +14,7 @@ the union of the animated objects' projected 3D boxes at frames 0 and ``t``), so
 pose-edit baselines and :func:`~neuralassets.benchmark.harness.score` apply frame by frame.
 :func:`run_animation_benchmark` scores, per frame:
 
-- the model's video: :func:`neuralassets.rendering.render_video`, every frame from the same
+- the model's video: :meth:`~neuralassets.pipelines.NeuralAssetsPipeline.render_video`, every frame from the same
   noise (seed ``config.seed + i * num_frames``);
 - the model's single edits: each frame rendered on its own from the source, as the pose-edit
   benchmark renders an edit (:class:`~neuralassets.benchmark.baselines.PipelineMethod`, fresh
@@ -409,7 +409,6 @@ def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: 
         An :class:`AnimationResult`.
     """
     from ..data.synthetic import generate_scene
-    from ..rendering import render_video
 
     config.validate()
     generator = generator_config(config.generator_overrides)
@@ -443,10 +442,9 @@ def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: 
             seconds: dict[str, float] = {}
             if pipeline is not None:
                 t0 = time.perf_counter()
-                predictions[video_name] = render_video(pipeline, animation.video, seed=config.seed + i * T, source_frame=0,
-                                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                                       batch_size=batch_size, progress=False,
-                                                       keep_unchanged=keep_unchanged)
+                predictions[video_name] = pipeline.render_video(
+                    animation.video, seed=config.seed + i * T, source_frame=0, num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale, batch_size=batch_size, progress=False, keep_unchanged=keep_unchanged)
                 seconds[video_name] = time.perf_counter() - t0
             for method in ([single] if single else []) + list(baselines):
                 t0 = time.perf_counter()

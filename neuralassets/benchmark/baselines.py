@@ -25,10 +25,8 @@ import torch
 from torch import Tensor
 
 from .. import geometry
-from ..conditioning import Conditioning, conditioning_from_scene
 from ..data.edit_cases import Case
 from ..image_ops import box_mask, from_numpy_image, resize_images, to_numpy_image
-from ..pipelines.reprojection import unchanged_reference
 from ..scene import Scene
 
 INPAINT_RADIUS = 3  # pixels Telea looks around each hole pixel
@@ -228,7 +226,7 @@ class VAECeilingMethod(Method):
     No method that renders through this autoencoder can score above it.
 
     Args:
-        pipeline: a ``NeuralAssetsPipeline`` (its ``encode_images`` / ``decode_latents`` are used).
+        pipeline: a ``NeuralAssetsPipeline`` (its ``reconstruct`` is used).
         name: the method's name in reports.
     """
 
@@ -237,10 +235,7 @@ class VAECeilingMethod(Method):
 
     @torch.no_grad()
     def predict(self, cases: Sequence[Case]) -> Tensor:
-        size = (self.pipeline.config.image_size,) * 2
-        targets = torch.stack([c.target for c in cases])
-        decoded = self.pipeline.decode_latents(self.pipeline.encode_images(resize_images(targets, size))).float().cpu()
-        return resize_images(decoded, tuple(targets.shape[-2:])).clamp(0, 1)
+        return self.pipeline.reconstruct(torch.stack([c.target for c in cases]))
 
 
 class PipelineMethod(Method):
@@ -254,7 +249,7 @@ class PipelineMethod(Method):
         seed: seed of the sampling noise; case ``i`` of a task draws its noise from
             ``seed + i``, so results do not depend on how cases are batched.
         keep_unchanged: keep the source photo's pixels where the render leaves the scene
-            unchanged, as the pipeline does by default (``NeuralAssetsPipeline.keep_unchanged``);
+            unchanged, as the pipeline does by default (``NeuralAssetsPipeline.__call__``);
             False scores the model's render alone.
     """
 
@@ -274,15 +269,11 @@ class PipelineMethod(Method):
 
     @torch.no_grad()
     def predict(self, cases: Sequence[Case]) -> Tensor:
-        pipe = self.pipeline
-        cond = Conditioning.collate([conditioning_from_scene(c.scene, 1, pipe.config.max_objects, source_frame=0)
-                                     for c in cases])
-        shape = (1, int(pipe.vae.config.latent_channels), pipe.latent_size, pipe.latent_size)
+        shape = self.pipeline.latent_shape(1)
         noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(self.seed + c.index)) for c in cases])
-        photos = [unchanged_reference(c.scene, 1, 0) for c in cases] if self.keep_unchanged else None
-        images = pipe.render(cond, self.num_inference_steps, self.guidance_scale, latents=noise,
-                             unchanged_from=photos).float().cpu()
-        return resize_images(images, (cases[0].scene.height, cases[0].scene.width)).clamp(0, 1)
+        return self.pipeline([c.scene for c in cases], target_frame=1, source_frame=0, latents=noise,
+                             num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+                             keep_unchanged=self.keep_unchanged).images.float()
 
 
 __all__ = ["CopyPasteMethod", "IdentityMethod", "Method", "PipelineMethod", "VAECeilingMethod"]

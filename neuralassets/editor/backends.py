@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ValidationError
-from ..image_ops import quantize, resize_images
+from ..image_ops import quantize
 from ..scene import Scene
 from .state import RenderSettings
 
@@ -123,8 +123,6 @@ class Renderers:
             image = pipe(scene, target_frame=frame, source_frame=frame, num_inference_steps=settings.steps,
                          guidance_scale=settings.guidance, generator=generator,
                          keep_unchanged=settings.keep_unchanged).images[0].float().cpu()
-        # the model renders squares at its own size; shown next to the frame it must match it
-        image = resize_images(image[None], (scene.height, scene.width))[0]
         return quantize(image)
 
 

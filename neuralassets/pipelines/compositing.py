@@ -10,8 +10,9 @@ objects, their shadows and the background they uncover differ from the reconstru
 so they keep the render. No masks or geometry are needed, and a render that changes
 everything (another camera, a new background) simply keeps all of its pixels.
 
-:func:`change_mask` and :func:`keep_unchanged` are pure functions; :class:`KeepUnchanged`
-holds their settings for :class:`~neuralassets.pipelines.NeuralAssetsPipeline`.
+:func:`change_mask` and :func:`keep_unchanged` are pure functions; their settings are the
+``unchanged_below``, ``changed_above``, ``difference_blur`` and ``grow`` of
+:class:`~neuralassets.pipelines.thresholds.RenderThresholds`.
 
 Example:
     >>> import torch
@@ -27,18 +28,10 @@ from __future__ import annotations
 import kornia
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-#: Mean absolute difference (colour values in [0, 1]) at or below which a pixel counts as unchanged.
-UNCHANGED_BELOW = 0.04
-#: Difference at or above which a pixel counts as changed; in between the two blend linearly.
-CHANGED_ABOVE = 0.12
-#: Standard deviation in pixels of the blur applied to the difference first, so that
-#: sampling noise and single stray pixels do not flip the decision.
-DIFFERENCE_BLUR = 1.5
-#: Pixels the changed region grows by (then feathered by half as much), so a changed
-#: object's anti-aliased rim and soft shadow edge come from the render too.
-GROW = 2
+from ..image_ops import resize_images
+from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 
 
 def _blur(x: Tensor, sigma: float) -> Tensor:
@@ -48,80 +41,61 @@ def _blur(x: Tensor, sigma: float) -> Tensor:
     return kornia.filters.gaussian_blur2d(x, (size, size), (sigma, sigma), border_type="replicate")
 
 
-def _check_ramp(unchanged_below: float, changed_above: float) -> None:
-    if not 0 <= unchanged_below < changed_above:
-        raise ValueError(f"expected 0 <= unchanged_below < changed_above, got {unchanged_below}, {changed_above}")
-
-
-def change_mask(render: Tensor, reconstruction: Tensor, unchanged_below: float = UNCHANGED_BELOW,
-                changed_above: float = CHANGED_ABOVE, blur: float = DIFFERENCE_BLUR, grow: int = GROW) -> Tensor:
+def change_mask(render: Tensor, reconstruction: Tensor, thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor:
     """Where a render differs from the photo's reconstruction.
 
     Args:
         render: (B, 3, H, W) float in [0, 1], the model's render.
         reconstruction: (B, 3, H, W) float in [0, 1], the photo encoded and decoded by the
             same autoencoder (so that both carry its blur).
-        unchanged_below, changed_above: the blend ramp on the blurred mean absolute
-            colour difference; ``0 <= unchanged_below < changed_above``.
-        blur: standard deviation in pixels of the blur on the difference (0: none).
-        grow: pixels the changed region is dilated by, then feathered (0: neither).
+        thresholds: the blend ramp on the blurred mean absolute colour difference
+            (``unchanged_below``, ``changed_above``), the blur (``difference_blur``, 0: none)
+            and how far the changed region grows (``grow``, 0: not at all).
 
     Returns:
         (B, 1, H, W) float in [0, 1]: 1 where the render changed the scene, 0 where it did not.
 
     Raises:
-        ValueError: mismatched shapes or a bad ramp.
+        ValueError: mismatched shapes.
     """
     if render.shape != reconstruction.shape or render.dim() != 4 or render.shape[1] != 3:
         raise ValueError(f"render {tuple(render.shape)} and reconstruction {tuple(reconstruction.shape)}: "
                          "expected the same (B, 3, H, W) shape")
-    _check_ramp(unchanged_below, changed_above)
-    difference = _blur((render - reconstruction).abs().mean(1, keepdim=True), blur)
-    mask = ((difference - unchanged_below) / (changed_above - unchanged_below)).clamp(0, 1)
-    if grow > 0:
-        mask = _blur(F.max_pool2d(mask, 2 * grow + 1, stride=1, padding=grow), grow / 2)
+    t = thresholds
+    difference = _blur((render - reconstruction).abs().mean(1, keepdim=True), t.difference_blur)
+    mask = ((difference - t.unchanged_below) / (t.changed_above - t.unchanged_below)).clamp(0, 1)
+    if t.grow > 0:
+        mask = _blur(F.max_pool2d(mask, 2 * t.grow + 1, stride=1, padding=t.grow), t.grow / 2)
     return mask
 
 
-def keep_unchanged(render: Tensor, photo: Tensor, reconstruction: Tensor, **settings) -> Tensor:
-    """The render where it changed the scene, the photo elsewhere, blended by :func:`change_mask`.
+def keep_unchanged(render: Tensor, photo: Tensor, reconstruction: Tensor, thresholds: RenderThresholds = DEFAULT_THRESHOLDS
+                   ) -> Tensor:
+    """The render where it changed the scene, the photo elsewhere, blended by :func:`change_mask`, at the photo's size.
+
+    The decision is made at the render's size; the render and the decision are then resized
+    to the photo's, so the photo's own pixels are kept at its full resolution.
 
     Args:
-        render: (B, 3, H, W) float in [0, 1], the model's render.
+        render: (B, 3, h, w) float in [0, 1], the model's render.
         photo: (B, 3, H, W) float in [0, 1], the photo the render's background came from, seen
             by the render's camera; NaN where it does not show the scene (those pixels keep
             the render), e.g. after :func:`~neuralassets.pipelines.reprojection.reproject_image`.
-        reconstruction: (B, 3, H, W) float in [0, 1], ``photo`` through the model's
-            autoencoder (its NaN pixels filled from the render first).
-        **settings: passed to :func:`change_mask`.
+        reconstruction: (B, 3, h, w) float in [0, 1], ``photo`` at the render's size through the
+            model's autoencoder (its NaN pixels filled from the render first).
+        thresholds: the decision's settings (:func:`change_mask`).
 
     Returns:
         (B, 3, H, W) float in [0, 1].
     """
-    if photo.shape != render.shape:
-        raise ValueError(f"photo {tuple(photo.shape)}: expected the render's shape {tuple(render.shape)}")
-    unseen = torch.isnan(photo).any(1, keepdim=True)
-    mask = torch.where(unseen, 1.0, change_mask(render, reconstruction, **settings))
+    if photo.shape[:2] != render.shape[:2] or photo.dim() != 4:
+        raise ValueError(f"photo {tuple(photo.shape)}: expected (B, 3, H, W) with the render's {tuple(render.shape[:2])}")
+    size = tuple(photo.shape[-2:])
+    unseen = torch.isnan(resize_images(photo, tuple(render.shape[-2:]))).any(1, keepdim=True)
+    mask = torch.where(unseen, 1.0, change_mask(render, reconstruction, thresholds))
+    render, mask, unseen = resize_images(render, size), resize_images(mask, size), torch.isnan(photo).any(1, keepdim=True)
+    mask = torch.where(unseen, 1.0, mask)
     return mask * render + (1 - mask) * torch.where(unseen, render, photo)
 
 
-class KeepUnchanged(nn.Module):
-    """:func:`keep_unchanged` with its settings held (see the module's constants for their meaning)."""
-
-    def __init__(self, unchanged_below: float = UNCHANGED_BELOW, changed_above: float = CHANGED_ABOVE,
-                 blur: float = DIFFERENCE_BLUR, grow: int = GROW):
-        super().__init__()
-        self.settings = {"unchanged_below": unchanged_below, "changed_above": changed_above, "blur": blur, "grow": grow}
-        _check_ramp(unchanged_below, changed_above)
-
-    def mask(self, render: Tensor, reconstruction: Tensor) -> Tensor:
-        """(B, 1, H, W) float in [0, 1], as :func:`change_mask`."""
-        return change_mask(render, reconstruction, **self.settings)
-
-    def forward(self, render: Tensor, photo: Tensor, reconstruction: Tensor) -> Tensor:
-        """(B, 3, H, W) float in [0, 1], as :func:`keep_unchanged`."""
-        return keep_unchanged(render, photo, reconstruction, **self.settings)
-
-
-__all__ = ["CHANGED_ABOVE", "DIFFERENCE_BLUR", "GROW", "UNCHANGED_BELOW", "KeepUnchanged", "change_mask",
-           "keep_unchanged"]
+__all__ = ["change_mask", "keep_unchanged"]

@@ -25,9 +25,8 @@ from torch import Tensor
 from .. import geometry
 from ..conditioning import background_view
 from ..scene import Camera, Scene
-
-#: Relative depth difference up to which a target pixel counts as seen by the photo.
-DEPTH_TOLERANCE = 0.03
+from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
+from .zbuffer import splat_points
 
 
 def _pixel_centres(height: int, width: int) -> Tensor:
@@ -50,18 +49,14 @@ def splat_depth(depth: Tensor, source: Camera, target: Camera) -> Tensor:
     H, W = depth.shape
     world = geometry.unproject_points(_pixel_centres(H, W), depth.reshape(-1).float(), source.K, source.R, source.t)
     uv, z = geometry.project_points(world, target.K, target.R, target.t)
-    ix, iy = uv[:, 0].floor().long(), uv[:, 1].floor().long()
     known = (torch.isfinite(depth) & (depth > 0)).reshape(-1)
-    lands = known & (z > 1e-6) & (ix >= 0) & (ix < target.width) & (iy >= 0) & (iy < target.height)
-    splatted = torch.full((target.height * target.width,), float("inf"))
-    splatted.scatter_reduce_(0, (iy * target.width + ix)[lands], z[lands], reduce="amin")
-    splatted = splatted.view(1, 1, target.height, target.width)
+    splatted = splat_points(uv[:, 0], uv[:, 1], z, (target.height, target.width), keep=known).nearest[None]
     nearest = -F.max_pool2d(-splatted, 3, stride=1, padding=1)
     return torch.where(torch.isinf(splatted), nearest, splatted)[0, 0]
 
 
 def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera,
-                    tolerance: float = DEPTH_TOLERANCE) -> Tensor:
+                    tolerance: float = DEFAULT_THRESHOLDS.reprojection_depth_tolerance) -> Tensor:
     """A photo as the target camera would see it, NaN where the photo does not show the point.
 
     Args:
@@ -95,7 +90,8 @@ def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera
     return torch.where(seen, looked_up, torch.full_like(looked_up, float("nan")))
 
 
-def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | None = None) -> Tensor | None:
+def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | None = None,
+                        thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
     """The background photo (:func:`background_view`) as ``target_frame``'s camera sees it.
 
     It shows the parts of the target view that an edit leaves alone, so a render can keep
@@ -116,7 +112,7 @@ def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | Non
         return view.image
     if view.depth is None:
         return None
-    return reproject_image(view.image, view.depth, view.camera, target)
+    return reproject_image(view.image, view.depth, view.camera, target, thresholds.reprojection_depth_tolerance)
 
 
 def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
@@ -125,4 +121,4 @@ def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
             and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
 
 
-__all__ = ["DEPTH_TOLERANCE", "reproject_image", "same_camera", "splat_depth", "unchanged_reference"]
+__all__ = ["reproject_image", "same_camera", "splat_depth", "unchanged_reference"]
