@@ -247,13 +247,13 @@ def test_time_limit_ends_the_schedule_at_the_last_step_that_fits(tmp_path, monke
     clock = [0.0]  # every training step takes one second of this clock
     monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: clock[0])
     trainer = Trainer(tiny_config(tmp_path, max_steps=100, checkpoint_every=1000))
-    loss = trainer._loss
+    loss = trainer.stage.loss
 
     def one_second_step(*args):
         clock[0] += 1.0
         return loss(*args)
 
-    monkeypatch.setattr(trainer, "_loss", one_second_step)
+    monkeypatch.setattr(trainer.stage, "loss", one_second_step)
     with pytest.raises(ConfigError, match="time_limit: 0 must be > 0 seconds"):
         trainer.train(time_limit=0)
     losses = trainer.train(time_limit=30.5)

@@ -13,8 +13,8 @@ from pathlib import Path
 from ..config import from_dict
 from ..errors import ConfigError
 from ..models.build import ModelConfig
+from .stages import STAGES
 
-STAGES = ("autoencoder", "denoiser", "decoder")
 DATA_SOURCES = ("pairs", "shards")
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -20,7 +21,9 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from ..conditioning import Conditioning
 from ..errors import ConfigError
 from ..pipelines.surface_splatting import object_reference
-from .config import DataConfig
+
+if TYPE_CHECKING:
+    from .config import DataConfig  # the config module imports the stages, which import this one
 
 
 def build_pair_dataset(config: DataConfig, max_objects: int, image_size: int) -> tuple[Dataset, Callable]:
