@@ -225,15 +225,15 @@ def test_markdown_gives_mean_and_interval():
 
 @pytest.fixture(scope="module")
 def tiny_model_folder(tmp_path_factory):
-    from neuralassets.models import AssetEncoderConfig, AutoencoderConfig, DenoiserConfig, ModelConfig
+    from neuralassets.models import AutoencoderConfig, ModelConfig
     from neuralassets.pipelines import NeuralAssetsPipeline
 
     torch.manual_seed(0)
     config = ModelConfig(image_size=32, max_objects=8, num_inference_steps=2,
                          autoencoder=AutoencoderConfig(kind="kl", block_channels=(16, 32), latent_channels=4),
-                         asset_encoder=AssetEncoderConfig(backbone_channels=(16, 32), hidden_dim=32, token_dim=32,
-                                                          num_null_tokens=2, spatial_channels=4),
-                         denoiser=DenoiserConfig(num_layers=1, num_heads=2, head_dim=16))
+                         asset_encoder=dict(backbone_channels=(16, 32), hidden_dim=32, token_dim=32, num_null_tokens=2,
+                                            spatial_channels=4, object_feature_map=False),
+                         denoiser=dict(num_layers=1, num_heads=2, head_dim=16), guidance_scale=2.0)
     folder = tmp_path_factory.mktemp("models") / "tiny-model"
     NeuralAssetsPipeline.from_config(config).save_pretrained(folder)
     return folder

@@ -194,7 +194,7 @@ def test_mismatched_weights_name_the_tensor(tmp_path):
 
 def test_missing_default_weights_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "DEFAULT_WEIGHTS", tmp_path / "weights")
-    with pytest.raises(WeightsError, match="neuralassets train --config configs/default_ae.yaml"):
+    with pytest.raises(WeightsError, match="neuralassets train --config configs/shipped/01_autoencoder.yaml"):
         NeuralAssetsPipeline.from_pretrained()
     with pytest.raises(WeightsError, match="model_index.json missing"):
         NeuralAssetsPipeline.from_pretrained(tmp_path)
@@ -220,3 +220,43 @@ def test_too_many_slots_rejected(simple_scene):
     cond = conditioning_from_scene(simple_scene, 1, TINY.max_objects + 1)
     with pytest.raises(ValidationError, match="object slots"):
         tiny_pipeline().render(cond)
+
+
+def test_the_shipped_weights_load_and_the_code_defaults_are_the_shipped_model():
+    """The folder written before the parts became ConfigMixin models still loads; every default is the shipped model."""
+    from neuralassets.config import config_arguments, diffusers_config
+    from neuralassets.models import AssetEncoder, Denoiser, ModelConfig
+    from neuralassets.models.autoencoder import build_autoencoder
+    from neuralassets.models.scheduler import build_scheduler
+
+    folder = module.DEFAULT_WEIGHTS
+    index = json.loads((folder / "model_index.json").read_text())
+    saved = {name: json.loads((folder / name / "config.json").read_text()) for name in ("asset_encoder", "denoiser", "vae")}
+    pipe = NeuralAssetsPipeline.from_pretrained()
+    defaults = ModelConfig()
+    assert (defaults.image_size, defaults.max_objects, defaults.num_inference_steps, defaults.guidance_scale) == (
+        index["image_size"], index["max_objects"], index["num_inference_steps"], index["guidance_scale"]) == (128, 10, 3, 1.0)
+    assert pipe.config.max_objects == 10 and pipe.config.num_inference_steps == 3 and pipe.config.guidance_scale == 1.0
+    # the encoder's file names every argument; the code's defaults are those values
+    assert set(saved["asset_encoder"]) == set(config_arguments(AssetEncoder))
+    assert diffusers_config(AssetEncoder()) == diffusers_config(pipe.asset_encoder) == saved["asset_encoder"]
+    # the denoiser's file predates the arguments the other parts decide; its own are the defaults
+    denoiser = Denoiser()
+    own = {k: v for k, v in saved["denoiser"].items() if k != "model_config"}
+    assert own == {k: v for k, v in diffusers_config(denoiser).items() if k in own}
+    assert diffusers_config(denoiser)["model_config"] == saved["denoiser"]["model_config"]
+    # the autoencoder the default config builds has the shipped architecture (the scale is measured in training)
+    vae, _ = build_autoencoder(defaults.autoencoder)
+    assert {k: v for k, v in diffusers_config(vae).items() if k != "scaling_factor"} == {
+        k: v for k, v in saved["vae"].items() if not k.startswith("_") and k != "scaling_factor"}
+    shipped_scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert {k: v for k, v in build_scheduler(defaults.scheduler).config.items() if not k.startswith("_")} == {
+        k: v for k, v in shipped_scheduler.items() if not k.startswith("_")}
+
+
+def test_a_saved_part_config_with_an_unknown_key_is_refused(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "p")
+    path = tmp_path / "p" / "asset_encoder" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "token_width": 3}))
+    with pytest.raises(WeightsError, match=r"asset_encoder/config.json: unknown config key\(s\): AssetEncoder.token_width"):
+        NeuralAssetsPipeline.from_pretrained(tmp_path / "p")

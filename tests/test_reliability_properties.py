@@ -73,7 +73,7 @@ def test_padded_slots_change_no_output(seed, num_objects, slots, extra, timestep
     grid = (16, 16)
     a, b = encoder(cond, spatial_size=grid), encoder(padded, spatial_size=grid)
 
-    assert b.tokens.shape[1] == a.tokens.shape[1] + extra * TINY.asset_encoder.roi_size ** 2
+    assert b.tokens.shape[1] == a.tokens.shape[1] + extra * encoder.tokens_per_object
     assert torch.equal(b.mask[:, :a.mask.shape[1]], a.mask) and not b.mask[:, a.mask.shape[1]:].any()
     assert torch.allclose(b.tokens[b.mask], a.tokens[a.mask], atol=1e-6)  # the real tokens, in the same order
     assert not b.tokens[~b.mask].any()  # padded (and empty) slots carry zeros

@@ -29,14 +29,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..conditioning import Conditioning, conditioning_from_scene, frame_conditioning
-from ..config import from_dict, to_dict
-from ..errors import ValidationError, VideoError, WeightsError
+from ..config import check_config_keys, diffusers_config
+from ..errors import ConfigError, ValidationError, VideoError, WeightsError
 from ..image_ops import resize_images, resize_maps, to_numpy_image
 from ..jsonio import read_json, write_json
-from ..models.asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
+from ..models.asset_encoder import AssetEncoder, AssetTokens
 from ..models.autoencoder import downsampling_factor
-from ..models.build import Components, ModelConfig, build_components
-from ..models.denoiser import Denoiser, DenoiserConfig
+from ..models.build import Components, ModelConfig, build_components, part_config
+from ..models.denoiser import Denoiser
 from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind, takes_reference
 from ..models.quantization import quantize_state
 from ..models.scheduler import SCHEDULERS
@@ -158,13 +158,11 @@ class NeuralAssetsPipeline:
 
         vae_config = _read_config(folder / "vae" / "config.json")
         vae = autoencoder_class(vae_config).from_config(vae_config)
-        encoder_config = from_dict(AssetEncoderConfig, _read_config(folder / "asset_encoder" / "config.json"))
-        encoder = AssetEncoder.from_config(encoder_config, load_backbone_weights=False)
-        denoiser_config = from_dict(DenoiserConfig, _read_config(folder / "denoiser" / "config.json"))
-        denoiser = Denoiser.from_config(denoiser_config, latent_channels=int(vae_config["latent_channels"]),
+        encoder = AssetEncoder.from_config(_part_config(folder / "asset_encoder" / "config.json", AssetEncoder))
+        denoiser = Denoiser.from_config(_part_config(folder / "denoiser" / "config.json", Denoiser),
+                                        latent_channels=int(vae_config["latent_channels"]),
                                         latent_size=index["image_size"] // downsampling_factor(vae),
-                                        token_dim=encoder_config.token_dim,
-                                        spatial_channels=encoder_config.spatial_channels, load_pretrained=False)
+                                        token_dim=encoder.config.token_dim, spatial_channels=encoder.config.spatial_channels)
         for name, module in (("asset_encoder", encoder), ("denoiser", denoiser), ("vae", vae)):
             load_weights(module, folder / name / WEIGHT_FILES[name])
         defaults = ModelConfig()
@@ -175,7 +173,7 @@ class NeuralAssetsPipeline:
             autoencoder=replace(defaults.autoencoder, kind=autoencoder_kind(vae),
                                 latent_channels=int(vae_config["latent_channels"]),
                                 scaling_factor=float(vae_config["scaling_factor"]), model_config=vae_config),
-            asset_encoder=encoder_config, denoiser=denoiser.config)
+            asset_encoder=diffusers_config(encoder), denoiser=part_config(denoiser))
         return cls(vae, encoder, denoiser, scheduler, config)
 
     def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None,
@@ -208,9 +206,8 @@ class NeuralAssetsPipeline:
                  "vae": [type(self.vae).__module__.split(".")[0], type(self.vae).__name__],
                  "scheduler": ["diffusers", type(self.scheduler).__name__]}
         write_json(tmp / "model_index.json", index)
-        write_json(tmp / "asset_encoder" / "config.json", to_dict(self.asset_encoder.config))
-        write_json(tmp / "denoiser" / "config.json", to_dict(self.denoiser.config))
-        for name, module in (("vae", self.vae), ("scheduler", self.scheduler)):
+        for name, module in (("asset_encoder", self.asset_encoder), ("denoiser", self.denoiser), ("vae", self.vae),
+                             ("scheduler", self.scheduler)):
             module.save_config(tmp / name)
             # diffusers records the folder a model was loaded from; a shipped folder must not name another machine's path
             config_path = tmp / name / module.config_name
@@ -597,11 +594,9 @@ def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
     if folder_or_id is None:
         if not (DEFAULT_WEIGHTS / "model_index.json").is_file():
             raise WeightsError(
-                f"no default weights in {DEFAULT_WEIGHTS.name}/ (model_index.json missing): train them with "
-                "`neuralassets train --config configs/default_ae.yaml`, then `--config configs/default_denoiser.yaml`, "
-                "`--config configs/default_denoiser_finetune.yaml` and `--config configs/default_denoiser_large_batch.yaml` "
-                "(see the README), and copy the last run's pipeline/ folder to weights/, "
-                "or pass a folder or hub id to from_pretrained")
+                f"no default weights in {DEFAULT_WEIGHTS.name}/ (model_index.json missing): train them with the stages in "
+                "configs/shipped/ (`neuralassets train --config configs/shipped/01_autoencoder.yaml`, then 02 to 10; see "
+                "the README) and save the last run's pipeline/ folder to weights/, or pass a folder or hub id to from_pretrained")
         return DEFAULT_WEIGHTS
     path = Path(folder_or_id)
     if path.is_dir():
@@ -620,3 +615,13 @@ def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
 
 def _read_config(path: Path) -> dict:
     return read_json(path, WeightsError, "file is missing")
+
+
+def _part_config(path: Path, cls: type) -> dict:
+    """A part's saved ``config.json``, refused when it names arguments ``cls`` does not take."""
+    config = _read_config(path)
+    try:
+        check_config_keys(cls, config, cls.__name__)
+    except ConfigError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    return config
