@@ -203,7 +203,7 @@ def _check_mode(check_visibility: str) -> str:
 # Placement checks
 # --------------------------------------------------------------------------------------
 
-def _out_of_view(asset: Asset, scene: Scene, frames: list[int]) -> list[tuple[int, str]]:
+def out_of_view(asset: Asset, scene: Scene, frames: list[int]) -> list[tuple[int, str]]:
     """(frame, reason) for each frame where the asset's box is behind the camera or wholly outside the image."""
     problems = []
     for f in frames:
@@ -218,7 +218,7 @@ def _out_of_view(asset: Asset, scene: Scene, frames: list[int]) -> list[tuple[in
     return problems
 
 
-def _boxes_overlap(a: Asset, b: Asset, frames: list[int]) -> Tensor:
+def boxes_overlap(a: Asset, b: Asset, frames: list[int]) -> Tensor:
     """(F,) bool: do the oriented boxes of ``a`` and ``b`` interpenetrate at each frame (separating-axis test)."""
     idx = torch.tensor(frames)
     Ra, Rb = a.rotations[idx], b.rotations[idx]  # columns are the box axes in the world
@@ -253,8 +253,8 @@ def _check_placement(before: Scene | None, after: Scene, asset_id: int, frames: 
     """
     asset = after.asset(asset_id)
     if check_visibility != "ignore":
-        was_out = set() if before is None else {f for f, _ in _out_of_view(before.asset(asset_id), before, frames)}
-        problems = [(f, why) for f, why in _out_of_view(asset, after, frames) if f not in was_out]
+        was_out = set() if before is None else {f for f, _ in out_of_view(before.asset(asset_id), before, frames)}
+        problems = [(f, why) for f, why in out_of_view(asset, after, frames) if f not in was_out]
         if problems:
             listed = ", ".join(f"frame {f}: {why}" for f, why in problems[:5]) + (" ..." if len(problems) > 5 else "")
             message = f"asset {asset_id} ({asset.name}) would be out of view ({listed})"
@@ -265,9 +265,9 @@ def _check_placement(before: Scene | None, after: Scene, asset_id: int, frames: 
     for other in after.assets:
         if other.id == asset_id:
             continue
-        now = _boxes_overlap(asset, other, frames)
+        now = boxes_overlap(asset, other, frames)
         if before is not None:
-            now &= ~_boxes_overlap(before.asset(asset_id), before.asset(other.id), frames)
+            now &= ~boxes_overlap(before.asset(asset_id), before.asset(other.id), frames)
         hit = [f for f, c in zip(frames, now.tolist()) if c]
         if hit:
             clashes.append(f"asset {other.id} ({other.name}) at frames {hit[:5]}{' ...' if len(hit) > 5 else ''}")

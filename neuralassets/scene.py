@@ -43,6 +43,7 @@ from torch import Tensor
 
 from . import geometry
 from .errors import AssetNotFoundError, SceneFormatError, ValidationError
+from .image_ops import from_numpy_image, to_numpy_image
 from .jsonio import read_json
 from .video import MAX_IMAGE_SIDE, image_size
 
@@ -164,7 +165,7 @@ class AppearanceSource:
         pose: (12,) float pose numbers of the asset's 3D box as ``image`` shows it
             (:meth:`Asset.pose_features`, normalised by the image's size), or None when unknown;
             with it a render can reproject the image's pixels through the box
-            (:func:`~neuralassets.models.reference.object_reference`).
+            (:func:`~neuralassets.pipelines.surface_splatting.object_reference`).
         mask: (H, W) bool pixels of ``image`` that show the asset, or None when unknown.
         depth: (H, W) float camera-frame depth of ``image`` in metres, or None when unknown; with
             ``mask`` and ``pose`` a render can redraw the asset's surface as ``image`` saw it.
@@ -772,13 +773,9 @@ def _inside(folder: Path, relative: str) -> Path:
     return path
 
 
-def _to_uint8(image: Tensor) -> np.ndarray:
-    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def _write_png(path: Path, image: Tensor) -> None:
     """Write (3, H, W) float in [0, 1] as an 8-bit RGB PNG."""
-    Image.fromarray(_to_uint8(image)).save(path)
+    Image.fromarray(to_numpy_image(image)).save(path)
 
 
 def _write_mask_png(path: Path, mask: Tensor) -> None:
@@ -805,8 +802,7 @@ def _open_image(path: Path, size: tuple[int, int] | None) -> Image.Image:
 
 def _read_png(path: Path, size: tuple[int, int] | None) -> Tensor:
     """(3, H, W) float in [0, 1]; ``size`` (H, W) is checked when given."""
-    arr = np.asarray(_open_image(path, size).convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+    return from_numpy_image(np.asarray(_open_image(path, size).convert("RGB")))
 
 
 def _read_mask_png(path: Path, size: tuple[int, int]) -> Tensor:
@@ -814,18 +810,6 @@ def _read_mask_png(path: Path, size: tuple[int, int]) -> Tensor:
     return torch.from_numpy(arr > 127)
 
 
-def quantize(images: Tensor) -> Tensor:
-    """Round float images in [0, 1] to multiples of 1/255, so they survive a PNG round-trip exactly.
-
-    Args:
-        images: (..., 3, H, W) float.
-
-    Returns:
-        The same shape, float32.
-    """
-    return (images.clamp(0, 1) * 255).round() / 255.0
-
-
 __all__ = ["FORMAT_VERSION", "MAX_ZIP_BYTES", "MAX_ZIP_ENTRIES", "MAX_ZIP_RATIO", "ZIP_RATIO_FLOOR",
            "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "check_asset_id", "check_frames",
-           "describe_value", "quantize"]
+           "describe_value"]

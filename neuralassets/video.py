@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .errors import NeuralAssetsError, VideoError
+from .image_ops import from_numpy_image, to_numpy_image
 
 #: Container formats decoded with ffmpeg (GIFs go through Pillow).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -165,7 +166,7 @@ def to_uint8_frames(frames: Tensor | np.ndarray) -> np.ndarray:
     frames = torch.as_tensor(frames)
     if frames.dim() != 4 or frames.shape[1] != 3:
         raise VideoError(f"frames: expected shape (T, 3, H, W), got {tuple(frames.shape)}")
-    return (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_numpy_image(frames)
 
 
 # --------------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ def _collect(frames: Iterator[tuple[Path, np.ndarray]], max_side: int | None, ma
             break
     if not kept:
         raise VideoError(f"{where.name}: holds 0 frames; expected at least one")
-    return torch.from_numpy(np.stack(kept)).permute(0, 3, 1, 2).float() / 255.0
+    return from_numpy_image(np.stack(kept))
 
 
 def _read_images(files: list[Path], max_side: int | None, max_frames: int | None, stride: int) -> Tensor:

@@ -12,13 +12,13 @@ from PIL import Image
 from neuralassets import Scene
 from neuralassets import edits as E
 from neuralassets import geometry as G
-from neuralassets.compositing import KeepUnchanged
 from neuralassets.data import render as gt_render
 from neuralassets.editor import MAX_UNDO, EditorState, RenderSettings, inputs
 from neuralassets.editor import callbacks as cb
 from neuralassets.editor.backends import Renderers
 from neuralassets.editor.overlay import DRAWN_COLOUR, KEPT_COLOUR, LEGEND_HEIGHT, _label, display_scale, draw_scene, kept_map, projected_box
 from neuralassets.editor.views import OBJECT_COLUMNS, view
+from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.video import read_video, write_video
 
 
@@ -345,14 +345,14 @@ def test_neural_back_end_loads_once_and_is_seeded(loaded, tmp_path):
     second, _ = cb.render(loaded, renderers, settings)
     other, _ = cb.render(loaded, renderers, replace(settings, seed=8))
     assert renderers.loads == 1 and renderers.neural_status() == "Neural back end: model loaded."
-    assert first.rendered.shape == (3, 128, 128)  # resized from the model's 32x32 to the scene's size
+    assert first.rendered.shape == (3, 128, 128)  # the scene's size; the model renders 32x32
     assert torch.equal(first.rendered, second.rendered) and not torch.equal(first.rendered, other.rendered)
     # the frame's own pixels are kept where the render leaves the scene unchanged; here: everywhere
-    renderers.pipeline().compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)
+    renderers.pipeline().thresholds = RenderThresholds(unchanged_below=10.0, changed_above=11.0)
     kept, _ = cb.render(loaded, renderers, settings)
     raw, _ = cb.render(loaded, renderers, replace(settings, keep_unchanged=False))
     photo = loaded.scene.frames[loaded.frame]
-    assert (kept.rendered - photo).abs().mean() < 0.5 * (raw.rendered - photo).abs().mean()
+    assert torch.equal(kept.rendered, photo) and (raw.rendered - photo).abs().mean() > 0.05  # the frame's own pixels
 
 
 def test_export_png_and_scene_zip_round_trip(loaded, renderers, tmp_path):

@@ -269,7 +269,7 @@ def test_object_behind_the_camera_renders_a_finite_image(simple_scene):
     depths = cond.object_poses[0, 0, 2::3]
     assert (depths < 0).all() and torch.isfinite(cond.object_poses).all()
     image = tiny_pipeline()(scene, target_frame=1, num_inference_steps=1, generator=seeded()).images
-    assert image.shape == (1, 3, 32, 32) and torch.isfinite(image).all()
+    assert image.shape == (1, 3, 24, 32) and torch.isfinite(image).all()
 
 
 def test_editor_render_settings_out_of_range_are_named():
