@@ -23,10 +23,10 @@ from neuralassets.benchmark.perturbations import (
     turn_boxes,
 )
 from neuralassets.benchmark.report import markdown, write_report, write_sweep_report
-from neuralassets.benchmark.tasks import TASKS, VideoCache, make_case
 from neuralassets.cli import main as cli_main
 from neuralassets.commands.bench import add_arguments, input_modes
 from neuralassets.conditioning import conditioning_from_scene
+from neuralassets.data.edit_cases import TASKS, VideoCache, make_case
 from neuralassets.data.synthetic import select_frames
 from neuralassets.errors import ValidationError
 from neuralassets.perception import GroundTruthSegmenter

@@ -12,13 +12,13 @@ from PIL import Image
 from neuralassets import Scene
 from neuralassets import edits as E
 from neuralassets import geometry as G
-from neuralassets.compositing import KeepUnchanged
 from neuralassets.data import render as gt_render
 from neuralassets.editor import MAX_UNDO, EditorState, RenderSettings, inputs
 from neuralassets.editor import callbacks as cb
 from neuralassets.editor.backends import Renderers
-from neuralassets.editor.overlay import display_scale, projected_box
+from neuralassets.editor.overlay import DRAWN_COLOUR, KEPT_COLOUR, LEGEND_HEIGHT, _label, display_scale, draw_scene, kept_map, projected_box
 from neuralassets.editor.views import OBJECT_COLUMNS, view
+from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.video import read_video, write_video
 
 
@@ -119,6 +119,69 @@ def test_click_uses_projected_boxes_where_there_is_no_mask(loaded):
     assert int(moved.scene.instance_map(0)[int(v), int(u)]) == 0  # only the new box is there
     state, _ = cb.click(replace(moved, selected=None), u, v)
     assert state.selected == 1
+
+
+def test_a_moved_object_is_picked_where_it_now_stands_not_where_the_photo_shows_it(loaded):
+    target = max(loaded.scene.assets, key=lambda a: int(a.masks[0].sum()))
+    old_u, old_v = centre_of_mask(loaded.scene, target.id)
+    moved, _ = cb.move_selected(selected(loaded, target.id), 0.0, -1.0, 0.0)
+    state, _ = cb.click(replace(moved, selected=None), old_u, old_v)
+    assert state.selected != target.id  # its observed mask no longer counts: it is not there any more
+    exact = gt_render(moved.scene, frames=[0])
+    rows, cols = (exact.instance[0] == target.id).nonzero(as_tuple=True)
+    state, _ = cb.click(replace(moved, selected=None), float(cols[len(cols) // 2]) + 0.5, float(rows[len(rows) // 2]) + 0.5)
+    assert state.selected == target.id
+
+
+def test_the_scene_view_shows_the_edited_scene(loaded):
+    target = loaded.scene.assets[0].id
+    assert view(loaded).shows == "the photo"
+    removed, _ = cb.remove_selected(selected(loaded, target))
+    with_exact = cb.with_preview(removed)
+    exact = gt_render(removed.scene, frames=[0]).rgb[0]
+    assert torch.equal(with_exact.preview[2], exact) and view(with_exact).shows == "exact re-render of the edited scene"
+    assert np.array_equal(view(with_exact).scene_image, draw_scene(exact, removed.scene, 0))
+    assert cb.with_preview(with_exact) is with_exact  # computed once per scene and frame
+    # a scene the generator did not make has no exact re-render: the photo, said to be before the edits
+    metadata = {k: v for k, v in removed.scene.metadata.items() if k != "renderer"}
+    foreign = replace(removed, scene=removed.scene.replace(metadata=metadata))
+    assert cb.with_preview(foreign).preview is None
+    assert view(foreign).shows.startswith("the photo before the edits")
+
+
+def test_history_reads_in_the_controls_units(loaded):
+    state = selected(loaded, 1)
+    for step in (lambda s: cb.move_selected(s, 0.25, 0.0, 0.0), lambda s: cb.rotate_selected(s, 30, 0, 10),
+                 lambda s: cb.scale_selected(s, 1.5), cb.remove_selected):
+        state = step(state)[0]
+    assert view(state).history.splitlines() == [
+        "1. move object 1 by (0.25, 0.00, 0.00) m (world axes)", "2. rotate object 1 by yaw 30°, pitch 0°, roll 10°",
+        "3. scale object 1 by ×1.5", "4. remove object 1"]
+
+
+def test_kept_map_tints_kept_and_drawn_pixels_and_gives_their_shares():
+    render = torch.full((3, 4, 8), 0.5)
+    kept = torch.zeros(4, 8)
+    kept[:, :6] = 1.0  # 75 % kept
+    out = kept_map(render, kept)
+    s = display_scale(4, 8)
+    assert out.shape == (4 * s + LEGEND_HEIGHT, 8 * s, 3) and out.dtype == np.uint8
+    expected_kept = np.round(0.5 * 127.5 + 0.5 * np.array(KEPT_COLOUR)).astype(np.uint8)
+    expected_drawn = np.round(0.5 * 127.5 + 0.5 * np.array(DRAWN_COLOUR)).astype(np.uint8)
+    assert np.abs(out[0, 0].astype(int) - expected_kept).max() <= 1
+    assert np.abs(out[0, -1].astype(int) - expected_drawn).max() <= 1
+
+
+def test_object_labels_do_not_overlap():
+    image = np.zeros((64, 64, 3), np.uint8)
+    taken = []
+    # three boxes whose top-left corners nearly coincide: each label must find its own place
+    for text, low in (("1", [20.0, 30.0]), ("2", [22.0, 31.0]), ("3", [21.0, 32.0])):
+        taken.append(_label(image, text, low, [low[0] + 20, low[1] + 20], (255, 255, 255), taken))
+    for i, a in enumerate(taken):
+        assert 0 <= a[0] and a[2] <= 64 and 0 <= a[1] and a[3] <= 64
+        for b in taken[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
 
 
 def test_select_unknown_id_and_frame_bounds(loaded):
@@ -282,14 +345,14 @@ def test_neural_back_end_loads_once_and_is_seeded(loaded, tmp_path):
     second, _ = cb.render(loaded, renderers, settings)
     other, _ = cb.render(loaded, renderers, replace(settings, seed=8))
     assert renderers.loads == 1 and renderers.neural_status() == "Neural back end: model loaded."
-    assert first.rendered.shape == (3, 128, 128)  # resized from the model's 32x32 to the scene's size
+    assert first.rendered.shape == (3, 128, 128)  # the scene's size; the model renders 32x32
     assert torch.equal(first.rendered, second.rendered) and not torch.equal(first.rendered, other.rendered)
     # the frame's own pixels are kept where the render leaves the scene unchanged; here: everywhere
-    renderers.pipeline().compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)
+    renderers.pipeline().thresholds = RenderThresholds(unchanged_below=10.0, changed_above=11.0)
     kept, _ = cb.render(loaded, renderers, settings)
     raw, _ = cb.render(loaded, renderers, replace(settings, keep_unchanged=False))
     photo = loaded.scene.frames[loaded.frame]
-    assert (kept.rendered - photo).abs().mean() < 0.5 * (raw.rendered - photo).abs().mean()
+    assert torch.equal(kept.rendered, photo) and (raw.rendered - photo).abs().mean() > 0.05  # the frame's own pixels
 
 
 def test_export_png_and_scene_zip_round_trip(loaded, renderers, tmp_path):
@@ -359,6 +422,8 @@ def test_upload_of_two_images_is_extracted(loaded, tmp_path):
 
 
 def test_upload_limit_messages(tmp_path, monkeypatch):
+    import neuralassets.scene as scene_module
+
     def refused(paths):
         state, message = cb.load_upload(EditorState(), paths)
         assert not state.loaded
@@ -387,11 +452,11 @@ def test_upload_limit_messages(tmp_path, monkeypatch):
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("frames/00000.png", b"\0" * (3 * 1024**2))  # 3 MB of zeros compress to a few kB
-    monkeypatch.setattr(inputs, "MAX_SCENE_MB", 2)
-    assert refused([bomb]) == "bomb.zip: unpacks to 3 MB, over the 2 MB limit for a Scene zip"
+    monkeypatch.setattr(scene_module, "MAX_ZIP_BYTES", 2 * 1024**2)
+    assert refused([bomb]) == "bomb.zip: unpacks to 3.0 MB, over the 2.0 MB limit for a Scene zip; refused before extracting"
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"not a zip")
-    assert refused([broken]).startswith(f"{broken}: not a readable zip archive")
+    assert refused([broken]) == "broken.zip: not a readable zip archive (File is not a zip file)"
 
 
 def test_video_upload_keeps_at_most_max_frames(tmp_path):
@@ -407,3 +472,18 @@ def test_render_settings_default_to_the_shipped_models_sampling():
     index = json.loads((DEFAULT_WEIGHTS / "model_index.json").read_text())
     settings = RenderSettings()
     assert (settings.steps, settings.guidance) == (index["num_inference_steps"], index["guidance_scale"])
+
+
+def test_a_zip_upload_unpacks_inside_the_editors_folder_and_leaves_nothing(loaded, tmp_path, monkeypatch):
+    archive = loaded.scene.save_zip(tmp_path / "edited.zip")
+    seen = []
+    real = Scene.load_zip.__func__
+
+    def spy(cls, path, workdir=None):
+        seen.append(workdir)
+        return real(cls, path, workdir=workdir)
+
+    monkeypatch.setattr(Scene, "load_zip", classmethod(spy))
+    state, message = cb.load_upload(EditorState(), [archive], workdir=tmp_path / "work")
+    assert message.startswith("Loaded edited.zip: 8 frames") and state.scene.num_frames == 8
+    assert seen == [tmp_path / "work"] and list((tmp_path / "work").iterdir()) == []

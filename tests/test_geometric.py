@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from neuralassets import Camera, edits
-from neuralassets.benchmark.case import blind_target
+from neuralassets.data.edit_cases import blind_target
 from neuralassets.data.renderer import render
 from neuralassets.data.synthetic import fill_from_render, generator_config, sample_scene_spec, select_frames
-from neuralassets.geometric import FAR_DEPTH, GeometricRenderer, floor_depth, inpaint
+from neuralassets.pipelines.geometric import FAR_DEPTH, GeometricRenderer, floor_depth, inpaint
 
 
 @pytest.fixture(scope="module")

@@ -57,3 +57,25 @@ def test_editor_serves_only_its_temporary_folder(served, tmp_path):
     for path in (outside, repo_file, "/etc/passwd", served_dir / ".." / ".." / "etc" / "passwd", workdir / "sessions",
                  "../../../etc/passwd"):
         assert status_of(route + str(path)) in (403, 404), path
+
+
+def test_an_unexpected_failure_is_a_status_line_without_server_paths(served, monkeypatch, caplog):
+    from gradio_client import Client
+
+    from neuralassets import edits
+
+    app, workdir = served
+
+    def broken(scene, *args):
+        raise RuntimeError(f"cannot write {workdir}/sessions/x/render.png")
+
+    monkeypatch.setattr(edits, "remove", broken)  # a bug below the callbacks, which catch only the library's errors
+    client = Client(app.local_url, verbose=False)
+    client.predict("sample 1 (seed 2000000)", api_name="/load_sample")
+    client.predict(1, api_name="/select")
+    with caplog.at_level("ERROR"):
+        message = client.predict(api_name="/remove")[0]
+    assert message == "Removing failed with an internal error; nothing was changed. The server log has the details."
+    assert "cannot write" in caplog.text  # the details go to the server's log, not to the page
+    assert client.predict(api_name="/undo")[0] == "Nothing to undo."  # the session still works
+

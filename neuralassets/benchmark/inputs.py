@@ -1,6 +1,6 @@
 """What the benchmark's methods are given: the generator's exact scene, an extracted one, or a perturbed one.
 
-A case (:mod:`~neuralassets.benchmark.tasks`) is made from the generator's own scene: exact
+A case (:mod:`~neuralassets.data.edit_cases`) is made from the generator's own scene: exact
 depth, masks, 2D and 3D boxes and cameras, which no user has. :class:`ExtractedInputs` gives
 the methods what a user gets instead: the source frame (and a donor video's) goes through
 :func:`~neuralassets.perception.extract`, the extracted assets are matched to the generator's
@@ -56,10 +56,10 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from .. import edits, geometry
-from ..conditioning import same_camera
+from ..data.edit_cases import TASKS, Case, blind_target
 from ..errors import NeuralAssetsError, ValidationError
+from ..pipelines.reprojection import same_camera
 from ..scene import Box3D, Camera, Scene
-from .case import Case, blind_target
 from .perturbations import PERTURBATIONS
 
 #: Mask IoU an extracted asset needs with a ground-truth object to count as that object (the
@@ -425,8 +425,6 @@ class PerturbedInputs:
 
     def prepare(self, case: Case) -> Case:
         """The case with perturbed inputs and its edit carried over."""
-        from .tasks import TASKS
-
         key = np.random.SeedSequence([TASKS.index(case.task), int(case.seed), int(self.seed)]).generate_state(1, np.uint64)[0]
         generator = torch.Generator().manual_seed(int(key))
         original = self.perturb(case.original, generator)

@@ -35,7 +35,8 @@ FORMAT_VERSION = 2
 MARGIN_BASELINES = ("geometric", "copy-paste")
 
 
-def _cell(stats: dict[str, float], key: str, lpips_available: bool) -> str:
+def table_cell(stats: dict[str, float], key: str, lpips_available: bool) -> str:
+    """A metric's summary (``{"mean", "ci95", "n"}``) as a markdown table cell: "mean ± ci95", "–" or "n/a"."""
     if key == "lpips" and not lpips_available:
         return "n/a"
     mean, half = stats["mean"], stats["ci95"]
@@ -91,7 +92,7 @@ def _margin_table(result: BenchmarkResult, table: dict, applied_only: bool) -> l
     failures = result.failures()
     for task in result.tasks:
         rows = [r for r in result.rows if r["task"] == task and not (applied_only and r.get("failed"))]
-        scores = [_cell(dict(zip(("mean", "ci95", "n"), mean_ci(r["psnr_box"] for r in rows if r["method"] == m))),
+        scores = [table_cell(dict(zip(("mean", "ci95", "n"), mean_ci(r["psnr_box"] for r in rows if r["method"] == m))),
                         "psnr_box", True) for m in table]
         failed, n = failures[task]
         lines.append(f"| {task} | " + " | ".join(scores) + " | " + " | ".join(_margin_cell(table[m][b][task]) for m, b in columns)
@@ -140,13 +141,14 @@ def markdown(result: BenchmarkResult) -> str:
         lines += [f"## {task}", "", header, rule]
         for method in result.methods:
             stats = summary[task][method]
-            cells = [_cell(stats[k], k, result.lpips_available) for k in METRICS]
+            cells = [table_cell(stats[k], k, result.lpips_available) for k in METRICS]
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {stats['psnr']['n']} | {failures[task][0]} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def _json_number(x: float) -> float | None:
+def json_number(x: float) -> float | None:
+    """``x``, or None for NaN and inf (which JSON cannot hold)."""
     return None if isinstance(x, float) and (math.isnan(x) or math.isinf(x)) else x
 
 
@@ -157,9 +159,9 @@ def to_json(result: BenchmarkResult) -> dict:
         for per_metric in per_method.values():
             for stats in per_metric.values():
                 for k, v in stats.items():
-                    stats[k] = _json_number(round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
-    rows = [{k: (_json_number(round(v, 5)) if isinstance(v, float) else v) for k, v in row.items()} for row in result.rows]
-    gaps = {model: {b: {t: {k: _json_number(round(v, 5) if isinstance(v, float) else v) for k, v in stats.items()}
+                    stats[k] = json_number(round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
+    rows = [{k: (json_number(round(v, 5)) if isinstance(v, float) else v) for k, v in row.items()} for row in result.rows]
+    gaps = {model: {b: {t: {k: json_number(round(v, 5) if isinstance(v, float) else v) for k, v in stats.items()}
                         for t, stats in per_task.items()} for b, per_task in per.items()} for model, per in margins(result).items()}
     return {"format_version": FORMAT_VERSION, "config": result.config, "inputs": result.inputs, "methods": result.methods,
             "tasks": result.tasks, "lpips_available": result.lpips_available, "descriptor": result.descriptor,

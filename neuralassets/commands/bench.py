@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark.baselines import CopyPasteMethod, GeometricMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
     from ..benchmark.harness import BenchmarkConfig, run_sweep
     from ..benchmark.report import publish, write_report, write_sweep_report
-    from ..benchmark.tasks import TASKS
+    from ..data.edit_cases import TASKS
     from ..metrics import backbone_descriptor, load_lpips
 
     torch.manual_seed(0)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..conditioning import resize_images
 from ..errors import ValidationError
-from ..scene import Scene, quantize
+from ..image_ops import quantize
+from ..scene import Scene
 from .state import RenderSettings
 
 NEURAL = "neural"
@@ -31,6 +32,21 @@ MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed accepts
 
 #: ``progress(fraction, desc=...)``, e.g. a ``gr.Progress``.
 Progress = Callable[..., object]
+
+
+@dataclass(frozen=True)
+class Render:
+    """One rendered frame.
+
+    Attributes:
+        image: (3, H, W) float in [0, 1] at the scene's size, multiples of 1/255.
+        kept: (H, W) float in [0, 1], the share of each pixel the neural back end kept from
+            the photo rather than drew (``keep unchanged pixels``), or None when it kept
+            nothing (other back ends, or keeping turned off).
+    """
+
+    image: Tensor
+    kept: Tensor | None = None
 
 
 def check_settings(settings: RenderSettings) -> None:
@@ -87,7 +103,7 @@ class Renderers:
                 self.loads += 1
             return self._pipeline
 
-    def render(self, scene: Scene, frame: int, settings: RenderSettings, progress: Progress | None = None) -> Tensor:
+    def render(self, scene: Scene, frame: int, settings: RenderSettings, progress: Progress | None = None) -> Render:
         """Render ``scene`` as seen at ``frame``.
 
         Args:
@@ -95,10 +111,12 @@ class Renderers:
             frame: frame index (its poses and camera are rendered; the neural back end takes
                 appearance and background from the same frame).
             settings: back end, steps, guidance and seed.
-            progress: called with (fraction, desc=...) as work proceeds.
+            progress: called with ``((step, num_steps), desc=...)`` after each denoising step
+                (``gr.Progress`` shows it as a fraction), and with ``(0.0, desc=...)`` while
+                the model loads.
 
         Returns:
-            (3, H, W) float in [0, 1] at the scene's size, multiples of 1/255.
+            The :class:`Render`.
 
         Raises:
             ValidationError: bad settings, or a scene the ground-truth renderer cannot draw
@@ -110,22 +128,24 @@ class Renderers:
             from ..data import render
 
             try:
-                return render(scene, frames=[frame]).rgb[0]
+                return Render(render(scene, frames=[frame]).rgb[0])
             except ValidationError as e:
                 raise ValidationError(f"the ground-truth back end renders only synthetic scenes: {e}") from None
         if progress is not None and self._pipeline is None:
             progress(0.0, desc="loading the neural model (once)")
         pipe = self.pipeline()
-        if progress is not None:
-            progress(0.2, desc=f"denoising, {settings.steps} steps")
+
+        def step_done(step: int, num_steps: int) -> None:
+            if progress is not None:
+                progress((step, num_steps), desc=f"denoising step {step} of {num_steps}")
+
         generator = torch.Generator(pipe.device).manual_seed(settings.seed)
         with self._run_lock:
-            image = pipe(scene, target_frame=frame, source_frame=frame, num_inference_steps=settings.steps,
-                         guidance_scale=settings.guidance, generator=generator,
-                         keep_unchanged=settings.keep_unchanged).images[0].float().cpu()
-        # the model renders squares at its own size; shown next to the frame it must match it
-        image = resize_images(image[None], (scene.height, scene.width))[0]
-        return quantize(image)
+            out = pipe(scene, target_frame=frame, source_frame=frame, num_inference_steps=settings.steps,
+                       guidance_scale=settings.guidance, generator=generator, keep_unchanged=settings.keep_unchanged,
+                       callback=step_done)
+        kept = None if out.kept is None else out.kept[0, 0].float().cpu().clamp(0, 1)
+        return Render(quantize(out.images[0].float().cpu()), kept)
 
 
-__all__ = ["BACKENDS", "GROUND_TRUTH", "NEURAL", "Renderers", "check_settings"]
+__all__ = ["BACKENDS", "GROUND_TRUTH", "NEURAL", "Render", "Renderers", "check_settings"]

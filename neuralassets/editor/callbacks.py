@@ -23,14 +23,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .. import edits
+from .. import edits, geometry
 from ..animation import Keyframes, animate
-from ..errors import NeuralAssetsError
+from ..errors import NeuralAssetsError, ValidationError
+from ..image_ops import projected_box
 from ..scene import Scene
 from ..video import write_video
 from . import inputs
 from .backends import Progress, Renderers
-from .overlay import enlarge, projected_box
+from .overlay import enlarge, stands_as_photographed
 from .state import EditorState, RenderSettings
 
 #: What a click in the image does: select the object under it, or drag an object along the floor (two clicks).
@@ -65,12 +66,14 @@ def load_sample(state: EditorState, index: int) -> Result:
     return state.loaded_with(scene, name), f"Loaded {name}: {_describe(scene)}."
 
 
-def load_upload(state: EditorState, paths: Sequence[str | Path] | None, progress: Progress | None = None) -> Result:
+def load_upload(state: EditorState, paths: Sequence[str | Path] | None, progress: Progress | None = None,
+                workdir: str | Path | None = None) -> Result:
     """Open an upload: one video, two images (a frame pair) or one Scene zip.
 
     Videos and frame pairs go through :func:`neuralassets.perception.extract` (the default,
     weight-free segmenter, tracker and lifter). Size, duration and resolution limits are in
-    :mod:`neuralassets.editor.inputs`.
+    :mod:`neuralassets.editor.inputs`. A zip is unpacked inside ``workdir`` (default: the
+    system's temporary folder) and the unpacked files removed once read.
     """
     progress = progress or _no_progress
     paths = [Path(p) for p in paths or []]
@@ -78,7 +81,7 @@ def load_upload(state: EditorState, paths: Sequence[str | Path] | None, progress
         kind = inputs.upload_kind(paths)
         if kind == "zip":
             progress(0.2, desc="reading the Scene zip")
-            scene = Scene.load_zip(paths[0])
+            scene = Scene.load_zip(paths[0], workdir=workdir)
         else:
             from ..perception import extract
 
@@ -128,25 +131,25 @@ def set_frame(state: EditorState, frame: int) -> Result:
 def pick(scene: Scene, frame: int, u: float, v: float) -> int | None:
     """The asset under pixel (u, v) at ``frame``, or None.
 
-    The observed instance map decides first (masks of the frame); elsewhere the asset whose
-    projected 3D box (at its current, possibly edited, pose) encloses the pixel wins, the
-    one nearest the camera when several do.
+    An asset that still stands where the frame's photo shows it is under the pixel when its
+    observed mask covers it; any other asset (moved, inserted, or without masks) when the
+    pixel's ray enters its 3D box at its current pose. Of several, the one whose box the ray
+    enters first wins, so an object moved in front of another is picked.
     """
     col, row = int(math.floor(u)), int(math.floor(v))
-    if 0 <= col < scene.width and 0 <= row < scene.height and any(a.masks is not None for a in scene.assets):
-        hit = int(scene.instance_map(frame)[row, col])
-        if hit:
-            return hit
-    cam, best, nearest = scene.cameras[frame], None, math.inf
+    inside = 0 <= col < scene.width and 0 <= row < scene.height
+    cam = scene.cameras[frame]
+    origin, direction = geometry.pixel_rays(torch.tensor([[u, v]], dtype=torch.float32), cam.K, cam.R, cam.t)
+    best, nearest = None, math.inf
     for a in scene.assets:
-        uv = projected_box(scene, a.id, frame)
-        if uv is None:
-            continue
-        (x0, y0), (x1, y1) = uv.amin(0).tolist(), uv.amax(0).tolist()
-        if x0 <= u <= x1 and y0 <= v <= y1:
-            depth = float(cam.project(a.centers[frame][None])[1][0])
-            if depth < nearest:
-                best, nearest = a.id, depth
+        distance = float(geometry.ray_box_distance(origin, direction[0], a.centers[frame], a.sizes[frame], a.rotations[frame]))
+        if a.masks is not None and stands_as_photographed(scene, a.id, frame):
+            if not (inside and bool(a.masks[frame, row, col])):
+                continue
+            if math.isinf(distance):  # the mask reaches past the box: rank it by its centre
+                distance = float((a.centers[frame] - origin).norm())
+        if distance < nearest:
+            best, nearest = a.id, distance
     return best
 
 
@@ -314,11 +317,33 @@ def render(state: EditorState, renderers: Renderers, settings: RenderSettings, p
         return state, NOTHING_LOADED
     state = replace(state, settings=settings)
     try:
-        image = renderers.render(state.scene, state.frame, settings, progress)
+        out = renderers.render(state.scene, state.frame, settings, progress)
     except NeuralAssetsError as e:
         return state, f"Render failed: {e}"
-    return (replace(state, rendered=image, rendered_scene=state.scene, rendered_frame=state.frame),
-            f"Rendered frame {state.frame} with the {settings.backend} back end.")
+    message = f"Rendered frame {state.frame} with the {settings.backend} back end."
+    if out.kept is not None:
+        share = round(100 * float(out.kept.mean()))
+        message += f" {share} % of the pixels kept from the photo, {100 - share} % drawn by the model."
+    return (replace(state, rendered=out.image, rendered_scene=state.scene, rendered_frame=state.frame,
+                    rendered_backend=settings.backend, kept=out.kept), message)
+
+
+def with_preview(state: EditorState) -> EditorState:
+    """``state`` with the exact re-render of its edited scene at the shown frame, when the scene view needs one.
+
+    Only synthetic scenes have an exact re-render (:func:`neuralassets.data.render`); for
+    others, an unedited scene and a scene whose render is current, the state comes back as it is.
+    """
+    if (not state.loaded or state.render_is_current or state.preview_is_current or state.scene is state.original
+            or not edits.history(state.scene)):
+        return state
+    from ..data import render as exact_render
+
+    try:
+        image = exact_render(state.scene, frames=[state.frame]).rgb[0]
+    except ValidationError:  # not a synthetic scene
+        return state
+    return replace(state, preview=(state.scene, state.frame, image))
 
 
 def export_png(state: EditorState, folder: str | Path) -> tuple[EditorState, str, Path | None]:
@@ -388,7 +413,7 @@ def export_animation(state: EditorState, renderers: Renderers, settings: RenderS
         scene = animated_scene(state.scene, state.selected, state.frame, kind, num_frames, delta)
         for k in range(num_frames):
             progress(k / num_frames, desc=f"rendering frame {k + 1} of {num_frames}")
-            images.append(renderers.render(scene, k, settings))
+            images.append(renderers.render(scene, k, settings).image)
         path = write_video(Path(folder) / f"animation{suffix}", torch.stack(images), fps=ANIMATION_FPS)
     except NeuralAssetsError as e:
         return state, f"Animation failed: {e}", None

@@ -57,6 +57,11 @@ class EditorState:
         rendered: (3, H, W) float in [0, 1], the latest render of ``rendered_scene``, or None.
         rendered_scene: the scene ``rendered`` shows (a render is current when it is ``scene``).
         rendered_frame: the frame ``rendered`` shows.
+        rendered_backend: the back end that made ``rendered``.
+        kept: (H, W) float in [0, 1], how much of each pixel of ``rendered`` the neural back end
+            kept from the photo (0: drawn), or None when the render kept nothing.
+        preview: (scene, frame, (3, H, W) float image) the exact re-render the scene view
+            shows of a synthetic scene when there is no current render, or None.
     """
 
     scene: Scene | None = None
@@ -71,6 +76,9 @@ class EditorState:
     rendered: Tensor | None = None
     rendered_scene: Scene | None = None
     rendered_frame: int = 0
+    rendered_backend: str = ""
+    kept: Tensor | None = None
+    preview: tuple[Scene, int, Tensor] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -80,6 +88,11 @@ class EditorState:
     def render_is_current(self) -> bool:
         """Whether ``rendered`` shows the current scene at the current frame."""
         return self.rendered is not None and self.rendered_scene is self.scene and self.rendered_frame == self.frame
+
+    @property
+    def preview_is_current(self) -> bool:
+        """Whether ``preview`` shows the current scene at the current frame."""
+        return self.preview is not None and self.preview[0] is self.scene and self.preview[1] == self.frame
 
     def with_scene(self, scene: Scene) -> EditorState:
         """A state whose scene is ``scene`` after an edit: the old scene goes on the undo stack, redo is cleared."""

@@ -9,13 +9,13 @@ scene's :func:`~neuralassets.conditioning.conditioning_from_scene` and
    mask is unknown or the scene no longer has the object (a removal). An object drawn from
    that same photo at the pose the photo shows stays in it, rim and all.
 2. The rest of the photo is shown from the target camera through the photo's depth
-   (:func:`~neuralassets.reprojection.reproject_image`); without depth, through the floor plane
+   (:func:`~neuralassets.pipelines.reprojection.reproject_image`); without depth, through the floor plane
    ``z = 0``, a pixel whose ray misses the floor taken as :data:`FAR_DEPTH` away.
 3. What the target sees and the photo does not is filled by OpenCV's Telea inpainting
    (:func:`inpaint`).
 4. Every object's photo surface is drawn at its target pose on top, nearest first
-   (:func:`~neuralassets.models.reference.object_reference`: the splat of the pixels the object
-   covers in its photo at their depth; the object's 3D box as a stand-in surface where the
+   (:func:`~neuralassets.pipelines.surface_splatting.object_reference`: the splat of the pixels the
+   object covers in its photo at their depth; the object's 3D box as a stand-in surface where the
    photo's depth or the object's mask is unknown, at any turn).
 
 It is the benchmark's ``geometric`` baseline: what depth, masks and boxes give without a
@@ -30,19 +30,20 @@ Example:
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import geometry
-from .conditioning import appearance_photos, background_view, conditioning_from_scene, resize_images, same_camera
-from .models.reference import object_reference, turned_in_place
-from .reprojection import reproject_image
-from .scene import Camera, Scene
-from .video import to_uint8_frames
+from .. import geometry
+from ..conditioning import appearance_photos, background_view, conditioning_from_scene
+from ..image_ops import box_mask, from_numpy_image, resize_images, to_numpy_image
+from ..scene import Camera, Scene
+from .reprojection import reproject_image, same_camera
+from .surface_splatting import object_reference, reference_coverage, turned_in_place
+from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 
 #: Pixels OpenCV's Telea inpainting looks around each hole pixel.
 INPAINT_RADIUS = 3
@@ -83,24 +84,17 @@ def floor_depth(camera: Camera) -> Tensor:
     return torch.where(hit, depth, torch.full_like(depth, FAR_DEPTH)).view(camera.height, camera.width)
 
 
-def _box_pixels(box: Tensor, height: int, width: int) -> Tensor:
-    """(H, W) bool: the pixels a pixel box ``(x0, y0, x1, y1)`` touches."""
-    x0, y0, x1, y1 = box.tolist()
-    mask = torch.zeros(height, width, dtype=torch.bool)
-    mask[max(0, int(y0)):max(0, math.ceil(y1)), max(0, int(x0)):max(0, math.ceil(x1))] = True
-    return mask
-
-
 class GeometricRenderer:
     """Draw an edited Scene from its photos by reprojection, splatting and inpainting (see the module docstring).
 
     Args:
-        max_view_change: objects drawn through their box (no depth or mask in their photo) that
-            turned relative to the camera by more than this many degrees are left out (180: none are).
+        thresholds: the tolerances of the drawing (:class:`~neuralassets.pipelines.thresholds.RenderThresholds`);
+            by default the pipeline's, except that objects drawn through their box (no depth or
+            mask in their photo) are drawn at any turn (``max_view_change`` 180 degrees).
     """
 
-    def __init__(self, max_view_change: float = 180.0):
-        self.max_view_change = max_view_change
+    def __init__(self, thresholds: RenderThresholds | None = None):
+        self.thresholds = thresholds or replace(DEFAULT_THRESHOLDS, max_view_change=180.0)
 
     @torch.no_grad()
     def __call__(self, scene: Scene, target_frame: int, source_frame: int | None = None) -> Tensor:
@@ -117,12 +111,11 @@ class GeometricRenderer:
         """
         entries = appearance_photos(scene, source_frame)[1]
         cond = conditioning_from_scene(scene, target_frame, max(1, len(entries)), source_frame)
-        in_place = turned_in_place(cond)[0].tolist()
+        in_place = turned_in_place(cond, self.thresholds)[0].tolist()
         stay = {e.asset.id for e, turned in zip(entries, in_place) if turned and e.frame is not None}
         canvas = self.background(scene, target_frame, source_frame, stay)
-        reference = object_reference(cond, (scene.height, scene.width), self.max_view_change)[0]
-        covered = reference[3:] > 0
-        return torch.where(covered, (reference[:3] + 1) / 2, canvas).clamp(0, 1)
+        reference = object_reference(cond, (scene.height, scene.width), self.thresholds)
+        return torch.where(reference_coverage(reference)[0], (reference[0, :3] + 1) / 2, canvas).clamp(0, 1)
 
     def background(self, scene: Scene, target_frame: int, source_frame: int | None = None,
                    stay: set[int] = frozenset()) -> Tensor:
@@ -148,12 +141,13 @@ class GeometricRenderer:
             seen = resize_images(image.masked_fill(cut, float("nan"))[None], (H, W))[0]
         else:
             depth = view.depth if view.depth is not None else floor_depth(view.camera)
-            seen = reproject_image(image, depth.masked_fill(cut, 0.0), view.camera, target)
+            seen = reproject_image(image, depth.masked_fill(cut, 0.0), view.camera, target,
+                                   self.thresholds.reprojection_depth_tolerance)
         hole = torch.isnan(seen).any(0)
         if not hole.any():
             return seen
-        filled = inpaint(to_uint8_frames(seen.nan_to_num(0.0)[None])[0], hole.numpy())
-        return torch.where(hole, torch.from_numpy(filled).permute(2, 0, 1).float() / 255, seen)
+        filled = inpaint(to_numpy_image(seen.nan_to_num(0.0)), hole.numpy())
+        return torch.where(hole, from_numpy_image(filled), seen)
 
     @staticmethod
     def _cut(scene: Scene, view, target_frame: int, source_frame: int | None, stay: set[int]) -> Tensor:
@@ -179,7 +173,7 @@ class GeometricRenderer:
                         cut |= a.masks[frame]
         for box in view.object_boxes:
             if not any(torch.allclose(box, k, atol=SAME_BOX) for k in known):
-                cut |= _box_pixels(box, height, width)
+                cut |= box_mask(box[None], height, width, cover="touch")
         return cut
 
 
