@@ -1,5 +1,6 @@
 """Keeping unchanged pixels: the change mask against hand-computed values, the composite, and its use in rendering."""
 import copy
+import math
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from test_models import one_thread, tiny_pipeline  # noqa: F401 (one_thread: aut
 from neuralassets import edits as E
 from neuralassets.conditioning import background_view, conditioning_from_scene
 from neuralassets.errors import ValidationError
+from neuralassets.framing import cut, letterbox_window, window_scene
 from neuralassets.image_ops import resize_images
 from neuralassets.pipelines.compositing import change_mask, keep_unchanged
 from neuralassets.pipelines.reprojection import reproject_image, same_camera, unchanged_reference
@@ -111,11 +113,15 @@ def test_the_pipeline_keeps_unchanged_pixels_at_the_scene_size(simple_scene, sta
     def run(scene, **kwargs):
         return pipe(scene, target_frame=2, source_frame=0, generator=torch.Generator().manual_seed(3), **kwargs).images
 
-    render = pipe.render(conditioning_from_scene(static_scene, 2, 3, 0), generator=torch.Generator().manual_seed(3))
+    # the 24 x 32 frame is rendered through its 32 x 32 letterbox square, then cut back out
+    square = window_scene(static_scene, letterbox_window(24, 32))
+    render = pipe.render(conditioning_from_scene(square, 2, 3, 0), generator=torch.Generator().manual_seed(3))
     raw = run(static_scene, keep_unchanged=False)
-    assert raw.shape == (1, 3, 24, 32) and torch.equal(raw, resize_images(render, (24, 32)).clamp(0, 1))
+    assert raw.shape == (1, 3, 24, 32) and torch.equal(raw, render[..., 4:28, :].clamp(0, 1))
     photo = static_scene.frames[0][None]
-    expected = keep_unchanged(render, photo, pipe.decode_latents(pipe.encode_images(resize_images(photo, (32, 32)))))
+    framed = cut(photo, letterbox_window(24, 32), math.nan)  # the frame's own photo; the bars unknown
+    filled = torch.where(framed.isnan(), render, framed)
+    expected = keep_unchanged(render, framed, pipe.decode_latents(pipe.encode_images(filled)))[..., 4:28, :]
     assert torch.allclose(run(static_scene), expected, atol=1e-6)
     pipe.thresholds = KEEP_EVERYTHING
     assert torch.allclose(run(static_scene), photo, atol=1e-6)  # the photo's own pixels, not resized twice
@@ -148,6 +154,8 @@ def test_pixels_drawn_from_the_photo_are_compared_with_the_photo_itself():
 
 
 def test_frames_sharing_one_photo_reconstruct_it_once(simple_scene, static_scene):
+    # square scenes: a letterboxed frame's photo is unknown in its bars, so each frame is reconstructed on its own
+    simple_scene, static_scene = (window_scene(s, letterbox_window(24, 32)) for s in (simple_scene, static_scene))
     pipe = tiny_pipeline()
     encode, batches = pipe.encode_images, []
     pipe.encode_images = lambda images: batches.append(len(images)) or encode(images)
@@ -190,9 +198,23 @@ def test_the_pipeline_says_which_pixels_it_kept(static_scene):
 
     raw, out = run(keep_unchanged=False), run()
     assert raw.kept is None
-    photo = resize_images(static_scene.frames[0][None], (32, 32))
-    assert out.kept.shape == (1, 1, 32, 32) and 0 <= out.kept.min() and out.kept.max() <= 1
+    photo = static_scene.frames[0][None]  # the output and the map are at the scene's own size
+    assert out.kept.shape == (1, 1, 24, 32) and 0 <= out.kept.min() and out.kept.max() <= 1
     # the output is exactly that share of the photo and the rest of the render
     assert torch.allclose(out.images, out.kept * photo + (1 - out.kept) * raw.images, atol=1e-6)
-    pipe.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)  # nothing counts as changed
-    assert torch.equal(run().kept, torch.ones(1, 1, 32, 32))
+    pipe.thresholds = KEEP_EVERYTHING
+    assert torch.equal(run().kept, torch.ones(1, 1, 24, 32))
+
+
+def test_a_wide_frame_is_letterboxed_not_squashed_and_its_unchanged_pixels_are_the_photos(static_scene):
+    pipe = tiny_pipeline()
+    window = letterbox_window(24, 32)  # (0, -4, 32, 28): bars of 4 rows above and below
+    seeded = dict(target_frame=2, source_frame=0, generator=torch.Generator().manual_seed(3))
+    out = pipe(static_scene, keep_unchanged=False, **seeded)
+    square = pipe(window_scene(static_scene, window), keep_unchanged=False,
+                  **{**seeded, "generator": torch.Generator().manual_seed(3)})
+    assert out.images.shape == (1, 3, 24, 32) and square.images.shape == (1, 3, 32, 32)
+    assert torch.equal(out.images, square.images[..., 4:28, :])  # the model saw the frame whole, with bars
+    pipe.thresholds = KEEP_EVERYTHING  # an edit that changes nothing: every pixel is the photo's own, exactly
+    assert torch.equal(pipe(static_scene, **{**seeded, "generator": torch.Generator().manual_seed(3)}).images[0],
+                       static_scene.frames[0])

@@ -26,7 +26,6 @@ from PIL import Image
 from .. import edits, geometry
 from ..animation import Keyframes, animate
 from ..errors import NeuralAssetsError, ValidationError
-from ..image_ops import projected_box
 from ..scene import Scene
 from ..video import write_video
 from . import inputs

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from ..conditioning import Conditioning, conditioning_from_scene, frame_conditioning
 from ..config import check_config_keys, diffusers_config
 from ..errors import ConfigError, ValidationError, VideoError, WeightsError
+from ..framing import cut, letterbox_window, window_scene
 from ..image_ops import resize_images, resize_maps, to_numpy_image
 from ..jsonio import read_json, write_json
 from ..models.asset_encoder import AssetEncoder, AssetTokens
@@ -295,9 +296,9 @@ class NeuralAssetsPipeline:
             if not -s.num_frames <= target_frame < s.num_frames:
                 raise ValidationError(f"target_frame: {target_frame} is not a frame index of a {s.num_frames}-frame scene")
             frames.append(target_frame % s.num_frames)
-        conds = [conditioning_from_scene(s, f, self.config.max_objects, source_frame) for s, f in zip(scenes, frames)]
-        images, kept = self._render_views(list(zip(scenes, frames)), conds, source_frame, num_inference_steps,
-                                          guidance_scale, generator, latents, keep_unchanged, callback)
+        images, kept = self._render_views(list(zip(scenes, frames)), self._conditioning(conditioning_from_scene, source_frame),
+                                          source_frame, num_inference_steps, guidance_scale, generator, latents,
+                                          keep_unchanged, callback)
         return NeuralAssetsPipelineOutput(images=to_output_type(images, output_type), kept=kept)
 
     @torch.no_grad()
@@ -349,8 +350,9 @@ class NeuralAssetsPipeline:
         with tqdm(total=len(frames), desc="render video", unit="frame", disable=not progress, leave=False) as bar:
             for start in range(0, len(frames), batch_size):
                 chunk = frames[start:start + batch_size]
-                conds = [frame_conditioning(scene, f, self.config.max_objects, source_frame) for f in chunk]
-                images.append(self._render_views([(scene, f) for f in chunk], conds, source_frame, num_inference_steps,
+                images.append(self._render_views([(scene, f) for f in chunk],
+                                                 self._conditioning(frame_conditioning, source_frame), source_frame,
+                                                 num_inference_steps,
                                                  guidance_scale, None, noise.expand(len(chunk), -1, -1, -1),
                                                  keep_unchanged)[0].float().cpu())
                 bar.update(len(chunk))
@@ -359,29 +361,45 @@ class NeuralAssetsPipeline:
             write_video(Path(out), video, fps=fps)
         return video
 
-    def _render_views(self, views: list[tuple[Scene, int]], conds: list[Conditioning], source_frame: int | None,
-                      num_inference_steps: int | None, guidance_scale: float | None, generator: torch.Generator | None,
-                      latents: Tensor | None, keep_unchanged: bool,
+    def _conditioning(self, make: Callable[..., Conditioning], source_frame: int | None) -> Callable[[Scene, int], Conditioning]:
+        """``make(scene, frame, max_objects, source_frame)`` as a function of a view."""
+        return lambda scene, frame: make(scene, frame, self.config.max_objects, source_frame)
+
+    def _render_views(self, views: list[tuple[Scene, int]], condition: Callable[[Scene, int], Conditioning],
+                      source_frame: int | None, num_inference_steps: int | None, guidance_scale: float | None,
+                      generator: torch.Generator | None, latents: Tensor | None, keep_unchanged: bool,
                       callback: StepCallback | None = None) -> tuple[Tensor, Tensor | None]:
-        """Render each (scene, frame) view from its conditioning, at its scene's size (one size for all).
+        """Render each (scene, frame) view, conditioned by ``condition(scene, frame)``, at its scene's size (one size for all).
 
         This is the one place a render of a Scene keeps the unchanged photo's pixels: the
         background photo as the view's camera sees it (:func:`~.reprojection.unchanged_reference`)
         replaces the render wherever the render left the scene unchanged (:meth:`composite_unchanged`).
+        The model renders squares: a frame of another shape is seen through its letterbox square
+        (:func:`~neuralassets.framing.letterbox_window`, bars past the frame) rather than squashed,
+        and the frame is cut back out of the square.
 
         Returns:
             (B, 3, H, W) float in [0, 1], and (B, 1, H, W) the share of each pixel kept from the
             photo (None when no photo was kept).
         """
-        scene = views[0][0]
-        size = (scene.height, scene.width)
         photos = [unchanged_reference(s, f, source_frame, self.thresholds) for s, f in views] if keep_unchanged else None
-        images, reference = self._sample_and_decode(Conditioning.collate(conds), num_inference_steps, guidance_scale,
-                                                    generator, latents, callback)
+        height, width = views[0][0].height, views[0][0].width
+        window = letterbox_window(height, width)
+        framed = window != (0, 0, width, height)
+        if framed:  # the photos stay the frame's own, unknown (NaN) in the bars
+            squares = {id(s): window_scene(s, window) for s, _ in views}  # a video's frames share one scene
+            views = [(squares[id(s)], f) for s, f in views]
+            photos = photos and [None if photo is None else cut(photo, window, math.nan) for photo in photos]
+        images, reference = self._sample_and_decode(Conditioning.collate([condition(s, f) for s, f in views]),
+                                                    num_inference_steps, guidance_scale, generator, latents, callback)
+        kept = None
         if photos is None or all(photo is None for photo in photos):
-            return resize_images(images, size).clamp(0, 1), None
-        drawn = None if reference is None else reference_coverage(reference)
-        images, kept = self._composite(images, photos, drawn)
+            images = resize_images(images, (views[0][0].height, views[0][0].width))
+        else:
+            images, kept = self._composite(images, photos, None if reference is None else reference_coverage(reference))
+        if framed:
+            frame = (-window[0], -window[1], width - window[0], height - window[1])
+            images, kept = cut(images, frame), None if kept is None else cut(kept, frame)
         return images.clamp(0, 1), kept
 
     @torch.no_grad()
