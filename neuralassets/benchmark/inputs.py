@@ -34,7 +34,8 @@ source photo, and applied to the matched asset's own box:
   its translation scaled by that same ratio of camera heights (an orbit about the floor
   point at the image centre stays that orbit);
 - **removal, transfer, swap, background**: the same edit on the matched assets (and the
-  donor video's extracted scene);
+  donor video's extracted scene); a **compound** edit is its swap and removal so, and its
+  move and turn as above;
 - **novel pose**: the source and target frames are extracted together; their estimated
   poses and cameras are the inputs (the paper's protocol with estimated boxes).
 
@@ -217,6 +218,11 @@ def transfer_edit(truth: Case, original: Scene, donor: Scene | None, matches: di
             origins.update({a: (original, b), b: (original, a)})
         elif task == "background":
             scene = edits.swap_background(scene, donor, frame=0)
+        elif task == "compound":  # the move and the turn are placed below, with every other changed box
+            a, b = (matched(i, matches, "swapped") for i in params["swapped"])
+            scene = edits.swap_appearance(scene, a, b)
+            origins.update({a: (original, b), b: (original, a)})
+            scene = edits.remove(scene, matched(params["removed"], matches, "removed"))
         elif task == "insertion":
             donor_id = matched(params["donor_asset_id"], donor_matches, "donor")
             new_id = scene.next_asset_id()

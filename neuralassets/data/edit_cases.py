@@ -30,6 +30,9 @@ swap            two objects trade appearance
 background      the background (backdrop and floor) of another video
 camera          the target camera orbits the scene by 10-40 degrees
 multi_object    three objects each moved, rotated or scaled at once
+compound        four edits of different kinds at once: one object moved, another turned,
+                a third removed, and the moved one trading looks with a fourth (or with
+                the turned one in a three-object scene)
 ==============  =====================================================================
 """
 
@@ -60,7 +63,7 @@ CHANGE_THRESHOLD = 4 / 255  # by more than this, in some channel
 #: Tasks that take something from another video (the case's ``donor``).
 DONOR_TASKS = ("insertion", "transfer", "background")
 TASKS = ("novel_pose", "translation", "rotation", "scale", "removal", "insertion", "transfer", "swap",
-         "background", "camera", "multi_object")
+         "background", "camera", "multi_object", "compound")
 
 
 @dataclass
@@ -334,6 +337,26 @@ def _multi_object(rng, original: Scene, donor: Scene) -> _Edit:
     return _Edit(scene, ids, (0, 1), params=params)
 
 
+def _compound(rng, original: Scene, donor: Scene) -> _Edit:
+    ids = visible_ids(original)
+    moved, turned, removed = pick_ids(rng, ids, 3)
+    scene, moved_params = _translate(rng, original, moved)
+    scene, turned_params = _rotate(rng, scene, turned)
+    others = [i for i in ids if i not in (moved, turned, removed)]
+    partner = pick_ids(rng, others)[0] if others else turned
+    if _looks(original, moved) == _looks(original, partner):
+        raise UnusableDraw("the two objects to swap look the same")
+    scene = _strict(edits.swap_appearance, scene, moved, partner)
+    if not in_view(scene, [moved, turned]):
+        raise UnusableDraw("an edited object leaves the image")
+    edited_ids = list(dict.fromkeys([moved, turned, removed, partner]))
+    # the region comes from the scene before the removal, which still has the removed object's box
+    return _Edit(_strict(edits.remove, scene, removed), edited_ids, (0, 1),
+                 origins={moved: (original, partner), partner: (original, moved)},
+                 params={"moved": {"asset_id": moved, **moved_params}, "turned": {"asset_id": turned, **turned_params},
+                         "removed": removed, "swapped": [moved, partner]}, region_scene=scene)
+
+
 _MAKERS: dict[str, Callable[[np.random.Generator, Scene, Scene], _Edit]] = {
     "novel_pose": _novel_pose,
     "translation": _single(_translate),
@@ -346,6 +369,7 @@ _MAKERS: dict[str, Callable[[np.random.Generator, Scene, Scene], _Edit]] = {
     "background": _background,
     "camera": _camera,
     "multi_object": _multi_object,
+    "compound": _compound,
 }
 
 
