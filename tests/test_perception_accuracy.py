@@ -6,7 +6,8 @@ import torch
 
 from neuralassets.perception import ClassicalConfig, ClassicalSegmenter, LiftingConfig, mask_iou
 from neuralassets.perception.classical import _distance_to_palette, _fill_holes, _shadowless_distance
-from neuralassets.perception.lifting import _bottom_hidden, _lowest_rows, _stabilise
+from neuralassets.perception.lifting import _bottom_hidden, _lowest_rows
+from neuralassets.perception.lifting import stabilise
 
 
 def _floor(T=3, H=48, W=64, colour=(0.55, 0.5, 0.4)):
@@ -86,8 +87,8 @@ def test_an_object_on_the_floor_in_most_frames_stays_on_it():
                          [0.0, 0.0, 0.4, 1.0, 1.0, 0.6, 0.0],  # bottom hidden: seen floating
                          [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
                          [nan] * 7]])
-    boxes = _stabilise(raw, LiftingConfig())
+    boxes = stabilise(raw, LiftingConfig())
     assert boxes.centers[0, :, 2].tolist() == pytest.approx([0.5] * 4)
     # without the majority rule the second frame floats
-    floating = _stabilise(raw, LiftingConfig(floor_majority=1.01))
+    floating = stabilise(raw, LiftingConfig(floor_majority=1.01))
     assert float(floating.centers[0, 1, 2]) == pytest.approx(0.9)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .. import geometry
-from ..scene import Scene
+from ..scene import Asset, Camera, Scene
 from ..video import to_uint8_frames
 
 
@@ -33,30 +33,48 @@ def draw_overlay(scene: Scene, frames: list[int] | None = None, mask_alpha: floa
     """
     frames = list(range(scene.num_frames)) if frames is None else frames
     images = to_uint8_frames(scene.frames[frames]).copy()
-    H, W = scene.height, scene.width
-    thickness = max(1, round(max(H, W) / 256))
-    font = 0.3 * max(1.0, max(H, W) / 256)
     for out, t in zip(images, frames):
-        cam = scene.cameras[t]
-        for i, a in enumerate(scene.assets):
-            colour = np.array(asset_colour(i), np.float32)
-            if a.masks is not None:
-                m = a.masks[t].numpy()
-                out[m] = ((1 - mask_alpha) * out[m] + mask_alpha * colour).astype(np.uint8)
-            if float(a.visibility[t]) <= 0:
-                continue
-            uv, depth = geometry.project_box(a.centers[t], a.sizes[t], a.rotations[t], cam.K, cam.R, cam.t)
-            if bool((depth <= 0).any()):
-                continue
-            # OpenCV draws at integer pixel indices; the library's pixel centres are at +0.5
-            pts = (uv.numpy() - 0.5).round().astype(np.int32)
-            for i0, i1 in geometry.BOX_EDGES:
-                cv2.line(out, tuple(int(v) for v in pts[i0]), tuple(int(v) for v in pts[i1]), colour.tolist(), thickness,
-                         cv2.LINE_AA)
-            x0, y0 = a.boxes_2d[t, :2].tolist()
-            cv2.putText(out, str(a.id), (int(x0), max(int(y0) - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255),
-                        thickness, cv2.LINE_AA)
+        masks = [None if a.masks is None else a.masks[t].numpy() for a in scene.assets]
+        draw_assets(out, scene.cameras[t], scene.assets, t, masks, mask_alpha)
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
-__all__ = ["asset_colour", "draw_overlay"]
+def draw_assets(image: np.ndarray, camera: Camera, assets: list[Asset], frame: int, masks: list[np.ndarray | None],
+                mask_alpha: float = 0.45) -> np.ndarray:
+    """Draw assets over one frame, in place: masks tinted, projected 3D boxes, ids.
+
+    Args:
+        image: (H, W, 3) uint8 frame ``frame`` of the assets' clip (drawn on).
+        camera: that frame's camera.
+        assets: the assets; the i-th gets :func:`asset_colour` (i).
+        frame: the frame index into the assets' poses.
+        masks: per asset, its (H, W) bool mask in that frame, or None.
+        mask_alpha: opacity of the mask tint in [0, 1].
+
+    Returns:
+        ``image``.
+    """
+    H, W = image.shape[:2]
+    thickness = max(1, round(max(H, W) / 256))
+    font = 0.3 * max(1.0, max(H, W) / 256)
+    for i, (a, m) in enumerate(zip(assets, masks)):
+        colour = np.array(asset_colour(i), np.float32)
+        if m is not None:
+            image[m] = ((1 - mask_alpha) * image[m] + mask_alpha * colour).astype(np.uint8)
+        if float(a.visibility[frame]) <= 0:
+            continue
+        uv, depth = geometry.project_box(a.centers[frame], a.sizes[frame], a.rotations[frame], camera.K, camera.R, camera.t)
+        if bool((depth <= 0).any()):
+            continue
+        # OpenCV draws at integer pixel indices; the library's pixel centres are at +0.5
+        pts = (uv.numpy() - 0.5).round().clip(-4 * max(H, W), 4 * max(H, W)).astype(np.int32)
+        for i0, i1 in geometry.BOX_EDGES:
+            cv2.line(image, tuple(int(v) for v in pts[i0]), tuple(int(v) for v in pts[i1]), colour.tolist(), thickness,
+                     cv2.LINE_AA)
+        x0, y0 = a.boxes_2d[frame, :2].tolist()
+        cv2.putText(image, str(a.id), (int(x0), max(int(y0) - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255),
+                    thickness, cv2.LINE_AA)
+    return image
+
+
+__all__ = ["asset_colour", "draw_assets", "draw_overlay"]
