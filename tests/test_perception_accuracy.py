@@ -6,8 +6,7 @@ import torch
 
 from neuralassets.perception import ClassicalConfig, ClassicalSegmenter, LiftingConfig, mask_iou
 from neuralassets.perception.classical import _distance_to_palette, _fill_holes, _shadowless_distance
-from neuralassets.perception.lifting import _bottom_hidden, _lowest_rows
-from neuralassets.perception.lifting import stabilise
+from neuralassets.perception.lifting import _bottom_hidden, _lowest_rows, stabilise
 
 
 def _floor(T=3, H=48, W=64, colour=(0.55, 0.5, 0.4)):

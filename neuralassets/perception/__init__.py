@@ -6,6 +6,7 @@ chains them with camera estimation. The defaults need no model weights; SAM, SAM
 Grounding DINO / OWLv2 and Depth Anything plug in from a local folder or hub id.
 """
 
+from .budget import SlotFit, SlotWarning, edited_asset_ids, fit_to_slots, salience
 from .camera import CameraConfig, CameraMotion, assumed_camera, assumed_intrinsics, estimate_camera_motion, estimate_up
 from .classical import ClassicalConfig, ClassicalSegmenter
 from .detections import CroppedMask, FrameDetections, Segmenter, Tracker, Tracks, any_along, mask_iou, masks_to_boxes
@@ -19,5 +20,5 @@ __all__ = [
     "ExtractionWarning", "FrameDetections", "GroundPlaneLifter", "GroundTruthSegmenter", "LiftedBoxes", "LiftingConfig",
     "MaskTracker", "Segmenter", "Tracker", "TrackerConfig", "Tracks", "any_along", "assumed_camera", "assumed_intrinsics",
     "camera_from_floor", "estimate_camera_motion", "estimate_up", "extract", "extract_video", "fit_floor", "mask_iou",
-    "masks_to_boxes", "stabilise",
+    "masks_to_boxes", "stabilise", "SlotFit", "SlotWarning", "edited_asset_ids", "fit_to_slots", "salience",
 ]
