@@ -144,7 +144,10 @@ def extract_video(source: str | os.PathLike, out: str | os.PathLike, max_side: i
     Returns:
         ``out``. ``metadata["source"]`` holds the video's name and frame rate.
     """
-    from ..video import iter_video, read_video
+    from PIL import Image
+
+    from ..video import iter_video, read_video, to_uint8_frames
+    from .overlay import write_overlay
 
     out = Path(out)
     source = Path(source)
@@ -153,7 +156,8 @@ def extract_video(source: str | os.PathLike, out: str | os.PathLike, max_side: i
         scene = extract(frames, segmenter, tracker, lifter, camera, None, depth_estimator, config, progress)
         scene.metadata["source"] = {"video": source.name, "fps": fps}
         scene.save(out)
-        _write_scene_overlay(scene, out, overlay, fps)
+        write_overlay(out, overlay, fps, scene.assets, scene.cameras, lambda t: to_uint8_frames(scene.frames[t:t + 1])[0],
+                      lambda t: [None if a.masks is None else a.masks[t].numpy() for a in scene.assets])
         return out
     stream, fps = iter_video(source, max_side=max_side, max_frames=max_frames, stride=stride)
     writer = SceneWriter(out)
@@ -172,8 +176,9 @@ def extract_video(source: str | os.PathLike, out: str | os.PathLike, max_side: i
         writer.add_masks(asset.id, found.masks_of(n))
     writer.finish(found.cameras, assets, depth=found.depth, metadata=found.metadata)
     found.warn(stacklevel=2)
-    if overlay != "none":
-        _write_streamed_overlay(found, assets, out, overlay, fps)
+    write_overlay(out, overlay, fps, assets, found.cameras,
+                  lambda t: np.asarray(Image.open(out / "frames" / f"{t:05d}.png").convert("RGB")).copy(),
+                  lambda t: [found.crops[n][t].full(run.H, run.W) if t in found.crops[n] else None for n in found.keep])
     return out
 
 
@@ -565,50 +570,6 @@ def _is_grey(frame: Tensor) -> bool:
     """True when (nearly) every pixel of a (3, H, W) frame has equal channels (a few levels of compression noise aside)."""
     spread = (frame.amax(0) - frame.amin(0))[::2, ::2]
     return bool(torch.quantile(spread.flatten().float()[::7], 0.99) < 4 / 255)
-
-
-def _write_scene_overlay(scene: Scene, out: Path, overlay: str, fps: float) -> None:
-    from .overlay import draw_overlay
-
-    if overlay == "png":
-        source = max(scene.assets, key=lambda a: float(a.visibility.sum())).source_frame if len(scene) else 0
-        _write_png(out / "overlay.png", _uint8(draw_overlay(scene, [source])[0]))
-    elif overlay == "gif":
-        from ..video import write_video
-
-        write_video(out / "overlay.gif", draw_overlay(scene), fps)
-
-
-def _write_streamed_overlay(found: _Found, assets: list[Asset], out: Path, overlay: str, fps: float) -> None:
-    """Draw the overlay from the frames already in the Scene folder, one frame at a time."""
-    from PIL import Image
-
-    from .overlay import draw_assets
-
-    def drawn(t: int) -> np.ndarray:
-        image = np.asarray(Image.open(out / "frames" / f"{t:05d}.png").convert("RGB")).copy()
-        masks = [found.crops[n][t].full(found.run.H, found.run.W) if t in found.crops[n] else None for n in found.keep]
-        return draw_assets(image, found.cameras[t], assets, t, masks)
-
-    if overlay == "png":
-        source = max(assets, key=lambda a: float(a.visibility.sum())).source_frame if assets else 0
-        Image.fromarray(drawn(source)).save(out / "overlay.png")
-    elif overlay == "gif":
-        # palette images: one byte a pixel, so a long clip's overlay stays small until it is written
-        images = [Image.fromarray(drawn(t)).quantize(256) for t in range(found.run.t)]
-        images[0].save(out / "overlay.gif", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0)
-
-
-def _uint8(image: Tensor) -> np.ndarray:
-    from ..video import to_uint8_frames
-
-    return to_uint8_frames(image[None])[0]
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    Image.fromarray(image).save(path)
 
 
 __all__ = ["ExtractionConfig", "ExtractionWarning", "extract", "extract_video"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -77,4 +79,29 @@ def draw_assets(image: np.ndarray, camera: Camera, assets: list[Asset], frame: i
     return image
 
 
-__all__ = ["asset_colour", "draw_assets", "draw_overlay"]
+def write_overlay(folder: Path, kind: str, fps: float, assets: list[Asset], cameras: list[Camera],
+                  frame: Callable[[int], np.ndarray], masks: Callable[[int], list[np.ndarray | None]]) -> None:
+    """Write a Scene folder's overlay, fetching one frame (and its masks) at a time.
+
+    Args:
+        folder: the Scene folder.
+        kind: ``"png"`` (``overlay.png`` of the source frame of the asset seen longest),
+            ``"gif"`` (``overlay.gif`` of every frame) or ``"none"``.
+        fps: the clip's frame rate (for the GIF).
+        assets, cameras: the scene's assets and cameras (one per frame).
+        frame: frame index -> (H, W, 3) uint8 frame.
+        masks: frame index -> per asset, its (H, W) bool mask in that frame or None.
+    """
+    from PIL import Image
+
+    if kind == "png":
+        source = max(assets, key=lambda a: float(a.visibility.sum())).source_frame if assets else 0
+        Image.fromarray(draw_assets(frame(source), cameras[source], assets, source, masks(source))).save(folder / "overlay.png")
+    elif kind == "gif":
+        # palette images: one byte a pixel, so a long clip's overlay stays small until it is written
+        images = [Image.fromarray(draw_assets(frame(t), cameras[t], assets, t, masks(t))).quantize(256)
+                  for t in range(len(cameras))]
+        images[0].save(folder / "overlay.gif", save_all=True, append_images=images[1:], duration=1000.0 / fps, loop=0)
+
+
+__all__ = ["asset_colour", "draw_assets", "draw_overlay", "write_overlay"]
