@@ -34,6 +34,7 @@ class MotionConfig:
     """Settings of :class:`MotionCue`."""
 
     gap: int = 3  # frames between the two frames compared: slow movers move further, noise does not grow
+    flow_side: int = 320  # frames with a longer side are shrunk to it for the flow (pixel figures below are at that size)
     min_residual: float = 0.4  # pixels a frame: slower residual motion is noise or parallax
     noise_factor: float = 4.0  # a moving pixel's residual exceeds this many times the frame's median residual
     grid_step: int = 4  # pixels between the flow vectors the homography is fitted to
@@ -87,6 +88,10 @@ class MotionCue:
         module docstring)."""
         cfg = self.config
         gray = (frame.float().mean(0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        size = gray.shape
+        scale = min(1.0, cfg.flow_side / max(size))
+        if scale < 1:  # flow on a smaller copy: outlines come from colour, the motion cue only has to find movers
+            gray = cv2.resize(gray, (round(size[1] * scale), round(size[0] * scale)), interpolation=cv2.INTER_AREA)
         if self._previous and self._previous[-1].shape != gray.shape:
             self._previous.clear()
         gap = len(self._previous)
@@ -108,8 +113,8 @@ class MotionCue:
         grid = np.stack(np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32)), -1)
         camera = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(H, W, 2) - grid
         residual = (flow - camera) / gap
-        size = np.linalg.norm(residual, axis=-1)
-        moving = size > max(cfg.min_residual, cfg.noise_factor * float(np.median(size)))
+        speed = np.linalg.norm(residual, axis=-1)
+        moving = speed > max(cfg.min_residual, cfg.noise_factor * float(np.median(speed)))
         # where the previous frame's flow does not lead back (what a mover uncovers or covers), the flow is a guess
         back = cv2.remap(forward, grid[..., 0] + flow[..., 0], grid[..., 1] + flow[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
@@ -130,6 +135,9 @@ class MotionCue:
         regions = np.zeros_like(labels)
         for i, k in enumerate(kept):
             regions[labels == k] = i + 1
+        if scale < 1:
+            residual = cv2.resize(residual, size[::-1], interpolation=cv2.INTER_LINEAR) / scale
+            regions = cv2.resize(regions, size[::-1], interpolation=cv2.INTER_NEAREST)
         return Motion(residual, regions > 0, regions)
 
 
