@@ -151,3 +151,16 @@ def test_a_box_near_the_horizon_is_marked_implausible_and_said_once():
     assert len(marked) == 1 and float(marked[0].boxes_2d[0, 3]) == 29
     assert marked[0].attributes["implausible"] in said[0]
     assert float((marked[0].centers[0] - scene.cameras[0].center).norm()) > 60
+
+
+def test_given_ids_survive_a_frame_without_detections():
+    from neuralassets.data import GeneratorConfig, generate_scene
+    from neuralassets.perception import GroundTruthSegmenter
+
+    scene = generate_scene(7, GeneratorConfig(image_size=64, num_frames=4, min_objects=3, max_objects=3))
+    for a in scene.assets:
+        a.id += 10  # ids that renumbering would lose
+        a.masks[2] = False  # nothing seen in frame 2
+    found = extract(scene.frames, GroundTruthSegmenter(scene), camera=scene.cameras, depth=scene.depth)
+    assert [a.attributes["track_id"] for a in found.assets] == [a.id for a in scene.assets]
+    assert all(float(a.visibility[2]) == 0 for a in found.assets)

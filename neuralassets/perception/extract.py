@@ -243,7 +243,8 @@ class _Extraction:
         if self.given_cameras is not None and self.t >= len(self.given_cameras):
             raise ValidationError(f"extract: {len(self.given_cameras)} cameras for more frames")
         det = self.segmenter.segment(frame[None])[0]
-        self.given_ids &= det.ids is not None
+        if len(det):
+            self.given_ids &= det.ids is not None  # a frame without detections says nothing about ids
         ids = self.tracker.update(frame, det)
         labels = det.labels or ["object"] * len(det)
         kept: dict[int, _Detection] = {}
@@ -463,8 +464,7 @@ class _Found:
         if far:
             notes["training domain"] = ("this clip is far from the synthetic scenes the shipped renderer was trained on ("
                                         + "; ".join(far) + "): its neural renders will not look real until a model "
-                                        "trained on real video is loaded; the geometric back end moves the clip's own "
-                                        "pixels instead")
+                                        "trained on real video is loaded")
         extraction = {
             "segmenter": type(run.segmenter).__name__ if not isinstance(run.segmenter, _TrackedDetections)
             else "from tracker",
