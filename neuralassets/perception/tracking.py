@@ -10,6 +10,7 @@ SAM 2's video model.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -33,7 +34,8 @@ class TrackerConfig:
     patience: int = 8  # frames a track survives without a match (occlusions up to this long keep the id)
     histogram_bins: int = 8  # bins per RGB channel of the appearance histogram
     appearance_momentum: float = 0.8  # how much of the old histogram an update keeps
-    min_track_frames: int = 3  # tracks matched in fewer frames are dropped as flicker (at most the clip's length)
+    min_track_frames: int = 3  # tracks matched in fewer frames are dropped as flicker (at most the clip's length) ...
+    min_track_share: float = 0.05  # ... or in less than this share of the clip (half a second of a 10-second clip)
 
     def __post_init__(self) -> None:
         if self.patience < 0 or self.histogram_bins < 1 or self.min_track_frames < 1:
@@ -113,8 +115,9 @@ class MaskTracker:
         return ids
 
     def kept_ids(self) -> list[int]:
-        """Ids matched in at least ``min_track_frames`` frames (at most the frames seen so far), and every given id; ascending."""
-        need = min(self.config.min_track_frames, max(self._frame, 1))
+        """Ids matched in at least ``min_track_frames`` frames and ``min_track_share`` of the frames seen so far (at most
+        all of them), and every given id; ascending."""
+        need = min(max(self.config.min_track_frames, math.ceil(self.config.min_track_share * self._frame)), max(self._frame, 1))
         return sorted(i for i, n in self._counts.items() if n >= need or i in self._given)
 
     def track(self, frames: Tensor, detections: list[FrameDetections]) -> Tracks:
