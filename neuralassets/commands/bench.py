@@ -120,7 +120,8 @@ def input_modes(args: argparse.Namespace) -> tuple[str, list]:
         iou = MIN_MATCH_IOU if args.match_iou is None else args.match_iou
         if not 0 < iou <= 1:
             raise ValidationError(f"--match-iou: expected a value in (0, 1], got {iou}")
-        mode = ExtractedInputs(**perception_pieces(args), camera_config=CameraConfig(fov_degrees=args.fov, height=args.camera_height),
+        camera = CameraConfig(fov_degrees=args.fov, height=args.camera_height, pitch_degrees=args.camera_pitch)
+        mode = ExtractedInputs(**perception_pieces(args), camera_config=camera,
                                known_camera=args.known_camera, min_iou=iou)
         return "pose_edit-extracted", [mode]
     if args.sweep is not None:
