@@ -3,9 +3,10 @@
 Model parts are diffusers ``ConfigMixin`` classes whose ``__init__`` arguments are their config
 (:func:`check_config_keys` refuses a key none of them takes). Run settings (training, the
 synthetic generator, how the model's parts are built) are dataclasses with a comment per field:
-:func:`from_dict` builds one from a dict, recursing into nested dataclass fields, turning lists
-into tuples where the field is a tuple, and raising :class:`ConfigError` that names every
-unknown key by its dotted path, so a typo in a YAML file never passes silently.
+:func:`from_dict` builds one from a dict, recursing into nested dataclass fields (optional ones
+too: ``X | None``), turning lists into tuples where the field is a tuple, and raising
+:class:`ConfigError` that names every unknown key by its dotted path, so a typo in a YAML file
+never passes silently.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        nested = _dataclass_of(hint)
+        if nested is not None and not (value is None and _is_optional(hint)):
             if not isinstance(value, dict):
                 raise ConfigError(f"{_join(where, name)}: expected a mapping, got {value!r}")
-            kwargs[name] = from_dict(hint, value, _join(where, name))
+            kwargs[name] = from_dict(nested, value, _join(where, name))
         elif isinstance(value, list) and _is_tuple(hint):
             kwargs[name] = tuple(value)
         else:
@@ -90,6 +92,18 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
     return x
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    """The dataclass a field holds: its type, or the one of ``X | None``; else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    kinds = [a for a in typing.get_args(hint) if a is not type(None)]
+    return kinds[0] if _is_optional(hint) and len(kinds) == 1 and dataclasses.is_dataclass(kinds[0]) else None
+
+
+def _is_optional(hint: Any) -> bool:
+    return type(None) in typing.get_args(hint)
 
 
 def _is_tuple(hint: Any) -> bool:

@@ -475,3 +475,27 @@ def pose_features(center: Tensor, size: Tensor, rotation: Tensor, K: Tensor, R: 
     scale = torch.tensor([width, height], dtype=uv.dtype, device=uv.device)
     feats = torch.cat([uv / scale, depth.unsqueeze(-1)], dim=-1)
     return feats.flatten(-2)
+
+
+def box_from_pose_features(features: Tensor, K: Tensor, R: Tensor, t: Tensor, width: int, height: int
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+    """The 3D box whose :func:`pose_features` the camera sees are ``features`` (its inverse).
+
+    Corner 0 and its edge neighbours 1, 2 and 4 are lifted to the world; the edges from
+    corner 0 give the box's axes and extents.
+
+    Args:
+        features: (..., 12) pose numbers, as :func:`pose_features` returns them.
+        K, R, t: the camera, as in :func:`project_points`.
+        width, height: image size in pixels.
+
+    Returns:
+        center (..., 3) metres, size (..., 3) full extents in metres, rotation (..., 3, 3) box-to-world.
+    """
+    numbers = features.unflatten(-1, (4, 3))
+    scale = torch.tensor([width, height], dtype=features.dtype, device=features.device)
+    corners = unproject_points(numbers[..., :2] * scale, numbers[..., 2], K, R, t)
+    edges = corners[..., 1:, :] - corners[..., :1, :]  # along the box's x, y and z axes
+    size = edges.norm(dim=-1)
+    rotation = (edges / size.clamp(min=1e-12).unsqueeze(-1)).transpose(-1, -2)
+    return corners[..., 0, :] + 0.5 * edges.sum(-2), size, rotation

@@ -1,7 +1,6 @@
 import argparse
 import dataclasses
 import json
-import math
 
 import pytest
 import torch
@@ -11,24 +10,13 @@ from neuralassets import geometry
 from neuralassets.benchmark.baselines import CopyPasteMethod, GeometricMethod, IdentityMethod
 from neuralassets.benchmark.harness import BenchmarkConfig, BenchmarkResult, run_benchmark
 from neuralassets.benchmark.inputs import ExtractedInputs, PerturbedInputs, match_masks, transfer_edit
-from neuralassets.benchmark.perturbations import (
-    PERTURBATIONS,
-    blur_depth,
-    grow_masks,
-    move_boxes,
-    noisy_depth,
-    parse_perturbation,
-    scale_boxes,
-    scale_depth,
-    turn_boxes,
-)
 from neuralassets.benchmark.report import markdown, write_report, write_sweep_report
 from neuralassets.cli import main as cli_main
 from neuralassets.commands.bench import add_arguments, input_modes
 from neuralassets.conditioning import conditioning_from_scene
 from neuralassets.data.edit_cases import TASKS, VideoCache, make_case
+from neuralassets.data.perturbations import PERTURBATIONS
 from neuralassets.data.synthetic import select_frames
-from neuralassets.errors import ValidationError
 from neuralassets.perception import GroundTruthSegmenter
 from neuralassets.scene import Camera, Scene
 
@@ -151,60 +139,6 @@ def test_a_failed_case_is_scored_with_the_source_frame_for_every_method_and_coun
 
 # -- perturbations ----------------------------------------------------------------------
 
-def test_depth_perturbations(videos):
-    scene = videos[0].still
-    before = scene.depth.clone()
-    assert torch.allclose(scale_depth(scene, 1.1).depth, before * 1.1)
-    assert torch.equal(scene.depth, before)  # the input is not changed
-    flat = scene.replace(depth=torch.full_like(scene.depth, 3.0))
-    assert torch.allclose(blur_depth(flat, 2.0).depth, flat.depth)  # a blur keeps a constant
-    spike = flat.copy()
-    spike.depth[0, 20, 20] = 13.0
-    blurred = blur_depth(spike, 1.0).depth
-    assert float(blurred[0, 20, 20]) < 13.0 and float(blurred.sum()) == pytest.approx(float(spike.depth.sum()), rel=1e-5)
-    assert torch.equal(blur_depth(spike, 0.0).depth, spike.depth)
-    a = noisy_depth(flat, 0.05, torch.Generator().manual_seed(3)).depth
-    assert torch.equal(a, noisy_depth(flat, 0.05, torch.Generator().manual_seed(3)).depth)
-    assert float((a / 3.0 - 1).std()) == pytest.approx(0.05, rel=0.1)
-
-
-def test_masks_grow_and_shrink_by_whole_3x3_steps(videos):
-    scene = videos[0].still.copy()
-    dot = torch.zeros(2, 48, 48, dtype=torch.bool)
-    dot[:, 20, 20] = True
-    scene.assets[0].masks = dot
-    grown = grow_masks(scene, 2).assets[0].masks
-    assert int(grown[0].sum()) == 25 and bool(grown[0, 18:23, 18:23].all())
-    assert torch.equal(grow_masks(grow_masks(scene, 2), -1).assets[0].masks[0, 19:22, 19:22], torch.ones(3, 3, dtype=torch.bool))
-    assert int(grow_masks(grow_masks(scene, 2), -1).assets[0].masks[0].sum()) == 9
-    assert int(grow_masks(scene, -1).assets[0].masks[0].sum()) == 0
-    with pytest.raises(ValidationError, match="whole number"):
-        grow_masks(scene, 0.5)
-
-
-def test_box_perturbations_move_scale_and_turn_every_frame_alike(videos):
-    scene = videos[0].still
-    g = torch.Generator().manual_seed(0)
-    moved = move_boxes(scene, 0.2, g)
-    for before, after in zip(scene.assets, moved.assets):
-        offset = after.centers - before.centers
-        assert torch.allclose(offset[0], offset[1]) and float(offset[0, 2]) == 0.0
-        assert float(offset[0].norm()) == pytest.approx(0.2 * float(before.sizes.max()), rel=1e-5)
-    scaled = scale_boxes(scene, 0.25, g)
-    for before, after in zip(scene.assets, scaled.assets):
-        ratio = float(after.sizes[0, 0] / before.sizes[0, 0])
-        assert ratio == pytest.approx(1.25) or ratio == pytest.approx(0.75)
-        assert torch.allclose(after.sizes, before.sizes * ratio)
-        lowest = (before.box(0).corners()[:, 2].min(), after.box(0).corners()[:, 2].min())
-        assert float(lowest[1]) == pytest.approx(float(lowest[0]), abs=1e-5)
-    turned = turn_boxes(scene, 20.0, g)
-    for before, after in zip(scene.assets, turned.assets):
-        change = geometry.yaw_of(after.rotations) - geometry.yaw_of(before.rotations)
-        change = torch.remainder(change + math.pi, 2 * math.pi) - math.pi
-        assert torch.allclose(change.abs(), torch.full_like(change, math.radians(20)), atol=1e-4)
-        assert torch.allclose(change[0], change[1]) and torch.allclose(after.centers, before.centers)
-
-
 def test_perturbed_inputs_apply_the_noise_to_what_every_method_reads(cases):
     case = cases["translation"]
     prepared = PerturbedInputs({"depth_scale": 1.1}).prepare(case)
@@ -214,15 +148,6 @@ def test_perturbed_inputs_apply_the_noise_to_what_every_method_reads(cases):
     again = PerturbedInputs({"box_yaw": 20.0}).prepare(case)
     assert torch.equal(again.scene.asset(case.params["asset_id"]).rotations,
                        PerturbedInputs({"box_yaw": 20.0}).prepare(case).scene.asset(case.params["asset_id"]).rotations)
-
-
-def test_parse_perturbation():
-    assert parse_perturbation("depth_scale=1.1") == ("depth_scale", 1.1)
-    assert parse_perturbation("mask=-2") == ("mask", -2.0)
-    for text, message in (("depth=1", "KIND=LEVEL with KIND one of depth_scale"), ("box_yaw", "KIND=LEVEL"),
-                          ("box_yaw=ten", "the level must be a number"), ("depth_scale=0", "above 0")):
-        with pytest.raises(ValidationError, match=message):
-            parse_perturbation(text)
 
 
 # -- command line -----------------------------------------------------------------------

@@ -55,3 +55,21 @@ def test_preview_scene_and_make_commands(tmp_path, capsys):
     assert json.loads((tmp_path / "edits" / "dataset.json").read_text())["edit_tasks"] == ["scale", "camera"]
     assert main(args + ["--edits", "novel_pose", "--out", str(tmp_path / "novel")]) == 2
     assert "edit pairs support translation, rotation, scale, camera, multi_object, removal, insertion" in capsys.readouterr().err
+
+
+def test_make_writes_pairs_with_geometry_noise(tmp_path, capsys):
+    args = ["data", "make", "--split", "val", "--n", "2", "--max-objects", "4", "--image-size", "32"]
+    noisy = tmp_path / "noisy"
+    assert main(args + ["--out", str(noisy), "--geometry-noise", "depth_scale=[0.9,1.1]",
+                        "--geometry-noise", "box_yaw=10"]) == 0
+    assert "wrote 2 val video pairs with geometry noise" in capsys.readouterr().out
+    noise = json.loads((noisy / "dataset.json").read_text())["geometry_noise"]
+    assert noise["depth_scale"] == [0.9, 1.1] and noise["box_yaw"] == 10 and noise["mask"] == [0, 0]
+    exact = tmp_path / "exact"
+    assert main(args + ["--out", str(exact)]) == 0
+    a, b = ShardedPairDataset(noisy)[1], ShardedPairDataset(exact)[1]
+    assert torch.equal(a[1], b[1]) and not torch.equal(a[0].object_poses, b[0].object_poses)
+    assert main(args + ["--out", str(tmp_path / "bad"), "--geometry-noise", "depth_scale=[1.2,1.1]"]) == 2
+    assert "geometry_noise.depth_scale: expected a range (low, high) with low <= high" in capsys.readouterr().err
+    assert main(args + ["--out", str(tmp_path / "bad"), "--geometry-noise", "yaw=10"]) == 2
+    assert "unknown config key(s): --geometry-noise.yaw; valid keys of --geometry-noise: box_center" in capsys.readouterr().err

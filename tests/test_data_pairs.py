@@ -20,8 +20,11 @@ from neuralassets.data.pairs import (
     pair_frames,
     write_shards,
 )
+from neuralassets.data.perturbations import GeometryNoise
 
 SMALL = GeneratorConfig(image_size=64, max_objects=5)
+NOISE = GeometryNoise(depth_scale=(0.9, 1.1), mask=(1, 1), box_center=0.1, box_yaw=10.0)
+INPUT_GEOMETRY = ("appearance_depths", "appearance_slots", "object_poses", "object_target_boxes", "object_source_poses")
 
 
 def _assert_equal_items(a, b):
@@ -164,6 +167,41 @@ def test_edit_pair_shards_round_trip_and_record_their_tasks(tmp_path):
         _assert_equal_items(ShardedPairDataset(out)[i], live[i])
     with pytest.raises(ConfigError, match="edit_tasks"):
         write_shards(out, "val", 4, max_objects=6, config=SMALL, shard_size=3, progress=False)
+
+
+def test_geometry_noise_changes_only_the_input_geometry_of_a_pair():
+    tasks = ("translation", "camera", "rotation")
+    for exact, noisy in ((FramePairDataset("val", 3, 5, SMALL), FramePairDataset("val", 3, 5, SMALL, geometry_noise=NOISE)),
+                         (EditPairDataset("val", 3, 5, SMALL, tasks=tasks),
+                          EditPairDataset("val", 3, 5, SMALL, tasks=tasks, geometry_noise=NOISE))):
+        for i in range(3):
+            (a, target), (b, noisy_target) = exact[i], noisy[i]
+            assert torch.equal(target, noisy_target)  # the supervision stays exact
+            for f in fields(Conditioning):
+                assert torch.equal(getattr(a, f.name), getattr(b, f.name)) == (f.name not in INPUT_GEOMETRY), (i, f.name)
+            known = (a.appearance_depths > 0) & (b.appearance_depths > 0)
+            ratio = b.appearance_depths[known] / a.appearance_depths[known]
+            assert 0.9 - 1e-6 <= float(ratio.min()) and float(ratio.max()) <= 1.1 + 1e-6  # one factor from the range
+            assert float(ratio.max() - ratio.min()) < 1e-5
+            _assert_equal_items(noisy[i], noisy[i])  # the draw is the pair's own
+        assert not torch.equal(noisy[0][0].object_poses, noisy[1][0].object_poses)
+    # the all-default noise changes nothing, so a dataset with it gives the exact items bit for bit
+    plain, default = FramePairDataset("val", 2, 5, SMALL), FramePairDataset("val", 2, 5, SMALL, geometry_noise=GeometryNoise())
+    for i in range(2):
+        _assert_equal_items(default[i], plain[i])
+
+
+def test_noisy_shards_record_their_noise_and_hold_the_live_pairs(tmp_path):
+    out = tmp_path / "noisy"
+    write_shards(out, "val", 3, max_objects=5, config=SMALL, shard_size=2, progress=False, geometry_noise=NOISE)
+    assert json.loads((out / "dataset.json").read_text())["geometry_noise"]["depth_scale"] == [0.9, 1.1]
+    live = FramePairDataset("val", 3, max_objects=5, config=SMALL, geometry_noise=NOISE)
+    for i in range(3):
+        _assert_equal_items(ShardedPairDataset(out)[i], live[i])
+    with pytest.raises(ConfigError, match="geometry_noise"):
+        write_shards(out, "val", 3, max_objects=5, config=SMALL, shard_size=2, progress=False)
+    exact = write_shards(tmp_path / "exact", "val", 1, max_objects=5, config=SMALL, progress=False)
+    assert "geometry_noise" not in json.loads((exact / "dataset.json").read_text())  # exact folders are written as before
 
 
 def test_version_1_shards_are_still_read(tmp_path):

@@ -250,6 +250,40 @@ def test_object_weights_follow_boxes_of_real_objects_only():
     assert torch.equal(weights, expected)
 
 
+def test_geometry_noise_is_off_unless_a_config_asks_for_it(tmp_path):
+    from neuralassets.data.perturbations import GeometryNoise
+
+    assert all(load_config(path).data.geometry_noise is None for path in (ROOT / "configs" / "shipped").glob("*.yaml"))
+    (tmp_path / "null.yaml").write_text(f"base: {TINY_YAML}\ndata:\n  geometry_noise: null\n")
+    assert load_config(tmp_path / "null.yaml", output_dir=str(tmp_path / "run")) == tiny_config(tmp_path)
+    (tmp_path / "noisy.yaml").write_text(f"base: {TINY_YAML}\ndata:\n  geometry_noise:\n    depth_scale: [0.9, 1.1]\n"
+                                         "    box_yaw: 10\n")
+    assert load_config(tmp_path / "noisy.yaml").data.geometry_noise == GeometryNoise(depth_scale=(0.9, 1.1), box_yaw=10)
+    (tmp_path / "bad.yaml").write_text(f"base: {TINY_YAML}\ndata:\n  geometry_noise:\n    depth_scale: [1.2, 1.1]\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: geometry_noise\.depth_scale: expected a range"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "shards.yaml").write_text(f"base: {TINY_YAML}\ndata:\n  source: shards\n  shard_folder: pairs\n"
+                                          "  geometry_noise: {box_yaw: 10}\n")
+    with pytest.raises(ConfigError, match="data.geometry_noise: shards hold the geometry they were made with"):
+        load_config(tmp_path / "shards.yaml")
+
+
+def test_a_tiny_denoiser_trains_on_noisy_geometry_against_the_exact_targets(tmp_path):
+    from neuralassets.data.perturbations import GeometryNoise
+
+    noise = GeometryNoise(depth_scale=(0.85, 1.15), depth_blur=(0.0, 2.0), depth_noise=0.05, mask=(-2, 2), box_center=0.1,
+                          box_size=0.1, box_yaw=15.0)
+    config = tiny_config(tmp_path / "exact", max_steps=3, log_every=1, checkpoint_every=100)
+    exact = Trainer(config)
+    noisy = Trainer(replace(config, output_dir=str(tmp_path / "noisy"), data=replace(config.data, geometry_noise=noise)))
+    assert torch.equal(noisy.train_set.latents, exact.train_set.latents)  # the same targets, cached alike
+    assert not torch.equal(noisy.train_set[0][0].object_poses, exact.train_set[0][0].object_poses)
+    assert torch.equal(noisy.train_set[0][0].appearance_images, exact.train_set[0][0].appearance_images)
+    losses = noisy.train()
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    assert (tmp_path / "noisy" / "pipeline" / "model_index.json").is_file()
+
+
 def test_object_loss_weight_must_be_positive(tmp_path):
     config = tiny_config(tmp_path)
     with pytest.raises(ConfigError, match=r"optim\.object_loss_weight: 0.0 must be > 0"):

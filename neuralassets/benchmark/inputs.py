@@ -6,7 +6,7 @@ the methods what a user gets instead: the source frame (and a donor video's) goe
 :func:`~neuralassets.perception.extract`, the extracted assets are matched to the generator's
 objects by mask IoU (:func:`match_masks`, Hungarian), and the task's edit is applied to the
 matched assets of the extracted scene. :class:`PerturbedInputs` applies documented noise
-(:mod:`~neuralassets.benchmark.perturbations`) to the exact scenes and applies the edit the
+(:mod:`~neuralassets.data.perturbations`) to the exact scenes and applies the edit the
 same way. Either way the render is scored against the same exact re-render, in the same
 region, as with exact inputs; every method gets the same inputs.
 
@@ -58,10 +58,10 @@ from torch import Tensor
 
 from .. import edits, geometry
 from ..data.edit_cases import TASKS, Case, blind_target
+from ..data.perturbations import PERTURBATIONS
 from ..errors import NeuralAssetsError, ValidationError
 from ..pipelines.reprojection import same_camera
 from ..scene import Box3D, Camera, Scene
-from .perturbations import PERTURBATIONS
 
 #: Mask IoU an extracted asset needs with a ground-truth object to count as that object (the
 #: usual detection criterion).
@@ -396,13 +396,13 @@ class ExtractedInputs:
 
 
 class PerturbedInputs:
-    """The generator's scenes with noise (:mod:`~neuralassets.benchmark.perturbations`), applied in the order given.
+    """The generator's scenes with noise (:mod:`~neuralassets.data.perturbations`), applied in the order given.
 
     The noise of case ``(task, seed)`` is drawn from a generator seeded by both and ``seed``,
     so every method sees the same perturbed inputs and a run repeats exactly.
 
     Args:
-        perturbations: {kind: level}, kinds of :data:`~neuralassets.benchmark.perturbations.PERTURBATIONS`.
+        perturbations: {kind: level}, kinds of :data:`~neuralassets.data.perturbations.PERTURBATIONS`.
         seed: seed of the noise.
     """
 

@@ -280,14 +280,14 @@ def sweep_table(results: list[tuple[str, float, BenchmarkResult]], key: str = "p
 
 def sweep_markdown(results: list[tuple[str, float, BenchmarkResult]]) -> str:
     """A robustness sweep as markdown: per kind of noise, in-box PSNR per level, task and method."""
-    from .perturbations import PERTURBATIONS
+    from ..data.perturbations import PERTURBATIONS
 
     first = results[0][2]
     table = sweep_table(results)
     lines = ["# Pose-edit benchmark: robustness to noisy inputs", "",
              run_description(first.config, f"up to {first.config['cases_per_task']} cases per task"),
              "Every method gets the generator's exact inputs with one kind of noise at a time "
-             "(neuralassets/benchmark/perturbations.py); the edit is applied to the noisy scene as a user's would be "
+             "(neuralassets/data/perturbations.py); the edit is applied to the noisy scene as a user's would be "
              "(neuralassets/benchmark/inputs.py). Mean in-box PSNR (dB) over the cases; *mean* averages the tasks.", ""]
     for kind, entry in table.items():
         levels = entry["levels"]
@@ -305,7 +305,7 @@ def sweep_markdown(results: list[tuple[str, float, BenchmarkResult]]) -> str:
 
 def sweep_chart(results: list[tuple[str, float, BenchmarkResult]], path: str | os.PathLike) -> Path:
     """In-box PSNR against each noise level: a row of panels per kind, one per task and their mean, a line per method."""
-    from .perturbations import PERTURBATIONS
+    from ..data.perturbations import PERTURBATIONS
 
     table = sweep_table(results)
     methods = results[0][2].methods

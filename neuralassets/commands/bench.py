@@ -101,7 +101,7 @@ def input_modes(args: argparse.Namespace) -> tuple[str, list]:
         ValidationError: an option that does not go with ``--inputs``, or a bad perturbation.
     """
     from ..benchmark.inputs import MIN_MATCH_IOU, ExactInputs, ExtractedInputs, PerturbedInputs
-    from ..benchmark.perturbations import PERTURBATIONS, parse_perturbation
+    from ..data.perturbations import PERTURBATIONS, parse_perturbation
     from ..errors import ValidationError
 
     if args.inputs != "perturbed" and (args.perturb or args.sweep):

@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="render edit pairs instead of video frame pairs: the target is the source frame after one of "
                            "these comma-separated benchmark edits (translation,rotation,scale,camera,multi_object,"
                            "removal,insertion,transfer,swap,background)")
+    make.add_argument("--geometry-noise", action="append", default=[], metavar="KEY=VALUE",
+                      help="perturb each pair's input depth, masks and 3D boxes, the target kept exact: a GeometryNoise "
+                           "field (neuralassets/data/perturbations.py), e.g. --geometry-noise depth_scale=[0.85,1.15] "
+                           "--geometry-noise box_yaw=15 (JSON values)")
     make.set_defaults(run=_make)
     for action in (preview, scene, make):
         action.add_argument("--gen", action="append", default=[], metavar="KEY=VALUE",
@@ -117,10 +121,17 @@ def _scene(args: argparse.Namespace) -> int:
 
 
 def _make(args: argparse.Namespace) -> int:
+    from ..config import from_dict
     from ..data.pairs import write_shards
+    from ..data.perturbations import GeometryNoise
+    from .bench import parse_overrides
 
     tasks = None if args.edits is None else tuple(t.strip() for t in args.edits.split(",") if t.strip())
+    noise = None
+    if args.geometry_noise:
+        noise = from_dict(GeometryNoise, parse_overrides(args.geometry_noise, "--geometry-noise"), "--geometry-noise")
     folder = write_shards(args.out, args.split, args.n, args.max_objects, _config(args), args.shard_size,
-                          args.seed_offset, args.workers, edit_tasks=tasks)
-    print(f"wrote {args.n} {args.split} {'edit' if tasks else 'video'} pairs to {folder}")
+                          args.seed_offset, args.workers, edit_tasks=tasks, geometry_noise=noise)
+    noisy = "" if noise is None else " with geometry noise"
+    print(f"wrote {args.n} {args.split} {'edit' if tasks else 'video'} pairs{noisy} to {folder}")
     return 0

@@ -8,12 +8,17 @@ the model must reconstruct. Only the (one or two) frames needed are rendered.
 
 Item ``i`` depends only on ``(split, seed_offset + i)``: no random state lives in the
 dataset, so DataLoader workers need no seeding and any worker count yields the same items.
+With ``geometry_noise`` (:class:`~neuralassets.data.perturbations.GeometryNoise`) the pair's
+depth, masks and 3D boxes are perturbed before its conditioning is built, by draws seeded by
+its scene seed alone, and the target frame stays exact: the model learns to correct the
+geometry a user's estimate gives it. The noise needs the pair's scene, so it is drawn where a
+pair is made: rendered on the fly, or once per pair by ``data make --geometry-noise``.
 
 Shard folder format (``SHARD_FORMAT_VERSION`` 5), written by :func:`write_shards` /
 ``neuralassets data make``::
 
     dataset.json                 split, length, seed_offset, max_objects, shard_size, generator config
-                                 (and edit_tasks for folders of edit pairs)
+                                 (and edit_tasks for folders of edit pairs, geometry_noise for noisy ones)
     shard_00000.safetensors ...  items [k * shard_size, (k + 1) * shard_size): the target frame and
                                  up to :data:`PHOTO_SLOTS` photos (uint8); how many of them the
                                  objects take appearance from, which one is the background and the
@@ -60,12 +65,14 @@ from ..errors import ConfigError, SceneFormatError, ValidationError
 from ..image_ops import from_uint8, to_uint8
 from ..scene import Scene
 from .edit_cases import load_video, make_case
+from .perturbations import GeometryNoise, perturb_geometry
 from .synthetic import SPLITS, GeneratorConfig, generate_scene
 
 SHARD_FORMAT_VERSION = 5
 READABLE_SHARD_VERSIONS = (1, 2, 3, 4, 5)
 PHOTO_SLOTS = 2  # photos a record holds: the scene's frame and one from another scene (a donor object or background)
 _PAIR_STREAM = 0x5A1E  # second seed word: pair choice never shares a stream with scene sampling
+_NOISE_STREAM = 0x6E01  # second seed word of a pair's geometry noise
 _CONDITIONING_TENSORS = ("object_image_index", "object_boxes", "object_poses", "object_target_boxes", "object_source_poses",
                          "object_mask", "camera_pose")
 
@@ -93,13 +100,14 @@ class FramePairDataset(Dataset):
             this many objects (``config.max_objects`` is lowered to it when larger).
         config: generator settings (default :class:`GeneratorConfig`).
         seed_offset: first index into the split's seed range.
+        geometry_noise: noise on each pair's input geometry (None: exact; see :meth:`input_pair`).
 
     Items are ``(Conditioning, target)``: a batch-of-one :class:`Conditioning` and the
     target frame ``(3, H, W)`` float in [0, 1].
     """
 
     def __init__(self, split: str, length: int, max_objects: int, config: GeneratorConfig | None = None,
-                 seed_offset: int = 0):
+                 seed_offset: int = 0, geometry_noise: GeometryNoise | None = None):
         if split not in SPLITS:
             raise ValidationError(f"split: {split!r} is not one of {list(SPLITS)}")
         if length < 0 or seed_offset < 0 or seed_offset + length > len(SPLITS[split]):
@@ -111,6 +119,7 @@ class FramePairDataset(Dataset):
         most = min(config.max_objects, max_objects)
         self.config = replace(config, max_objects=most, min_objects=min(config.min_objects, most)).validate()
         self.split, self.length, self.max_objects, self.seed_offset = split, length, max_objects, seed_offset
+        self.geometry_noise = geometry_noise
 
     def __len__(self) -> int:
         return self.length
@@ -128,8 +137,20 @@ class FramePairDataset(Dataset):
         frames = [source] if source == target else [source, target]
         return generate_scene(seed, self.config, frames), 0, frames.index(target)
 
-    def __getitem__(self, index: int) -> tuple[Conditioning, Tensor]:
+    def input_pair(self, index: int) -> tuple[Scene, int, int]:
+        """:meth:`pair` as the model is given it: its depth, masks and boxes perturbed by ``geometry_noise``.
+
+        The draws are seeded by the scene seed of item ``index``; the frames (the target's
+        too) are the exact pair's.
+        """
         scene, source, target = self.pair(index)
+        if self.geometry_noise is None:
+            return scene, source, target
+        key = np.random.SeedSequence([self.seed(index), _NOISE_STREAM]).generate_state(1, np.uint64)[0]
+        return perturb_geometry(scene, self.geometry_noise, torch.Generator().manual_seed(int(key))), source, target
+
+    def __getitem__(self, index: int) -> tuple[Conditioning, Tensor]:
+        scene, source, target = self.input_pair(index)
         conditioning = conditioning_from_scene(scene, target, self.max_objects, source_frame=source)
         return conditioning, scene.frames[target]
 
@@ -156,7 +177,7 @@ class EditPairDataset(FramePairDataset):
     task is tried, and the video pair of :class:`FramePairDataset` is the last resort.
 
     Args:
-        split, length, max_objects, config, seed_offset: as for :class:`FramePairDataset`.
+        split, length, max_objects, config, seed_offset, geometry_noise: as for :class:`FramePairDataset`.
         tasks: edit names from :data:`EDIT_PAIR_TASKS`.
 
     Raises:
@@ -164,8 +185,8 @@ class EditPairDataset(FramePairDataset):
     """
 
     def __init__(self, split: str, length: int, max_objects: int, config: GeneratorConfig | None = None,
-                 seed_offset: int = 0, tasks: tuple[str, ...] = EDIT_PAIR_TASKS):
-        super().__init__(split, length, max_objects, config, seed_offset)
+                 seed_offset: int = 0, tasks: tuple[str, ...] = EDIT_PAIR_TASKS, geometry_noise: GeometryNoise | None = None):
+        super().__init__(split, length, max_objects, config, seed_offset, geometry_noise)
         unsupported = [t for t in tasks if t not in EDIT_PAIR_TASKS]
         if unsupported or not tasks:
             raise ValidationError(f"tasks: {unsupported or 'none given'}; edit pairs support {', '.join(EDIT_PAIR_TASKS)}")
@@ -213,7 +234,7 @@ class _ShardRecords(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        scene, source, target = self.pairs.pair(index)
+        scene, source, target = self.pairs.input_pair(index)
         where = f"pair {index} (scene seed {self.pairs.seed(index)})"
         conditioning = conditioning_from_scene(scene, target, self.pairs.max_objects, source_frame=source)
         photos, _ = appearance_photos(scene, source)
@@ -276,7 +297,8 @@ def _shard_name(k: int) -> str:
 
 def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects: int = 10,
                  config: GeneratorConfig | None = None, shard_size: int = 256, seed_offset: int = 0,
-                 num_workers: int = 0, progress: bool = True, edit_tasks: tuple[str, ...] | None = None) -> Path:
+                 num_workers: int = 0, progress: bool = True, edit_tasks: tuple[str, ...] | None = None,
+                 geometry_noise: GeometryNoise | None = None) -> Path:
     """Render ``length`` training pairs into safetensors shards under ``folder``.
 
     Resumable: shards already present are skipped. Refuses to add to a folder made with
@@ -289,6 +311,7 @@ def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects
         num_workers: DataLoader worker processes rendering in parallel (0: in this process).
         progress: show a progress bar.
         edit_tasks: render :class:`EditPairDataset` pairs with these edits instead of video pairs.
+        geometry_noise: perturb each pair's input geometry (:meth:`FramePairDataset.input_pair`); targets stay exact.
 
     Returns:
         The folder path.
@@ -301,15 +324,17 @@ def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects
     if shard_size < 1:
         raise ConfigError(f"shard_size: expected >= 1, got {shard_size}")
     if edit_tasks is None:
-        pairs = FramePairDataset(split, length, max_objects, config, seed_offset)
+        pairs = FramePairDataset(split, length, max_objects, config, seed_offset, geometry_noise)
     else:
-        pairs = EditPairDataset(split, length, max_objects, config, seed_offset, tuple(edit_tasks))
+        pairs = EditPairDataset(split, length, max_objects, config, seed_offset, tuple(edit_tasks), geometry_noise)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     description = {"format_version": SHARD_FORMAT_VERSION, "split": split, "length": length, "seed_offset": seed_offset,
                    "max_objects": max_objects, "shard_size": shard_size, "config": json.loads(json.dumps(asdict(pairs.config)))}
     if edit_tasks is not None:
         description["edit_tasks"] = list(edit_tasks)
+    if geometry_noise is not None:
+        description["geometry_noise"] = json.loads(json.dumps(asdict(geometry_noise)))
     meta_path = folder / "dataset.json"
     if meta_path.is_file():
         existing = json.loads(meta_path.read_text())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import from_dict
+from ..data.perturbations import GeometryNoise
 from ..errors import ConfigError
 from ..models.build import ModelConfig
 from .stages import STAGES
@@ -29,6 +30,8 @@ class DataConfig:
     shard_folder: str | list[str] | None = None  # shards: a folder of pre-rendered pair shards, or a list whose pairs are concatenated
     length: int = 20000  # pairs in the fixed training set (the denoiser stage caches their latents)
     generator_config: dict | None = None  # pairs: settings for the synthetic generator (None: its defaults)
+    geometry_noise: GeometryNoise | None = None  # pairs: perturb each pair's input depth, masks and 3D boxes, the target
+    # kept exact (None: exact geometry). Shards hold the noise they were made with (data make --geometry-noise)
     num_workers: int = 0  # data-loader worker processes (rendering pairs runs there)
     resident: bool = False  # denoiser: hold the whole training set on the training device, batches gathered there (no loader)
     sampled_pairs: int = 2048  # decoder: training pairs (evenly spaced over the set) whose latents the pipeline samples
@@ -107,6 +110,10 @@ class TrainConfig:
             raise ConfigError(f"data.sampled_pairs: {self.data.sampled_pairs} must be >= 1")
         if self.stage == "decoder" and not self.init_from:
             raise ConfigError("init_from: the decoder stage fine-tunes a trained pipeline's decoder; name the pipeline folder")
+        if self.data.geometry_noise is not None and self.data.source != "pairs":
+            raise ConfigError("data.geometry_noise: shards hold the geometry they were made with (the noise needs each "
+                              "pair's scene, which only making the pair has); make noisy shards with "
+                              "`neuralassets data make --geometry-noise KEY=VALUE` and leave data.geometry_noise unset")
         if self.data.resident and self.stage != "denoiser":
             raise ConfigError(f"data.resident: only the denoiser stage holds its training set on the device, not {self.stage!r}")
 

@@ -48,7 +48,7 @@ def build_pair_dataset(config: DataConfig, max_objects: int, image_size: int) ->
         from ..data.synthetic import generator_config
 
         generator = generator_config({"image_size": image_size, **(config.generator_config or {})}, "data.generator_config")
-        dataset = pairs.FramePairDataset("train", config.length, max_objects, generator)
+        dataset = pairs.FramePairDataset("train", config.length, max_objects, generator, geometry_noise=config.geometry_noise)
     return dataset, pairs.collate_pairs
 
 
