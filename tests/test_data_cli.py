@@ -60,7 +60,7 @@ def test_preview_scene_and_make_commands(tmp_path, capsys):
 def test_make_writes_pairs_with_geometry_noise(tmp_path, capsys):
     args = ["data", "make", "--split", "val", "--n", "2", "--max-objects", "4", "--image-size", "32"]
     noisy = tmp_path / "noisy"
-    assert main(args + ["--out", str(noisy), "--geometry-noise", "depth_scale=[0.9,1.1]",
+    assert main(args + ["--out", str(noisy), "--geometry-noise", "depth_scale=[0.9,1.1]", "probability=1",
                         "--geometry-noise", "box_yaw=10"]) == 0
     assert "wrote 2 val video pairs with geometry noise" in capsys.readouterr().out
     noise = json.loads((noisy / "dataset.json").read_text())["geometry_noise"]

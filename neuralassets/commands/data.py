@@ -55,10 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="render edit pairs instead of video frame pairs: the target is the source frame after one of "
                            "these comma-separated benchmark edits (translation,rotation,scale,camera,multi_object,"
                            "removal,insertion,transfer,swap,background)")
-    make.add_argument("--geometry-noise", action="append", default=[], metavar="KEY=VALUE",
-                      help="perturb each pair's input depth, masks and 3D boxes, the target kept exact: a GeometryNoise "
-                           "field (neuralassets/data/perturbations.py), e.g. --geometry-noise depth_scale=[0.85,1.15] "
-                           "--geometry-noise box_yaw=15 (JSON values)")
+    make.add_argument("--geometry-noise", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                      help="perturb each pair's input depth, masks and 3D boxes, the target kept exact: GeometryNoise "
+                           "fields (neuralassets/data/perturbations.py), e.g. --geometry-noise depth_scale=[0.85,1.15] "
+                           "box_yaw=15 probability=0.7 (JSON values)")
     make.set_defaults(run=_make)
     for action in (preview, scene, make):
         action.add_argument("--gen", action="append", default=[], metavar="KEY=VALUE",
