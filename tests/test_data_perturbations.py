@@ -1,5 +1,8 @@
 """Noise on a scene's geometry: each kind, the boxes its photos show, and the training pairs' geometry noise."""
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +189,20 @@ def test_perturb_geometry_changes_depth_everywhere_and_the_lifted_assets_alone(v
     assert [not _same_geometry(x, y) for x, y in zip(swapped.assets, out.assets)] == \
         [x.id not in (a, b) for x in swapped.assets]
     assert torch.equal(swapped.depth, still.depth)  # the input is not changed
+
+
+def test_the_geometry_noise_benchmark_tells_exact_from_noisy_inputs(tiny_pipeline_dir, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "geometry_noise.py"
+    tables = {}
+    for name, noise in (("noisy", []), ("clean", ["--geometry-noise", "probability=0", "depth_scale=[0.5,2]"])):
+        out = tmp_path / f"{name}.md"
+        done = subprocess.run([sys.executable, str(script), "--model", str(tiny_pipeline_dir), "--pairs", "2",
+                               "--out", str(out), *noise], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| exact") or line.startswith("| noisy")]
+        tables[name] = {(r[0].strip("| "), r[1]): r[2].strip(" |") for r in rows}
+    assert len(tables["noisy"]) == 8
+    clean = tables["clean"]  # noise that is never drawn: the noisy inputs are the exact ones, and so are their scores
+    assert all(clean[("noisy", drawn.replace("exact", "noisy"))] == score for (sampled, drawn), score in clean.items()
+               if sampled == "exact" and drawn != "none")
+    assert tables["noisy"][("exact", "exact")] == clean[("exact", "exact")]
