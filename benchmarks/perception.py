@@ -154,10 +154,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--size", type=int, default=128, help="frame size in pixels")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--classical", action="store_true", help="also score the classical segmenter's masks")
+    parser.add_argument("--decode", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a decoding setting of the model's PerceptionConfig (e.g. centre_threshold=0.4)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for perception.md and perception.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = LearnedPerception.from_pretrained(args.weights, batch_size=1)
+    for setting in args.decode:
+        name, value = setting.split("=", 1)
+        setattr(model.config, name, type(getattr(model.config, name))(value))
     config = GeneratorConfig(image_size=args.size)
     rows = []
     for i in range(args.videos):
@@ -180,7 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "perception.md").write_text(table)
     (args.out / "perception.json").write_text(json.dumps({"split": args.split, "videos": args.videos, "size": args.size,
-                                                          "threads": args.threads, "results": r}, indent=1))
+                                                          "threads": args.threads, "decode": args.decode, "results": r},
+                                                         indent=1))
     return r
 
 

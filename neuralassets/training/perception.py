@@ -13,7 +13,8 @@ the instance map (uint8, asset index + 1) and per object its box estimate
 defined, square footprint). A share of the videos come from a wider generator (camera
 elevations, distances and fields of view beyond the defaults, objects that grow or shrink)
 so the model is not tied to one camera set-up. ``train`` turns an item into dense targets
-(:func:`dense_targets`), trains with AdamW and a cosine schedule, keeps an EMA of the
+(:func:`dense_targets`; half the frames JPEG-compressed, all flipped, jittered and noised
+at random), trains with AdamW and a cosine schedule, keeps an EMA of the
 weights and writes atomic checkpoints (:mod:`neuralassets.training.checkpoint`); ``export``
 writes the EMA weights and config as a weights folder.
 """
@@ -186,14 +187,26 @@ def flip_horizontally(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tens
     return out
 
 
+def compress(image: Tensor, quality: int) -> Tensor:
+    """A (3, H, W) uint8 image after a round trip through JPEG at ``quality`` (blocks, ringing, halved chroma: the
+    artefacts of compressed video)."""
+    import cv2
+
+    bgr = np.ascontiguousarray(image.permute(1, 2, 0).numpy()[..., ::-1])
+    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]
+    return torch.from_numpy(np.ascontiguousarray(decoded)).permute(2, 0, 1)
+
+
 def augment(batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
-    """Random left-right flips (:func:`flip_horizontally`) and brightness / contrast / colour jitter, per sample."""
+    """Random left-right flips (:func:`flip_horizontally`), brightness / contrast / colour jitter and noise, per sample."""
     B = batch["image"].shape[0]
     out = flip_horizontally(batch, torch.rand(B, generator=generator) < 0.5)
     gain = 1 + 0.25 * (torch.rand(B, 1, 1, 1, generator=generator) - 0.5)
     tint = 1 + 0.1 * (torch.rand(B, 3, 1, 1, generator=generator) - 0.5)
     bias = 0.1 * (torch.rand(B, 1, 1, 1, generator=generator) - 0.5)
-    out["image"] = (out["image"] * gain * tint + bias).clamp(0, 1)
+    noise = 0.02 * torch.rand(B, 1, 1, 1, generator=generator) * torch.randn(out["image"].shape, generator=generator)
+    out["image"] = (out["image"] * gain * tint + bias + noise).clamp(0, 1)
     return out
 
 
@@ -268,7 +281,11 @@ def train(data_dir: Path, checkpoints: Path, steps: int, batch_size: int = 8, cr
     while step < steps:
         position = (step * batch_size) % len(data)
         indices = [int(order[(position + i) % len(data)]) for i in range(batch_size)]
-        targets = [dense_targets(data.item(i), config) for i in indices]
+        items = [data.item(i) for i in indices]
+        for item in items:  # half the frames as compressed video shows them
+            if float(torch.rand(1, generator=generator)) < 0.5:
+                item["images"] = compress(item["images"], int(torch.randint(25, 90, (1,), generator=generator)))
+        targets = [dense_targets(item, config) for item in items]
         batch = augment({k: torch.stack([t[k] for t in targets]) for k in targets[0]}, generator)
         if crop < batch["image"].shape[-1]:
             batch = random_crop(batch, crop, generator)
