@@ -67,6 +67,7 @@ class PerceptionConfig:
 
     widths: tuple[int, ...] = (16, 32, 48, 64, 96)  # encoder channels per scale (full, 1/2, 1/4, ...)
     decoder_widths: tuple[int, ...] = (64, 48, 32, 16)  # decoder channels, coarsest first, back to full resolution
+    object_width: int = 48  # channels of the object head's own layer (on the half-resolution features)
     offset_scale: float = 32.0  # pixel offsets are predicted in units of this many pixels
     working_size: int = 128  # frames are resized so their shorter side has this many pixels
     heat_sigma: float = 2.0  # centre heatmap Gaussian width, working pixels
@@ -78,9 +79,9 @@ class PerceptionConfig:
 
     def __post_init__(self) -> None:
         self.widths, self.decoder_widths = tuple(self.widths), tuple(self.decoder_widths)
-        if len(self.decoder_widths) != len(self.widths) - 1:
+        if len(self.decoder_widths) != len(self.widths) - 1 or len(self.decoder_widths) < 2:
             raise ConfigError(f"PerceptionConfig: {len(self.decoder_widths)} decoder widths for {len(self.widths)} "
-                              f"encoder scales; expected one fewer")
+                              f"encoder scales; expected one fewer, and at least two")
         if self.working_size % 2 ** (len(self.widths) - 1):
             raise ConfigError(f"PerceptionConfig.working_size: {self.working_size} is not a multiple of "
                               f"{2 ** (len(self.widths) - 1)}")
@@ -117,13 +118,18 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class PerceptionNet(nn.Module):
-    """A small U-Net: stride-2 encoder, bilinear-upsampling decoder with skips, 1x1 heads at full resolution.
+    """A small U-Net: stride-2 encoder, bilinear-upsampling decoder with skips, two heads.
 
+    The pixel head (depth, foreground) reads the full-resolution decoder features, where
+    object outlines are sharp. The object head (centre heatmap, offsets, box channels) reads
+    the wider half-resolution features through its own 3x3 layer and is upsampled: what it
+    predicts is constant over an object, and it needs more channels than a mask does.
     The input gets two coordinate channels (:func:`coordinates`) so the net can read metric
     depth from where a pixel is in the frame, as well as from what it shows.
     """
 
-    num_outputs = 5 + len(BOX_CHANNELS)
+    num_pixel_outputs = 2
+    num_object_outputs = 3 + len(BOX_CHANNELS)
 
     def __init__(self, config: PerceptionConfig | None = None) -> None:
         super().__init__()
@@ -137,7 +143,9 @@ class PerceptionNet(nn.Module):
             up.append(_conv(cin + w[-2 - i], width))
             cin = width
         self.up = nn.ModuleList(up)
-        self.head = nn.Conv2d(cin, self.num_outputs, 1)
+        self.pixel_head = nn.Conv2d(cin, self.num_pixel_outputs, 1)
+        self.object_head = nn.Sequential(_conv(cfg.decoder_widths[-2], cfg.object_width),
+                                         nn.Conv2d(cfg.object_width, self.num_object_outputs, 1))
 
     def forward(self, images: Tensor, coords: Tensor | None = None) -> PerceptionMaps:
         """Predict the maps of ``images``.
@@ -158,10 +166,12 @@ class PerceptionNet(nn.Module):
             feats.append(down(feats[-1]))
         y = feats[-1]
         for i, up in enumerate(self.up):
+            if i == len(self.up) - 1:
+                objects = F.interpolate(self.object_head(y), size=(H, W), mode="bilinear", align_corners=False)
             skip = feats[-2 - i]
             y = up(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
-        out = self.head(y)
-        return PerceptionMaps(out[:, 0], out[:, 1], out[:, 2], out[:, 3:5], out[:, 5:])
+        pixels = self.pixel_head(y)
+        return PerceptionMaps(pixels[:, 0], pixels[:, 1], objects[:, 0], objects[:, 1:3], objects[:, 3:])
 
 
 # --------------------------------------------------------------------------------------
