@@ -41,13 +41,13 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from neuralassets.data.synthetic import GeneratorConfig, generate_scene, split_seed
+from neuralassets.image_ops import any_along
 from neuralassets.perception import (
     ClassicalSegmenter,
     DepthLifter,
     GroundPlaneLifter,
     GroundTruthSegmenter,
     MaskTracker,
-    any_along,
     extract,
     mask_iou,
 )

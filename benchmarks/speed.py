@@ -60,30 +60,27 @@ def generator_section(quick: bool = False) -> list[dict]:
 
 
 def model_section(quick: bool = False) -> list[dict]:
-    """The default model (configs/default_denoiser_large_batch.yaml, the shipped layout; shipped weights when present, else random ones):
+    """The default model (ModelConfig(), the shipped layout; shipped weights when present, else random ones):
     parameters, denoiser-stage training samples/s, ms per guided denoising step, end-to-end ms per
     128x128 image at several step counts, peak RSS; fp32 and bf16 autocast, and the UNet alternative."""
     import resource
     from dataclasses import replace
-    from pathlib import Path
 
     from neuralassets.conditioning import Conditioning
     from neuralassets.data.pairs import FramePairDataset
-    from neuralassets.models import DenoiserConfig, build_components
+    from neuralassets.models import ModelConfig, build_components
     from neuralassets.pipelines import NeuralAssetsPipeline
     from neuralassets.pipelines.neural_assets import DEFAULT_WEIGHTS
-    from neuralassets.training import load_config
     from neuralassets.training.objectives import ConditionalDenoiser, DiffusionObjective
 
-    model_config = load_config(Path(__file__).resolve().parents[1] / "configs" / "default_denoiser_large_batch.yaml").model
-    model_config = replace(model_config, autoencoder=replace(model_config.autoencoder, pretrained=None))
+    model_config = ModelConfig()
     repeats = 1 if quick else 3
     pairs = FramePairDataset("val", 32, model_config.max_objects)
     batch = Conditioning.collate([pairs[i][0] for i in range(32)])
     rows = []
     candidates = [("SD3 transformer 6x256, patch 2 (default)", model_config.denoiser)]
     if not quick:
-        candidates.append(("UNet (64,128,256), cross-attention", DenoiserConfig(kind="unet")))
+        candidates.append(("UNet (64,128,256), cross-attention", dict(kind="unet")))
     for name, denoiser_config in candidates:
         c = build_components(replace(model_config, denoiser=denoiser_config))
         model = ConditionalDenoiser(c.asset_encoder, c.denoiser)

@@ -4,7 +4,7 @@
 
 The largest object slides across the view while turning a quarter turn, and the camera
 swings a little; `neuralassets.animation.animate` makes the animated scene and
-`neuralassets.rendering.render_video` renders it (MP4 or GIF). Without --video the
+`NeuralAssetsPipeline.render_video` renders it (MP4 or GIF). Without --video the
 generator's exact video of the same animation is written next to it.
 """
 
@@ -17,7 +17,6 @@ from common import load_pipeline, load_scene, parser
 from neuralassets.animation import CameraKeyframe, Keyframe, Keyframes, animate
 from neuralassets.data import render as exact_render
 from neuralassets.demo import labelled_row
-from neuralassets.rendering import render_video
 from neuralassets.video import write_video
 
 
@@ -38,13 +37,13 @@ def main() -> None:
         camera={0: CameraKeyframe(tuple(eye.tolist()), tuple(target.tolist())),
                 args.frames - 1: CameraKeyframe(tuple(swing.tolist()), tuple(target.tolist()))},
         interpolation="smooth")
-    video = render_video(pipe, animate(scene, keys, args.frames), num_inference_steps=args.steps, seed=args.seed)
+    video = pipe.render_video(animate(scene, keys, args.frames), num_inference_steps=args.steps, seed=args.seed)
     out = Path(args.out)
     print(f"wrote {write_video(out / 'animate.mp4', video, fps=8)}")
     if truth is not None:
         generator_id = next(g for g, i in ids.items() if i == largest.id)
         truth_keys = Keyframes({generator_id: keys.assets[largest.id]}, keys.camera, keys.interpolation)
-        exact = render_video(None, animate(truth, truth_keys, args.frames), renderer=exact_render)
+        exact = exact_render(animate(truth, truth_keys, args.frames)).rgb
         video = torch.stack([labelled_row([e, m], ["exact", "model"]) for e, m in zip(exact, video)])
     print(f"wrote {write_video(out / 'animate.gif', video, fps=8)}")
 

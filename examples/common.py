@@ -73,10 +73,8 @@ def load_scene(args: argparse.Namespace, max_objects: int, segmenter=None) -> tu
 
 def render(pipe, scene: Scene, args: argparse.Namespace, frame: int = 0) -> torch.Tensor:
     """(3, H, W): ``scene`` at ``frame`` with appearance and background from that frame, seeded by --seed."""
-    from neuralassets.rendering import render_video
-
-    return render_video(pipe, scene, frames=[frame], source_frame=frame, num_inference_steps=args.steps, seed=args.seed,
-                        progress=False)[0]
+    return pipe.render_video(scene, frames=[frame], source_frame=frame, num_inference_steps=args.steps, seed=args.seed,
+                             progress=False)[0]
 
 
 def save_row(path: Path, images: list[torch.Tensor], labels: list[str]) -> Path:

@@ -13,6 +13,8 @@ saved as an int8 pipeline folder in DIR/pipeline, each file at most 16 MiB. On a
 training set is held on the device. Rendering and latent caching do not count against
 --minutes; the run's log and checkpoints are in DIR/run. Rendering resumes where it stopped, so
 --render-only can render the pairs first (on one machine, say) and a later call train on them.
+The shipped model's last stage was this script; configs/shipped/10_all_edits_gpu.yaml is the same run as a
+config file.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def arguments() -> argparse.Namespace:
 
 def pipeline(args: argparse.Namespace):
     """The pipeline to render with: --pipeline, or one assembled from --dinov2 and --sd."""
-    from neuralassets.models import AssetEncoderConfig, AutoencoderConfig, DenoiserConfig, ModelConfig, SchedulerConfig
+    from neuralassets.models import AutoencoderConfig, ModelConfig, SchedulerConfig
     from neuralassets.pipelines import NeuralAssetsPipeline
 
     if args.pipeline is not None:
@@ -54,9 +54,10 @@ def pipeline(args: argparse.Namespace):
         fail(f"--sd {args.sd}: expected a Stable Diffusion folder with vae/ and unet/ subfolders")
     config = ModelConfig(
         image_size=args.image_size,
-        asset_encoder=AssetEncoderConfig(backbone="dinov2", backbone_path=args.dinov2, token_dim=1024, spatial_channels=0),
+        asset_encoder=dict(backbone="dinov2", backbone_path=args.dinov2, token_dim=1024, spatial_channels=0,
+                           object_feature_map=False),
         autoencoder=AutoencoderConfig(pretrained=str(sd / "vae")),
-        denoiser=DenoiserConfig(kind="unet", pretrained=str(sd / "unet")),
+        denoiser=dict(kind="unet", pretrained=str(sd / "unet")),
         scheduler=SchedulerConfig(kind="ddim", prediction_type="v_prediction"))
     pipe = NeuralAssetsPipeline.from_config(config)
     print("assembled DINOv2 + Stable Diffusion; its asset-token layers are untrained (fine-tune it before trusting renders)")

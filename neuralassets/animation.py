@@ -6,7 +6,7 @@ source frame) and optionally camera keyframes (:class:`CameraKeyframe`: eye and 
 :func:`animate` turns a scene and keyframes into a new Scene of ``num_frames`` frames whose
 poses and cameras follow them; every frame takes its appearance and background from the
 source frame, so the result renders as a temporally consistent video with
-:func:`neuralassets.rendering.render_video`.
+:meth:`~neuralassets.pipelines.NeuralAssetsPipeline.render_video`.
 
 Between keyframes positions, scales and camera eye/target points are interpolated
 linearly or smoothly (a C1 cubic through the keys: Catmull-Rom velocities, zero velocity at
@@ -353,7 +353,7 @@ def animate(scene: Scene, keyframes: Keyframes, num_frames: int, source_frame: i
     explicit background gets one (the source image and camera with every asset's box), so
     camera keys move the view relative to the source camera. An asset that leaves the view
     and comes back looks the same, since its looks come from the source frame;
-    :func:`neuralassets.rendering.render_video` leaves out assets out of view at a frame.
+    :meth:`~neuralassets.pipelines.NeuralAssetsPipeline.render_video` leaves out assets out of view at a frame.
 
     Args:
         scene: the scene; not modified.

@@ -12,7 +12,6 @@ pose and ``object_mask`` False, and the encoder must ignore them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
@@ -20,8 +19,9 @@ import torch
 from torch import Tensor
 
 from . import geometry
+from .edits import out_of_view
 from .errors import ValidationError
-from .reprojection import reproject_image
+from .image_ops import box_mask, resize_images, resize_maps
 from .scene import Asset, Camera, Scene
 
 GREY = 0.5  # fill value for pixels hidden from an encoder (the paper's choice)
@@ -142,7 +142,7 @@ def grey_outside(image: Tensor, boxes: Tensor) -> Tensor:
     Returns:
         (3, H, W); a copy.
     """
-    return image.masked_fill(~_box_union(boxes, image.shape[-2], image.shape[-1]), GREY)
+    return image.masked_fill(~box_mask(boxes, image.shape[-2], image.shape[-1]), GREY)
 
 
 def grey_inside(image: Tensor, boxes: Tensor) -> Tensor:
@@ -155,19 +155,7 @@ def grey_inside(image: Tensor, boxes: Tensor) -> Tensor:
     Returns:
         (3, H, W); a copy.
     """
-    return image.masked_fill(_box_union(boxes, image.shape[-2], image.shape[-1]), GREY)
-
-
-def _box_union(boxes: Tensor, height: int, width: int) -> Tensor:
-    """(H, W) bool, True at pixels whose centre lies in any box (edges included)."""
-    mask = torch.zeros(height, width, dtype=torch.bool)
-    # Pixel i's centre i + 0.5 lies in [lo, hi] exactly when ceil(lo - 0.5) <= i <= floor(hi - 0.5);
-    # a slice per box costs far less than comparing every pixel with every box (this runs per training item).
-    for x0, y0, x1, y1 in boxes.double().tolist():
-        columns = slice(max(0, math.ceil(x0 - 0.5)), max(0, math.floor(x1 - 0.5) + 1))
-        rows = slice(max(0, math.ceil(y0 - 0.5)), max(0, math.floor(y1 - 0.5) + 1))
-        mask[rows, columns] = True
-    return mask
+    return image.masked_fill(box_mask(boxes, image.shape[-2], image.shape[-1]), GREY)
 
 
 def camera_motion(source: Camera, target: Camera) -> Tensor:
@@ -219,36 +207,6 @@ def background_view(scene: Scene, target_frame: int, source_frame: int | None = 
     boxes = torch.stack([a.boxes_2d[source_frame] for a in scene.assets]) if scene.assets else torch.zeros(0, 4)
     depth = scene.depth[source_frame] if scene.depth is not None else None
     return BackgroundView(scene.frames[source_frame], scene.cameras[source_frame], boxes, depth)
-
-
-def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | None = None) -> Tensor | None:
-    """The background photo (:func:`background_view`) as ``target_frame``'s camera sees it.
-
-    It shows the parts of the target view that an edit leaves alone, so a render can keep
-    those pixels (:mod:`neuralassets.compositing`): the photo itself when the target
-    camera took it, else the photo reprojected through its depth
-    (:func:`~neuralassets.reprojection.reproject_image`), NaN where it does not see.
-
-    Returns:
-        (3, H', W') float in [0, 1] (NaN where unseen), or None when the cameras differ and
-        the photo's depth is unknown, or the background is another scene's photo
-        (``Background.shows_scene`` False, after a background swap).
-    """
-    if scene.background is not None and not scene.background.shows_scene:
-        return None
-    view = background_view(scene, target_frame, source_frame)
-    target = scene.cameras[target_frame]
-    if same_camera(view.camera, target):
-        return view.image
-    if view.depth is None:
-        return None
-    return reproject_image(view.image, view.depth, view.camera, target)
-
-
-def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
-    """Whether two cameras see the same view: equal image size, intrinsics and pose (within ``atol``)."""
-    return ((a.width, a.height) == (b.width, b.height) and torch.allclose(a.K, b.K, atol=atol * max(float(a.K.abs().max()), 1.0))
-            and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
 
 
 def index_of_photo(photos: list[Tensor], photo: Tensor) -> int | None:
@@ -417,18 +375,24 @@ def surface_maps(scene: Scene, photos: list[Tensor], entries: list[PhotoEntry]) 
     return depths, slots
 
 
-def resize_maps(maps: Tensor, size_hw: tuple[int, int]) -> Tensor:
-    """(..., h, w) -> (..., H, W), nearest pixel (depths and slot indices must not blend); the input itself when the size matches."""
-    if tuple(maps.shape[-2:]) == tuple(size_hw):
-        return maps
-    resized = torch.nn.functional.interpolate(maps.reshape(1, -1, *maps.shape[-2:]).double(), size=tuple(size_hw),
-                                              mode="nearest-exact")
-    return resized.reshape(*maps.shape[:-2], *size_hw).to(maps.dtype)
+def frame_conditioning(scene: Scene, frame: int, max_objects: int, source_frame: int | None = None) -> Conditioning:
+    """:func:`conditioning_from_scene`, with assets out of view at ``frame`` left out.
 
+    An asset whose 3D box is behind the camera or wholly outside the image at ``frame`` has
+    its slot turned into padding; the source images stay as they are, so the other objects'
+    appearance does not change while it is away.
 
-def resize_images(images: Tensor, size_hw: tuple[int, int]) -> Tensor:
-    """(B, C, h, w) -> (B, C, H, W) float, antialiased bilinear; the input itself when the size already matches."""
-    if tuple(images.shape[-2:]) == tuple(size_hw):
-        return images
-    return torch.nn.functional.interpolate(images, size=tuple(size_hw), mode="bilinear", align_corners=False,
-                                           antialias=True)
+    Args:
+        scene: the scene.
+        frame: target frame index.
+        max_objects: object slots N.
+        source_frame: as in ``conditioning_from_scene``.
+
+    Returns:
+        A batch-of-one :class:`Conditioning`.
+    """
+    cond = conditioning_from_scene(scene, frame, max_objects, source_frame)
+    away = torch.zeros(1, max_objects, dtype=torch.bool)
+    for slot, asset in enumerate(slotted_assets(scene, source_frame)):
+        away[0, slot] = bool(out_of_view(asset, scene, [frame]))
+    return cond.drop_objects(away) if bool(away.any()) else cond

@@ -24,7 +24,7 @@ from torch import Tensor
 from . import edits
 from .animation import Keyframe, Keyframes, animate
 from .errors import ValidationError
-from .rendering import render_video
+from .image_ops import from_numpy_image, to_numpy_image
 from .scene import Scene
 from .video import write_video
 
@@ -158,14 +158,14 @@ def run_demo(pipe, out_dir: str | os.PathLike, num_inference_steps: int | None =
     rows = []
     for label, edit in shown:
         truth = render(edit(sample, identity), frames=[0]).rgb[0]
-        model = render_video(pipe, edit(scene, ids), frames=[0], source_frame=0, **settings)[0]
+        model = pipe.render_video(edit(scene, ids), frames=[0], source_frame=0, **settings)[0]
         rows.append((label, [sample.frames[0], truth, model]))
         log(f"  {label}")
     grid = _save_grid(out / "demo_edits.png", rows, ["before", "ground truth (exact re-render)", "model"])
 
     model_keys = Keyframes({ids[g]: k for g, k in keys.assets.items()}, keys.camera, keys.interpolation)
-    truth_video = render_video(None, animate(sample, keys, ANIMATION_FRAMES), renderer=render, progress=False)
-    model_video = render_video(pipe, animate(scene, model_keys, ANIMATION_FRAMES, source_frame=0), **settings)
+    truth_video = render(animate(sample, keys, ANIMATION_FRAMES)).rgb
+    model_video = pipe.render_video(animate(scene, model_keys, ANIMATION_FRAMES, source_frame=0), **settings)
     side_by_side = torch.stack([labelled_row([t, m], ["ground truth", "model"]) for t, m in zip(truth_video, model_video)])
     gif = write_video(out / "demo_animation.gif", side_by_side, fps=ANIMATION_FPS)
     mp4 = write_video(out / "demo_animation.mp4", side_by_side, fps=ANIMATION_FPS)
@@ -182,8 +182,7 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _to_pil(image: Tensor) -> Image.Image:
-    arr = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    pil = Image.fromarray(arr)
+    pil = Image.fromarray(to_numpy_image(image))
     return pil.resize((pil.width * SCALE, pil.height * SCALE), Image.NEAREST)
 
 
@@ -204,7 +203,7 @@ def labelled_row(images: list[Tensor], labels: list[str], gap: int = 4, header: 
     for k, (tile, label) in enumerate(zip(tiles, labels)):
         canvas.paste(tile, (k * (w + gap), header))
         draw.text((k * (w + gap) + 4, 4), label, fill="black", font=_font(14))
-    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
+    return from_numpy_image(np.asarray(canvas))
 
 
 def _save_grid(path: Path, rows: list[tuple[str, list[Tensor]]], columns: list[str], gap: int = 4, header: int = 24,

@@ -34,6 +34,7 @@ import copy
 import functools
 import inspect
 import json
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -47,7 +48,7 @@ from torch import Tensor
 from . import geometry
 from .errors import NeuralAssetsError, ValidationError
 from .jsonio import read_json
-from .scene import AppearanceSource, Asset, Background, Camera, Scene
+from .scene import AppearanceSource, Asset, Background, Camera, Scene, describe_value
 
 #: Version of the edit-list JSON file written by :func:`save_edits`.
 EDITS_FORMAT_VERSION = 1
@@ -72,6 +73,19 @@ _NEAR_PLANE = 1e-3
 
 class EditWarning(UserWarning):
     """An edit produced a scene that is valid but probably not what was meant (overlap, off-screen)."""
+
+
+class OutOfViewError(ValidationError):
+    """An edit would leave an asset behind the camera or out of view.
+
+    Attributes:
+        problem: which asset and where, without the advice on allowing it (which depends on
+            the caller: ``check_visibility='warn'`` here, a flag on the command line).
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}; pass check_visibility='warn' to allow it")
+        self.problem = problem
 
 
 @dataclass
@@ -115,40 +129,64 @@ def _frame_list(scene: Scene, frames: FrameSelection, name: str = "frames") -> l
     T = scene.num_frames
     if frames is None:
         return list(range(T))
+    expected = f"expected None (every frame), a frame index or a list of frame indices (integers in [{-T}, {T}))"
     if hasattr(frames, "tolist"):  # tensors, numpy arrays and numpy integers
         frames = frames.tolist()
+    if isinstance(frames, (str, bytes, Mapping)):  # iterable, but not a list of frames
+        raise ValidationError(f"{name}: {expected}, got {describe_value(frames)}")
     items = [frames] if isinstance(frames, int) else frames
     try:
         items = list(items)
     except TypeError:
-        raise ValidationError(f"{name}: expected None, a frame index or a list of them, got {frames!r}") from None
+        raise ValidationError(f"{name}: {expected}, got {describe_value(frames)}") from None
     if not items:
         raise ValidationError(f"{name}: the selection is empty")
     out = set()
     for f in items:
-        if isinstance(f, bool) or not isinstance(f, int) or not -T <= f < T:
-            raise ValidationError(f"{name}: {f!r} is not a frame index in [{-T}, {T})")
+        if isinstance(f, bool) or not isinstance(f, int):
+            raise ValidationError(f"{name}: {describe_value(f)} is not a frame index; {expected}")
+        if not -T <= f < T:
+            raise ValidationError(f"{name}: {f} is not a frame index in [{-T}, {T})")
         out.add(f % T)
     return sorted(out)
 
 
 def _single_frame(scene: Scene, frame: int, name: str = "frame") -> int:
     if isinstance(frame, bool) or not isinstance(frame, int):
-        raise ValidationError(f"{name}: expected one frame index, got {frame!r}")
+        raise ValidationError(f"{name}: expected one frame index (an integer), got {describe_value(frame)}")
     return _frame_list(scene, frame, name)[0]
 
 
 def _vector(value: Any, length: int, name: str) -> Tensor:
-    """``value`` as a (length,) float tensor of finite numbers."""
-    try:
-        v = torch.as_tensor(value, dtype=torch.float32).flatten()
-    except (TypeError, ValueError, RuntimeError):
-        raise ValidationError(f"{name}: expected {length} numbers, got {value!r}") from None
-    if v.numel() != length:
-        raise ValidationError(f"{name}: expected {length} numbers, got {v.numel()} ({value!r})")
+    """``value`` (a flat list of ``length`` numbers, a 1-D tensor or array, or one number when
+    ``length`` is 1) as a (length,) float tensor of finite numbers.
+
+    Nested lists (``[[0.1], [0], [0]]``) and booleans are refused rather than flattened or counted as 0 and 1.
+    """
+    expected = "one number" if length == 1 else f"{length} numbers"
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # tensors and numpy arrays
+        kind = "bool" if "bool" in str(value.dtype) else "nested" if value.ndim > 1 else None
+        if kind:
+            raise ValidationError(f"{name}: expected {expected}, got a {kind} array {value.tolist()!r}")
+        value = value.tolist()
+    if length == 1 and _is_number(value):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ValidationError(f"{name}: expected {expected}, got {describe_value(value)}")
+    for x in value:
+        if not _is_number(x):
+            what = "a nested list" if isinstance(x, (list, tuple)) else describe_value(x)
+            raise ValidationError(f"{name}: expected {expected}, got {value!r} (an entry is {what})")
+    if len(value) != length:
+        raise ValidationError(f"{name}: expected {expected}, got {len(value)} ({value!r})")
+    v = torch.tensor([float(x) for x in value], dtype=torch.float32)
     if not bool(torch.isfinite(v).all()):
         raise ValidationError(f"{name}: expected finite numbers, got {v.tolist()}")
     return v
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 def _number(value: Any, name: str) -> float:
@@ -165,7 +203,7 @@ def _check_mode(check_visibility: str) -> str:
 # Placement checks
 # --------------------------------------------------------------------------------------
 
-def _out_of_view(asset: Asset, scene: Scene, frames: list[int]) -> list[tuple[int, str]]:
+def out_of_view(asset: Asset, scene: Scene, frames: list[int]) -> list[tuple[int, str]]:
     """(frame, reason) for each frame where the asset's box is behind the camera or wholly outside the image."""
     problems = []
     for f in frames:
@@ -180,7 +218,7 @@ def _out_of_view(asset: Asset, scene: Scene, frames: list[int]) -> list[tuple[in
     return problems
 
 
-def _boxes_overlap(a: Asset, b: Asset, frames: list[int]) -> Tensor:
+def boxes_overlap(a: Asset, b: Asset, frames: list[int]) -> Tensor:
     """(F,) bool: do the oriented boxes of ``a`` and ``b`` interpenetrate at each frame (separating-axis test)."""
     idx = torch.tensor(frames)
     Ra, Rb = a.rotations[idx], b.rotations[idx]  # columns are the box axes in the world
@@ -215,21 +253,21 @@ def _check_placement(before: Scene | None, after: Scene, asset_id: int, frames: 
     """
     asset = after.asset(asset_id)
     if check_visibility != "ignore":
-        was_out = set() if before is None else {f for f, _ in _out_of_view(before.asset(asset_id), before, frames)}
-        problems = [(f, why) for f, why in _out_of_view(asset, after, frames) if f not in was_out]
+        was_out = set() if before is None else {f for f, _ in out_of_view(before.asset(asset_id), before, frames)}
+        problems = [(f, why) for f, why in out_of_view(asset, after, frames) if f not in was_out]
         if problems:
             listed = ", ".join(f"frame {f}: {why}" for f, why in problems[:5]) + (" ..." if len(problems) > 5 else "")
             message = f"asset {asset_id} ({asset.name}) would be out of view ({listed})"
             if check_visibility == "error":
-                raise ValidationError(message + "; pass check_visibility='warn' to allow it")
+                raise OutOfViewError(message)
             _warn(message)
     clashes = []
     for other in after.assets:
         if other.id == asset_id:
             continue
-        now = _boxes_overlap(asset, other, frames)
+        now = boxes_overlap(asset, other, frames)
         if before is not None:
-            now &= ~_boxes_overlap(before.asset(asset_id), before.asset(other.id), frames)
+            now &= ~boxes_overlap(before.asset(asset_id), before.asset(other.id), frames)
         hit = [f for f, c in zip(frames, now.tolist()) if c]
         if hit:
             clashes.append(f"asset {other.id} ({other.name}) at frames {hit[:5]}{' ...' if len(hit) > 5 else ''}")
@@ -430,10 +468,7 @@ def scale(scene: Scene, asset_id: int, factor: float | Sequence[float], frames: 
     """
     asset = scene.asset(asset_id)
     idx, mode = _frame_list(scene, frames), _check_mode(check_visibility)
-    try:
-        count = torch.as_tensor(factor, dtype=torch.float32).numel()
-    except (TypeError, ValueError, RuntimeError):
-        count = 3  # let _vector word the error
+    count = len(factor) if isinstance(factor, (list, tuple)) or getattr(factor, "ndim", 0) == 1 else 1
     f = _vector(factor, 1 if count == 1 else 3, "factor").expand(3)
     if bool((f <= 0).any()):
         raise ValidationError(f"factor: every scale factor must be positive, got {f.tolist()}")
@@ -741,6 +776,8 @@ def apply_edits(scene: Scene, edits: Iterable[Edit | Mapping], others: Mapping[s
             raise ValidationError(f"{where} ({edit.op}): bad arguments ({e}); it takes {params}") from None
         try:
             scene = fn(scene, **args)
+        except OutOfViewError as e:
+            raise OutOfViewError(f"{where} ({edit.op}): {e.problem}") from e
         except NeuralAssetsError as e:
             raise type(e)(f"{where} ({edit.op}): {e}") from e
     return scene
@@ -777,7 +814,7 @@ def load_edits(path: str | os.PathLike) -> list[Edit]:
 
 
 __all__ = [
-    "APPEARANCE_ATTRIBUTES", "EDITS_FORMAT_VERSION", "OPS", "Edit", "EditWarning", "apply_edits", "history", "insert",
-    "load_edits", "move", "move_camera", "move_in_image", "remove", "rotate", "save_edits", "scale", "set_camera",
+    "APPEARANCE_ATTRIBUTES", "EDITS_FORMAT_VERSION", "OPS", "Edit", "EditWarning", "OutOfViewError", "apply_edits", "history",
+    "insert", "load_edits", "move", "move_camera", "move_in_image", "remove", "rotate", "save_edits", "scale", "set_camera",
     "swap_appearance", "swap_background", "transfer",
 ]

@@ -14,6 +14,17 @@ Conventions (see docs/ARCHITECTURE.md):
   three edge neighbours are corners 1 (+x), 2 (+y) and 4 (+z).
 
 Every function accepts arbitrary leading batch dimensions and broadcasts them.
+
+Rotation conversions (axis-angle, quaternion, matrix) and the relative camera motion are
+kornia's (:mod:`kornia.geometry.conversions`, :func:`kornia.geometry.epipolar.relative_camera_motion`),
+pinned to the values of the implementation they replaced (tests/test_geometry.py). Three
+things stay here because kornia's convention is not ours, measured on the shipped model's
+``--quick`` benchmark renders: its perspective division adds an epsilon to the depth
+(pixels move by up to 1.5e-5, enough to cross pixel borders when splatting: renders change by
+up to 1/255), its unprojection rounds differently (renders change by up to 1.3e-5), and its
+Euler angles go through quaternions (rotations change by up to 4e-7, and the copy-paste
+baseline's pixels by 1/255). Its pixel-coordinate warps (``remap``, ``warp_perspective``) put
+pixel centres at whole numbers, ours at +0.5, so warping stays ``torch.nn.functional.grid_sample``.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import math
 
 import torch
+from kornia.geometry import conversions, epipolar
 from torch import Tensor
 
 #: Indices of the corner and its three edge neighbours used by the pose tokens.
@@ -260,45 +272,33 @@ def relative_pose(R_a: Tensor, t_a: Tensor, R_b: Tensor, t_b: Tensor) -> tuple[T
     Returns:
         R_ab: (..., 3, 3), t_ab: (..., 3).
     """
-    R_ab = R_b @ R_a.transpose(-1, -2)
-    t_ab = t_b - torch.einsum("...ij,...j->...i", R_ab, t_a)
-    return R_ab, t_ab
+    R_ab, t_ab = epipolar.relative_camera_motion(R_a, t_a.unsqueeze(-1), R_b, t_b.unsqueeze(-1))
+    return R_ab, t_ab.squeeze(-1)
 
 
 # --------------------------------------------------------------------------------------
 # Rotations
 # --------------------------------------------------------------------------------------
 
-def _skew(v: Tensor) -> Tensor:
-    zero = torch.zeros_like(v[..., 0])
-    x, y, z = v.unbind(-1)
-    return torch.stack(
-        [torch.stack([zero, -z, y], -1), torch.stack([z, zero, -x], -1), torch.stack([-y, x, zero], -1)], -2
-    )
-
-
 def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
-    """Rotation matrices from axis-angle vectors (Rodrigues).
+    """Rotation matrices from axis-angle vectors (Rodrigues, kornia's).
 
     Args:
         axis_angle: (..., 3), direction = axis, norm = angle in radians.
 
     Returns:
         (..., 3, 3).
+
+    Example:
+        >>> axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2])).round().int().tolist()  # x -> y about z
+        [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
     """
-    angle = axis_angle.norm(dim=-1, keepdim=True).unsqueeze(-1)  # (..., 1, 1)
-    K = _skew(axis_angle)
-    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(K)
-    small = angle < 1e-6
-    safe = torch.where(small, torch.ones_like(angle), angle)
-    # Taylor terms near zero keep the gradient finite.
-    a = torch.where(small, 1 - angle**2 / 6, torch.sin(safe) / safe)
-    b = torch.where(small, 0.5 - angle**2 / 24, (1 - torch.cos(safe)) / safe**2)
-    return eye + a * K + b * (K @ K)
+    matrices = conversions.axis_angle_to_rotation_matrix(axis_angle.reshape(-1, 3))
+    return matrices.reshape(*axis_angle.shape[:-1], 3, 3)
 
 
 def matrix_to_quaternion(R: Tensor) -> Tensor:
-    """Unit quaternions (w, x, y, z) with w >= 0 from rotation matrices.
+    """Unit quaternions (w, x, y, z) with w >= 0 from rotation matrices (kornia's, sign fixed).
 
     Args:
         R: (..., 3, 3).
@@ -306,35 +306,13 @@ def matrix_to_quaternion(R: Tensor) -> Tensor:
     Returns:
         (..., 4).
     """
-    m = R
-    trace_terms = torch.stack(
-        [
-            1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2],
-            1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-            1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
-            1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2],
-        ],
-        dim=-1,
-    )
-    # Each row is the quaternion computed from the largest of its components (stable branch).
-    q_abs = torch.sqrt(torch.clamp(trace_terms, min=1e-12))
-    candidates = torch.stack(
-        [
-            torch.stack([q_abs[..., 0] ** 2, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-            torch.stack([m[..., 2, 1] - m[..., 1, 2], q_abs[..., 1] ** 2, m[..., 1, 0] + m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0]], -1),
-            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1], q_abs[..., 2] ** 2, m[..., 2, 1] + m[..., 1, 2]], -1),
-            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 2, 0] + m[..., 0, 2], m[..., 2, 1] + m[..., 1, 2], q_abs[..., 3] ** 2], -1),
-        ],
-        dim=-2,
-    ) / (2 * q_abs.unsqueeze(-1))
-    best = trace_terms.argmax(dim=-1)
-    q = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
+    q = conversions.rotation_matrix_to_quaternion(R.reshape(-1, 3, 3)).reshape(*R.shape[:-2], 4)
     q = q / q.norm(dim=-1, keepdim=True)
     return torch.where(q[..., :1] < 0, -q, q)
 
 
 def quaternion_to_matrix(q: Tensor) -> Tensor:
-    """Rotation matrices from quaternions (w, x, y, z); the input is normalised first.
+    """Rotation matrices from quaternions (w, x, y, z); the input is normalised first (kornia's).
 
     Args:
         q: (..., 4).
@@ -343,19 +321,11 @@ def quaternion_to_matrix(q: Tensor) -> Tensor:
         (..., 3, 3).
     """
     q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
+    return conversions.quaternion_to_rotation_matrix(q.reshape(-1, 4)).reshape(*q.shape[:-1], 3, 3)
 
 
 def matrix_to_axis_angle(R: Tensor) -> Tensor:
-    """Axis-angle vectors (angle in [0, pi]) from rotation matrices.
+    """Axis-angle vectors (angle in [0, pi]) from rotation matrices (kornia's).
 
     Args:
         R: (..., 3, 3).
@@ -363,13 +333,7 @@ def matrix_to_axis_angle(R: Tensor) -> Tensor:
     Returns:
         (..., 3).
     """
-    q = matrix_to_quaternion(R)
-    xyz = q[..., 1:]
-    sin_half = xyz.norm(dim=-1, keepdim=True)
-    angle = 2 * torch.atan2(sin_half, q[..., :1])
-    small = sin_half < 1e-8
-    scale = torch.where(small, 2.0 / q[..., :1].clamp(min=1e-8), angle / sin_half.clamp(min=1e-12))
-    return xyz * scale
+    return conversions.rotation_matrix_to_axis_angle(R.reshape(-1, 3, 3)).reshape(*R.shape[:-2], 3)
 
 
 def _rot_x(a: Tensor) -> Tensor:

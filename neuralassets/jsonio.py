@@ -8,6 +8,10 @@ from typing import Any
 
 from .errors import NeuralAssetsError
 
+#: Deepest nesting of arrays and objects accepted in a JSON file. The files this library writes
+#: nest fewer than 10 levels; deeper values would overflow the recursion of copying and saving them.
+MAX_JSON_DEPTH = 100
+
 
 def read_json(path: Path, error: type[NeuralAssetsError], missing: str) -> Any:
     """Parse the JSON file ``path``.
@@ -18,14 +22,33 @@ def read_json(path: Path, error: type[NeuralAssetsError], missing: str) -> Any:
         missing: what to say after the path when the file does not exist.
 
     Raises:
-        error: the file is missing (``"<path>: <missing>"``) or not valid JSON.
+        error: the file is missing (``"<path>: <missing>"``), not valid JSON, or nested more
+            than :data:`MAX_JSON_DEPTH` levels deep.
     """
     if not path.is_file():
         raise error(f"{path}: {missing}")
+    too_deep = f"{path}: JSON nested more than {MAX_JSON_DEPTH} levels deep; not a file this library writes"
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:  # the parser gives up thousands of levels down
+        raise error(too_deep) from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise error(too_deep)
+    return data
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def write_json(path: Path, data: Any) -> None:

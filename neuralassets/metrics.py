@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import geometry
-from .conditioning import _box_union
 from .errors import ValidationError, WeightsError
+from .image_ops import box_mask
 from .scene import Scene
 
 SSIM_WINDOW = 11  # taps of the Gaussian window (kornia fixes sigma = 1.5)
@@ -138,7 +138,7 @@ def region_mask(scene: Scene, asset_ids: Iterable[int], frames: Sequence[int]) -
                 boxes.append(geometry.bounding_box_2d(uv, scene.width, scene.height))
     if not boxes:
         return torch.zeros(scene.height, scene.width, dtype=torch.bool)
-    return _box_union(torch.stack(boxes), scene.height, scene.width)
+    return box_mask(torch.stack(boxes), scene.height, scene.width)
 
 
 # --------------------------------------------------------------------------------------

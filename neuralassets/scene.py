@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import copy
 import json
+import operator
 import os
 import tempfile
+import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,13 +43,23 @@ from torch import Tensor
 
 from . import geometry
 from .errors import AssetNotFoundError, SceneFormatError, ValidationError
+from .image_ops import from_numpy_image, to_numpy_image
 from .jsonio import read_json
+from .video import MAX_IMAGE_SIDE, image_size
 
 FORMAT_VERSION = 1
 _SCENE_FILE = "scene.json"
 _TENSOR_FILE = "tensors.safetensors"
-#: Largest total uncompressed size accepted from a Scene zip (guards against zip bombs).
-MAX_ZIP_BYTES = 2 * 1024**3
+#: Largest total uncompressed size, in bytes, accepted from a Scene zip.
+MAX_ZIP_BYTES = 1024**3
+#: Most entries accepted in a Scene zip.
+MAX_ZIP_ENTRIES = 20_000
+#: Largest ratio of uncompressed size to archive size accepted from a Scene zip that unpacks to
+#: more than :data:`ZIP_RATIO_FLOOR` bytes. A Scene's PNG frames do not compress further and its
+#: tensors about 3:1; the zeros a zip bomb unpacks to compress about 1000:1.
+MAX_ZIP_RATIO = 100
+#: Uncompressed size, in bytes, above which :data:`MAX_ZIP_RATIO` applies.
+ZIP_RATIO_FLOOR = 64 * 1024**2
 
 
 def _f32(x: Any) -> Tensor:
@@ -152,7 +165,7 @@ class AppearanceSource:
         pose: (12,) float pose numbers of the asset's 3D box as ``image`` shows it
             (:meth:`Asset.pose_features`, normalised by the image's size), or None when unknown;
             with it a render can reproject the image's pixels through the box
-            (:func:`~neuralassets.models.reference.object_reference`).
+            (:func:`~neuralassets.pipelines.surface_splatting.object_reference`).
         mask: (H, W) bool pixels of ``image`` that show the asset, or None when unknown.
         depth: (H, W) float camera-frame depth of ``image`` in metres, or None when unknown; with
             ``mask`` and ``pose`` a render can redraw the asset's surface as ``image`` saw it.
@@ -359,7 +372,13 @@ class Scene:
         return [a.id for a in self.assets]
 
     def asset(self, asset_id: int) -> Asset:
-        """The asset with ``asset_id``; raises :class:`AssetNotFoundError` naming the known ids."""
+        """The asset with ``asset_id``.
+
+        Raises:
+            ValidationError: ``asset_id`` is not an integer (``True``, ``1.0`` and ``"1"`` are refused, not matched).
+            AssetNotFoundError: no asset has that id; the message lists the known ids.
+        """
+        asset_id = check_asset_id(asset_id)
         for a in self.assets:
             if a.id == asset_id:
                 return a
@@ -500,13 +519,20 @@ class Scene:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Scene:
-        """Read a scene written by :meth:`save`.
+        """Read a scene written by :meth:`save`, or a Scene zip written by :meth:`save_zip` (see :meth:`load_zip`).
+
+        Images are checked from their headers (the size ``scene.json`` gives, at most
+        :data:`~neuralassets.video.MAX_IMAGE_SIDE` a side) before any pixel is decoded.
 
         Raises:
             SceneFormatError: a file is missing or unreadable, the version is unknown, or a
                 field is malformed; the message names the file or field.
         """
         folder = Path(folder)
+        if folder.is_file():
+            if not zipfile.is_zipfile(folder):
+                raise SceneFormatError(f"{folder}: neither a saved Scene folder nor a Scene zip")
+            return cls.load_zip(folder)
         meta_path = folder / _SCENE_FILE
         meta = read_json(meta_path, SceneFormatError, "missing; not a saved Scene folder")
         version = meta.get("format_version") if isinstance(meta, dict) else None
@@ -521,6 +547,8 @@ class Scene:
             asset_entries = list(meta["assets"])
         except (KeyError, TypeError, ValueError) as e:
             raise SceneFormatError(f"{meta_path}: missing or malformed field {e}") from None
+        if max(H, W) > MAX_IMAGE_SIDE:
+            raise SceneFormatError(f"{meta_path}: frames of {W}x{H} pixels are over the {MAX_IMAGE_SIDE} pixel limit per side")
         tensor_path = folder / _TENSOR_FILE
         if not tensor_path.is_file():
             raise SceneFormatError(f"{tensor_path}: missing")
@@ -594,34 +622,47 @@ class Scene:
         return path
 
     @classmethod
-    def load_zip(cls, path: str | os.PathLike) -> Scene:
+    def load_zip(cls, path: str | os.PathLike, workdir: str | os.PathLike | None = None) -> Scene:
         """Read a scene from a zip written by :meth:`save_zip` (or a zipped Scene folder).
 
-        Entries that would land outside the extraction folder (absolute paths, ``..``),
-        links, and archives over :data:`MAX_ZIP_BYTES` uncompressed are refused with a
-        :class:`SceneFormatError`; nothing is written outside a temporary folder.
+        The archive's listing is checked before anything is extracted: at most
+        :data:`MAX_ZIP_ENTRIES` entries and :data:`MAX_ZIP_BYTES` uncompressed, no more than
+        :data:`MAX_ZIP_RATIO` times its own size above :data:`ZIP_RATIO_FLOOR` (a zip bomb), and
+        no link or entry landing outside the extraction folder (absolute paths, ``..``). Each
+        entry is then streamed out with a cap at the size its listing declares, in case the
+        listing lies. The files go into a fresh folder inside ``workdir``, removed before
+        returning.
+
+        Args:
+            path: the archive.
+            workdir: the caller's folder to extract into (created if needed); None uses the
+                system's temporary folder.
+
+        Raises:
+            SceneFormatError: the archive is unreadable, over a limit or not a Scene; the message
+                names it by its base name, and files inside it by their path in the archive.
         """
         path = Path(path)
+        name = path.name
+        if not path.is_file():
+            raise SceneFormatError(f"{name}: no such file")
         try:
             zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as e:
-            raise SceneFormatError(f"{path}: not a readable zip archive ({e})") from None
-        with zf, tempfile.TemporaryDirectory() as tmp:
+            raise SceneFormatError(f"{name}: not a readable zip archive ({getattr(e, 'strerror', None) or e})") from None
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+        with zf, tempfile.TemporaryDirectory(dir=workdir, prefix="scene-zip-") as tmp:
             root = Path(tmp).resolve()
-            infos = zf.infolist()
-            total = sum(i.file_size for i in infos)
-            if total > MAX_ZIP_BYTES:
-                raise SceneFormatError(f"{path}: {total} bytes uncompressed exceeds the {MAX_ZIP_BYTES}-byte limit")
-            for info in infos:
-                target = (root / info.filename).resolve()
-                is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
-                if info.filename.startswith(("/", "\\")) or not target.is_relative_to(root) or is_link:
-                    raise SceneFormatError(f"{path}: entry {info.filename!r} points outside the archive's folder")
-            zf.extractall(root)
+            infos = _checked_zip_listing(zf, name, path.stat().st_size, root)
+            _extract_capped(zf, infos, name, root)
             metas = sorted(root.rglob(_SCENE_FILE), key=lambda p: len(p.parts))
             if not metas:
-                raise SceneFormatError(f"{path}: no {_SCENE_FILE} inside; not a Scene archive")
-            return cls.load(metas[0].parent)
+                raise SceneFormatError(f"{name}: no {_SCENE_FILE} inside; not a Scene archive")
+            try:
+                return cls.load(metas[0].parent)
+            except SceneFormatError as e:  # name the files by their place in the archive, not the extraction folder
+                raise SceneFormatError(str(e).replace(str(root), name)) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -642,6 +683,73 @@ def check_frames(frames: Tensor, where: str = "frames") -> None:
         raise ValidationError(f"{where}: expected finite values in [0, 1], got NaN or infinity")
     if frames.min() < 0 or frames.max() > 1:
         raise ValidationError(f"{where}: expected finite values in [0, 1], got [{float(frames.min()):.4g}, {float(frames.max()):.4g}]")
+
+
+def check_asset_id(asset_id: Any, where: str = "asset id") -> int:
+    """``asset_id`` as an int; raises :class:`ValidationError` naming ``where`` unless it is an integer.
+
+    Python and numpy integers and one-element integer tensors pass; ``True``, ``1.0`` and ``"1"``
+    are refused rather than matched to asset 1.
+    """
+    if not isinstance(asset_id, bool):
+        try:
+            return operator.index(asset_id)
+        except TypeError:
+            pass
+    raise ValidationError(f"{where}: expected an integer, got {describe_value(asset_id)}")
+
+
+def describe_value(value: Any) -> str:
+    """``value`` with its kind, for messages: ``the string '1'``, ``the boolean True``, ``the float 1.0``."""
+    kind = {str: "string", bool: "boolean", float: "float", list: "list", dict: "object"}.get(type(value))
+    return f"the {kind} {value!r}" if kind else f"{value!r} ({type(value).__name__})"
+
+
+def _mb(num_bytes: int) -> str:
+    return f"{num_bytes / 1024**2:.1f} MB" if num_bytes >= 100 * 1024 else f"{num_bytes} bytes"
+
+
+def _checked_zip_listing(zf: zipfile.ZipFile, name: str, archive_bytes: int, root: Path) -> list[zipfile.ZipInfo]:
+    """The entries of a Scene zip, checked from its central directory alone (see :meth:`Scene.load_zip`)."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise SceneFormatError(f"{name}: {len(infos)} entries, over the {MAX_ZIP_ENTRIES} limit for a Scene zip; "
+                               "refused before extracting")
+    total = sum(i.file_size for i in infos)
+    if total > MAX_ZIP_BYTES:
+        raise SceneFormatError(f"{name}: unpacks to {_mb(total)}, over the {_mb(MAX_ZIP_BYTES)} limit for a Scene zip; "
+                               "refused before extracting")
+    if total > ZIP_RATIO_FLOOR and total > MAX_ZIP_RATIO * archive_bytes:
+        raise SceneFormatError(
+            f"{name}: unpacks to {_mb(total)} from {_mb(archive_bytes)} ({total / max(archive_bytes, 1):.0f}:1); a Scene's "
+            f"PNG frames and tensors compress less than {MAX_ZIP_RATIO}:1, so it is refused as a zip bomb before extracting")
+    for info in infos:
+        target = (root / info.filename).resolve()
+        is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+        if info.filename.startswith(("/", "\\")) or not target.is_relative_to(root) or is_link:
+            raise SceneFormatError(f"{name}: entry {info.filename!r} points outside the archive's folder")
+    return infos
+
+
+def _extract_capped(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], name: str, root: Path) -> None:
+    """Stream each entry into ``root``, refusing any that yields more bytes than its listing declares."""
+    for info in infos:
+        target = (root / info.filename).resolve()
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with zf.open(info) as src, open(target, "wb") as dst:
+                left = info.file_size
+                while chunk := src.read(1 << 20):
+                    left -= len(chunk)
+                    if left < 0:
+                        raise SceneFormatError(f"{name}: entry {info.filename!r} unpacks to more than the "
+                                               f"{info.file_size} bytes its listing declares")
+                    dst.write(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+            raise SceneFormatError(f"{name}: entry {info.filename!r} is corrupt or unsupported ({e})") from None
 
 
 def _check_tensor(x: Tensor, shape: tuple, where: str, finite: bool = True) -> None:
@@ -665,25 +773,28 @@ def _inside(folder: Path, relative: str) -> Path:
     return path
 
 
-def _to_uint8(image: Tensor) -> np.ndarray:
-    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def _write_png(path: Path, image: Tensor) -> None:
     """Write (3, H, W) float in [0, 1] as an 8-bit RGB PNG."""
-    Image.fromarray(_to_uint8(image)).save(path)
+    Image.fromarray(to_numpy_image(image)).save(path)
 
 
 def _write_mask_png(path: Path, mask: Tensor) -> None:
     Image.fromarray(mask.to(torch.uint8).numpy() * 255).save(path)
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(path: Path, size: tuple[int, int] | None) -> Image.Image:
+    """The decoded image at ``path``; its size, read from the header first, must be ``size`` (H, W) when given,
+    and no side may exceed :data:`~neuralassets.video.MAX_IMAGE_SIDE` (or ``size``: masks stack every frame)."""
     if not path.is_file():
         raise SceneFormatError(f"{path}: missing")
+    width, height = image_size(path, max((MAX_IMAGE_SIDE, *(size or ()))), SceneFormatError, str(path))
+    if size is not None and (height, width) != tuple(size):
+        raise SceneFormatError(f"{path}: expected {size[1]}x{size[0]} pixels, got {width}x{height}")
     try:
-        img = Image.open(path)
-        img.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size was checked above
+            img = Image.open(path)
+            img.load()
     except (OSError, SyntaxError, ValueError) as e:
         raise SceneFormatError(f"{path}: not a readable image ({e})") from None
     return img
@@ -691,30 +802,14 @@ def _open_image(path: Path) -> Image.Image:
 
 def _read_png(path: Path, size: tuple[int, int] | None) -> Tensor:
     """(3, H, W) float in [0, 1]; ``size`` (H, W) is checked when given."""
-    arr = np.asarray(_open_image(path).convert("RGB"))
-    if size is not None and arr.shape[:2] != tuple(size):
-        raise SceneFormatError(f"{path}: expected {size[1]}x{size[0]} pixels, got {arr.shape[1]}x{arr.shape[0]}")
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+    return from_numpy_image(np.asarray(_open_image(path, size).convert("RGB")))
 
 
 def _read_mask_png(path: Path, size: tuple[int, int]) -> Tensor:
-    arr = np.asarray(_open_image(path).convert("L"))
-    if arr.shape != tuple(size):
-        raise SceneFormatError(f"{path}: expected {size[1]}x{size[0]} pixels, got {arr.shape[1]}x{arr.shape[0]}")
+    arr = np.asarray(_open_image(path, size).convert("L"))
     return torch.from_numpy(arr > 127)
 
 
-def quantize(images: Tensor) -> Tensor:
-    """Round float images in [0, 1] to multiples of 1/255, so they survive a PNG round-trip exactly.
-
-    Args:
-        images: (..., 3, H, W) float.
-
-    Returns:
-        The same shape, float32.
-    """
-    return (images.clamp(0, 1) * 255).round() / 255.0
-
-
-__all__ = ["FORMAT_VERSION", "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "check_frames",
-           "quantize"]
+__all__ = ["FORMAT_VERSION", "MAX_ZIP_BYTES", "MAX_ZIP_ENTRIES", "MAX_ZIP_RATIO", "ZIP_RATIO_FLOOR",
+           "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "check_asset_id", "check_frames",
+           "describe_value"]

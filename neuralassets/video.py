@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import VideoError
+from .errors import NeuralAssetsError, VideoError
+from .image_ops import from_numpy_image, to_numpy_image
 
 #: Container formats decoded with ffmpeg (GIFs go through Pillow).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -31,6 +32,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Frame rate reported for image sequences, which carry none.
 DEFAULT_FPS = 24.0
+#: Largest width or height, in pixels, of an image read as a frame (checked from its header before decoding).
+MAX_IMAGE_SIDE = 8192
 
 
 def read_video(source: str | os.PathLike | Sequence[str | os.PathLike], max_side: int | None = 512,
@@ -53,8 +56,8 @@ def read_video(source: str | os.PathLike | Sequence[str | os.PathLike], max_side
 
     Raises:
         VideoError: the source is missing, empty, unreadable, truncated before its first
-            frame, of an unsupported format, or its frames differ in size; the message names
-            the file.
+            frame, of an unsupported format, an image is over :data:`MAX_IMAGE_SIDE` a side, or
+            its frames differ in size; the message names the file by its base name.
     """
     if stride < 1:
         raise VideoError(f"stride must be >= 1, got {stride}")
@@ -67,17 +70,17 @@ def read_video(source: str | os.PathLike | Sequence[str | os.PathLike], max_side
         if path.is_dir():
             files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
             if not files:
-                raise VideoError(f"{path}: folder holds no image files (expected {', '.join(IMAGE_SUFFIXES)})")
+                raise VideoError(f"{path.name}: folder holds no image files (expected {', '.join(IMAGE_SUFFIXES)})")
             return _read_images(files, max_side, max_frames, stride), (fps or DEFAULT_FPS) / stride
         if not path.exists():
-            raise VideoError(f"{path}: no such file or folder")
+            raise VideoError(f"{path.name}: no such file or folder")
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return _read_images([path], max_side, max_frames, stride), fps or DEFAULT_FPS
         if path.suffix.lower() not in (*VIDEO_SUFFIXES, ".gif"):
-            raise VideoError(f"{path}: unsupported suffix {path.suffix!r} (expected a video {VIDEO_SUFFIXES + ('.gif',)}, "
+            raise VideoError(f"{path.name}: unsupported suffix {path.suffix!r} (expected a video {VIDEO_SUFFIXES + ('.gif',)}, "
                              "an image, or a folder of images)")
         if path.stat().st_size == 0:
-            raise VideoError(f"{path}: file is empty (0 bytes); expected a {path.suffix} video")
+            raise VideoError(f"{path.name}: file is empty (0 bytes); expected a {path.suffix} video")
         return _read_video_file(path, max_side, max_frames, stride)
     files = [Path(p) for p in source]
     if not files:
@@ -102,7 +105,7 @@ def write_video(path: str | os.PathLike, frames: Tensor, fps: float = DEFAULT_FP
     path = Path(path)
     arr = to_uint8_frames(frames)
     if arr.shape[0] == 0:
-        raise VideoError(f"{path}: no frames to write")
+        raise VideoError(f"{path.name}: no frames to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".gif":
@@ -114,8 +117,46 @@ def write_video(path: str | os.PathLike, frames: Tensor, fps: float = DEFAULT_FP
         iio.imwrite(path, arr, plugin="FFMPEG", fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p",
                     output_params=["-crf", "18"])
     else:
-        raise VideoError(f"{path}: cannot write {suffix!r}; expected .mp4 or .gif")
+        raise VideoError(f"{path.name}: cannot write {suffix!r}; expected .mp4 or .gif")
     return path
+
+
+def image_size(path: str | os.PathLike, max_side: int, error: type[NeuralAssetsError] = VideoError,
+               name: str | None = None) -> tuple[int, int]:
+    """(width, height) in pixels of an image file, read from its header without decoding a pixel.
+
+    Args:
+        path: the image file.
+        max_side: largest width or height accepted, in pixels.
+        error: the exception class to raise (e.g. ``SceneFormatError`` for a Scene's files).
+        name: how messages name the file (default: its base name, never a folder path).
+
+    Raises:
+        error: not a readable image, or a side over ``max_side`` pixels.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    name = name or path.name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:
+        # Pillow refuses to open an image over twice its own pixel limit, before its size can be read
+        raise error(f"{name}: more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels, over the {max_side} pixel limit "
+                    "per side") from None
+    except (OSError, SyntaxError, ValueError):  # Pillow's messages name the full path; ours names the file
+        raise error(f"{name}: not a readable image (expected one of {', '.join(IMAGE_SUFFIXES)})") from None
+    if max(width, height) > max_side:
+        raise error(f"{name}: {width}x{height} pixels is over the {max_side} pixel limit per side")
+    return width, height
+
+
+def not_a_video(path: Path) -> str:
+    """The message for a file that no video decoder reads, naming it by its base name."""
+    return f"{path.name}: not a readable {path.suffix} video: unsupported codec, corrupt, truncated or not a video at all"
 
 
 def to_uint8_frames(frames: Tensor | np.ndarray) -> np.ndarray:
@@ -125,7 +166,7 @@ def to_uint8_frames(frames: Tensor | np.ndarray) -> np.ndarray:
     frames = torch.as_tensor(frames)
     if frames.dim() != 4 or frames.shape[1] != 3:
         raise VideoError(f"frames: expected shape (T, 3, H, W), got {tuple(frames.shape)}")
-    return (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_numpy_image(frames)
 
 
 # --------------------------------------------------------------------------------------
@@ -141,7 +182,7 @@ def _to_rgb8(arr: np.ndarray, where: Path) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise VideoError(f"{where}: expected a grayscale, RGB or RGBA image, got an array of shape {arr.shape}")
+        raise VideoError(f"{where.name}: expected a grayscale, RGB or RGBA image, got an array of shape {arr.shape}")
     if arr.shape[2] in (2, 4):  # drop alpha
         arr = arr[..., :-1]
     if arr.shape[2] == 1:
@@ -154,7 +195,7 @@ def _to_rgb8(arr: np.ndarray, where: Path) -> np.ndarray:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating):
         return (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
-    raise VideoError(f"{where}: unsupported pixel type {arr.dtype} (expected 8- or 16-bit)")
+    raise VideoError(f"{where.name}: unsupported pixel type {arr.dtype} (expected 8- or 16-bit)")
 
 
 class _Shrinker:
@@ -172,7 +213,7 @@ class _Shrinker:
         scale = self.max_side / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         if not self.warned:
-            warnings.warn(f"{self.where}: frames of {w}x{h} are shrunk to {size[0]}x{size[1]} (max_side={self.max_side})",
+            warnings.warn(f"{self.where.name}: frames of {w}x{h} are shrunk to {size[0]}x{size[1]} (max_side={self.max_side})",
                           stacklevel=4)
             self.warned = True
         return cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
@@ -191,14 +232,14 @@ def _collect(frames: Iterator[tuple[Path, np.ndarray]], max_side: int | None, ma
         if first is None:
             first = (name, arr.shape[:2])
         elif arr.shape[:2] != first[1]:
-            raise VideoError(f"{name}: frame is {arr.shape[1]}x{arr.shape[0]} but {first[0]} is "
+            raise VideoError(f"{name.name}: frame is {arr.shape[1]}x{arr.shape[0]} but {first[0].name} is "
                              f"{first[1][1]}x{first[1][0]}; every frame must have the same size")
         kept.append(shrink(arr))
         if max_frames is not None and len(kept) >= max_frames:
             break
     if not kept:
-        raise VideoError(f"{where}: holds 0 frames; expected at least one")
-    return torch.from_numpy(np.stack(kept)).permute(0, 3, 1, 2).float() / 255.0
+        raise VideoError(f"{where.name}: holds 0 frames; expected at least one")
+    return from_numpy_image(np.stack(kept))
 
 
 def _read_images(files: list[Path], max_side: int | None, max_frames: int | None, stride: int) -> Tensor:
@@ -207,13 +248,14 @@ def _read_images(files: list[Path], max_side: int | None, max_frames: int | None
     def decode() -> Iterator[tuple[Path, np.ndarray]]:
         for f in files:
             if not f.is_file():
-                raise VideoError(f"{f}: no such image file")
+                raise VideoError(f"{f.name}: no such image file")
             if f.suffix.lower() not in IMAGE_SUFFIXES:
-                raise VideoError(f"{f}: unsupported image suffix {f.suffix!r} (expected one of {', '.join(IMAGE_SUFFIXES)})")
+                raise VideoError(f"{f.name}: unsupported image suffix {f.suffix!r} (expected one of {', '.join(IMAGE_SUFFIXES)})")
+            image_size(f, MAX_IMAGE_SIDE)
             try:
                 yield f, iio.imread(f, index=0)
-            except Exception as e:  # the imaging plugins raise many unrelated types
-                raise VideoError(f"{f}: not a readable image ({type(e).__name__}: {e})") from None
+            except Exception as e:  # the imaging plugins raise many unrelated types, some naming the full path
+                raise VideoError(f"{f.name}: not a readable image ({type(e).__name__})") from None
 
     return _collect(decode(), max_side, max_frames, stride, files[0].parent if len(files) > 1 else files[0])
 
@@ -224,9 +266,8 @@ def _read_video_file(path: Path, max_side: int | None, max_frames: int | None, s
     plugin = "pillow" if path.suffix.lower() == ".gif" else "FFMPEG"
     try:
         meta = iio.immeta(path, plugin=plugin)
-    except Exception as e:
-        raise VideoError(f"{path}: not a readable {path.suffix} video: unsupported codec, corrupt or truncated "
-                         f"({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else e})") from None
+    except Exception:  # ffmpeg's output (its build banner, server paths) means nothing to the user
+        raise VideoError(not_a_video(path)) from None
     if plugin == "pillow":
         duration_ms = float(meta.get("duration") or 0) or 1000.0 / DEFAULT_FPS
         fps = 1000.0 / duration_ms
@@ -240,10 +281,11 @@ def _read_video_file(path: Path, max_side: int | None, max_frames: int | None, s
         except VideoError:
             raise
         except Exception as e:
-            raise VideoError(f"{path}: decoding failed: corrupt or truncated video ({type(e).__name__})") from None
+            raise VideoError(f"{path.name}: decoding failed: corrupt or truncated video ({type(e).__name__})") from None
 
     frames = _collect(decode(), max_side, max_frames, stride, path)
     return frames, fps / stride
 
 
-__all__ = ["DEFAULT_FPS", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "read_video", "to_uint8_frames", "write_video"]
+__all__ = ["DEFAULT_FPS", "IMAGE_SUFFIXES", "MAX_IMAGE_SIDE", "VIDEO_SUFFIXES", "image_size", "not_a_video", "read_video",
+           "to_uint8_frames", "write_video"]

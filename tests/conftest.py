@@ -14,7 +14,7 @@ def simple_scene():
     """A 3-frame 32x24 scene with two assets, built by hand (frames are 8-bit exact)."""
     from neuralassets import Asset, Camera, Scene
     from neuralassets.geometry import euler_to_matrix
-    from neuralassets.scene import quantize
+    from neuralassets.image_ops import quantize
 
     g = torch.Generator().manual_seed(0)
     T, H, W = 3, 24, 32

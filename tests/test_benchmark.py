@@ -8,15 +8,13 @@ from test_scene import assert_scenes_equal
 
 from neuralassets import Asset, Camera, Scene, edits
 from neuralassets.benchmark.baselines import CopyPasteMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
-from neuralassets.benchmark.case import Case, blind_target
 from neuralassets.benchmark.harness import BenchmarkConfig, run_benchmark, score
 from neuralassets.benchmark.report import markdown, write_report
-from neuralassets.benchmark.tasks import TASKS, TaskConfig, VideoCache, iter_cases, load_video, make_case
 from neuralassets.cli import main as cli_main
-from neuralassets.compositing import KeepUnchanged
-from neuralassets.conditioning import resize_images
+from neuralassets.data.edit_cases import TASKS, Case, TaskConfig, VideoCache, blind_target, iter_cases, load_video, make_case
 from neuralassets.errors import ValidationError
 from neuralassets.metrics import psnr, region_mask
+from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.plotting import saved_figure
 
 SMALL = {"image_size": 48, "num_frames": 4, "min_objects": 3, "max_objects": 5}
@@ -227,15 +225,15 @@ def test_markdown_gives_mean_and_interval():
 
 @pytest.fixture(scope="module")
 def tiny_model_folder(tmp_path_factory):
-    from neuralassets.models import AssetEncoderConfig, AutoencoderConfig, DenoiserConfig, ModelConfig
+    from neuralassets.models import AutoencoderConfig, ModelConfig
     from neuralassets.pipelines import NeuralAssetsPipeline
 
     torch.manual_seed(0)
     config = ModelConfig(image_size=32, max_objects=8, num_inference_steps=2,
                          autoencoder=AutoencoderConfig(kind="kl", block_channels=(16, 32), latent_channels=4),
-                         asset_encoder=AssetEncoderConfig(backbone_channels=(16, 32), hidden_dim=32, token_dim=32,
-                                                          num_null_tokens=2, spatial_channels=4),
-                         denoiser=DenoiserConfig(num_layers=1, num_heads=2, head_dim=16))
+                         asset_encoder=dict(backbone_channels=(16, 32), hidden_dim=32, token_dim=32, num_null_tokens=2,
+                                            spatial_channels=4, object_feature_map=False),
+                         denoiser=dict(num_layers=1, num_heads=2, head_dim=16), guidance_scale=2.0)
     folder = tmp_path_factory.mktemp("models") / "tiny-model"
     NeuralAssetsPipeline.from_config(config).save_pretrained(folder)
     return folder
@@ -252,12 +250,12 @@ def test_pipeline_and_vae_ceiling_methods_render_cases_deterministically(videos,
     assert torch.allclose(model.predict(cases[1:])[0], batch[1], atol=1e-5)  # batching does not change a case
     ceiling = VAECeilingMethod(model.pipeline)(cases[0])
     assert ceiling.shape == (3, 48, 48)
-    # the pipeline's default keeps the source's unchanged pixels (here: all of them); keep_unchanged=False does not.
-    # The model composites at its own 32x32, which the method resizes to the cases' 48x48.
-    model.pipeline.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)
+    # the pipeline's default keeps the source's unchanged pixels (here: all of them, at the cases' 48x48 while the
+    # model renders 32x32); keep_unchanged=False does not.
+    model.pipeline.thresholds = RenderThresholds(unchanged_below=10.0, changed_above=11.0)
     kept = model.predict(cases[:1])[0]
     raw = PipelineMethod(model.pipeline, "raw", keep_unchanged=False).predict(cases[:1])[0]
-    source = resize_images(resize_images(cases[0].source[None], (32, 32)), (48, 48))[0]
+    source = cases[0].source
     assert torch.allclose(kept, source, atol=1e-5) and (raw - source).abs().mean() > 0.05
 
 

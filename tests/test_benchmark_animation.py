@@ -165,15 +165,15 @@ def test_runner_is_deterministic(tiny_result, tiny_pipeline_dir):
 
 
 def test_runner_scores_the_render_alone_when_asked(tiny_pipeline_dir):
-    from neuralassets.compositing import KeepUnchanged
+    from neuralassets.pipelines.thresholds import RenderThresholds
 
     pipe = NeuralAssetsPipeline.from_pretrained(tiny_pipeline_dir)
-    pipe.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)  # keep the photo wherever it sees
+    pipe.thresholds = RenderThresholds(unchanged_below=10.0, changed_above=11.0)  # keep the photo wherever it sees
     config = AnimationConfig(SEEDS, cases=1, trajectories=("move_turn",), num_frames=2, generator_overrides=SMALL)
     kept = run_animation_benchmark(config, pipe, "tiny", single_edits=False)
     raw = run_animation_benchmark(config, pipe, "tiny", single_edits=False, keep_unchanged=False)
 
-    def frame0(result):  # the source pose: the photo itself, resampled to the model's size and back
+    def frame0(result):  # the source pose: the photo itself
         return next(row["psnr"] for row in result.rows if row["frame"] == 0)
 
     assert frame0(kept) > frame0(raw) + 5

@@ -1,23 +1,28 @@
 """Keeping unchanged pixels: the change mask against hand-computed values, the composite, and its use in rendering."""
 import copy
+import math
 
 import pytest
 import torch
 from test_models import one_thread, tiny_pipeline  # noqa: F401 (one_thread: autouse fixture)
 
 from neuralassets import edits as E
-from neuralassets.compositing import KeepUnchanged, change_mask, keep_unchanged
-from neuralassets.conditioning import background_view, conditioning_from_scene, resize_images, same_camera, unchanged_reference
+from neuralassets.conditioning import background_view, conditioning_from_scene
 from neuralassets.errors import ValidationError
-from neuralassets.rendering import render_video
-from neuralassets.reprojection import reproject_image
+from neuralassets.framing import cut, letterbox_window, window_scene
+from neuralassets.image_ops import resize_images
+from neuralassets.pipelines.compositing import change_mask, keep_unchanged
+from neuralassets.pipelines.reprojection import reproject_image, same_camera, unchanged_reference
+from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.scene import Background, Camera
+
+KEEP_EVERYTHING = RenderThresholds(unchanged_below=10.0, changed_above=11.0)  # nothing counts as changed
 
 
 def test_a_uniform_difference_follows_the_ramp():
     reconstruction = torch.zeros(2, 3, 9, 9)
     render = reconstruction + torch.tensor([0.03, 0.06]).view(2, 1, 1, 1)
-    mask = change_mask(render, reconstruction, unchanged_below=0.02, changed_above=0.10)
+    mask = change_mask(render, reconstruction, RenderThresholds(unchanged_below=0.02, changed_above=0.10))
     # blur, dilation and feathering keep a uniform image uniform: (0.03 - 0.02) / 0.08 and (0.06 - 0.02) / 0.08
     assert mask.shape == (2, 1, 9, 9)
     assert torch.allclose(mask[0], torch.full((1, 9, 9), 0.125)) and torch.allclose(mask[1], torch.full((1, 9, 9), 0.5))
@@ -28,20 +33,20 @@ def test_a_changed_square_keeps_the_render_inside_and_the_photo_far_outside():
     reconstruction = photo + 0.01  # the autoencoder's small error: below the ramp
     render = reconstruction.clone()
     render[..., 12:24, 12:24] = 1.0 - render[..., 12:24, 12:24]
-    mask = KeepUnchanged().mask(render, reconstruction)
+    mask = change_mask(render, reconstruction)
     assert mask[0, 0, 15:21, 15:21].min() > 0.99 and mask[0, 0, :4].max() == 0 and mask[0, 0, 32:].max() == 0
     out = keep_unchanged(render, photo, reconstruction)
     assert torch.equal(out[..., :4, :], photo[..., :4, :])  # unchanged rows: the sharp photo, exactly
     assert torch.allclose(out[..., 16:20, 16:20], render[..., 16:20, 16:20], atol=0.02)
     # without blur and growth the mask is the ramp of the raw difference alone
-    sharp = change_mask(render, reconstruction, blur=0, grow=0)
+    sharp = change_mask(render, reconstruction, RenderThresholds(difference_blur=0, grow=0))
     assert torch.equal(sharp[0, 0] > 0, (render - reconstruction).abs().mean(1)[0] > 0.03)
 
 
 @pytest.mark.parametrize("kwargs", [{"unchanged_below": 0.1, "changed_above": 0.05}, {"unchanged_below": -0.1}])
 def test_a_bad_ramp_is_refused(kwargs):
     with pytest.raises(ValueError, match="unchanged_below < changed_above"):
-        KeepUnchanged(**kwargs)
+        RenderThresholds(**kwargs)
 
 
 def test_pixels_the_photo_does_not_see_keep_the_render():
@@ -55,7 +60,17 @@ def test_mismatched_shapes_are_refused():
     with pytest.raises(ValueError, match="expected the same"):
         change_mask(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9))
     with pytest.raises(ValueError, match="photo"):
-        keep_unchanged(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 8, 8))
+        keep_unchanged(torch.zeros(1, 3, 8, 8), torch.zeros(2, 3, 8, 8), torch.zeros(1, 3, 8, 8))
+
+
+def test_a_larger_photo_keeps_its_own_pixels_at_its_size():
+    photo = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    render = resize_images(photo, (32, 32)).clone()
+    render[..., :, 20:] = 1 - render[..., :, 20:]  # the right part changed; blur and growth reach 6 pixels left of it
+    out = keep_unchanged(render, photo, reconstruction=resize_images(photo, (32, 32)))
+    assert out.shape == (1, 3, 64, 64)
+    assert torch.equal(out[..., :, :24], photo[..., :, :24])  # unchanged: the photo's full-resolution pixels
+    assert torch.allclose(out[..., :, 48:], resize_images(render, (64, 64))[..., :, 48:], atol=1e-6)  # changed: the render
 
 
 @pytest.fixture
@@ -91,30 +106,39 @@ def test_the_reference_is_the_background_photo_only_when_seen_by_the_target_came
     assert unchanged_reference(E.swap_background(static_scene.replace(background=None), simple_scene), 2, 0) is None
 
 
-def test_the_pipeline_keeps_unchanged_pixels_of_a_static_view(simple_scene, static_scene):
-    pipe = tiny_pipeline()
+def test_the_pipeline_keeps_unchanged_pixels_at_the_scene_size(simple_scene, static_scene):
+    pipe = tiny_pipeline()  # renders 32 x 32; the scenes are 24 x 32
     before = copy.deepcopy(static_scene)
 
     def run(scene, **kwargs):
         return pipe(scene, target_frame=2, source_frame=0, generator=torch.Generator().manual_seed(3), **kwargs).images
 
+    # the 24 x 32 frame is rendered through its 32 x 32 letterbox square, then cut back out
+    square = window_scene(static_scene, letterbox_window(24, 32))
+    render = pipe.render(conditioning_from_scene(square, 2, 3, 0), generator=torch.Generator().manual_seed(3))
     raw = run(static_scene, keep_unchanged=False)
-    assert torch.equal(raw, pipe.render(conditioning_from_scene(static_scene, 2, 3, 0), generator=torch.Generator().manual_seed(3)))
-    photo = resize_images(static_scene.frames[0][None], (32, 32))
-    expected = KeepUnchanged()(raw, photo, pipe.decode_latents(pipe.encode_images(photo)))
+    assert raw.shape == (1, 3, 24, 32) and torch.equal(raw, render[..., 4:28, :].clamp(0, 1))
+    photo = static_scene.frames[0][None]
+    framed = cut(photo, letterbox_window(24, 32), math.nan)  # the frame's own photo; the bars unknown
+    filled = torch.where(framed.isnan(), render, framed)
+    expected = keep_unchanged(render, framed, pipe.decode_latents(pipe.encode_images(filled)))[..., 4:28, :]
     assert torch.allclose(run(static_scene), expected, atol=1e-6)
-    pipe.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)  # nothing counts as changed
-    assert torch.allclose(run(static_scene), photo, atol=1e-6)
+    pipe.thresholds = KEEP_EVERYTHING
+    assert torch.allclose(run(static_scene), photo, atol=1e-6)  # the photo's own pixels, not resized twice
     no_depth = simple_scene.replace(depth=None)
     assert torch.equal(run(no_depth), run(no_depth, keep_unchanged=False))  # the camera moved, no depth: the render alone
     # with depth, the reprojected photo where it sees the scene and the render where it does not
-    reprojected = resize_images(unchanged_reference(simple_scene, 2, 0)[None], (32, 32))
-    moved = run(simple_scene)
-    assert torch.allclose(moved, torch.where(reprojected.isnan(), run(simple_scene, keep_unchanged=False), reprojected),
-                          atol=1e-6)
+    reprojected = unchanged_reference(simple_scene, 2, 0)[None]
+    moved, moved_raw = run(simple_scene), run(simple_scene, keep_unchanged=False)
+    unseen = reprojected.isnan().any(1, keepdim=True).expand_as(moved)
+    assert unseen.any() and torch.equal(moved[unseen], moved_raw[unseen])
+    # elsewhere a blend of the two (the decision, made at the model's size, is resized to the scene's), often the photo
+    seen = ~unseen
+    assert ((moved - reprojected).abs()[seen] <= (moved_raw - reprojected).abs()[seen] + 1e-6).all()
+    assert ((moved - reprojected).abs()[seen] < 1e-6).float().mean() > 0.3
     assert torch.equal(static_scene.frames, before.frames) and static_scene.cameras[2].t.equal(before.cameras[2].t)
-    video = render_video(pipe, static_scene, frames=[2], num_inference_steps=2, source_frame=0, progress=False)
-    assert torch.allclose(video[0], resize_images(photo, (24, 32))[0], atol=1e-6)
+    video = pipe.render_video(static_scene, frames=[2], num_inference_steps=2, source_frame=0, progress=False)
+    assert torch.allclose(video, photo, atol=1e-6)
 
 
 def test_pixels_drawn_from_the_photo_are_compared_with_the_photo_itself():
@@ -123,21 +147,23 @@ def test_pixels_drawn_from_the_photo_are_compared_with_the_photo_itself():
     render = (photo + 0.01)[None]  # as sharp as the photo, unlike the tiny autoencoder's reconstruction of it
     drawn = torch.zeros(1, 32, 32, dtype=torch.bool)
     drawn[:, :, :16] = True
-    out = pipe.keep_unchanged(render, [photo], drawn=drawn)
+    out = pipe.composite_unchanged(render, [photo], drawn=drawn)
     assert torch.allclose(out[..., :6], photo[None, ..., :6], atol=1e-6)  # unchanged: the photo's own pixels
     assert torch.allclose(out[..., 26:], render[..., 26:], atol=1e-6)  # far from the reconstruction: changed
-    assert torch.allclose(pipe.keep_unchanged(render, [photo]), render, atol=1e-6)
+    assert torch.allclose(pipe.composite_unchanged(render, [photo]), render, atol=1e-6)
 
 
 def test_frames_sharing_one_photo_reconstruct_it_once(simple_scene, static_scene):
+    # square scenes: a letterboxed frame's photo is unknown in its bars, so each frame is reconstructed on its own
+    simple_scene, static_scene = (window_scene(s, letterbox_window(24, 32)) for s in (simple_scene, static_scene))
     pipe = tiny_pipeline()
     encode, batches = pipe.encode_images, []
     pipe.encode_images = lambda images: batches.append(len(images)) or encode(images)
 
     def video(scene, batch_size):
         batches.clear()
-        return render_video(pipe, scene, frames=[0, 1, 2], num_inference_steps=2, source_frame=0, progress=False,
-                            batch_size=batch_size)
+        return pipe.render_video(scene, frames=[0, 1, 2], num_inference_steps=2, source_frame=0, progress=False,
+                                 batch_size=batch_size)
 
     together = video(static_scene, 3)
     assert batches == [1]  # a still camera: every frame keeps pixels of the same photo
@@ -146,17 +172,16 @@ def test_frames_sharing_one_photo_reconstruct_it_once(simple_scene, static_scene
     assert batches == [3]  # a moving camera: each frame's reprojection has its own unseen pixels
 
 
-def test_render_checks_its_photos():
+def test_compositing_checks_its_photos():
     pipe = tiny_pipeline()
-    cond = conditioning_from_scene(_two_frame_scene(), 1, 3, 0)
-    with pytest.raises(ValidationError, match="unchanged_from: 2 entries for a batch of 1"):
-        pipe.render(cond, unchanged_from=[None, None])
-    with pytest.raises(ValidationError, match=r"unchanged_from\[0\]: shape \(24, 32\), expected \(3, H, W\)"):
-        pipe.render(cond, unchanged_from=[torch.zeros(24, 32)])
+    renders = torch.zeros(1, 3, 32, 32)
     with pytest.raises(ValidationError, match="photos: 2 entries for a batch of 1"):
-        pipe.keep_unchanged(torch.zeros(1, 3, 32, 32), [None, None])
-    assert torch.equal(pipe.render(cond, unchanged_from=[None], generator=torch.Generator().manual_seed(1)),
-                       pipe.render(cond, generator=torch.Generator().manual_seed(1)))
+        pipe.composite_unchanged(renders, [None, None])
+    with pytest.raises(ValidationError, match=r"photos\[0\]: shape \(24, 32\), expected \(3, H, W\)"):
+        pipe.composite_unchanged(renders, [torch.zeros(24, 32)])
+    with pytest.raises(ValidationError, match=r"photos: expected one size, got \[\(24, 32\), \(32, 32\)\]"):
+        pipe.composite_unchanged(torch.zeros(2, 3, 32, 32), [torch.zeros(3, 24, 32), torch.zeros(3, 32, 32)])
+    assert torch.equal(pipe.composite_unchanged(renders, [None]), renders)
 
 
 def _two_frame_scene():
@@ -173,9 +198,23 @@ def test_the_pipeline_says_which_pixels_it_kept(static_scene):
 
     raw, out = run(keep_unchanged=False), run()
     assert raw.kept is None
-    photo = resize_images(static_scene.frames[0][None], (32, 32))
-    assert out.kept.shape == (1, 1, 32, 32) and 0 <= out.kept.min() and out.kept.max() <= 1
+    photo = static_scene.frames[0][None]  # the output and the map are at the scene's own size
+    assert out.kept.shape == (1, 1, 24, 32) and 0 <= out.kept.min() and out.kept.max() <= 1
     # the output is exactly that share of the photo and the rest of the render
     assert torch.allclose(out.images, out.kept * photo + (1 - out.kept) * raw.images, atol=1e-6)
-    pipe.compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)  # nothing counts as changed
-    assert torch.equal(run().kept, torch.ones(1, 1, 32, 32))
+    pipe.thresholds = KEEP_EVERYTHING
+    assert torch.equal(run().kept, torch.ones(1, 1, 24, 32))
+
+
+def test_a_wide_frame_is_letterboxed_not_squashed_and_its_unchanged_pixels_are_the_photos(static_scene):
+    pipe = tiny_pipeline()
+    window = letterbox_window(24, 32)  # (0, -4, 32, 28): bars of 4 rows above and below
+    seeded = dict(target_frame=2, source_frame=0, generator=torch.Generator().manual_seed(3))
+    out = pipe(static_scene, keep_unchanged=False, **seeded)
+    square = pipe(window_scene(static_scene, window), keep_unchanged=False,
+                  **{**seeded, "generator": torch.Generator().manual_seed(3)})
+    assert out.images.shape == (1, 3, 24, 32) and square.images.shape == (1, 3, 32, 32)
+    assert torch.equal(out.images, square.images[..., 4:28, :])  # the model saw the frame whole, with bars
+    pipe.thresholds = KEEP_EVERYTHING  # an edit that changes nothing: every pixel is the photo's own, exactly
+    assert torch.equal(pipe(static_scene, **{**seeded, "generator": torch.Generator().manual_seed(3)}).images[0],
+                       static_scene.frames[0])

@@ -49,28 +49,6 @@ def test_grey_helpers():
     assert inside[:, :2, :2].eq(0.5).all() and inside[:, 3, 3].eq(0).all()
 
 
-def test_box_union_follows_the_pixel_centre_rule():
-    from neuralassets.conditioning import _box_union
-
-    def brute_force(boxes, height, width):  # pixel (i, j) is in when its centre (j + 0.5, i + 0.5) is in a box
-        mask = torch.zeros(height, width, dtype=torch.bool)
-        for x0, y0, x1, y1 in boxes.tolist():
-            for i in range(height):
-                for j in range(width):
-                    mask[i, j] |= x0 <= j + 0.5 <= x1 and y0 <= i + 0.5 <= y1
-        return mask
-
-    generator = torch.Generator().manual_seed(0)
-    for trial in range(40):
-        boxes = torch.rand(3, 4, generator=generator) * 16 - 3  # some reach past the 9 x 11 image
-        if trial % 2:
-            boxes = (boxes * 2).round() / 2  # edges exactly on pixel centres and borders
-        assert torch.equal(_box_union(boxes, 9, 11), brute_force(boxes, 9, 11)), boxes
-    assert not _box_union(torch.zeros(0, 4), 3, 3).any()
-    assert not _box_union(torch.tensor([[2.0, 2.0, 1.0, 3.0]]), 4, 4).any()  # x1 < x0: empty
-    assert _box_union(torch.tensor([[0.5, 0.5, 0.5, 0.5]]), 2, 2).tolist() == [[True, False], [False, False]]
-
-
 def test_collate_pads_on_the_items_device(simple_scene):
     from dataclasses import replace
 
@@ -105,7 +83,7 @@ def test_a_photo_shared_by_several_appearances_is_encoded_once(simple_scene):
 def test_photo_poses_and_the_view_change_they_give(simple_scene):
     from neuralassets import Camera, edits
     from neuralassets.geometry import camera_center
-    from neuralassets.models.reference import view_change
+    from neuralassets.pipelines.surface_splatting import view_change
 
     still = simple_scene.copy()
     still.cameras = [still.cameras[0]] * 3

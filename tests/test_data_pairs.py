@@ -7,9 +7,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from neuralassets import ConfigError, SceneFormatError, ValidationError
-from neuralassets.benchmark.tasks import load_video, make_case
 from neuralassets.conditioning import Conditioning, conditioning_from_scene, slotted_assets
 from neuralassets.data import SPLITS, GeneratorConfig, generate_scene
+from neuralassets.data.edit_cases import load_video, make_case
 from neuralassets.data.pairs import (
     DONOR_TASKS,
     EDIT_PAIR_TASKS,

@@ -6,8 +6,9 @@ import torch
 
 from neuralassets import Asset, Camera, Scene, ValidationError
 from neuralassets.data import generate_scene, render, render_background, render_scene, sample_scene_spec
-from neuralassets.data.renderer import SHAPES, masks_to_boxes
+from neuralassets.data.renderer import SHAPES
 from neuralassets.geometry import bounding_box_2d, euler_to_matrix, project_box, project_points
+from neuralassets.image_ops import masks_to_boxes
 
 
 @pytest.fixture(scope="module")

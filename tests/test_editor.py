@@ -12,13 +12,13 @@ from PIL import Image
 from neuralassets import Scene
 from neuralassets import edits as E
 from neuralassets import geometry as G
-from neuralassets.compositing import KeepUnchanged
 from neuralassets.data import render as gt_render
 from neuralassets.editor import MAX_UNDO, EditorState, RenderSettings, inputs
 from neuralassets.editor import callbacks as cb
 from neuralassets.editor.backends import Renderers
 from neuralassets.editor.overlay import DRAWN_COLOUR, KEPT_COLOUR, LEGEND_HEIGHT, _label, display_scale, draw_scene, kept_map, projected_box
 from neuralassets.editor.views import OBJECT_COLUMNS, view
+from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.video import read_video, write_video
 
 
@@ -345,14 +345,14 @@ def test_neural_back_end_loads_once_and_is_seeded(loaded, tmp_path):
     second, _ = cb.render(loaded, renderers, settings)
     other, _ = cb.render(loaded, renderers, replace(settings, seed=8))
     assert renderers.loads == 1 and renderers.neural_status() == "Neural back end: model loaded."
-    assert first.rendered.shape == (3, 128, 128)  # resized from the model's 32x32 to the scene's size
+    assert first.rendered.shape == (3, 128, 128)  # the scene's size; the model renders 32x32
     assert torch.equal(first.rendered, second.rendered) and not torch.equal(first.rendered, other.rendered)
     # the frame's own pixels are kept where the render leaves the scene unchanged; here: everywhere
-    renderers.pipeline().compositor = KeepUnchanged(unchanged_below=10.0, changed_above=11.0)
+    renderers.pipeline().thresholds = RenderThresholds(unchanged_below=10.0, changed_above=11.0)
     kept, _ = cb.render(loaded, renderers, settings)
     raw, _ = cb.render(loaded, renderers, replace(settings, keep_unchanged=False))
     photo = loaded.scene.frames[loaded.frame]
-    assert (kept.rendered - photo).abs().mean() < 0.5 * (raw.rendered - photo).abs().mean()
+    assert torch.equal(kept.rendered, photo) and (raw.rendered - photo).abs().mean() > 0.05  # the frame's own pixels
 
 
 def test_export_png_and_scene_zip_round_trip(loaded, renderers, tmp_path):
@@ -422,6 +422,8 @@ def test_upload_of_two_images_is_extracted(loaded, tmp_path):
 
 
 def test_upload_limit_messages(tmp_path, monkeypatch):
+    import neuralassets.scene as scene_module
+
     def refused(paths):
         state, message = cb.load_upload(EditorState(), paths)
         assert not state.loaded
@@ -450,11 +452,11 @@ def test_upload_limit_messages(tmp_path, monkeypatch):
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("frames/00000.png", b"\0" * (3 * 1024**2))  # 3 MB of zeros compress to a few kB
-    monkeypatch.setattr(inputs, "MAX_SCENE_MB", 2)
-    assert refused([bomb]) == "bomb.zip: unpacks to 3 MB, over the 2 MB limit for a Scene zip"
+    monkeypatch.setattr(scene_module, "MAX_ZIP_BYTES", 2 * 1024**2)
+    assert refused([bomb]) == "bomb.zip: unpacks to 3.0 MB, over the 2.0 MB limit for a Scene zip; refused before extracting"
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"not a zip")
-    assert refused([broken]).startswith(f"{broken}: not a readable zip archive")
+    assert refused([broken]) == "broken.zip: not a readable zip archive (File is not a zip file)"
 
 
 def test_video_upload_keeps_at_most_max_frames(tmp_path):
@@ -470,3 +472,18 @@ def test_render_settings_default_to_the_shipped_models_sampling():
     index = json.loads((DEFAULT_WEIGHTS / "model_index.json").read_text())
     settings = RenderSettings()
     assert (settings.steps, settings.guidance) == (index["num_inference_steps"], index["guidance_scale"])
+
+
+def test_a_zip_upload_unpacks_inside_the_editors_folder_and_leaves_nothing(loaded, tmp_path, monkeypatch):
+    archive = loaded.scene.save_zip(tmp_path / "edited.zip")
+    seen = []
+    real = Scene.load_zip.__func__
+
+    def spy(cls, path, workdir=None):
+        seen.append(workdir)
+        return real(cls, path, workdir=workdir)
+
+    monkeypatch.setattr(Scene, "load_zip", classmethod(spy))
+    state, message = cb.load_upload(EditorState(), [archive], workdir=tmp_path / "work")
+    assert message.startswith("Loaded edited.zip: 8 frames") and state.scene.num_frames == 8
+    assert seen == [tmp_path / "work"] and list((tmp_path / "work").iterdir()) == []

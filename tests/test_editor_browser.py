@@ -443,6 +443,16 @@ def test_uploads_of_a_video_an_image_pair_and_a_scene_zip(server, browser, tmp_p
         wait_image(page, "scene-view")
     assert message.endswith(f"{len(edited)} objects.")
     assert history(page) == [f"1. remove object {largest_object(scene).id}"]  # the zip keeps its history
+
+    # not a video, though named one: a short message naming the user's file, no server path or decoder output
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("this is not a video\n" * 50)
+    page.locator("#upload button[aria-label='Clear']").first.click()
+    page.set_input_files("#upload input[type=file]", [str(fake)])
+    page.click("#load-upload")
+    message = wait_status(page, "Could not open the upload:")
+    assert "holiday.mp4" in message and "/" not in message and "ffmpeg" not in message.lower() and len(message) < 300
+    assert history(page) == [f"1. remove object {largest_object(scene).id}"]  # the loaded scene is kept
     page.close()
 
 

@@ -108,18 +108,16 @@ def test_render_with_a_model_folder(folders, capsys):
 
     tiny_pipeline().save_pretrained(folders / "tiny")
     assert main(["edit", str(folders / "scene"), "--out", str(folders / "out"), "--move", "2:0.1,0,0", "--render",
-                 "--weights", str(folders / "tiny"), "--steps", "2", "--target-frame", "1"]) == 0
+                 "--weights", str(folders / "tiny"), "--steps", "2", "--render-frame", "1"]) == 0
     image = np.asarray(Image.open(folders / "out" / "render.png"))
-    assert image.shape == (32, 32, 3) and image.std() > 0  # the tiny model's square size, not a blank image
-    assert "render.png: frame 1 rendered by the model" in capsys.readouterr().out
+    assert image.shape == (24, 32, 3) and image.std() > 0  # the scene's size (the tiny model renders 32 x 32), not blank
+    assert "render.png: frame 1 (chosen with --render-frame) rendered by the model" in capsys.readouterr().out
 
 
 def test_render_keeps_unchanged_pixels_unless_raw(tmp_path, simple_scene):
     import copy
 
     from test_models import tiny_pipeline
-
-    from neuralassets.compositing import KeepUnchanged
 
     still = simple_scene.replace(cameras=[copy.deepcopy(simple_scene.cameras[0]) for _ in simple_scene.cameras])
     still.save(tmp_path / "scene")
@@ -128,11 +126,10 @@ def test_render_keeps_unchanged_pixels_unless_raw(tmp_path, simple_scene):
     images = {}
     for flags in ([], ["--raw"]):
         assert main(["edit", str(tmp_path / "scene"), "--out", str(tmp_path / "out"), "--move", "2:0.1,0,0", "--render",
-                     "--weights", str(tmp_path / "tiny"), "--steps", "2", "--target-frame", "1", *flags]) == 0
+                     "--weights", str(tmp_path / "tiny"), "--steps", "2", "--target-frame", "1", *flags]) == 0  # the older name
         images[bool(flags)] = np.asarray(Image.open(tmp_path / "out" / "render.png"))
     edited = Scene.load(tmp_path / "out")
     for raw in (False, True):
-        pipe.compositor = KeepUnchanged()
         expected = pipe(edited, target_frame=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
                         output_type="np", keep_unchanged=not raw).images[0]
         assert np.array_equal(images[raw], expected)

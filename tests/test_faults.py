@@ -19,7 +19,7 @@ from test_models import one_thread  # noqa: F401 (autouse fixture)
 
 from neuralassets import Scene, SceneFormatError
 from neuralassets.errors import WeightsError
-from neuralassets.scene import quantize
+from neuralassets.image_ops import quantize
 from neuralassets.training import Trainer, load_config
 from neuralassets.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 

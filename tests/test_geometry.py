@@ -52,17 +52,41 @@ def test_project_matches_kornia():
     assert torch.allclose(uv, ref, atol=1e-4)
 
 
-def test_rotations_agree_with_kornia_and_roundtrip():
+# Values of the rotation conversions before they were delegated to kornia (our own Rodrigues formula, largest-
+# component quaternion branch and quaternion -> axis-angle), computed on seeded axis-angles (torch.Generator seed 30,
+# randn * 1.5, the last replaced by a tiny turn) and rounded to 7 decimals; kornia must give them back.
+AXIS_ANGLES = [[0.7057488, 2.48450279, 0.77293384], [-0.41165304, -3.39084959, 1.84194624],
+               [1.18922114, 0.93472213, -3.22805786], [3e-07, -2e-07, 1e-07]]
+MATRICES = [[[-0.7719787, 0.3353587, 0.5399844], [0.5825043, 0.7132696, 0.3897887], [-0.2544354, 0.6154519, -0.7459768]],
+            [[-0.7194803, 0.4809264, 0.5010568], [-0.1585568, 0.5886557, -0.7926817], [-0.6761715, -0.6497648, -0.347272]],
+            [[-0.6989977, -0.2047241, -0.6851935], [0.5391637, -0.7803128, -0.3168818], [-0.469792, -0.5909312, 0.6558169]],
+            [[1.0, -1e-07, -2e-07], [1e-07, 1.0, -3e-07], [2e-07, 3e-07, 1.0]]]
+QUATERNIONS = [[0.2209716, 0.2553079, 0.8987805, 0.2796124], [0.3612144, 0.0989142, 0.8147711, -0.4425925],
+               [0.2100632, -0.3261512, -0.2563533, 0.8853146], [1.0, 2e-07, -1e-07, 1e-07]]
+# the second and third turns are longer than pi: back they come as the same rotation the short way round
+AXIS_ANGLES_BACK = [[0.7057488, 2.4845028, 0.7729338], [0.2548429, 2.09918, -1.1402974],
+                    [-0.906814, -0.7127515, 2.4614837], [3e-07, -2e-07, 1e-07]]
+
+
+def test_rotation_conversions_keep_their_values_before_kornia():
+    matrices = G.axis_angle_to_matrix(torch.tensor(AXIS_ANGLES))
+    assert torch.allclose(matrices, torch.tensor(MATRICES), atol=1e-6)
+    assert torch.allclose(G.matrix_to_quaternion(torch.tensor(MATRICES)), torch.tensor(QUATERNIONS), atol=1e-6)
+    assert torch.allclose(G.quaternion_to_matrix(torch.tensor(QUATERNIONS)), torch.tensor(MATRICES), atol=1e-6)
+    assert torch.allclose(G.matrix_to_axis_angle(torch.tensor(MATRICES)), torch.tensor(AXIS_ANGLES_BACK), atol=1e-6)
+    # by hand: a quarter turn about z takes x to y; the quaternion (1, 1, 0, 0) / sqrt 2 is a quarter turn about x;
+    # w is kept >= 0 and quaternions are normalised first
+    assert G.axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2])).round().tolist() == [[0, -1, 0], [1, 0, 0], [0, 0, 1]]
+    assert torch.allclose(G.quaternion_to_matrix(torch.tensor([2.0, 2.0, 0.0, 0.0])),
+                          torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]), atol=1e-6)
+    negated = -torch.tensor(QUATERNIONS)  # the same rotations: back with w >= 0
+    assert torch.allclose(G.matrix_to_quaternion(G.quaternion_to_matrix(negated)), torch.tensor(QUATERNIONS), atol=1e-6)
+    # leading dimensions broadcast, and the round trips close
     g = torch.Generator().manual_seed(3)
-    aa = torch.randn(50, 3, generator=g)
+    aa = torch.randn(5, 10, 3, generator=g)
     Rm = G.axis_angle_to_matrix(aa)
-    assert torch.allclose(Rm, kornia.geometry.conversions.axis_angle_to_rotation_matrix(aa), atol=1e-5)
-    assert G.is_rotation(Rm).all()
-    q = G.matrix_to_quaternion(Rm)
-    assert torch.allclose(G.quaternion_to_matrix(q), Rm, atol=1e-5)
-    kq = kornia.geometry.conversions.rotation_matrix_to_quaternion(Rm)
-    kq = torch.where(kq[:, :1] < 0, -kq, kq)
-    assert torch.allclose(q, kq, atol=1e-4)
+    assert Rm.shape == (5, 10, 3, 3) and G.is_rotation(Rm).all()
+    assert torch.allclose(G.quaternion_to_matrix(G.matrix_to_quaternion(Rm)), Rm, atol=1e-5)
     assert torch.allclose(G.axis_angle_to_matrix(G.matrix_to_axis_angle(Rm)), Rm, atol=1e-5)
 
 
@@ -108,6 +132,10 @@ def test_relative_pose_maps_points_between_cameras():
     pts = torch.randn(10, 3, generator=g)
     assert torch.allclose(G.transform_points(G.transform_points(pts, Ra, ta), Rab, tab),
                           G.transform_points(pts, Rb, tb), atol=1e-5)
+    # by hand: from the world-aligned camera a to camera b, the motion is b's own extrinsics (kornia's, as before)
+    R_b = G.axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2]))
+    R_ab, t_ab = G.relative_pose(torch.eye(3), torch.zeros(3), R_b, torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(R_ab, R_b) and torch.equal(t_ab, torch.tensor([1.0, 2.0, 3.0]))
 
 
 def test_pose_features_layout():

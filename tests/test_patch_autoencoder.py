@@ -11,7 +11,7 @@ from neuralassets.models.autoencoder import build_autoencoder, downsampling_fact
 from neuralassets.models.patch_autoencoder import PatchAutoencoder
 from neuralassets.pipelines import NeuralAssetsPipeline
 
-SMALL = AutoencoderConfig(kind="patch", latent_channels=4, width=16, num_blocks=1)
+SMALL = AutoencoderConfig(kind="patch", latent_channels=4, width=16, num_blocks=1, reference_channels=0)
 
 
 def test_shapes_and_downsampling():
@@ -115,13 +115,14 @@ def test_reference_errors():
         plain.decode(torch.randn(1, 4, 4, 4), reference=torch.zeros(1, 4, 32, 32))
     with pytest.raises(ConfigError, match=r"reference_channels: 3 is not 0 or 4 \(an object reference's colour and coverage\)"):
         build_autoencoder(replace(SMALL, reference_channels=3))
-    with pytest.raises(ConfigError, match="autoencoder.reference_channels: only a PatchAutoencoder built from its config"):
-        build_autoencoder(AutoencoderConfig(kind="kl", block_channels=(16, 32), reference_channels=4))
+    # reference_channels is a PatchAutoencoder's: an AutoencoderKL is built without it (the default is the shipped 4)
+    kl, kl_config = build_autoencoder(AutoencoderConfig(kind="kl", block_channels=(16, 32)))
+    assert type(kl).__name__ == "AutoencoderKL" and kl_config.reference_channels == 0
 
 
 def test_pipeline_decodes_with_the_object_reference_and_keeps_it_when_saved(tmp_path):
     from neuralassets.conditioning import Conditioning
-    from neuralassets.models.reference import object_reference
+    from neuralassets.pipelines.surface_splatting import object_reference
 
     torch.manual_seed(0)
     pipe = NeuralAssetsPipeline.from_config(replace(TINY, autoencoder=replace(SMALL, reference_channels=4)))

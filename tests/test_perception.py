@@ -7,6 +7,7 @@ import torch
 
 from neuralassets import Camera, Scene, geometry
 from neuralassets.errors import ValidationError
+from neuralassets.image_ops import masks_to_boxes
 from neuralassets.perception import (
     ClassicalSegmenter,
     DepthLifter,
@@ -20,7 +21,6 @@ from neuralassets.perception import (
     extract,
     fit_floor,
     mask_iou,
-    masks_to_boxes,
 )
 
 

@@ -151,7 +151,7 @@ def test_transformers_sam_rejects_other_models(tmp_path):
     BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8).save_pretrained(tmp_path)
     with pytest.raises(WeightsError, match="is not 'sam' or 'sam2'"):
         HFSamSegmenter.from_pretrained(tmp_path)
-    with pytest.raises(WeightsError, match="no SAM config"):
+    with pytest.raises(WeightsError, match="cannot load a SAM or SAM 2 checkpoint: no usable config.json"):
         HFSamSegmenter.from_pretrained(tmp_path / "missing")
 
 

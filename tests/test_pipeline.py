@@ -1,4 +1,5 @@
 """NeuralAssetsPipeline: determinism, save/load, weights errors and settings validation (tiny random model)."""
+import copy
 import json
 
 import numpy as np
@@ -20,20 +21,36 @@ def seeded(seed=0):
 def test_same_seed_same_image_and_output_types(simple_scene):
     pipe = tiny_pipeline()
     a = pipe(simple_scene, target_frame=2, generator=seeded(5)).images
-    assert a.shape == (1, 3, 32, 32) and a.dtype == torch.float32 and 0 <= a.min() and a.max() <= 1
+    assert a.shape == (1, 3, 24, 32) and a.dtype == torch.float32 and 0 <= a.min() and a.max() <= 1  # the scene's size
     assert torch.equal(a, pipe(simple_scene, target_frame=-1, generator=seeded(5)).images)
     assert not torch.equal(a, pipe(simple_scene, target_frame=2, generator=seeded(6)).images)
     arr = pipe(simple_scene, generator=seeded(5), output_type="np").images
-    assert arr.shape == (1, 32, 32, 3) and arr.dtype == np.uint8
+    assert arr.shape == (1, 24, 32, 3) and arr.dtype == np.uint8
     assert np.array_equal(arr[0], (a[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     pil = pipe(simple_scene, generator=seeded(5), output_type="pil").images
-    assert pil[0].size == (32, 32) and pil[0].mode == "RGB"
+    assert pil[0].size == (32, 24) and pil[0].mode == "RGB"
 
 
 def test_fixed_initial_noise_equals_seeded_noise(simple_scene):
     pipe = tiny_pipeline()
     noise = torch.randn(1, 4, 16, 16, generator=seeded(9))
     assert torch.equal(pipe(simple_scene, latents=noise).images, pipe(simple_scene, generator=seeded(9)).images)
+
+
+def test_scenes_render_as_a_batch_like_one_by_one(simple_scene):
+    from neuralassets.data import GeneratorConfig, generate_scene
+
+    pipe = tiny_pipeline()
+    static_scene = simple_scene.replace(cameras=[copy.deepcopy(simple_scene.cameras[0]) for _ in simple_scene.cameras])
+    noise = torch.randn(2, 4, 16, 16, generator=seeded(3))
+    both = pipe([simple_scene, static_scene], target_frame=2, source_frame=0, latents=noise).images
+    assert both.shape == (2, 3, 24, 32)
+    for k, scene in enumerate((simple_scene, static_scene)):
+        assert torch.allclose(both[k], pipe(scene, target_frame=2, source_frame=0, latents=noise[k:k + 1]).images[0], atol=1e-5)
+    with pytest.raises(ValidationError, match=r"scene: a batch of scenes must share one size, got \[\(24, 32\), \(32, 32\)\]"):
+        pipe([simple_scene, generate_scene(0, GeneratorConfig(num_frames=3, image_size=32, max_objects=3))], target_frame=2)
+    with pytest.raises(ValidationError, match="scene: an empty list"):
+        pipe([])
 
 
 def test_render_batches_like_single_calls(simple_scene):
@@ -177,7 +194,7 @@ def test_mismatched_weights_name_the_tensor(tmp_path):
 
 def test_missing_default_weights_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "DEFAULT_WEIGHTS", tmp_path / "weights")
-    with pytest.raises(WeightsError, match="neuralassets train --config configs/default_ae.yaml"):
+    with pytest.raises(WeightsError, match="neuralassets train --config configs/shipped/01_autoencoder.yaml"):
         NeuralAssetsPipeline.from_pretrained()
     with pytest.raises(WeightsError, match="model_index.json missing"):
         NeuralAssetsPipeline.from_pretrained(tmp_path)
@@ -212,3 +229,43 @@ def test_callback_reports_every_denoising_step(simple_scene):
     reported = pipe(simple_scene, num_inference_steps=4, generator=seeded(1), callback=lambda k, n: steps.append((k, n))).images
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert torch.equal(silent, reported)  # reporting does not change the render
+
+
+def test_the_shipped_weights_load_and_the_code_defaults_are_the_shipped_model():
+    """The folder written before the parts became ConfigMixin models still loads; every default is the shipped model."""
+    from neuralassets.config import config_arguments, diffusers_config
+    from neuralassets.models import AssetEncoder, Denoiser, ModelConfig
+    from neuralassets.models.autoencoder import build_autoencoder
+    from neuralassets.models.scheduler import build_scheduler
+
+    folder = module.DEFAULT_WEIGHTS
+    index = json.loads((folder / "model_index.json").read_text())
+    saved = {name: json.loads((folder / name / "config.json").read_text()) for name in ("asset_encoder", "denoiser", "vae")}
+    pipe = NeuralAssetsPipeline.from_pretrained()
+    defaults = ModelConfig()
+    assert (defaults.image_size, defaults.max_objects, defaults.num_inference_steps, defaults.guidance_scale) == (
+        index["image_size"], index["max_objects"], index["num_inference_steps"], index["guidance_scale"]) == (128, 10, 3, 1.0)
+    assert pipe.config.max_objects == 10 and pipe.config.num_inference_steps == 3 and pipe.config.guidance_scale == 1.0
+    # the encoder's file names every argument; the code's defaults are those values
+    assert set(saved["asset_encoder"]) == set(config_arguments(AssetEncoder))
+    assert diffusers_config(AssetEncoder()) == diffusers_config(pipe.asset_encoder) == saved["asset_encoder"]
+    # the denoiser's file predates the arguments the other parts decide; its own are the defaults
+    denoiser = Denoiser()
+    own = {k: v for k, v in saved["denoiser"].items() if k != "model_config"}
+    assert own == {k: v for k, v in diffusers_config(denoiser).items() if k in own}
+    assert diffusers_config(denoiser)["model_config"] == saved["denoiser"]["model_config"]
+    # the autoencoder the default config builds has the shipped architecture (the scale is measured in training)
+    vae, _ = build_autoencoder(defaults.autoencoder)
+    assert {k: v for k, v in diffusers_config(vae).items() if k != "scaling_factor"} == {
+        k: v for k, v in saved["vae"].items() if not k.startswith("_") and k != "scaling_factor"}
+    shipped_scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert {k: v for k, v in build_scheduler(defaults.scheduler).config.items() if not k.startswith("_")} == {
+        k: v for k, v in shipped_scheduler.items() if not k.startswith("_")}
+
+
+def test_a_saved_part_config_with_an_unknown_key_is_refused(tmp_path):
+    tiny_pipeline().save_pretrained(tmp_path / "p")
+    path = tmp_path / "p" / "asset_encoder" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "token_width": 3}))
+    with pytest.raises(WeightsError, match=r"asset_encoder/config.json: unknown config key\(s\): AssetEncoder.token_width"):
+        NeuralAssetsPipeline.from_pretrained(tmp_path / "p")

@@ -43,7 +43,7 @@ def test_project_unproject_roundtrip(eye, pts):
 @given(seed=st.integers(0, 2**31 - 1), n_frames=st.integers(1, 3), n_assets=st.integers(0, 3))
 def test_scene_save_load_roundtrip(tmp_path_factory, seed, n_frames, n_assets):
     from neuralassets import Asset, Camera, Scene
-    from neuralassets.scene import quantize
+    from neuralassets.image_ops import quantize
 
     g = torch.Generator().manual_seed(seed)
     H, W = 8, 10

@@ -79,16 +79,3 @@ def test_an_unexpected_failure_is_a_status_line_without_server_paths(served, mon
     assert "cannot write" in caplog.text  # the details go to the server's log, not to the page
     assert client.predict(api_name="/undo")[0] == "Nothing to undo."  # the session still works
 
-
-def test_the_editor_banner_names_the_command_line_flags(capsys):
-    from neuralassets.editor.app import launch
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", "unset")
-        app = launch(port=port, block=False)
-        app.close()
-    printed = capsys.readouterr().out
-    assert "--share" in printed and "share=True" not in printed

@@ -15,8 +15,8 @@ from test_models import TINY, one_thread  # noqa: F401 (one_thread: autouse fixt
 from neuralassets import Asset, Camera, Scene
 from neuralassets.conditioning import Conditioning, conditioning_from_scene
 from neuralassets.geometry import euler_to_matrix
+from neuralassets.image_ops import quantize
 from neuralassets.models import build_components
-from neuralassets.scene import quantize
 
 H = W = 32
 
@@ -73,7 +73,7 @@ def test_padded_slots_change_no_output(seed, num_objects, slots, extra, timestep
     grid = (16, 16)
     a, b = encoder(cond, spatial_size=grid), encoder(padded, spatial_size=grid)
 
-    assert b.tokens.shape[1] == a.tokens.shape[1] + extra * TINY.asset_encoder.roi_size ** 2
+    assert b.tokens.shape[1] == a.tokens.shape[1] + extra * encoder.tokens_per_object
     assert torch.equal(b.mask[:, :a.mask.shape[1]], a.mask) and not b.mask[:, a.mask.shape[1]:].any()
     assert torch.allclose(b.tokens[b.mask], a.tokens[a.mask], atol=1e-6)  # the real tokens, in the same order
     assert not b.tokens[~b.mask].any()  # padded (and empty) slots carry zeros

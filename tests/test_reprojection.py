@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from neuralassets.reprojection import reproject_image, splat_depth
+from neuralassets.pipelines.reprojection import reproject_image, splat_depth
 from neuralassets.scene import Camera
 
 H, W, F = 8, 16, 20.0

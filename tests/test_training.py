@@ -1,5 +1,6 @@
 """Trainer: configs, checkpoints, overfitting, exact resume and multi-process training (tiny models)."""
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -10,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from test_models import TINY, one_thread  # noqa: F401 (one_thread: autouse fixture)
 
 from neuralassets.conditioning import Conditioning, conditioning_from_scene
 from neuralassets.errors import ConfigError, WeightsError
-from neuralassets.models import build_components
+from neuralassets.models import AssetEncoder, Denoiser, ModelConfig, build_components
 from neuralassets.models.patch_autoencoder import PatchAutoencoder
-from neuralassets.models.reference import object_reference
+from neuralassets.pipelines.surface_splatting import object_reference
 from neuralassets.training import Trainer, load_config
 from neuralassets.training.checkpoint import (
     ExponentialMovingAverage,
@@ -26,6 +28,7 @@ from neuralassets.training.checkpoint import (
     save_checkpoint,
     unflatten_optimizer_state,
 )
+from neuralassets.training.config import TrainConfig, merged, read_config_file
 from neuralassets.training.data import ResumableBatchSampler, SampledLatentPairs, collate_latents
 from neuralassets.training.objectives import ConditionalDenoiser, DecoderObjective, DiffusionObjective, object_weights
 from neuralassets.training.trainer import learning_rate
@@ -38,13 +41,45 @@ def tiny_config(tmp_path, **overrides):
     return load_config(TINY_YAML, output_dir=str(tmp_path / "run"), **overrides)
 
 
-def test_shipped_configs_load():
-    paths = sorted((ROOT / "configs").glob("*.yaml"))
-    assert len(paths) >= 10
-    for path in paths:
-        config = load_config(path)
-        assert config.max_steps >= 1
-    assert load_config(ROOT / "configs" / "default_ae.yaml").stage == "autoencoder"
+def test_shipped_configs_load_as_small_overrides_of_one_base():
+    stages = sorted((ROOT / "configs" / "shipped").glob("*.yaml"))
+    assert [p.name[:2] for p in stages] == [f"{i:02d}" for i in range(1, 11)]  # every shipped stage, the last one included
+    # what a stage inherits: the code's defaults with the base laid over them
+    inherited = flat(merged(dataclasses.asdict(TrainConfig()), read_config_file(ROOT / "configs" / "base.yaml")))
+    for parts, cls in ((("model", "asset_encoder"), AssetEncoder), (("model", "denoiser"), Denoiser)):
+        inherited.update({(*parts, k): p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"})
+    for path in [*stages, *sorted((ROOT / "configs" / "experiments").glob("*.yaml"))]:
+        raw = yaml.safe_load(path.read_text())
+        assert raw.pop("base") == "../base.yaml", path
+        repeated = [".".join(k) for k, v in flat(raw).items() if k not in (("stage",), ("output_dir",))  # said for the reader
+                    and k in inherited and inherited[k] == (tuple(v) if isinstance(inherited[k], tuple) else v)]
+        assert not repeated, f"{path.name} repeats what it inherits: {repeated}"  # a stage is the keys that differ
+        assert load_config(path).max_steps >= 1
+    first, last = load_config(stages[0]), load_config(stages[-1])
+    assert first.stage == "autoencoder" and first.mixed_precision == "bf16" and first.optim.ema_decay == 0.999  # from the base
+    assert last.stage == "denoiser" and last.init_from == "runs/decoder_reference/pipeline" and last.data.resident
+    assert last.model == ModelConfig(autoencoder=replace(last.model.autoencoder, pretrained="runs/decoder_reference/pipeline/vae"))
+
+
+def flat(mapping: dict, prefix: tuple = ()) -> dict:
+    """{(section, ..., key): value} of a nested mapping (the part configs' own dicts included)."""
+    out = {}
+    for key, value in mapping.items():
+        out.update(flat(value, (*prefix, key)) if isinstance(value, dict) else {(*prefix, key): value})
+    return out
+
+
+def test_a_config_extends_its_base_key_by_key(tmp_path):
+    (tmp_path / "base.yaml").write_text("max_steps: 50\nseed: 3\noptim:\n  lr: 0.5\n  batch_size: 8\n")
+    (tmp_path / "stage.yaml").write_text("base: base.yaml\nmax_steps: 7\noptim:\n  lr: 0.25\n")
+    config = load_config(tmp_path / "stage.yaml")
+    assert (config.max_steps, config.seed, config.optim.lr, config.optim.batch_size) == (7, 3, 0.25, 8)
+    (tmp_path / "base.yaml").write_text("base: stage.yaml\n")
+    with pytest.raises(ConfigError, match="bases name each other in a circle"):
+        load_config(tmp_path / "stage.yaml")
+    (tmp_path / "stage.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read config"):
+        load_config(tmp_path / "stage.yaml")
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -223,7 +258,7 @@ def test_object_loss_weight_must_be_positive(tmp_path):
 
 def test_tiny_denoiser_overfits_a_fixed_batch(simple_scene):
     torch.manual_seed(0)
-    c = build_components(replace(TINY, asset_encoder=replace(TINY.asset_encoder, spatial_channels=0)))
+    c = build_components(replace(TINY, asset_encoder={**TINY.asset_encoder, "spatial_channels": 0}))
     model = ConditionalDenoiser(c.asset_encoder, c.denoiser)
     objective = DiffusionObjective(c.scheduler, cfg_drop_prob=0.0)
     from neuralassets.conditioning import Conditioning
@@ -247,13 +282,13 @@ def test_time_limit_ends_the_schedule_at_the_last_step_that_fits(tmp_path, monke
     clock = [0.0]  # every training step takes one second of this clock
     monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: clock[0])
     trainer = Trainer(tiny_config(tmp_path, max_steps=100, checkpoint_every=1000))
-    loss = trainer._loss
+    loss = trainer.stage.loss
 
     def one_second_step(*args):
         clock[0] += 1.0
         return loss(*args)
 
-    monkeypatch.setattr(trainer, "_loss", one_second_step)
+    monkeypatch.setattr(trainer.stage, "loss", one_second_step)
     with pytest.raises(ConfigError, match="time_limit: 0 must be > 0 seconds"):
         trainer.train(time_limit=0)
     losses = trainer.train(time_limit=30.5)
@@ -424,7 +459,7 @@ def test_decoder_stage_adds_a_reference_branch_to_a_trained_decoder(tmp_path):
     from neuralassets.models import AutoencoderConfig
     from neuralassets.pipelines import NeuralAssetsPipeline
 
-    patch = AutoencoderConfig(kind="patch", latent_channels=4, width=16, num_blocks=1)
+    patch = AutoencoderConfig(kind="patch", latent_channels=4, width=16, num_blocks=1, reference_channels=0)
     base = tiny_config(tmp_path / "base", max_steps=2, checkpoint_every=100)
     Trainer(replace(base, model=replace(base.model, autoencoder=patch))).train()
     init = tmp_path / "base" / "run" / "pipeline"
@@ -478,7 +513,7 @@ def test_autoencoder_stage_exports_a_scaled_vae(tmp_path):
 def test_decoder_only_training_keeps_the_latent_space(tmp_path, kind):
     config = tiny_config(tmp_path, stage="autoencoder", max_steps=2, checkpoint_every=2, freeze_encoder=True)
     if kind == "patch":
-        vae = replace(config.model.autoencoder, kind="patch", width=32, num_blocks=1)
+        vae = replace(config.model.autoencoder, kind="patch", width=32, num_blocks=1, reference_channels=0)
         config = replace(config, model=replace(config.model, autoencoder=vae))
     trainer = Trainer(config)
     before = {k: v.clone() for k, v in trainer.components.vae.state_dict().items()}

@@ -8,13 +8,13 @@ objects, the move and the turn, so a case depends only on its trajectory, its se
 generator config; draws that leave the image or push through another object are redrawn.
 The ground truth of every frame is the generator's exact re-render of the animated scene.
 
-Frame ``t`` of an animation is also a pose-edit :class:`~neuralassets.benchmark.case.Case`
+Frame ``t`` of an animation is also a pose-edit :class:`~neuralassets.data.edit_cases.Case`
 (:meth:`Animation.frame_cases`: a two-frame scene, source frame 0, target frame ``t``, region
 the union of the animated objects' projected 3D boxes at frames 0 and ``t``), so the
 pose-edit baselines and :func:`~neuralassets.benchmark.harness.score` apply frame by frame.
 :func:`run_animation_benchmark` scores, per frame:
 
-- the model's video: :func:`neuralassets.rendering.render_video`, every frame from the same
+- the model's video: :meth:`~neuralassets.pipelines.NeuralAssetsPipeline.render_video`, every frame from the same
   noise (seed ``config.seed + i * num_frames``);
 - the model's single edits: each frame rendered on its own from the source, as the pose-edit
   benchmark renders an edit (:class:`~neuralassets.benchmark.baselines.PipelineMethod`, fresh
@@ -44,15 +44,15 @@ from torch import Tensor
 
 from .. import geometry
 from ..animation import CameraKeyframe, Keyframe, Keyframes, animate
+from ..data.edit_cases import MAX_TRIES, Case, UnusableDraw, in_view, pick_ids, visible_ids
 from ..data.synthetic import generator_config
-from ..edits import _boxes_overlap
+from ..edits import boxes_overlap
 from ..errors import ValidationError
+from ..image_ops import to_uint8
 from ..metrics import mean_ci, region_mask
 from ..scene import Scene
 from .baselines import Method, PipelineMethod
-from .case import Case
 from .harness import score
-from .tasks import MAX_TRIES, _in_view, _pick, _Retry, _visible_ids
 
 NUM_FRAMES = 24  # frames per animation (the generator's video length)
 MOVE_FOOTPRINTS = (1.0, 3.0)  # slide distance in footprints (the object's larger floor extent), as the translation task
@@ -154,7 +154,7 @@ def _clashes(video: Scene, moving: Sequence[int]) -> bool:
         for other in video.assets:
             if other.id == asset_id:
                 continue
-            overlap = _boxes_overlap(asset, other, frames)
+            overlap = boxes_overlap(asset, other, frames)
             if bool((overlap & ~overlap[0]).any()):
                 return True
     return False
@@ -168,7 +168,7 @@ def _orbit(rng: np.random.Generator, still: Scene, num_frames: int) -> tuple[dic
     cam = still.cameras[0]
     look, hit = geometry.ground_intersection(torch.tensor([[cam.width / 2, cam.height / 2]]), cam.K, cam.R, cam.t)
     if not bool(hit[0]):
-        raise _Retry("the camera does not look at the floor")
+        raise UnusableDraw("the camera does not look at the floor")
     look, eye = look[0], cam.center
     angle = float(rng.choice([-1, 1]) * math.radians(rng.uniform(*ORBIT_DEGREES)))
     keys = {}
@@ -191,7 +191,7 @@ def make_animation(trajectory: str, index: int, seed: int, still: Scene, num_fra
 
     Returns:
         An :class:`Animation`, or None when the scene has too few visible objects or
-        :data:`~neuralassets.benchmark.tasks.MAX_TRIES` draws all left the image or hit another object.
+        :data:`~neuralassets.data.edit_cases.MAX_TRIES` draws all left the image or hit another object.
 
     Raises:
         ValidationError: an unknown trajectory or fewer than 2 frames.
@@ -207,8 +207,8 @@ def make_animation(trajectory: str, index: int, seed: int, still: Scene, num_fra
     last = num_frames - 1
     for _ in range(MAX_TRIES):
         try:
-            moving = _pick(rng, _visible_ids(still), spec.num_objects)
-        except _Retry:
+            moving = pick_ids(rng, visible_ids(still), spec.num_objects)
+        except UnusableDraw:
             return None  # too few visible objects: no draw can change that
         keys, params = {}, {}
         for asset_id in moving:
@@ -222,12 +222,12 @@ def make_animation(trajectory: str, index: int, seed: int, still: Scene, num_fra
         if spec.orbit:
             try:
                 camera, orbit = _orbit(rng, still, num_frames)
-            except _Retry:
+            except UnusableDraw:
                 return None  # the camera is the scene's: another draw sees the same
             params["camera"] = orbit
         keyframes = Keyframes(keys, camera, interpolation="smooth")
         video = animate(still, keyframes, num_frames)
-        if not all(_in_view(video, moving, frame=f) for f in range(num_frames)) or _clashes(video, moving):
+        if not all(in_view(video, moving, frame=f) for f in range(num_frames)) or _clashes(video, moving):
             continue
         video.metadata["name"] = f"{trajectory} {index} (seed {seed})"
         truth = render(video).rgb
@@ -409,7 +409,6 @@ def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: 
         An :class:`AnimationResult`.
     """
     from ..data.synthetic import generate_scene
-    from ..rendering import render_video
 
     config.validate()
     generator = generator_config(config.generator_overrides)
@@ -437,16 +436,15 @@ def run_animation_benchmark(config: AnimationConfig, pipeline=None, model_name: 
             if animation is None:
                 result.skipped[trajectory] += 1
                 continue
-            truth_digest.update((animation.truth * 255).round().to(torch.uint8).numpy().tobytes())
+            truth_digest.update(to_uint8(animation.truth).numpy().tobytes())
             cases = animation.frame_cases()
             predictions: dict[str, Tensor] = {}
             seconds: dict[str, float] = {}
             if pipeline is not None:
                 t0 = time.perf_counter()
-                predictions[video_name] = render_video(pipeline, animation.video, seed=config.seed + i * T, source_frame=0,
-                                                       num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                                       batch_size=batch_size, progress=False,
-                                                       keep_unchanged=keep_unchanged)
+                predictions[video_name] = pipeline.render_video(
+                    animation.video, seed=config.seed + i * T, source_frame=0, num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale, batch_size=batch_size, progress=False, keep_unchanged=keep_unchanged)
                 seconds[video_name] = time.perf_counter() - t0
             for method in ([single] if single else []) + list(baselines):
                 t0 = time.perf_counter()

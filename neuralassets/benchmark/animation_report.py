@@ -24,14 +24,14 @@ import numpy as np
 from ..metrics import PSNR_CAP_DB
 from ..plotting import saved_figure
 from .animation import FRAME_METRICS, TRAJECTORIES, AnimationResult
-from .report import _cell, _json_number, run_description
+from .report import json_number, run_description, table_cell
 
 FORMAT_VERSION = 1
 DRIFT_TOLERANCE_DB = 1.0  # the last frame's in-box PSNR must lie within this of the first frame's
 
 
 def _fmt(stats: dict[str, float], key: str = "psnr_box") -> str:
-    return _cell(stats, key, lpips_available=True)
+    return table_cell(stats, key, lpips_available=True)
 
 
 def acceptance(result: AnimationResult, trajectory: str) -> list[str]:
@@ -111,7 +111,7 @@ def _mean(stats: dict[str, float], key: str) -> str:
 
 def _rounded(value):
     if isinstance(value, float):
-        return _json_number(round(value, 5) if math.isfinite(value) else value)
+        return json_number(round(value, 5) if math.isfinite(value) else value)
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -1,6 +1,6 @@
 """Methods the benchmark compares, all behind one interface.
 
-A method has a ``name`` and maps a list of :class:`~neuralassets.benchmark.case.Case` to
+A method has a ``name`` and maps a list of :class:`~neuralassets.data.edit_cases.Case` to
 ``(B, 3, H, W)`` float images in [0, 1] (:meth:`Method.predict`); calling it on one case
 returns ``(3, H, W)``. Baselines:
 
@@ -15,7 +15,6 @@ returns ``(3, H, W)``. Baselines:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,9 @@ import torch
 from torch import Tensor
 
 from .. import geometry
-from ..conditioning import Conditioning, conditioning_from_scene, resize_images, unchanged_reference
+from ..data.edit_cases import Case
+from ..image_ops import box_mask, from_numpy_image, resize_images, to_numpy_image
 from ..scene import Scene
-from .case import Case
 
 INPAINT_RADIUS = 3  # pixels Telea looks around each hole pixel
 HOLE_DILATION = 1  # pixels the hole grows by, so anti-aliased object edges are inpainted too
@@ -61,10 +60,6 @@ class IdentityMethod(Method):
 
     def predict_one(self, case: Case) -> Tensor:
         return case.source.clone()
-
-
-def _to_uint8(image: Tensor) -> np.ndarray:
-    return np.ascontiguousarray((image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
 
 
 # The six faces of a box as (axis, side, four corner indices in cyclic order); corner i has bit k = side along axis k.
@@ -160,10 +155,7 @@ def _object_mask(scene: Scene, asset_id: int, frame: int) -> np.ndarray:
     asset = scene.asset(asset_id)
     if asset.masks is not None:
         return asset.masks[frame].numpy().astype(np.uint8) * 255
-    mask = np.zeros((scene.height, scene.width), np.uint8)
-    x0, y0, x1, y1 = (int(round(float(v))) for v in asset.boxes_2d[frame])
-    mask[y0:y1, x0:x1] = 255
-    return mask
+    return box_mask(asset.boxes_2d[frame][None], scene.height, scene.width).numpy().astype(np.uint8) * 255
 
 
 class CopyPasteMethod(Method):
@@ -186,13 +178,11 @@ class CopyPasteMethod(Method):
         background = scene.background
         if background is not None and not torch.equal(background.image, case.source):
             # A new background: its own objects (greyed boxes) are inpainted away, ours pasted on it.
-            canvas = _to_uint8(resize_images(background.image[None], (H, W))[0])
-            sx, sy = W / background.image.shape[-1], H / background.image.shape[-2]
-            hole = np.zeros((H, W), np.uint8)
-            for x0, y0, x1, y1 in background.object_boxes.tolist():
-                hole[int(y0 * sy):int(math.ceil(y1 * sy)), int(x0 * sx):int(math.ceil(x1 * sx))] = 255
+            canvas = to_numpy_image(resize_images(background.image[None], (H, W))[0])
+            scale = torch.tensor([W / background.image.shape[-1], H / background.image.shape[-2]] * 2, dtype=torch.float64)
+            hole = box_mask(background.object_boxes.double() * scale, H, W, cover="touch").numpy().astype(np.uint8) * 255
         else:
-            canvas = _to_uint8(case.source)
+            canvas = to_numpy_image(case.source)
             hole = np.zeros((H, W), np.uint8)
             kept = {asset_id for asset_id, (origin, origin_id) in case.origins.items()
                     if origin is original and origin_id == asset_id and not self._moves(case, asset_id)}
@@ -211,7 +201,7 @@ class CopyPasteMethod(Method):
             src, dst = _box_view(origin, origin_id, 0), _box_view(scene, asset.id, 1)
             if src is None or dst is None:
                 continue
-            image, mask = _to_uint8(origin.frames[0]), _object_mask(origin, origin_id, 0)
+            image, mask = to_numpy_image(origin.frames[0]), _object_mask(origin, origin_id, 0)
             homography = _warp(src, dst)
             warped = cv2.warpPerspective(image, homography, (W, H), flags=cv2.INTER_LINEAR)
             warped_mask = cv2.warpPerspective(mask, homography, (W, H), flags=cv2.INTER_LINEAR)
@@ -219,7 +209,7 @@ class CopyPasteMethod(Method):
         for _, warped, warped_mask in sorted(layers, key=lambda layer: -layer[0]):
             alpha = (warped_mask.astype(np.float32) / 255.0)[..., None]
             canvas = (canvas * (1 - alpha) + warped * alpha).round().astype(np.uint8)
-        return torch.from_numpy(canvas).permute(2, 0, 1).float() / 255.0
+        return from_numpy_image(canvas)
 
     @staticmethod
     def _moves(case: Case, asset_id: int) -> bool:
@@ -236,7 +226,7 @@ class VAECeilingMethod(Method):
     No method that renders through this autoencoder can score above it.
 
     Args:
-        pipeline: a ``NeuralAssetsPipeline`` (its ``encode_images`` / ``decode_latents`` are used).
+        pipeline: a ``NeuralAssetsPipeline`` (its ``reconstruct`` is used).
         name: the method's name in reports.
     """
 
@@ -245,10 +235,7 @@ class VAECeilingMethod(Method):
 
     @torch.no_grad()
     def predict(self, cases: Sequence[Case]) -> Tensor:
-        size = (self.pipeline.config.image_size,) * 2
-        targets = torch.stack([c.target for c in cases])
-        decoded = self.pipeline.decode_latents(self.pipeline.encode_images(resize_images(targets, size))).float().cpu()
-        return resize_images(decoded, tuple(targets.shape[-2:])).clamp(0, 1)
+        return self.pipeline.reconstruct(torch.stack([c.target for c in cases]))
 
 
 class PipelineMethod(Method):
@@ -262,7 +249,7 @@ class PipelineMethod(Method):
         seed: seed of the sampling noise; case ``i`` of a task draws its noise from
             ``seed + i``, so results do not depend on how cases are batched.
         keep_unchanged: keep the source photo's pixels where the render leaves the scene
-            unchanged, as the pipeline does by default (``NeuralAssetsPipeline.keep_unchanged``);
+            unchanged, as the pipeline does by default (``NeuralAssetsPipeline.__call__``);
             False scores the model's render alone.
     """
 
@@ -282,15 +269,11 @@ class PipelineMethod(Method):
 
     @torch.no_grad()
     def predict(self, cases: Sequence[Case]) -> Tensor:
-        pipe = self.pipeline
-        cond = Conditioning.collate([conditioning_from_scene(c.scene, 1, pipe.config.max_objects, source_frame=0)
-                                     for c in cases])
-        shape = (1, int(pipe.vae.config.latent_channels), pipe.latent_size, pipe.latent_size)
+        shape = self.pipeline.latent_shape(1)
         noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(self.seed + c.index)) for c in cases])
-        photos = [unchanged_reference(c.scene, 1, 0) for c in cases] if self.keep_unchanged else None
-        images = pipe.render(cond, self.num_inference_steps, self.guidance_scale, latents=noise,
-                             unchanged_from=photos).float().cpu()
-        return resize_images(images, (cases[0].scene.height, cases[0].scene.width)).clamp(0, 1)
+        return self.pipeline([c.scene for c in cases], target_frame=1, source_frame=0, latents=noise,
+                             num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+                             keep_unchanged=self.keep_unchanged).images.float()
 
 
 __all__ = ["CopyPasteMethod", "IdentityMethod", "Method", "PipelineMethod", "VAECeilingMethod"]

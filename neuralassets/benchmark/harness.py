@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from .. import geometry
+from ..data.edit_cases import TASKS, Case, TaskConfig, iter_cases
 from ..data.synthetic import generator_config
 from ..errors import ValidationError
+from ..image_ops import to_uint8
 from ..metrics import LPIPS, appearance_similarity, mean_ci, psnr, region_mean, ssim_map
 from .baselines import Method
-from .case import Case
-from .tasks import TASKS, TaskConfig, iter_cases
 
 #: Reported metrics: key -> (column title, higher is better).
 METRICS: dict[str, tuple[str, bool]] = {
@@ -101,7 +101,7 @@ class BenchmarkConfig:
     Attributes:
         seeds: generator seeds of the source videos (case ``i`` uses ``seeds[i]``).
         cases_per_task: cases per task (at most ``len(seeds)``).
-        tasks: task names, a subset of :data:`~neuralassets.benchmark.tasks.TASKS`.
+        tasks: task names, a subset of :data:`~neuralassets.data.edit_cases.TASKS`.
         generator_overrides: generator config fields to change (hidden-case variants).
         examples_per_task: cases per task kept as images for the example grids.
         seeds_per_batch: seeds whose cases go to a method in one call (batching for models).
@@ -252,7 +252,7 @@ def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPI
     truth_digest = hashlib.sha256()
     for cases in iter_cases(task_config, config.tasks, config.cases_per_task):
         for case in cases:
-            truth_digest.update((case.target * 255).round().to(torch.uint8).numpy().tobytes())
+            truth_digest.update(to_uint8(case.target).numpy().tobytes())
         batch.extend(cases)
         seeds_in_batch += 1
         done += 1

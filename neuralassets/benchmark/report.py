@@ -25,7 +25,8 @@ from .harness import METRICS, BenchmarkResult
 FORMAT_VERSION = 1
 
 
-def _cell(stats: dict[str, float], key: str, lpips_available: bool) -> str:
+def table_cell(stats: dict[str, float], key: str, lpips_available: bool) -> str:
+    """A metric's summary (``{"mean", "ci95", "n"}``) as a markdown table cell: "mean ± ci95", "–" or "n/a"."""
     if key == "lpips" and not lpips_available:
         return "n/a"
     mean, half = stats["mean"], stats["ci95"]
@@ -80,13 +81,14 @@ def markdown(result: BenchmarkResult) -> str:
         lines += [f"## {task}", "", header, rule]
         for method in result.methods:
             stats = summary[task][method]
-            cells = [_cell(stats[k], k, result.lpips_available) for k in METRICS]
+            cells = [table_cell(stats[k], k, result.lpips_available) for k in METRICS]
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {stats['psnr']['n']} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def _json_number(x: float) -> float | None:
+def json_number(x: float) -> float | None:
+    """``x``, or None for NaN and inf (which JSON cannot hold)."""
     return None if isinstance(x, float) and (math.isnan(x) or math.isinf(x)) else x
 
 
@@ -97,8 +99,8 @@ def to_json(result: BenchmarkResult) -> dict:
         for per_metric in per_method.values():
             for stats in per_metric.values():
                 for k, v in stats.items():
-                    stats[k] = _json_number(round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
-    rows = [{k: (_json_number(round(v, 5)) if isinstance(v, float) else v) for k, v in row.items()} for row in result.rows]
+                    stats[k] = json_number(round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
+    rows = [{k: (json_number(round(v, 5)) if isinstance(v, float) else v) for k, v in row.items()} for row in result.rows]
     return {"format_version": FORMAT_VERSION, "config": result.config, "methods": result.methods, "tasks": result.tasks,
             "lpips_available": result.lpips_available, "descriptor": result.descriptor, "summary": summary, "cases": rows}
 

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark.baselines import CopyPasteMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
     from ..benchmark.harness import BenchmarkConfig, run_benchmark
     from ..benchmark.report import publish, write_report
-    from ..benchmark.tasks import TASKS
+    from ..data.edit_cases import TASKS
     from ..metrics import backbone_descriptor, load_lpips
 
     torch.manual_seed(0)

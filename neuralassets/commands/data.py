@@ -1,28 +1,40 @@
-"""``neuralassets data``: synthetic scenes, training-pair shards and preview sheets."""
+"""``neuralassets data``: synthetic scenes, training-pair shards and preview sheets.
+
+Rendering a 24-frame scene takes seconds, so ``preview`` and ``scene`` report each scene on
+stderr as they go, with the split its seed belongs to.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+
+_SIZE_HELP = "width and height of the square frames, pixels (default 128, the shipped model's size)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..data.synthetic import SPLITS
+
+    seeds = "any integer >= 0; " + ", ".join(f"{r.start}-{r.stop - 1} are the {name} split" for name, r in SPLITS.items()) \
+        + " (test: held out for benchmarks)"
     p = sub.add_parser("data", help="generate synthetic scenes, training pairs and previews",
                        description="Generate synthetic multi-object videos with exact ground truth.")
     s = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     preview = s.add_parser("preview", help="contact sheet of generated scenes with 3D boxes, masks and depth")
-    preview.add_argument("--seed", type=int, default=0, help="seed of the first scene")
+    preview.add_argument("--seed", type=int, default=0, help=f"seed of the first scene; {seeds}")
     preview.add_argument("--scenes", type=int, default=1, help="number of scenes (consecutive seeds)")
     preview.add_argument("--frames", type=int, nargs="*", default=None, help="frame indices to show (default: first, middle, last)")
-    preview.add_argument("--image-size", type=int, default=128)
+    preview.add_argument("--image-size", type=int, default=128, metavar="PIXELS", help=_SIZE_HELP)
     preview.add_argument("--supersample", action="store_true", help="2x2 rays per pixel")
     preview.add_argument("--scale", type=int, default=2, help="pixel upscaling of the sheet")
     preview.add_argument("--out", required=True, help="PNG file to write")
     preview.set_defaults(run=_preview)
 
     scene = s.add_parser("scene", help="generate one scene and save it as a Scene folder or a Kubric MOVi folder")
-    scene.add_argument("--seed", type=int, required=True)
-    scene.add_argument("--image-size", type=int, default=128)
+    scene.add_argument("--seed", type=int, required=True, help=f"the scene's seed; {seeds}")
+    scene.add_argument("--image-size", type=int, default=128, metavar="PIXELS", help=_SIZE_HELP)
     scene.add_argument("--frames", type=int, default=24, help="frames in the video")
     scene.add_argument("--supersample", action="store_true", help="2x2 rays per pixel")
     scene.add_argument("--format", choices=["scene", "kubric"], default="scene")
@@ -34,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     make.add_argument("--n", type=int, required=True, help="number of pairs")
     make.add_argument("--out", required=True, help="output folder (rerun with the same arguments to resume)")
     make.add_argument("--max-objects", type=int, default=10, help="object slots per pair")
-    make.add_argument("--image-size", type=int, default=128)
+    make.add_argument("--image-size", type=int, default=128, metavar="PIXELS", help=_SIZE_HELP)
     make.add_argument("--supersample", action="store_true", help="2x2 rays per pixel")
     make.add_argument("--shard-size", type=int, default=256, help="pairs per shard file")
     make.add_argument("--seed-offset", type=int, default=0, help="first index into the split's seeds")
@@ -50,21 +62,44 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, **extra):
-    from ..data.synthetic import generator_config
+    from ..data.synthetic import GeneratorConfig, generator_config
     from .bench import parse_generator_overrides
 
-    return generator_config({"image_size": args.image_size, "supersample": args.supersample, **extra,
-                             **parse_generator_overrides(args.gen)})
+    fields = {"image_size": args.image_size, "supersample": args.supersample, **extra}
+    if not args.gen:  # plain fields need no override parsing, whose module loads every network (seconds)
+        return GeneratorConfig(**fields).validate()
+    return generator_config({**fields, **parse_generator_overrides(args.gen)})
+
+
+def seed_split(seed: int) -> str:
+    """Which dataset split ``seed`` belongs to, e.g. ``"train split, scene 4"``, or that it is in none."""
+    from ..data.synthetic import SPLITS
+
+    for name, seeds in SPLITS.items():
+        if seed in seeds:
+            return f"{name} split, scene {seed - seeds.start}"
+    return "in no split"
+
+
+def _generate(seed: int, config, what: str):
+    """Generate one scene, reporting on stderr before and after (it takes seconds)."""
+    from ..data import generate_scene
+
+    print(f"{what}: seed {seed} ({seed_split(seed)}), {config.num_frames} frames of {config.image_size}x{config.image_size}...",
+          file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    scene = generate_scene(seed, config)
+    print(f"{what}: {len(scene)} objects rendered in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    return scene
 
 
 def _preview(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..data import generate_scene
     from ..data.preview import contact_sheet
 
     config = _config(args)
-    scenes = [generate_scene(args.seed + k, config, None) for k in range(args.scenes)]
+    scenes = [_generate(args.seed + k, config, f"scene {k + 1}/{args.scenes}") for k in range(args.scenes)]
     sheet = contact_sheet(scenes, args.frames, scale=args.scale)
     Image.fromarray(sheet).save(args.out)
     print(f"wrote {args.out}: {len(scenes)} scene(s), {sheet.shape[1]}x{sheet.shape[0]} pixels")
@@ -72,12 +107,12 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _scene(args: argparse.Namespace) -> int:
-    from ..data import generate_scene
     from ..data.kubric import write_kubric
 
-    scene = generate_scene(args.seed, _config(args, num_frames=args.frames))
+    scene = _generate(args.seed, _config(args, num_frames=args.frames), "scene")
     folder = scene.save(args.out) if args.format == "scene" else write_kubric(scene, args.out)
-    print(f"wrote {folder}: {scene.num_frames} frames, {len(scene)} assets ({', '.join(a.name for a in scene.assets)})")
+    print(f"wrote {folder}: {scene.num_frames} frames, {len(scene)} assets ({', '.join(a.name for a in scene.assets)}); "
+          f"seed {args.seed}, {seed_split(args.seed)}")
     return 0
 
 

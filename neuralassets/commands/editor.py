@@ -20,5 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..editor.app import launch
 
-    launch(host=args.host, port=args.port, share=args.share, weights=args.weights, device=args.device)
+    # Served without blocking, so the lines below (naming this command's flags) come once it is up.
+    app = launch(host=args.host, port=args.port, share=args.share, weights=args.weights, device=args.device, block=False)
+    print(f"neuralassets editor: serving on {app.local_url}")
+    if app.share_url:
+        print(f"neuralassets editor: public link {app.share_url}")
+    elif args.host in ("127.0.0.1", "localhost"):
+        print("neuralassets editor: reachable from this machine only; pass --share for a public link")
+    print("neuralassets editor: press Ctrl+C to stop", flush=True)
+    app.block_thread()
     return 0

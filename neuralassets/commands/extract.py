@@ -44,29 +44,39 @@ def _pieces(args: argparse.Namespace) -> dict:
     if args.sam_checkpoint:
         from ..perception.sam import SamSegmenter
 
-        box_segmenter = SamSegmenter.from_checkpoint(args.sam_checkpoint, args.sam_type)
+        box_segmenter = _load("--sam-checkpoint", SamSegmenter.from_checkpoint, args.sam_checkpoint, args.sam_type)
     elif args.sam_model:
         from ..perception.sam import HFSamSegmenter
 
-        box_segmenter = HFSamSegmenter.from_pretrained(args.sam_model)
+        box_segmenter = _load("--sam-model", HFSamSegmenter.from_pretrained, args.sam_model)
     segmenter = box_segmenter
     if args.prompt:
         if not (args.detector and box_segmenter):
             raise ConfigError("--prompt needs --detector and one of --sam-checkpoint / --sam-model")
         from ..perception.text_prompt import TextPromptedSegmenter
 
-        segmenter = TextPromptedSegmenter.from_pretrained(args.detector, box_segmenter, args.prompt)
+        segmenter = _load("--detector", TextPromptedSegmenter.from_pretrained, args.detector, box_segmenter, args.prompt)
     tracker = None
     if args.sam2_video:
         from ..perception.tracking import Sam2VideoTracker
 
-        tracker = Sam2VideoTracker.from_pretrained(args.sam2_video)
+        tracker = _load("--sam2-video", Sam2VideoTracker.from_pretrained, args.sam2_video)
     depth = None
     if args.depth_model:
         from ..perception.depth import DepthAnythingEstimator
 
-        depth = DepthAnythingEstimator.from_pretrained(args.depth_model)
+        depth = _load("--depth-model", DepthAnythingEstimator.from_pretrained, args.depth_model)
     return {"segmenter": segmenter, "tracker": tracker, "depth_estimator": depth}
+
+
+def _load(flag: str, loader, *args):
+    """``loader(*args)``, its :class:`WeightsError` prefixed with the option that named the weights."""
+    from ..errors import WeightsError
+
+    try:
+        return loader(*args)
+    except WeightsError as e:
+        raise WeightsError(f"{flag}: {e}") from None
 
 
 def is_complete(folder: Path) -> bool:

@@ -1,4 +1,4 @@
-"""``neuralassets scene``: inspect saved Scene folders."""
+"""``neuralassets scene``: inspect saved Scenes (folders or zips)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scene", help="inspect a saved Scene folder", description="Inspect a saved Scene folder.")
+    p = sub.add_parser("scene", help="inspect a saved Scene (folder or zip)", description="Inspect a saved Scene.")
     s = p.add_subparsers(dest="scene_command", metavar="ACTION", required=True)
-    info = s.add_parser("info", help="validate a Scene folder and print its frames, cameras and assets")
-    info.add_argument("folder", help="Scene folder written by Scene.save")
+    info = s.add_parser("info", help="validate a Scene and print its frames, cameras and assets")
+    info.add_argument("folder", metavar="SCENE", help="a Scene folder written by Scene.save, or a Scene zip (Scene.save_zip)")
     info.set_defaults(run=_info)
 
 

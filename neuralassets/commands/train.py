@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the autoencoder or the denoiser from a config file",
                        description="Train one stage (autoencoder, then denoiser, then optionally decoder) from a YAML/JSON config. "
                                    "A run continues from the newest checkpoint in its checkpoint folder.")
-    p.add_argument("--config", required=True, help="YAML or JSON training config (see configs/)")
+    p.add_argument("--config", required=True, help="YAML or JSON training config (see configs/shipped/)")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="CHECKPOINT",
                    help="resume from CHECKPOINT, or from the newest checkpoint when no file is given (an error if none)")
     p.add_argument("--max-steps", type=int, default=None, help="override max_steps")

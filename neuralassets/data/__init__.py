@@ -11,11 +11,11 @@
 """
 
 from .pairs import FramePairDataset, ShardedPairDataset, collate_pairs, write_shards
-from .renderer import RenderOutput, masks_to_boxes, render, render_background, render_scene
+from .renderer import RenderOutput, render, render_background, render_scene
 from .synthetic import SPLITS, GeneratorConfig, generate_scene, sample_scene_spec, select_frames, split_seed
 
 __all__ = [
     "FramePairDataset", "GeneratorConfig", "RenderOutput", "SPLITS", "ShardedPairDataset", "collate_pairs",
-    "generate_scene", "masks_to_boxes", "render", "render_background", "render_scene", "sample_scene_spec",
+    "generate_scene", "render", "render_background", "render_scene", "sample_scene_spec",
     "select_frames", "split_seed", "write_shards",
 ]

@@ -46,9 +46,9 @@ from torch import Tensor
 
 from .. import geometry
 from ..errors import SceneFormatError, ValidationError
+from ..image_ops import from_numpy_image, masks_to_boxes, to_numpy_image
 from ..jsonio import read_json
 from ..scene import Asset, Camera, Scene
-from .renderer import masks_to_boxes
 
 _BLENDER_FROM_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 #: _KUBRIC_CORNERS[i] is the Kubric corner index of our corner i.
@@ -121,8 +121,8 @@ def read_kubric(folder: str | os.PathLike) -> Scene:
     focal, sensor = float(_field(cam_meta, "focal_length", f"{where}: camera")), float(cam_meta.get("sensor_width", _SENSOR_WIDTH_MM))
     cameras = [_camera_from_kubric(focal, sensor, positions[f], quaternions[f], W, H) for f in range(T)]
 
-    frames = torch.stack([torch.from_numpy(_rgb(_read_image(folder / f"rgba_{f:05d}.png"), (H, W), folder / f"rgba_{f:05d}.png"))
-                          for f in range(T)]).permute(0, 3, 1, 2).float() / 255.0
+    frames = from_numpy_image(np.stack([_rgb(_read_image(folder / f"rgba_{f:05d}.png"), (H, W), folder / f"rgba_{f:05d}.png")
+                                        for f in range(T)]))
     segmentation = torch.stack([torch.from_numpy(_read_image(folder / f"segmentation_{f:05d}.png").astype(np.int64))
                                 for f in range(T)])
     if segmentation.dim() == 4:  # a segmentation saved with a channel axis
@@ -226,7 +226,7 @@ def write_kubric(scene: Scene, folder: str | os.PathLike) -> Path:
     seg_dtype = np.uint8 if len(scene.assets) < 256 else np.uint16
     distances = []
     for f in range(T):
-        rgb = (scene.frames[f].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        rgb = to_numpy_image(scene.frames[f])
         rgba = np.concatenate([rgb, np.full((H, W, 1), 255, np.uint8)], axis=-1)
         Image.fromarray(rgba).save(folder / f"rgba_{f:05d}.png")
         Image.fromarray(segmentation[f].numpy().astype(seg_dtype)).save(folder / f"segmentation_{f:05d}.png")

@@ -57,7 +57,9 @@ from ..conditioning import (
     slotted_assets,
 )
 from ..errors import ConfigError, SceneFormatError, ValidationError
+from ..image_ops import from_uint8, to_uint8
 from ..scene import Scene
+from .edit_cases import load_video, make_case
 from .synthetic import SPLITS, GeneratorConfig, generate_scene
 
 SHARD_FORMAT_VERSION = 5
@@ -142,7 +144,7 @@ class EditPairDataset(FramePairDataset):
 
     Item ``i`` takes the source frame the benchmark would take from scene
     ``SPLITS[split][seed_offset + i]`` and applies edit ``tasks[i % len(tasks)]`` to it as
-    the benchmark builds its cases (:func:`neuralassets.benchmark.tasks.make_case`: objects
+    the benchmark builds its cases (:func:`neuralassets.data.edit_cases.make_case`: objects
     moved 1-3 footprints, turned, scaled 0.6-1.6x, several at once, removed, the camera
     orbited 10-40 degrees; an object inserted or re-dressed from another video, two objects'
     looks swapped, the background taken from another video). Videos rarely move an object
@@ -177,8 +179,6 @@ class EditPairDataset(FramePairDataset):
 
     def pair(self, index: int) -> tuple[Scene, int, int]:
         """Item ``index`` as a two-frame scene (source, edited target) and its (source, target) indices, (0, 1)."""
-        from ..benchmark.tasks import load_video, make_case
-
         seed = self.seed(index)
         video = load_video(seed, self.config, novel_pose=False)  # edits start from the source frame alone
         donor = None
@@ -202,10 +202,6 @@ def collate_pairs(items: list[tuple[Conditioning, Tensor]]) -> tuple[Conditionin
 # --------------------------------------------------------------------------------------
 # Shards
 # --------------------------------------------------------------------------------------
-
-def _to_uint8(image: Tensor) -> Tensor:
-    return (image * 255).round().to(torch.uint8)
-
 
 class _ShardRecords(Dataset):
     """Item i of a FramePairDataset as the flat tensors a shard stores."""
@@ -236,7 +232,7 @@ class _ShardRecords(Dataset):
                                   f"max_objects = {self.pairs.max_objects}")
         record = {name: getattr(conditioning, name)[0] for name in _CONDITIONING_TENSORS}
         record["photos"] = torch.zeros(PHOTO_SLOTS, *scene.frames[0].shape, dtype=torch.uint8)
-        record["photos"][:len(photos)] = _to_uint8(torch.stack(photos))
+        record["photos"][:len(photos)] = to_uint8(torch.stack(photos))
         record["photo_depths"] = torch.zeros(PHOTO_SLOTS, *scene.frames[0].shape[-2:])
         record["photo_depths"][:appearance_count] = conditioning.appearance_depths[0, :appearance_count]
         record["photo_slots"] = torch.full((PHOTO_SLOTS, *scene.frames[0].shape[-2:]), -1, dtype=torch.int16)
@@ -246,13 +242,13 @@ class _ShardRecords(Dataset):
         record["background_boxes"] = torch.zeros(self.pairs.max_objects, 4)
         record["background_boxes"][:greyed] = view.object_boxes
         record["background_box_mask"] = torch.arange(self.pairs.max_objects) < greyed
-        record["target"] = _to_uint8(scene.frames[target])
+        record["target"] = to_uint8(scene.frames[target])
         return record
 
 
 def _conditioning_from_record(record: dict[str, Tensor]) -> tuple[Conditioning, Tensor]:
     """Rebuild the item :class:`FramePairDataset` yields from a stored record (exactly)."""
-    photos = record["photos"].float() / 255.0 if "photos" in record else record["source"][None].float() / 255.0
+    photos = from_uint8(record["photos"] if "photos" in record else record["source"][None])
     H, W = photos.shape[-2:]
     boxes = record["object_boxes"] * torch.tensor([W, H, W, H], dtype=torch.float32)
     used = record["object_mask"]
@@ -271,7 +267,7 @@ def _conditioning_from_record(record: dict[str, Tensor]) -> tuple[Conditioning, 
     conditioning = Conditioning(appearance_images=torch.stack(appearance)[None], appearance_depths=depths[None],
                                 appearance_slots=slots[None],
                                 background_image=grey_inside(background, greyed)[None], **extra)
-    return conditioning, record["target"].float() / 255.0
+    return conditioning, from_uint8(record["target"])
 
 
 def _shard_name(k: int) -> str:

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
 
-from .. import geometry
+from ..image_ops import draw_projected_box, projected_box, to_numpy_image, to_uint8, upscale
 from ..scene import Scene
 
 #: Distinct colours (RGB uint8) for asset ids 1, 2, ... (cycled).
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]],
                    dtype=np.uint8)
-
-
-def _upscale(image: np.ndarray, scale: int) -> np.ndarray:
-    return np.ascontiguousarray(np.repeat(np.repeat(image, scale, axis=0), scale, axis=1))
-
-
-def _rgb_uint8(frame: torch.Tensor) -> np.ndarray:
-    return (frame.clamp(0, 1).permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
 
 
 def draw_boxes(scene: Scene, frame: int, scale: int = 1) -> np.ndarray:
@@ -32,28 +23,25 @@ def draw_boxes(scene: Scene, frame: int, scale: int = 1) -> np.ndarray:
     Returns:
         (H * scale, W * scale, 3) uint8.
     """
-    image = _upscale(_rgb_uint8(scene.frames[frame]), scale)
-    cam = scene.cameras[frame]
+    image = upscale(to_numpy_image(scene.frames[frame]), scale)
     for a in scene.assets:
-        box = a.box(frame)
-        uv, depth = geometry.project_box(box.center, box.size, box.rotation, cam.K, cam.R, cam.t)
-        if bool((depth <= 1e-3).any()):
+        uv = projected_box(scene, a.id, frame, near=1e-3)
+        if uv is None:
             continue
-        points = (uv * scale).round().to(torch.int64).tolist()
         colour = tuple(int(c) for c in PALETTE[(a.id - 1) % len(PALETTE)])
-        for i, j in geometry.BOX_EDGES:
-            cv2.line(image, tuple(points[i]), tuple(points[j]), colour, 1, cv2.LINE_AA)
-        cv2.circle(image, tuple(points[0]), max(1, scale), colour, -1, cv2.LINE_8)
+        draw_projected_box(image, uv, colour, scale=scale)
+        corner = (uv[0].double() * scale - 0.5).round().long().tolist()
+        cv2.circle(image, tuple(corner), max(1, scale), colour, -1, cv2.LINE_8)
     return image
 
 
 def instance_overlay(scene: Scene, frame: int, scale: int = 1, alpha: float = 0.6) -> np.ndarray:
     """Frame ``frame`` with each asset's visible mask tinted in its palette colour; (H*s, W*s, 3) uint8."""
-    image = _rgb_uint8(scene.frames[frame]).astype(np.float32)
+    image = to_numpy_image(scene.frames[frame]).astype(np.float32)
     ids = scene.instance_map(frame).numpy()
     colours = PALETTE[(ids - 1) % len(PALETTE)].astype(np.float32)
     tinted = np.where((ids > 0)[..., None], (1 - alpha) * image + alpha * colours, 0.35 * image)
-    return _upscale(tinted.round().astype(np.uint8), scale)
+    return upscale(tinted.round().astype(np.uint8), scale)
 
 
 def depth_image(scene: Scene, frame: int, scale: int = 1) -> np.ndarray:
@@ -62,8 +50,8 @@ def depth_image(scene: Scene, frame: int, scale: int = 1) -> np.ndarray:
         return np.zeros((scene.height * scale, scene.width * scale, 3), np.uint8)
     inverse = 1.0 / scene.depth[frame].clamp(min=1e-3)
     lo, hi = float(inverse.min()), float(inverse.max())
-    grey = ((inverse - lo) / max(hi - lo, 1e-9) * 255).round().to(torch.uint8).numpy()
-    return _upscale(cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_MAGMA), cv2.COLOR_BGR2RGB), scale)
+    grey = to_uint8((inverse - lo) / max(hi - lo, 1e-9)).numpy()
+    return upscale(cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_MAGMA), cv2.COLOR_BGR2RGB), scale)
 
 
 def contact_sheet(scenes: list[Scene], frames: list[int] | None = None, scale: int = 2, gap: int = 4) -> np.ndarray:

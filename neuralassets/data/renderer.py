@@ -36,7 +36,8 @@ from torch import Tensor
 
 from .. import geometry
 from ..errors import ValidationError
-from ..scene import Background, Camera, Scene, quantize
+from ..image_ops import masks_to_boxes, quantize
+from ..scene import Background, Camera, Scene
 
 #: Primitive name -> (A diagonal (3), b_z, c) of its quadric in part coordinates q in [-1, 1]^3.
 PRIMITIVES: dict[str, tuple[tuple[float, float, float], float, float]] = {
@@ -107,29 +108,6 @@ class RenderOutput:
     def boxes_2d(self) -> Tensor:
         """(N, F, 4) float pixel boxes ``(x0, y0, x1, y1)`` of each asset's visible mask; zeros when unseen."""
         return masks_to_boxes(self.masks())
-
-
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """Tight pixel boxes around masks.
-
-    Args:
-        masks: (..., H, W) bool.
-
-    Returns:
-        (..., 4) float ``(x0, y0, x1, y1)``: pixel edges, so a single pixel at column c, row r
-        gives ``(c, r, c + 1, r + 1)``; all zeros for an empty mask.
-    """
-    H, W = masks.shape[-2:]
-    cols, rows = masks.any(dim=-2), masks.any(dim=-1)
-    xs = torch.arange(W, dtype=torch.float32)
-    ys = torch.arange(H, dtype=torch.float32)
-    big = float(max(H, W) + 1)
-    x0 = torch.where(cols, xs, big).amin(-1)
-    x1 = torch.where(cols, xs + 1, -1.0).amax(-1)
-    y0 = torch.where(rows, ys, big).amin(-1)
-    y1 = torch.where(rows, ys + 1, -1.0).amax(-1)
-    boxes = torch.stack([x0, y0, x1, y1], dim=-1)
-    return torch.where(masks.flatten(-2).any(-1, keepdim=True), boxes, torch.zeros_like(boxes))
 
 
 # --------------------------------------------------------------------------------------

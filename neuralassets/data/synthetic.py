@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .. import geometry
+from ..config import from_dict
 from ..errors import ConfigError, ValidationError
 from ..scene import Asset, Camera, Scene
 from .renderer import BACKDROPS, FLOOR_TEXTURES, SHAPES, TEXTURES, fill_from_render, render
@@ -254,8 +255,6 @@ def generator_config(overrides: dict | None, where: str = "generator") -> Genera
         ConfigError: an override names no field (the valid ones are listed), or a value is
             out of range (naming the field).
     """
-    from ..models.config import from_dict  # here: importing neuralassets.models loads the networks
-
     return from_dict(GeneratorConfig, overrides, where).validate()
 
 

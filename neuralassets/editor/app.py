@@ -261,7 +261,7 @@ def build_app(renderers: Renderers | None = None, workdir: str | os.PathLike | N
             listen(trigger, lambda s, *a: show(*fn(s, *a)), extra_inputs, api_name, action, heavy)
 
         def on_upload(s, files, progress=_PROGRESS):
-            return show(*cb.load_upload(s, files, progress))
+            return show(*cb.load_upload(s, files, progress, workdir=workdir / "unpacked"))
 
         def on_click(s, mode, evt: gr.SelectData):
             if not s.loaded:
@@ -352,13 +352,10 @@ def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False
     app = build_app(Renderers(weights, device), workdir)
     app.queue(max_size=MAX_QUEUE, default_concurrency_limit=EDIT_CONCURRENCY)
     # show_error stays off: a failure the callbacks did not catch would show the server's paths in its
-    # message; theirs come back as the status line. Gradio's own banner names launch(share=True);
-    # ours names the command line's flags.
+    # message; theirs come back as the status line. Gradio's own banner names launch(share=True), not
+    # the command line's flags, so it stays quiet (`neuralassets editor` prints its own).
     app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{inputs.MAX_UPLOAD_MB}mb",
                prevent_thread_lock=True, show_error=False, quiet=True, css=_CSS)
-    reach = "this machine only; --host 0.0.0.0 serves the network" if host == "127.0.0.1" else f"bound to {host}"
-    public = f", public link {app.share_url}" if share and app.share_url else "; --share opens a public link"
-    print(f"neuralassets editor at {app.local_url} ({reach}{public}). Ctrl+C stops it.", flush=True)
     if block:
         app.block_thread()
     return app

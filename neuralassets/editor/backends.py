@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..conditioning import resize_images
 from ..errors import ValidationError
-from ..scene import Scene, quantize
+from ..image_ops import quantize
+from ..scene import Scene
 from .state import RenderSettings
 
 NEURAL = "neural"
@@ -144,11 +144,8 @@ class Renderers:
             out = pipe(scene, target_frame=frame, source_frame=frame, num_inference_steps=settings.steps,
                        guidance_scale=settings.guidance, generator=generator, keep_unchanged=settings.keep_unchanged,
                        callback=step_done)
-        # the model renders squares at its own size; shown next to the frame it must match it
-        size = (scene.height, scene.width)
-        image = quantize(resize_images(out.images[:1].float().cpu(), size)[0])
-        kept = None if out.kept is None else resize_images(out.kept[:1].float().cpu(), size)[0, 0].clamp(0, 1)
-        return Render(image, kept)
+        kept = None if out.kept is None else out.kept[0, 0].float().cpu().clamp(0, 1)
+        return Render(quantize(out.images[0].float().cpu()), kept)
 
 
 __all__ = ["BACKENDS", "GROUND_TRUTH", "NEURAL", "Render", "Renderers", "check_settings"]

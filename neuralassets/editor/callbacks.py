@@ -65,12 +65,14 @@ def load_sample(state: EditorState, index: int) -> Result:
     return state.loaded_with(scene, name), f"Loaded {name}: {_describe(scene)}."
 
 
-def load_upload(state: EditorState, paths: Sequence[str | Path] | None, progress: Progress | None = None) -> Result:
+def load_upload(state: EditorState, paths: Sequence[str | Path] | None, progress: Progress | None = None,
+                workdir: str | Path | None = None) -> Result:
     """Open an upload: one video, two images (a frame pair) or one Scene zip.
 
     Videos and frame pairs go through :func:`neuralassets.perception.extract` (the default,
     weight-free segmenter, tracker and lifter). Size, duration and resolution limits are in
-    :mod:`neuralassets.editor.inputs`.
+    :mod:`neuralassets.editor.inputs`. A zip is unpacked inside ``workdir`` (default: the
+    system's temporary folder) and the unpacked files removed once read.
     """
     progress = progress or _no_progress
     paths = [Path(p) for p in paths or []]
@@ -78,7 +80,7 @@ def load_upload(state: EditorState, paths: Sequence[str | Path] | None, progress
         kind = inputs.upload_kind(paths)
         if kind == "zip":
             progress(0.2, desc="reading the Scene zip")
-            scene = Scene.load_zip(paths[0])
+            scene = Scene.load_zip(paths[0], workdir=workdir)
         else:
             from ..perception import extract
 

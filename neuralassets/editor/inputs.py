@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from torch import Tensor
 
 from ..errors import VideoError
 from ..scene import Scene
-from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_video
+from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, image_size, not_a_video, read_video
 
 #: Largest uploaded file, in megabytes.
 MAX_UPLOAD_MB = 100
@@ -27,8 +26,6 @@ MAX_VIDEO_SECONDS = 20.0
 MAX_INPUT_SIDE = 4096
 #: Smallest width or height of an uploaded image or video, in pixels.
 MIN_INPUT_SIDE = 32
-#: Largest uncompressed size of an uploaded Scene zip, in megabytes (checked before anything is extracted).
-MAX_SCENE_MB = 1024
 #: Uploaded frames are shrunk (aspect kept) so their longer side is at most this many pixels.
 WORKING_SIDE = 128
 #: At most this many frames of an uploaded video are kept, evenly spaced.
@@ -79,6 +76,9 @@ def sample_scene(index: int) -> Scene:
 def upload_kind(paths: Sequence[str | Path]) -> str:
     """``"zip"``, ``"video"`` or ``"images"`` for one Scene zip, one video (or GIF) or two images.
 
+    A zip's contents are checked by :meth:`Scene.load_zip <neuralassets.scene.Scene.load_zip>`
+    from its listing, before anything is extracted.
+
     Raises:
         UploadError: anything else, or a file over :data:`MAX_UPLOAD_MB`.
     """
@@ -91,7 +91,6 @@ def upload_kind(paths: Sequence[str | Path]) -> str:
             raise UploadError(f"{p.name}: {mb:.1f} MB is over the {MAX_UPLOAD_MB} MB upload limit")
     suffixes = [p.suffix.lower() for p in paths]
     if len(paths) == 1 and suffixes[0] == ZIP_SUFFIX:
-        _check_scene_zip(paths[0])
         return "zip"
     if len(paths) == 1 and suffixes[0] in (*VIDEO_SUFFIXES, ".gif"):
         return "video"
@@ -124,14 +123,8 @@ def read_upload_frames(paths: Sequence[str | Path]) -> Tensor:
         stride = max(1, math.ceil(count / MAX_FRAMES))
         source: str | list[str] = str(paths[0])
     else:
-        from PIL import Image
-
         for p in paths:
-            try:
-                with Image.open(p) as img:
-                    _check_size(p.name, *img.size)
-            except OSError as e:
-                raise VideoError(f"{p.name}: not a readable image ({e})") from None
+            _check_size(p.name, *image_size(p, MAX_INPUT_SIDE, UploadError))
         stride, source = 1, [str(p) for p in paths]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # shrinking to the working size is intended, not worth a warning
@@ -139,17 +132,6 @@ def read_upload_frames(paths: Sequence[str | Path]) -> Tensor:
     if kind == "images" and frames.shape[0] != 2:
         raise UploadError(f"expected two frames of the same size, got {frames.shape[0]}")
     return frames
-
-
-def _check_scene_zip(path: Path) -> None:
-    """Refuse a zip that would unpack to more than :data:`MAX_SCENE_MB` (unreadable zips are left to Scene.load_zip)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            mb = sum(i.file_size for i in zf.infolist()) / 1024**2
-    except (zipfile.BadZipFile, OSError):
-        return
-    if mb > MAX_SCENE_MB:
-        raise UploadError(f"{path.name}: unpacks to {mb:.0f} MB, over the {MAX_SCENE_MB} MB limit for a Scene zip")
 
 
 def _check_size(name: str, width: int, height: int) -> None:
@@ -170,8 +152,8 @@ def _probe_video(path: Path) -> tuple[int, int, float, int]:
             count, height, width = props.shape[0], props.shape[1], props.shape[2]
             return width, height, count * float(meta.get("duration", 100)) / 1000.0, count
         meta = iio.immeta(path, plugin="FFMPEG")
-    except Exception as e:  # any decoder failure means the same to the user
-        raise VideoError(f"{path.name}: not a readable video ({e})") from None
+    except Exception:  # any decoder failure means the same to the user; ffmpeg's own output names server paths
+        raise VideoError(not_a_video(path)) from None
     width, height = meta["size"]
     seconds = float(meta.get("duration") or 0.0)
     fps = float(meta.get("fps") or 0.0)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import geometry
+from ..image_ops import draw_projected_box, projected_box, to_numpy_image, upscale
 from ..scene import Scene
 
 #: Longer side, in pixels, that shown images are enlarged to (by a whole factor, never shrunk).
@@ -43,15 +43,7 @@ def colour_of(asset_id: int) -> tuple[int, int, int]:
 
 def enlarge(image: Tensor, scale: int) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H*scale, W*scale, 3) uint8, nearest neighbour."""
-    arr = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(arr.repeat(scale, axis=0).repeat(scale, axis=1))
-
-
-def projected_box(scene: Scene, asset_id: int, frame: int) -> Tensor | None:
-    """(8, 2) pixel corners of an asset's 3D box seen at ``frame``, or None when a corner is behind the camera."""
-    asset, cam = scene.asset(asset_id), scene.cameras[frame]
-    uv, depth = geometry.project_box(asset.centers[frame], asset.sizes[frame], asset.rotations[frame], cam.K, cam.R, cam.t)
-    return None if bool((depth <= 0).any()) else uv
+    return upscale(to_numpy_image(image), scale)
 
 
 def draw_scene(image: Tensor, scene: Scene, frame: int, selected: int | None = None, masks: bool = True,
@@ -87,9 +79,7 @@ def draw_scene(image: Tensor, scene: Scene, frame: int, selected: int | None = N
         if uv is None:
             continue
         colour = _SELECTED if a.id == selected else colour_of(a.id)
-        pts = (uv * s - 0.5).round().long().tolist()  # OpenCV indexes pixels; pixel centres are at +0.5
-        for i, j in geometry.BOX_EDGES:
-            cv2.line(out, tuple(pts[i]), tuple(pts[j]), colour, 2 if a.id == selected else 1, cv2.LINE_AA)
+        draw_projected_box(out, uv, colour, 2 if a.id == selected else 1, scale=s)
         labels.append((str(a.id), (uv.amin(0) * s).tolist(), (uv.amax(0) * s).tolist(), colour))
     taken: list[tuple[int, int, int, int]] = []
     for text, low, high, colour in labels:

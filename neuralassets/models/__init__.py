@@ -1,10 +1,10 @@
 """Models: the asset encoder, the latent autoencoder, the denoiser and the noise scheduler."""
 
-from .asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
+from .asset_encoder import AssetEncoder, AssetTokens
 from .autoencoder import AutoencoderConfig
 from .build import Components, ModelConfig, build_components
-from .denoiser import Denoiser, DenoiserConfig
+from .denoiser import Denoiser
 from .scheduler import SchedulerConfig
 
-__all__ = ["AssetEncoder", "AssetEncoderConfig", "AssetTokens", "AutoencoderConfig", "Components", "Denoiser",
-           "DenoiserConfig", "ModelConfig", "SchedulerConfig", "build_components"]
+__all__ = ["AssetEncoder", "AssetTokens", "AutoencoderConfig", "Components", "Denoiser", "ModelConfig", "SchedulerConfig",
+           "build_components"]

@@ -29,10 +29,11 @@ box also carries its source-box feature map, resized into the target box
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
@@ -41,27 +42,6 @@ from ..errors import ConfigError, ValidationError
 from .backbones import ConvBackbone, Dinov2Backbone, dinov2_from_config, load_dinov2
 
 POSE_DEPTH_INDICES = (2, 5, 8, 11)  # depth entries of the 12 pose numbers (u, v, depth per corner)
-
-
-@dataclass
-class AssetEncoderConfig:
-    """How conditioning becomes tokens."""
-
-    backbone: str = "conv"  # "conv" (small conv net trained jointly) or "dinov2" (transformers Dinov2Model)
-    backbone_channels: tuple[int, ...] = (32, 64, 128)  # conv: output channels of each stride-2 stage
-    backbone_path: str | None = None  # dinov2: local folder or hub id of a pretrained Dinov2Model
-    backbone_trainable: bool = True  # dinov2: fine-tune (True) or freeze (False); the paper found fine-tuning best
-    dinov2_image_size: int = 224  # dinov2: square input side in pixels, a multiple of its patch size
-    dinov2_config: dict | None = None  # dinov2: its config, filled in when built, so saved weights rebuild without backbone_path
-    roi_size: int = 2  # k: RoIAlign output is k x k, giving k*k appearance tokens per object and for the background
-    pose_frequencies: int = 6  # Fourier bands (2^0..2^(F-1) times pi) on the pose numbers; 0 feeds raw numbers
-    depth_scale: float = 10.0  # metres that map to 1.0 before the Fourier features
-    hidden_dim: int = 256  # width of the appearance / pose embeddings before fusion
-    token_dim: int = 256  # width of the output tokens (the denoiser's context width)
-    num_null_tokens: int = 4  # learned tokens always present (the meaning of "no objects")
-    spatial_channels: int = 8  # channels of the spatial conditioning map (measured better than tokens only); 0 = tokens only
-    background_spatial: bool = True  # add the background image's features to the spatial map, so visible background is copied
-    object_feature_map: bool = False  # also paint source-box features resized into the target box (zero-init: addable to trained weights)
 
 
 @dataclass
@@ -154,69 +134,93 @@ def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, d_out))
 
 
-class AssetEncoder(nn.Module):
+class AssetEncoder(nn.Module, ConfigMixin):
     """Conditioning -> asset tokens (see the module docstring for the layout).
 
-    Build with :meth:`from_config`; ``config`` is kept on the module for saving.
+    The defaults are the shipped model's encoder. Its arguments are its config
+    (``register_to_config``): ``save_config`` writes them, ``from_config`` rebuilds it.
+
+    Args:
+        backbone: ``"conv"`` (a small conv net trained jointly) or ``"dinov2"`` (transformers ``Dinov2Model``).
+        backbone_channels: conv: output channels of each stride-2 stage.
+        backbone_path: dinov2: local folder or hub id of a pretrained ``Dinov2Model`` (its weights are
+            loaded when no ``dinov2_config`` is given).
+        backbone_trainable: dinov2: fine-tune (True) or freeze (False); the paper found fine-tuning best.
+        dinov2_image_size: dinov2: square input side in pixels, a multiple of its patch size.
+        dinov2_config: dinov2: its config, filled in when the pretrained model is loaded, so saved
+            weights rebuild without ``backbone_path`` (random weights, loaded afterwards).
+        roi_size: k: RoIAlign output is k x k, giving k*k appearance tokens per object and for the background.
+        pose_frequencies: Fourier bands (2^0..2^(F-1) times pi) on the pose numbers; 0 feeds raw numbers.
+        depth_scale: metres that map to 1.0 before the Fourier features.
+        hidden_dim: width of the appearance / pose embeddings before fusion.
+        token_dim: width of the output tokens (the denoiser's context width).
+        num_null_tokens: learned tokens always present (the meaning of "no objects").
+        spatial_channels: channels of the spatial conditioning map (measured better than tokens
+            only); 0 = tokens only.
+        background_spatial: add the background image's features to the spatial map, so visible
+            background is copied.
+        object_feature_map: also paint source-box features resized into the target box
+            (zero-initialised: addable to weights trained without it).
+
+    Raises:
+        ConfigError: unknown backbone, dinov2 without a path or stored config, ``roi_size`` < 1,
+            or an object feature map without a spatial map.
     """
 
-    def __init__(self, config: AssetEncoderConfig, backbone: nn.Module):
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(self, backbone: str = "conv", backbone_channels: tuple[int, ...] = (32, 64, 128),
+                 backbone_path: str | None = None, backbone_trainable: bool = True, dinov2_image_size: int = 224,
+                 dinov2_config: dict | None = None, roi_size: int = 2, pose_frequencies: int = 6, depth_scale: float = 10.0,
+                 hidden_dim: int = 256, token_dim: int = 256, num_null_tokens: int = 4, spatial_channels: int = 16,
+                 background_spatial: bool = True, object_feature_map: bool = True):
         super().__init__()
-        if config.roi_size < 1:
-            raise ConfigError(f"asset_encoder.roi_size: {config.roi_size} must be >= 1")
-        if config.object_feature_map and config.spatial_channels < 1:
+        if roi_size < 1:
+            raise ConfigError(f"asset_encoder.roi_size: {roi_size} must be >= 1")
+        if object_feature_map and spatial_channels < 1:
             raise ConfigError("asset_encoder.object_feature_map: the object feature map is painted on the spatial map, "
-                              f"so it needs spatial_channels >= 1 (got {config.spatial_channels})")
-        self.config = config
-        k2, hid, dim = config.roi_size ** 2, config.hidden_dim, config.token_dim
-        self.backbone = backbone
-        self.appearance_proj = nn.Linear(backbone.out_channels, hid)
+                              f"so it needs spatial_channels >= 1 (got {spatial_channels})")
+        self.backbone = self._build_backbone()
+        k2, hid, dim = roi_size ** 2, hidden_dim, token_dim
+        out_channels = self.backbone.out_channels
+        self.appearance_proj = nn.Linear(out_channels, hid)
         self.cell_embedding = nn.Parameter(torch.randn(k2, hid) * 0.02)
-        self.pose_mlp = _mlp(12 * (1 + 2 * config.pose_frequencies), hid, hid)
+        self.pose_mlp = _mlp(12 * (1 + 2 * pose_frequencies), hid, hid)
         self.object_fuse = _mlp(2 * hid, hid, dim)
         self.camera_mlp = _mlp(12, hid, hid)
         self.background_fuse = _mlp(2 * hid, hid, dim)
-        self.null_tokens = nn.Parameter(torch.randn(config.num_null_tokens, dim) * 0.02)
-        self.spatial_proj = nn.Linear(hid, config.spatial_channels) if config.spatial_channels > 0 else None
-        self.background_spatial_proj = (nn.Conv2d(backbone.out_channels, config.spatial_channels, 1)
-                                        if config.spatial_channels > 0 and config.background_spatial else None)
+        self.null_tokens = nn.Parameter(torch.randn(num_null_tokens, dim) * 0.02)
+        self.spatial_proj = nn.Linear(hid, spatial_channels) if spatial_channels > 0 else None
+        self.background_spatial_proj = (nn.Conv2d(out_channels, spatial_channels, 1)
+                                        if spatial_channels > 0 and background_spatial else None)
         self.object_feature_proj = None
-        if config.spatial_channels > 0 and config.object_feature_map:
-            self.object_feature_proj = nn.Conv2d(backbone.out_channels, config.spatial_channels, 1)
+        if spatial_channels > 0 and object_feature_map:
+            self.object_feature_proj = nn.Conv2d(out_channels, spatial_channels, 1)
             nn.init.zeros_(self.object_feature_proj.weight)
             nn.init.zeros_(self.object_feature_proj.bias)
+
+    def _build_backbone(self) -> nn.Module:
+        """The conv backbone, or DINOv2: from its stored config (random weights) or else pretrained from its path."""
+        c = self.config
+        if c.backbone == "conv":
+            return ConvBackbone(tuple(c.backbone_channels))
+        if c.backbone == "dinov2":
+            if c.dinov2_config is not None:
+                model = dinov2_from_config(c.dinov2_config)
+            elif c.backbone_path:
+                model, model_config = load_dinov2(c.backbone_path)
+                self.register_to_config(dinov2_config=model_config)
+            else:
+                raise ConfigError("asset_encoder.backbone_path: the dinov2 backbone needs a folder or hub id")
+            return Dinov2Backbone(model, c.dinov2_image_size, c.backbone_trainable)
+        raise ConfigError(f"asset_encoder.backbone: {c.backbone!r} is not one of 'conv', 'dinov2'")
 
     @property
     def zero_initialised(self) -> tuple[str, ...]:
         """Prefixes of parameters that start at zero, so that they may be missing from weights
         saved without them (``init_from``): the loaded model's output is then unchanged."""
         return ("object_feature_proj.",) if self.object_feature_proj is not None else ()
-
-    @classmethod
-    def from_config(cls, config: AssetEncoderConfig, load_backbone_weights: bool = True) -> AssetEncoder:
-        """Build the encoder; a DINOv2 backbone comes from ``backbone_path`` or the stored ``dinov2_config``.
-
-        Args:
-            config: the encoder config.
-            load_backbone_weights: load pretrained DINOv2 weights from ``backbone_path``; False
-                builds it from ``dinov2_config`` with random weights (a saved pipeline's
-                weights are loaded afterwards).
-
-        Raises:
-            ConfigError: unknown backbone, or dinov2 without a path or stored config.
-        """
-        if config.backbone == "conv":
-            return cls(config, ConvBackbone(tuple(config.backbone_channels)))
-        if config.backbone == "dinov2":
-            if load_backbone_weights and config.backbone_path:
-                model, model_config = load_dinov2(config.backbone_path)
-                config = replace(config, dinov2_config=model_config)
-            elif config.dinov2_config is not None:
-                model = dinov2_from_config(config.dinov2_config)
-            else:
-                raise ConfigError("asset_encoder.backbone_path: the dinov2 backbone needs a folder or hub id")
-            return cls(config, Dinov2Backbone(model, config.dinov2_image_size, config.backbone_trainable))
-        raise ConfigError(f"asset_encoder.backbone: {config.backbone!r} is not one of 'conv', 'dinov2'")
 
     @property
     def tokens_per_object(self) -> int:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
+from ..config import diffusers_config
 from ..errors import ConfigError, WeightsError
-from .config import diffusers_config
 from .patch_autoencoder import PatchAutoencoder, autoencoder_class, autoencoder_kind
 from .weights import is_quantized, load_weights
 
@@ -27,11 +27,13 @@ class AutoencoderConfig:
     """The latent autoencoder."""
 
     kind: str = "patch"  # "patch" (PatchAutoencoder: trains in minutes on a CPU) or "kl" (diffusers AutoencoderKL)
-    pretrained: str | None = None  # folder of a saved autoencoder (ours, or a diffusers AutoencoderKL such as Stable Diffusion's "vae")
+    # folder of a saved autoencoder (ours, or a diffusers AutoencoderKL such as Stable Diffusion's "vae"); its own config
+    # then sets the architecture and the fields below are not used
+    pretrained: str | None = None
     latent_channels: int = 8  # channels of the latent
     width: int = 256  # patch: channels at the latent resolution (half that at twice it)
     num_blocks: int = 3  # patch: residual blocks at the latent resolution
-    reference_channels: int = 0  # patch: channels of a pixel reference the decoder takes detail from (4: object_reference; 0: none)
+    reference_channels: int = 4  # patch: channels of a pixel reference the decoder takes detail from (4: object_reference; 0: none)
     block_channels: tuple[int, ...] = (32, 64, 64, 128)  # kl: channels per resolution; downsampling factor 2^(len-1)
     layers_per_block: int = 1  # kl: resnet layers per resolution
     norm_num_groups: int = 8  # kl: GroupNorm groups; one channel per group (instance norm) would erase each image's colours
@@ -58,9 +60,6 @@ def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -
 
     if config.kind not in AUTOENCODER_KINDS:
         raise ConfigError(f"autoencoder.kind: {config.kind!r} is not one of {', '.join(AUTOENCODER_KINDS)}")
-    if config.reference_channels and (config.kind != "patch" or config.pretrained):
-        raise ConfigError("autoencoder.reference_channels: only a PatchAutoencoder built from its config takes a reference "
-                          "(set kind: patch and no pretrained; a trained decoder comes from the stage's init_from)")
     if config.pretrained and load_pretrained and config.model_config is None:
         model = _load_pretrained(config.pretrained)
         config = replace(config, kind=autoencoder_kind(model), scaling_factor=float(model.config.scaling_factor))
@@ -79,7 +78,8 @@ def build_autoencoder(config: AutoencoderConfig, load_pretrained: bool = True) -
             down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
             norm_num_groups=config.norm_num_groups, scaling_factor=config.scaling_factor))
     model_config = diffusers_config(model)
-    return model, replace(config, latent_channels=int(model_config["latent_channels"]), model_config=model_config)
+    return model, replace(config, latent_channels=int(model_config["latent_channels"]),
+                          reference_channels=int(model_config.get("reference_channels", 0)), model_config=model_config)
 
 
 def _load_pretrained(folder: str) -> nn.Module:

@@ -6,25 +6,38 @@ from dataclasses import dataclass, field, replace
 
 from torch import nn
 
+from ..config import check_config_keys, diffusers_config
 from ..errors import ConfigError
-from .asset_encoder import AssetEncoder, AssetEncoderConfig
+from .asset_encoder import AssetEncoder
 from .autoencoder import AutoencoderConfig, build_autoencoder, downsampling_factor
-from .denoiser import Denoiser, DenoiserConfig
+from .denoiser import Denoiser
 from .scheduler import SchedulerConfig, build_scheduler
+
+#: Denoiser arguments the other parts decide (the autoencoder's latent, the encoder's token and map widths).
+DERIVED_DENOISER_ARGUMENTS = ("latent_channels", "latent_size", "token_dim", "spatial_channels")
 
 
 @dataclass
 class ModelConfig:
-    """Everything that defines a Neural Assets model (the pipeline's components and defaults)."""
+    """Everything that defines a Neural Assets model (the pipeline's components and defaults); the defaults are the shipped model's.
+
+    The asset encoder and the denoiser take their own configs (the arguments of
+    :class:`~neuralassets.models.AssetEncoder` and :class:`~neuralassets.models.Denoiser`, diffusers
+    ``ConfigMixin`` models); keys left out keep those classes' defaults.
+    """
 
     image_size: int = 128  # side of the square images the model renders, in pixels
-    max_objects: int = 8  # object slots; scenes with more assets are refused
-    num_inference_steps: int = 12  # default sampling steps
-    guidance_scale: float = 2.0  # default classifier-free guidance scale (1 = no guidance)
+    max_objects: int = 10  # object slots; scenes with more assets are refused
+    num_inference_steps: int = 3  # default sampling steps
+    guidance_scale: float = 1.0  # default classifier-free guidance scale (1 = no guidance)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # latent autoencoder
-    asset_encoder: AssetEncoderConfig = field(default_factory=AssetEncoderConfig)  # conditioning -> tokens
-    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)  # latent denoiser
+    asset_encoder: dict = field(default_factory=dict)  # conditioning -> tokens: AssetEncoder's arguments
+    denoiser: dict = field(default_factory=dict)  # latent denoiser: Denoiser's arguments, less those the other parts decide
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # noise schedule and sampler
+
+    def __post_init__(self) -> None:
+        check_config_keys(AssetEncoder, self.asset_encoder, "model.asset_encoder")
+        check_config_keys(Denoiser, self.denoiser, "model.denoiser", exclude=DERIVED_DENOISER_ARGUMENTS)
 
 
 @dataclass
@@ -54,5 +67,11 @@ def build_components(config: ModelConfig) -> Components:
                                     latent_size=config.image_size // factor, token_dim=encoder.config.token_dim,
                                     spatial_channels=encoder.config.spatial_channels)
     scheduler = build_scheduler(config.scheduler)
-    config = replace(config, autoencoder=ae_config, asset_encoder=encoder.config, denoiser=denoiser.config)
+    config = replace(config, autoencoder=ae_config, asset_encoder=diffusers_config(encoder),
+                     denoiser=part_config(denoiser))
     return Components(vae=vae, asset_encoder=encoder, denoiser=denoiser, scheduler=scheduler, config=config)
+
+
+def part_config(denoiser: Denoiser) -> dict:
+    """A built denoiser's config as :attr:`ModelConfig.denoiser` holds it (without the arguments the other parts decide)."""
+    return {k: v for k, v in diffusers_config(denoiser).items() if k not in DERIVED_DENOISER_ARGUMENTS}

@@ -16,30 +16,13 @@ prediction with the latent's shape, so the pipeline and the trainer do not care 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import torch
 import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import Tensor, nn
 
+from ..config import diffusers_config
 from ..errors import ConfigError, WeightsError
-from .config import diffusers_config
-
-
-@dataclass
-class DenoiserConfig:
-    """Which diffusers model denoises the latents, and its size."""
-
-    kind: str = "transformer"  # "transformer" (SD3Transformer2DModel, joint attention) or "unet" (UNet2DConditionModel)
-    pretrained: str | None = None  # unet: folder of a diffusers UNet2DConditionModel (SD 1.5 / 2.1 layout) to adapt
-    num_layers: int = 6  # transformer: joint-attention blocks
-    num_heads: int = 4  # transformer: attention heads; width = num_heads * head_dim
-    head_dim: int = 64  # transformer: channels per head
-    patch_size: int = 2  # transformer: latent pixels per patch side
-    block_channels: tuple[int, ...] = (64, 128, 256)  # unet: channels per resolution; cross-attention in all but the first
-    layers_per_block: int = 1  # unet: resnet layers per resolution
-    unet_heads: int = 8  # unet: attention heads
-    model_config: dict | None = None  # filled in when built: the full diffusers config, so saved weights rebuild exactly
 
 
 class MaskedJointAttnProcessor:
@@ -78,60 +61,65 @@ class MaskedJointAttnProcessor:
         return hidden_states, context
 
 
-class Denoiser(nn.Module):
+class Denoiser(nn.Module, ConfigMixin):
     """Predicts the diffusion target of noisy latents given asset tokens.
 
-    Build with :meth:`from_config`.
+    The defaults are the shipped model's denoiser. Its arguments are its config
+    (``register_to_config``): ``save_config`` writes them, ``from_config`` rebuilds it.
+
+    Args:
+        kind: ``"transformer"`` (``SD3Transformer2DModel``, joint attention) or ``"unet"``
+            (``UNet2DConditionModel``).
+        pretrained: unet: folder of a diffusers ``UNet2DConditionModel`` (SD 1.5 / 2.1 layout) to
+            adapt; loaded when no ``model_config`` is given.
+        num_layers: transformer: joint-attention blocks.
+        num_heads: transformer: attention heads; width = num_heads * head_dim.
+        head_dim: transformer: channels per head.
+        patch_size: transformer: latent pixels per patch side.
+        block_channels: unet: channels per resolution; cross-attention in all but the first.
+        layers_per_block: unet: resnet layers per resolution.
+        unet_heads: unet: attention heads.
+        model_config: the full diffusers config, filled in when built; it takes precedence over
+            the size arguments, so saved weights rebuild exactly.
+        latent_channels: autoencoder latent channels (the prediction's channels).
+        latent_size: side of the (square) latent grid.
+        token_dim: width of the asset tokens.
+        spatial_channels: channels of the spatial map concatenated to the latent input.
+
+    Raises:
+        ConfigError: unknown kind, or a pretrained UNet whose channels do not fit.
+        WeightsError: ``pretrained`` cannot be loaded.
     """
 
-    def __init__(self, config: DenoiserConfig, model: nn.Module, token_proj: nn.Module):
-        super().__init__()
-        self.config = config
-        self.model = model
-        self.token_proj = token_proj
-        if config.kind == "transformer":
-            model.set_attn_processor(MaskedJointAttnProcessor())
+    config_name = "config.json"
 
-    @classmethod
-    def from_config(cls, config: DenoiserConfig, latent_channels: int, latent_size: int, token_dim: int,
-                    spatial_channels: int = 0, load_pretrained: bool = True) -> Denoiser:
-        """Build the diffusers model for latents of ``latent_channels`` x ``latent_size`` x ``latent_size``.
-
-        Args:
-            config: the denoiser config; a stored ``model_config`` takes precedence over the size fields.
-            latent_channels: autoencoder latent channels (the prediction's channels).
-            latent_size: side of the (square) training latent grid.
-            token_dim: width of the asset tokens.
-            spatial_channels: channels of the spatial map concatenated to the latent input.
-            load_pretrained: load ``pretrained`` UNet weights; False builds from ``model_config``
-                with random weights (a saved pipeline's weights are loaded afterwards).
-
-        Raises:
-            ConfigError: unknown kind, or a pretrained UNet whose channels do not fit.
-            WeightsError: ``pretrained`` cannot be loaded.
-        """
+    @register_to_config
+    def __init__(self, kind: str = "transformer", pretrained: str | None = None, num_layers: int = 6, num_heads: int = 4,
+                 head_dim: int = 64, patch_size: int = 2, block_channels: tuple[int, ...] = (64, 128, 256),
+                 layers_per_block: int = 1, unet_heads: int = 8, model_config: dict | None = None, latent_channels: int = 8,
+                 latent_size: int = 16, token_dim: int = 256, spatial_channels: int = 16):
         from diffusers import SD3Transformer2DModel, UNet2DConditionModel
 
+        super().__init__()
         in_channels = latent_channels + spatial_channels
-        if config.kind == "transformer":
-            model_config = config.model_config or dict(
-                sample_size=latent_size, patch_size=config.patch_size, in_channels=in_channels,
-                out_channels=latent_channels, num_layers=config.num_layers, attention_head_dim=config.head_dim,
-                num_attention_heads=config.num_heads, joint_attention_dim=token_dim,
-                caption_projection_dim=config.num_heads * config.head_dim, pooled_projection_dim=token_dim,
-                pos_embed_max_size=-(-latent_size // config.patch_size))
-            model = SD3Transformer2DModel.from_config(model_config)
+        if kind == "transformer":
+            model = SD3Transformer2DModel.from_config(model_config or dict(
+                sample_size=latent_size, patch_size=patch_size, in_channels=in_channels,
+                out_channels=latent_channels, num_layers=num_layers, attention_head_dim=head_dim,
+                num_attention_heads=num_heads, joint_attention_dim=token_dim,
+                caption_projection_dim=num_heads * head_dim, pooled_projection_dim=token_dim,
+                pos_embed_max_size=-(-latent_size // patch_size)))
+            model.set_attn_processor(MaskedJointAttnProcessor())
             token_proj: nn.Module = nn.Identity()
-        elif config.kind == "unet":
-            if config.pretrained and load_pretrained and config.model_config is None:
+        elif kind == "unet":
+            if pretrained and model_config is None:
                 try:
-                    model = UNet2DConditionModel.from_pretrained(config.pretrained)
+                    model = UNet2DConditionModel.from_pretrained(pretrained)
                 except (OSError, ValueError) as e:
-                    raise WeightsError(f"denoiser.pretrained: cannot load a UNet2DConditionModel from "
-                                       f"{config.pretrained!r}: {e}") from e
+                    raise WeightsError(f"denoiser.pretrained: cannot load a UNet2DConditionModel from {pretrained!r}: {e}") from e
             else:
-                model = UNet2DConditionModel.from_config(config.model_config or _unet_config(
-                    config, in_channels, latent_channels, latent_size, token_dim))
+                model = UNet2DConditionModel.from_config(model_config or _unet_config(
+                    tuple(block_channels), layers_per_block, unet_heads, in_channels, latent_channels, latent_size, token_dim))
             if model.config.in_channels != in_channels or model.config.out_channels != latent_channels:
                 raise ConfigError(
                     f"denoiser: the UNet takes {model.config.in_channels} and predicts {model.config.out_channels} channels, "
@@ -139,9 +127,9 @@ class Denoiser(nn.Module):
             cross_dim = int(model.config.cross_attention_dim)
             token_proj = nn.Identity() if cross_dim == token_dim else nn.Linear(token_dim, cross_dim)
         else:
-            raise ConfigError(f"denoiser.kind: {config.kind!r} is not one of 'transformer', 'unet'")
-        config = replace(config, model_config=diffusers_config(model))
-        return cls(config, model, token_proj)
+            raise ConfigError(f"denoiser.kind: {kind!r} is not one of 'transformer', 'unet'")
+        self.model, self.token_proj = model, token_proj
+        self.register_to_config(model_config=diffusers_config(model))
 
     def forward(self, latents: Tensor, timesteps: Tensor, tokens: Tensor, token_mask: Tensor,
                 spatial: Tensor | None = None) -> Tensor:
@@ -168,12 +156,13 @@ class Denoiser(nn.Module):
                           encoder_attention_mask=token_mask, return_dict=False)[0]
 
 
-def _unet_config(config: DenoiserConfig, in_channels: int, out_channels: int, latent_size: int, token_dim: int) -> dict:
-    n = len(config.block_channels)
+def _unet_config(block_channels: tuple[int, ...], layers_per_block: int, heads: int, in_channels: int, out_channels: int,
+                 latent_size: int, token_dim: int) -> dict:
+    n = len(block_channels)
     return dict(
         sample_size=latent_size, in_channels=in_channels, out_channels=out_channels,
-        block_out_channels=tuple(config.block_channels), layers_per_block=config.layers_per_block,
+        block_out_channels=block_channels, layers_per_block=layers_per_block,
         down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
         up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
-        cross_attention_dim=token_dim, attention_head_dim=config.unet_heads,
-        norm_num_groups=min(32, min(config.block_channels)))
+        cross_attention_dim=token_dim, attention_head_dim=heads,
+        norm_num_groups=min(32, min(block_channels)))

@@ -12,7 +12,7 @@ minutes on a CPU where ``AutoencoderKL`` took hours:
   (zeroed last convolution), so no normalisation erases an image's colours.
 
 With ``reference_channels = 4`` the decoder also reads a pixel-aligned reference image
-(:func:`~neuralassets.models.reference.object_reference`: the objects' own photo pixels
+(:func:`~neuralassets.pipelines.surface_splatting.object_reference`: the objects' own photo pixels
 where the conditioning puts them, and where it put them), in two ways. It enters both
 decoder resolutions by space-to-depth and zero-initialised 1×1 convolutions without bias,
 so the features know what the reference shows; and a gate computed from the last features
@@ -41,8 +41,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ValidationError, WeightsError
-from .reference import REFERENCE_CHANNELS
 
+REFERENCE_CHANNELS = 4  # an object reference: colour (3) and coverage (1)
 GATE_INIT_LOGIT = -4.0  # the reference gate starts at sigmoid(-4) = 0.018: nearly the decoder without a reference
 
 
@@ -71,7 +71,7 @@ class PatchAutoencoder(ModelMixin, ConfigMixin):
         num_blocks: residual blocks at the latent resolution (one fewer at twice it).
         scaling_factor: latents are multiplied by this before diffusion (1 / their std).
         reference_channels: channels of the optional reference the decoder takes detail from:
-            0 (none) or 4 (:func:`~neuralassets.models.reference.object_reference`'s colour and coverage).
+            0 (none) or 4 (:func:`~neuralassets.pipelines.surface_splatting.object_reference`'s colour and coverage).
     """
 
     config_name = "config.json"

@@ -8,7 +8,7 @@ Grounding DINO / OWLv2 and Depth Anything plug in from a local folder or hub id.
 
 from .camera import CameraConfig, assumed_camera, assumed_intrinsics, estimate_camera_motion
 from .classical import ClassicalConfig, ClassicalSegmenter
-from .detections import FrameDetections, Segmenter, Tracker, Tracks, any_along, mask_iou, masks_to_boxes
+from .detections import FrameDetections, Segmenter, Tracker, Tracks, mask_iou
 from .extract import ExtractionConfig, extract
 from .ground_truth import GroundTruthSegmenter
 from .lifting import DepthLifter, GroundPlaneLifter, LiftedBoxes, LiftingConfig, camera_from_floor, fit_floor
@@ -17,6 +17,6 @@ from .tracking import MaskTracker, TrackerConfig
 __all__ = [
     "CameraConfig", "ClassicalConfig", "ClassicalSegmenter", "DepthLifter", "ExtractionConfig", "FrameDetections",
     "GroundPlaneLifter", "GroundTruthSegmenter", "LiftedBoxes", "LiftingConfig", "MaskTracker", "Segmenter", "Tracker",
-    "TrackerConfig", "Tracks", "any_along", "assumed_camera", "assumed_intrinsics", "camera_from_floor", "estimate_camera_motion",
-    "extract", "fit_floor", "mask_iou", "masks_to_boxes",
+    "TrackerConfig", "Tracks", "assumed_camera", "assumed_intrinsics", "camera_from_floor", "estimate_camera_motion",
+    "extract", "fit_floor", "mask_iou",
 ]

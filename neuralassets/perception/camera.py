@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .. import geometry
+from ..image_ops import to_uint8
 from ..scene import Camera
 
 
@@ -69,7 +70,7 @@ def estimate_camera_motion(frames: Tensor, first: Camera, object_masks: Tensor |
     """
     cfg = config or CameraConfig()
     T, _, H, W = frames.shape
-    gray = (frames.float().mean(1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    gray = to_uint8(frames.float().mean(1)).numpy()
     orb = cv2.ORB_create(nfeatures=cfg.features, edgeThreshold=8, patchSize=15, fastThreshold=10)
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
 

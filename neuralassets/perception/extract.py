@@ -16,10 +16,11 @@ from tqdm import tqdm
 
 from .. import geometry
 from ..errors import ValidationError
+from ..image_ops import any_along, masks_to_boxes
 from ..scene import Asset, Camera, Scene, check_frames
 from .camera import CameraConfig, assumed_camera, assumed_intrinsics, estimate_camera_motion
 from .classical import ClassicalSegmenter
-from .detections import Segmenter, Tracker, Tracks, any_along, masks_to_boxes
+from .detections import Segmenter, Tracker, Tracks
 from .lifting import DepthLifter, GroundPlaneLifter, camera_from_floor, fit_floor
 from .tracking import MaskTracker
 

@@ -33,8 +33,9 @@ from torch import Tensor
 
 from .. import geometry
 from ..errors import ConfigError, ValidationError
+from ..image_ops import any_along
 from ..scene import Camera
-from .detections import Tracks, any_along
+from .detections import Tracks
 
 
 @dataclass

@@ -6,12 +6,10 @@ import colorsys
 
 import cv2
 import numpy as np
-import torch
 from torch import Tensor
 
-from .. import geometry
+from ..image_ops import draw_projected_box, from_numpy_image, projected_box, to_numpy_image
 from ..scene import Scene
-from ..video import to_uint8_frames
 
 
 def asset_colour(index: int) -> tuple[int, int, int]:
@@ -32,12 +30,11 @@ def draw_overlay(scene: Scene, frames: list[int] | None = None, mask_alpha: floa
         (F, 3, H, W) float in [0, 1].
     """
     frames = list(range(scene.num_frames)) if frames is None else frames
-    images = to_uint8_frames(scene.frames[frames]).copy()
+    images = to_numpy_image(scene.frames[frames])
     H, W = scene.height, scene.width
     thickness = max(1, round(max(H, W) / 256))
     font = 0.3 * max(1.0, max(H, W) / 256)
     for out, t in zip(images, frames):
-        cam = scene.cameras[t]
         for i, a in enumerate(scene.assets):
             colour = np.array(asset_colour(i), np.float32)
             if a.masks is not None:
@@ -45,18 +42,14 @@ def draw_overlay(scene: Scene, frames: list[int] | None = None, mask_alpha: floa
                 out[m] = ((1 - mask_alpha) * out[m] + mask_alpha * colour).astype(np.uint8)
             if float(a.visibility[t]) <= 0:
                 continue
-            uv, depth = geometry.project_box(a.centers[t], a.sizes[t], a.rotations[t], cam.K, cam.R, cam.t)
-            if bool((depth <= 0).any()):
+            uv = projected_box(scene, a.id, t)
+            if uv is None:
                 continue
-            # OpenCV draws at integer pixel indices; the library's pixel centres are at +0.5
-            pts = (uv.numpy() - 0.5).round().astype(np.int32)
-            for i0, i1 in geometry.BOX_EDGES:
-                cv2.line(out, tuple(int(v) for v in pts[i0]), tuple(int(v) for v in pts[i1]), colour.tolist(), thickness,
-                         cv2.LINE_AA)
+            draw_projected_box(out, uv, colour.tolist(), thickness)
             x0, y0 = a.boxes_2d[t, :2].tolist()
             cv2.putText(out, str(a.id), (int(x0), max(int(y0) - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255),
                         thickness, cv2.LINE_AA)
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    return from_numpy_image(images)
 
 
 __all__ = ["asset_colour", "draw_overlay"]

@@ -20,6 +20,7 @@ from torch import Tensor
 from ..errors import WeightsError
 from ..video import to_uint8_frames
 from .detections import FrameDetections, non_max_suppression
+from .weights import load_model_and_processor
 
 
 @dataclass
@@ -187,8 +188,8 @@ class HFSamSegmenter(_BoxPromptedSegmenter):
 
         try:
             model_type = AutoConfig.from_pretrained(name_or_path).model_type
-        except OSError as e:
-            raise WeightsError(f"{name_or_path}: no SAM config found locally ({e})") from None
+        except (OSError, ValueError) as e:  # no folder or hub id, no config.json, or one without a known model_type
+            raise WeightsError(f"{name_or_path}: cannot load a SAM or SAM 2 checkpoint: no usable config.json ({e})") from None
         if model_type == "sam":
             from transformers import SamModel as Model
             from transformers import SamProcessor as Processor
@@ -197,7 +198,8 @@ class HFSamSegmenter(_BoxPromptedSegmenter):
             from transformers import Sam2Processor as Processor
         else:
             raise WeightsError(f"{name_or_path}: model_type {model_type!r} is not 'sam' or 'sam2'")
-        return cls(Model.from_pretrained(name_or_path), Processor.from_pretrained(name_or_path), **kwargs)
+        model, processor = load_model_and_processor(Model, Processor, name_or_path, f"a {model_type.upper()} checkpoint")
+        return cls(model, processor, **kwargs)
 
     def _decode(self, image: np.ndarray, **prompts) -> tuple[Tensor, Tensor]:
         """(K, H, W) bool masks and (K,) predicted IoU for K prompts of one uint8 image."""

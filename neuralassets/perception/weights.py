@@ -13,7 +13,10 @@ def load_model_and_processor(model_class, processor_class, name_or_path: str | o
     Raises:
         WeightsError: naming the folder and ``what`` was expected (e.g. "a SAM 2 video checkpoint").
     """
+    from safetensors import SafetensorError
+
     try:
         return model_class.from_pretrained(name_or_path), processor_class.from_pretrained(name_or_path)
-    except (OSError, ValueError) as e:
-        raise WeightsError(f"{name_or_path}: cannot load {what} ({e})") from None
+    # missing or unreadable files, a config of another model, truncated or mismatched weights
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
+        raise WeightsError(f"{name_or_path}: cannot load {what} ({type(e).__name__}: {e})") from None

@@ -26,22 +26,28 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
+from tqdm import tqdm
 
-from ..compositing import KeepUnchanged, blend
-from ..conditioning import Conditioning, conditioning_from_scene, resize_images, resize_maps, unchanged_reference
-from ..errors import ValidationError, WeightsError
+from ..conditioning import Conditioning, conditioning_from_scene, frame_conditioning
+from ..config import check_config_keys, diffusers_config
+from ..errors import ConfigError, ValidationError, VideoError, WeightsError
+from ..framing import cut, letterbox_window, window_scene
+from ..image_ops import resize_images, resize_maps, to_numpy_image
 from ..jsonio import read_json, write_json
-from ..models.asset_encoder import AssetEncoder, AssetEncoderConfig, AssetTokens
+from ..models.asset_encoder import AssetEncoder, AssetTokens
 from ..models.autoencoder import downsampling_factor
-from ..models.build import Components, ModelConfig, build_components
-from ..models.config import from_dict, to_dict
-from ..models.denoiser import Denoiser, DenoiserConfig
+from ..models.build import Components, ModelConfig, build_components, part_config
+from ..models.denoiser import Denoiser
 from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind, takes_reference
 from ..models.quantization import quantize_state
-from ..models.reference import object_reference
 from ..models.scheduler import SCHEDULERS
 from ..models.weights import load_weights, save_weights
 from ..scene import Scene
+from ..video import write_video
+from . import compositing
+from .reprojection import unchanged_reference
+from .surface_splatting import object_reference, reference_coverage
+from .thresholds import RenderThresholds
 
 FORMAT_VERSION = 1
 #: The shipped default model: the repository's top-level weights/ folder.
@@ -51,6 +57,10 @@ WEIGHT_FILES = {"asset_encoder": "model.safetensors", "denoiser": "model.safeten
 OUTPUT_TYPES = ("pt", "np", "pil")
 #: ``callback(step, num_steps)``, called after each denoising step (``step`` from 1).
 StepCallback = Callable[[int, int], object]
+#: Frames per second of written videos unless told otherwise.
+DEFAULT_FPS = 12.0
+#: File formats :meth:`NeuralAssetsPipeline.render_video` writes.
+VIDEO_FORMATS = (".mp4", ".gif")
 
 
 def replace_folder(staged: str | os.PathLike, folder: str | os.PathLike) -> None:
@@ -101,15 +111,17 @@ class NeuralAssetsPipeline:
     Attributes:
         autocast_dtype: None (float32) or ``torch.bfloat16`` to run the networks under autocast
             (faster on recent CPUs and GPUs; same seed -> same image either way).
-        compositor: :class:`~neuralassets.compositing.KeepUnchanged`, which decides where a
-            render keeps the source photo's pixels (:meth:`keep_unchanged`); replace it to tune.
+        thresholds: :class:`~neuralassets.pipelines.thresholds.RenderThresholds`, every tolerance of
+            the pixel steps around the networks (the objects' photo pixels drawn for the decoder,
+            the photo reprojected for a moved camera, where a render keeps the photo's pixels);
+            replace it to tune.
     """
 
     def __init__(self, vae: nn.Module, asset_encoder: AssetEncoder, denoiser: Denoiser, scheduler, config: ModelConfig):
         self.vae, self.asset_encoder, self.denoiser, self.scheduler = vae, asset_encoder, denoiser, scheduler
         self.config = config
         self.autocast_dtype: torch.dtype | None = None
-        self.compositor = KeepUnchanged()
+        self.thresholds = RenderThresholds()
         for m in (vae, asset_encoder, denoiser):
             m.eval().requires_grad_(False)
 
@@ -152,13 +164,11 @@ class NeuralAssetsPipeline:
 
         vae_config = _read_config(folder / "vae" / "config.json")
         vae = autoencoder_class(vae_config).from_config(vae_config)
-        encoder_config = from_dict(AssetEncoderConfig, _read_config(folder / "asset_encoder" / "config.json"))
-        encoder = AssetEncoder.from_config(encoder_config, load_backbone_weights=False)
-        denoiser_config = from_dict(DenoiserConfig, _read_config(folder / "denoiser" / "config.json"))
-        denoiser = Denoiser.from_config(denoiser_config, latent_channels=int(vae_config["latent_channels"]),
+        encoder = AssetEncoder.from_config(_part_config(folder / "asset_encoder" / "config.json", AssetEncoder))
+        denoiser = Denoiser.from_config(_part_config(folder / "denoiser" / "config.json", Denoiser),
+                                        latent_channels=int(vae_config["latent_channels"]),
                                         latent_size=index["image_size"] // downsampling_factor(vae),
-                                        token_dim=encoder_config.token_dim,
-                                        spatial_channels=encoder_config.spatial_channels, load_pretrained=False)
+                                        token_dim=encoder.config.token_dim, spatial_channels=encoder.config.spatial_channels)
         for name, module in (("asset_encoder", encoder), ("denoiser", denoiser), ("vae", vae)):
             load_weights(module, folder / name / WEIGHT_FILES[name])
         defaults = ModelConfig()
@@ -169,7 +179,7 @@ class NeuralAssetsPipeline:
             autoencoder=replace(defaults.autoencoder, kind=autoencoder_kind(vae),
                                 latent_channels=int(vae_config["latent_channels"]),
                                 scaling_factor=float(vae_config["scaling_factor"]), model_config=vae_config),
-            asset_encoder=encoder_config, denoiser=denoiser.config)
+            asset_encoder=diffusers_config(encoder), denoiser=part_config(denoiser))
         return cls(vae, encoder, denoiser, scheduler, config)
 
     def save_pretrained(self, folder: str | os.PathLike, dtype: torch.dtype | None = None,
@@ -202,9 +212,8 @@ class NeuralAssetsPipeline:
                  "vae": [type(self.vae).__module__.split(".")[0], type(self.vae).__name__],
                  "scheduler": ["diffusers", type(self.scheduler).__name__]}
         write_json(tmp / "model_index.json", index)
-        write_json(tmp / "asset_encoder" / "config.json", to_dict(self.asset_encoder.config))
-        write_json(tmp / "denoiser" / "config.json", to_dict(self.denoiser.config))
-        for name, module in (("vae", self.vae), ("scheduler", self.scheduler)):
+        for name, module in (("asset_encoder", self.asset_encoder), ("denoiser", self.denoiser), ("vae", self.vae),
+                             ("scheduler", self.scheduler)):
             module.save_config(tmp / name)
             # diffusers records the folder a model was loaded from; a shipped folder must not name another machine's path
             config_path = tmp / name / module.config_name
@@ -244,15 +253,16 @@ class NeuralAssetsPipeline:
     # ------------------------------------------------------------------ rendering
 
     @torch.no_grad()
-    def __call__(self, scene: Scene, target_frame: int = -1, source_frame: int | None = None,
+    def __call__(self, scene: Scene | Sequence[Scene], target_frame: int = -1, source_frame: int | None = None,
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, latents: Tensor | None = None,
                  output_type: str = "pt", keep_unchanged: bool = True,
                  callback: StepCallback | None = None) -> NeuralAssetsPipelineOutput:
-        """Render ``scene`` as seen at ``target_frame``.
+        """Render ``scene`` as seen at ``target_frame``, at the scene's own size.
 
         Args:
-            scene: the scene (edited or not); it is not modified.
+            scene: the scene (edited or not), or several scenes of one size rendered as a batch;
+                they are not modified.
             target_frame: frame whose poses and camera are rendered (negative counts from the end).
             source_frame: frame to take every asset's appearance and the background from
                 (default: each asset's own source frame).
@@ -260,112 +270,230 @@ class NeuralAssetsPipeline:
             guidance_scale: classifier-free guidance scale, >= 0 (default: the model's); 1 turns
                 guidance off, 0 renders the object-free null.
             generator: a ``torch.Generator`` seeding the initial noise; the same seed gives the same image.
-            latents: (1, C, h, w) initial noise to use instead of drawing it (videos keep it fixed).
+            latents: (B, C, h, w) initial noise to use instead of drawing it (videos keep it fixed).
             output_type: ``"pt"``, ``"np"`` or ``"pil"``.
             keep_unchanged: keep the pixels of the photo the background comes from wherever
-                the render leaves the scene unchanged (:meth:`keep_unchanged`), that photo seen
+                the render leaves the scene unchanged (:meth:`composite_unchanged`), that photo seen
                 by the target camera (reprojected through the scene's depth when the camera
                 moved; skipped when neither applies); False returns the model's render alone.
             callback: called as ``callback(step, num_steps)`` after each denoising step
                 (``step`` counts from 1), e.g. to report progress.
 
         Returns:
-            :class:`NeuralAssetsPipelineOutput` with one image of ``image_size`` squared and,
-            when pixels were kept, where.
+            :class:`NeuralAssetsPipelineOutput` with one image per scene of the scene's height and
+            width and, when pixels were kept, where.
         """
+        scenes = [scene] if isinstance(scene, Scene) else list(scene)
         if output_type not in OUTPUT_TYPES:
             raise ValidationError(f"output_type: {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
-        if not -scene.num_frames <= target_frame < scene.num_frames:
-            raise ValidationError(f"target_frame: {target_frame} is not a frame index of a {scene.num_frames}-frame scene")
-        target_frame %= scene.num_frames
-        cond = conditioning_from_scene(scene, target_frame, self.config.max_objects, source_frame)
-        photos = [unchanged_reference(scene, target_frame, source_frame)] if keep_unchanged else None
-        images, kept = self._render(cond, num_inference_steps, guidance_scale, generator, latents, photos, callback)
+        if not scenes:
+            raise ValidationError("scene: an empty list; expected a Scene or a list of them")
+        sizes = {(s.height, s.width) for s in scenes}
+        if len(sizes) > 1:
+            raise ValidationError(f"scene: a batch of scenes must share one size, got {sorted(sizes)}")
+        frames = []
+        for s in scenes:
+            if not -s.num_frames <= target_frame < s.num_frames:
+                raise ValidationError(f"target_frame: {target_frame} is not a frame index of a {s.num_frames}-frame scene")
+            frames.append(target_frame % s.num_frames)
+        images, kept = self._render_views(list(zip(scenes, frames)), self._conditioning(conditioning_from_scene, source_frame),
+                                          source_frame, num_inference_steps, guidance_scale, generator, latents,
+                                          keep_unchanged, callback)
         return NeuralAssetsPipelineOutput(images=to_output_type(images, output_type), kept=kept)
 
     @torch.no_grad()
+    def render_video(self, scene: Scene, frames: Sequence[int] | None = None, *, fps: float = DEFAULT_FPS,
+                     out: str | os.PathLike | None = None, num_inference_steps: int | None = None,
+                     guidance_scale: float | None = None, seed: int = 0, source_frame: int | None = None,
+                     batch_size: int = 8, progress: bool = True, keep_unchanged: bool = True) -> Tensor:
+        """Render frames of ``scene`` as a temporally consistent video, at the scene's size.
+
+        Every frame is rendered from the *same* initial noise, so consecutive frames differ only
+        where the conditioning does, and takes appearance and background from the same source:
+        an object keeps its looks through the whole video, also after leaving the view and
+        coming back (assets out of view at a frame are left out of it,
+        :func:`~neuralassets.conditioning.frame_conditioning`).
+
+        Args:
+            scene: the scene to render (e.g. from :func:`neuralassets.animation.animate`); not modified.
+            frames: frame indices to render, in order (default: all).
+            fps: frame rate of the written file.
+            out: ``.mp4`` or ``.gif`` path to write (:func:`neuralassets.video.write_video`), or None.
+            num_inference_steps, guidance_scale: sampling settings (default: the model's).
+            seed: seeds the one initial noise shared by every frame.
+            source_frame: frame every asset's appearance and the background come from (default:
+                each asset's own source frame; the background comes from the first asset's, as in
+                ``conditioning_from_scene``).
+            batch_size: frames per denoising batch.
+            progress: show a progress bar over frames.
+            keep_unchanged: as in :meth:`__call__`, with each frame's camera.
+
+        Returns:
+            (T, 3, H, W) float in [0, 1].
+
+        Raises:
+            ValidationError: an empty or bad frame list, or a bad setting.
+            VideoError: ``out`` is not an ``.mp4`` or ``.gif`` path (checked before rendering).
+        """
+        frames = list(range(scene.num_frames)) if frames is None else [int(f) for f in frames]
+        if not frames:
+            raise ValidationError("frames: empty; expected at least one frame index")
+        bad = [f for f in frames if not 0 <= f < scene.num_frames]
+        if bad:
+            raise ValidationError(f"frames: {bad[:5]} are not frame indices of a {scene.num_frames}-frame scene")
+        if batch_size < 1:
+            raise ValidationError(f"batch_size: expected >= 1, got {batch_size}")
+        if out is not None and Path(out).suffix.lower() not in VIDEO_FORMATS:
+            raise VideoError(f"{out}: cannot write {Path(out).suffix!r}; expected one of {', '.join(VIDEO_FORMATS)}")
+        noise = torch.randn(self.latent_shape(1), generator=torch.Generator().manual_seed(int(seed)))
+        images = []
+        with tqdm(total=len(frames), desc="render video", unit="frame", disable=not progress, leave=False) as bar:
+            for start in range(0, len(frames), batch_size):
+                chunk = frames[start:start + batch_size]
+                images.append(self._render_views([(scene, f) for f in chunk],
+                                                 self._conditioning(frame_conditioning, source_frame), source_frame,
+                                                 num_inference_steps,
+                                                 guidance_scale, None, noise.expand(len(chunk), -1, -1, -1),
+                                                 keep_unchanged)[0].float().cpu())
+                bar.update(len(chunk))
+        video = torch.cat(images)
+        if out is not None:
+            write_video(Path(out), video, fps=fps)
+        return video
+
+    def _conditioning(self, make: Callable[..., Conditioning], source_frame: int | None) -> Callable[[Scene, int], Conditioning]:
+        """``make(scene, frame, max_objects, source_frame)`` as a function of a view."""
+        return lambda scene, frame: make(scene, frame, self.config.max_objects, source_frame)
+
+    def _render_views(self, views: list[tuple[Scene, int]], condition: Callable[[Scene, int], Conditioning],
+                      source_frame: int | None, num_inference_steps: int | None, guidance_scale: float | None,
+                      generator: torch.Generator | None, latents: Tensor | None, keep_unchanged: bool,
+                      callback: StepCallback | None = None) -> tuple[Tensor, Tensor | None]:
+        """Render each (scene, frame) view, conditioned by ``condition(scene, frame)``, at its scene's size (one size for all).
+
+        This is the one place a render of a Scene keeps the unchanged photo's pixels: the
+        background photo as the view's camera sees it (:func:`~.reprojection.unchanged_reference`)
+        replaces the render wherever the render left the scene unchanged (:meth:`composite_unchanged`).
+        The model renders squares: a frame of another shape is seen through its letterbox square
+        (:func:`~neuralassets.framing.letterbox_window`, bars past the frame) rather than squashed,
+        and the frame is cut back out of the square.
+
+        Returns:
+            (B, 3, H, W) float in [0, 1], and (B, 1, H, W) the share of each pixel kept from the
+            photo (None when no photo was kept).
+        """
+        photos = [unchanged_reference(s, f, source_frame, self.thresholds) for s, f in views] if keep_unchanged else None
+        height, width = views[0][0].height, views[0][0].width
+        window = letterbox_window(height, width)
+        framed = window != (0, 0, width, height)
+        if framed:  # the photos stay the frame's own, unknown (NaN) in the bars
+            squares = {id(s): window_scene(s, window) for s, _ in views}  # a video's frames share one scene
+            views = [(squares[id(s)], f) for s, f in views]
+            photos = photos and [None if photo is None else cut(photo, window, math.nan) for photo in photos]
+        images, reference = self._sample_and_decode(Conditioning.collate([condition(s, f) for s, f in views]),
+                                                    num_inference_steps, guidance_scale, generator, latents, callback)
+        kept = None
+        if photos is None or all(photo is None for photo in photos):
+            images = resize_images(images, (views[0][0].height, views[0][0].width))
+        else:
+            images, kept = self._composite(images, photos, None if reference is None else reference_coverage(reference))
+        if framed:
+            frame = (-window[0], -window[1], width - window[0], height - window[1])
+            images, kept = cut(images, frame), None if kept is None else cut(kept, frame)
+        return images.clamp(0, 1), kept
+
+    @torch.no_grad()
     def render(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-               generator: torch.Generator | None = None, latents: Tensor | None = None,
-               unchanged_from: Sequence[Tensor | None] | None = None, callback: StepCallback | None = None) -> Tensor:
-        """Render a batch of conditionings.
+               generator: torch.Generator | None = None, latents: Tensor | None = None) -> Tensor:
+        """Render a batch of conditionings with the model alone (the render of a Scene is :meth:`__call__`).
 
         Args:
             cond: batched :class:`Conditioning` with at most ``max_objects`` slots.
-            num_inference_steps, guidance_scale, generator, callback: as in :meth:`__call__`.
+            num_inference_steps, guidance_scale, generator: as in :meth:`__call__`.
             latents: (B, C, h, w) initial noise, or None to draw it from ``generator``.
-            unchanged_from: None, or for each render a photo to keep unchanged pixels from
-                (see :meth:`keep_unchanged`).
 
         Returns:
             (B, 3, image_size, image_size) float in [0, 1].
         """
-        return self._render(cond, num_inference_steps, guidance_scale, generator, latents, unchanged_from, callback)[0]
+        return self._sample_and_decode(cond, num_inference_steps, guidance_scale, generator, latents)[0]
 
-    def _render(self, cond: Conditioning, num_inference_steps: int | None, guidance_scale: float | None,
-                generator: torch.Generator | None, latents: Tensor | None, unchanged_from: Sequence[Tensor | None] | None,
-                callback: StepCallback | None) -> tuple[Tensor, Tensor | None]:
-        """:meth:`render`'s images and :meth:`composite`'s kept share (None without ``unchanged_from``)."""
-        if unchanged_from is not None:
-            _check_photos(unchanged_from, cond.batch_size, "unchanged_from")  # before the sampling, not after
+    def _sample_and_decode(self, cond: Conditioning, num_inference_steps: int | None, guidance_scale: float | None,
+                           generator: torch.Generator | None, latents: Tensor | None,
+                           callback: StepCallback | None = None) -> tuple[Tensor, Tensor | None]:
+        """(B, 3, S, S) renders of ``cond`` and the decoder's object reference (None when it takes none)."""
         latents = self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents, callback)
         reference = self._reference(latents, cond)
-        images = self._decode(latents, reference)
-        if unchanged_from is None:
-            return images, None
-        return self.composite(images, unchanged_from, drawn=None if reference is None else reference[:, -1] > 0)
+        return self._decode(latents, reference), reference
 
     @torch.no_grad()
-    def keep_unchanged(self, images: Tensor, photos: Sequence[Tensor | None], drawn: Tensor | None = None) -> Tensor:
-        """Take each photo's own pixels wherever its render left the scene unchanged.
+    def composite_unchanged(self, images: Tensor, photos: Sequence[Tensor | None], drawn: Tensor | None = None) -> Tensor:
+        """Take each photo's own pixels wherever its render left the scene unchanged, at the photos' size.
 
         The photo goes through the autoencoder too; where the render matches that
         reconstruction, the model drew what the photo shows, and the photo's sharp pixel
-        replaces the blurred one (:mod:`neuralassets.compositing`, with :attr:`compositor`).
+        replaces the blurred one (:mod:`neuralassets.pipelines.compositing`, with :attr:`thresholds`).
         A photo must be seen by its render's camera, e.g.
-        :func:`~neuralassets.conditioning.unchanged_reference` (the background photo, or it
-        reprojected through its depth when the camera moved).
+        :func:`~neuralassets.pipelines.reprojection.unchanged_reference` (the background photo, or
+        it reprojected through its depth when the camera moved).
 
         Args:
             images: (B, 3, S, S) float in [0, 1], renders.
-            photos: B entries, each (3, H, W) float in [0, 1] (resized to S x S; NaN where
-                the photo does not see the scene) or None to keep that render whole.
+            photos: B entries, each (3, H, W) float in [0, 1] (NaN where the photo does not see
+                the scene), all of one size, or None to keep that render whole.
             drawn: (B, S, S) bool, where the renders took the objects' photo pixels (the
                 decoder's reference coverage). There a render is as sharp as the photo, so it is
                 compared with the photo itself rather than its blurred reconstruction.
 
         Returns:
-            (B, 3, S, S) float in [0, 1], a new tensor when any photo is given.
+            (B, 3, H, W) float in [0, 1], a new tensor.
+
+        Raises:
+            ValidationError: not B photos, a photo not of shape (3, H, W), or photos of several sizes.
         """
-        return self.composite(images, photos, drawn)[0]
+        return self._composite(images, photos, drawn)[0]
 
-    @torch.no_grad()
-    def composite(self, images: Tensor, photos: Sequence[Tensor | None],
-                  drawn: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """:meth:`keep_unchanged`, also saying where the photos' pixels were kept.
-
-        Args: as :meth:`keep_unchanged`.
-
-        Returns:
-            (B, 3, S, S) float in [0, 1], the composited renders, and (B, 1, S, S) float in
-            [0, 1], the share of each pixel taken from the photo (0 for renders without a
-            photo), or None when no photo is given.
-        """
-        _check_photos(photos, len(images), "photos")
+    def _composite(self, images: Tensor, photos: Sequence[Tensor | None],
+                   drawn: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`composite_unchanged`'s images, and (B, 1, H, W) the share of each pixel kept from the photo (None without photos)."""
+        if len(photos) != len(images):
+            raise ValidationError(f"photos: {len(photos)} entries for a batch of {len(images)}")
+        for i, photo in enumerate(photos):
+            if photo is not None and (photo.dim() != 3 or photo.shape[0] != 3):
+                raise ValidationError(f"photos[{i}]: shape {tuple(photo.shape)}, expected (3, H, W)")
+        sizes = {tuple(photo.shape[-2:]) for photo in photos if photo is not None}
+        if len(sizes) > 1:
+            raise ValidationError(f"photos: expected one size, got {sorted(sizes)}")
+        size = sizes.pop() if sizes else tuple(images.shape[-2:])
+        out = resize_images(images, size)
         rows = [i for i, photo in enumerate(photos) if photo is not None]
         if not rows:
-            return images, None
-        size = tuple(images.shape[-2:])
-        photo = torch.cat([resize_images(photos[i][None].float(), size) for i in rows]).to(images.device, images.dtype)
-        filled = torch.where(torch.isnan(photo), images[rows], photo)  # what the photo does not see: the render
+            return out, None
+        photo = torch.stack([photos[i].float() for i in rows]).to(images.device, images.dtype)
+        small = resize_images(photo, tuple(images.shape[-2:]))
+        filled = torch.where(torch.isnan(small), images[rows], small)  # what the photo does not see: the render
         # a still camera's frames share one photo with nothing to fill: reconstruct it once
-        unique, inverse = _unique_images(filled, photo.isnan().flatten(1).any(dim=1))
+        unique, inverse = _unique_images(filled, small.isnan().flatten(1).any(dim=1))
         reconstruction = self.decode_latents(self.encode_images(filled[unique])).to(images.dtype)[inverse]
         if drawn is not None:
             reconstruction = torch.where(drawn[rows].to(images.device).unsqueeze(1), filled, reconstruction)
-        weight = self.compositor.render_weight(images[rows], photo, reconstruction)
-        out, kept = images.clone(), images.new_zeros(len(images), 1, *size)
-        out[rows], kept[rows] = blend(images[rows], photo, weight), 1 - weight
+        weight = compositing.render_weight(images[rows], photo, reconstruction, self.thresholds)
+        kept = out.new_zeros(len(out), 1, *size)
+        out[rows], kept[rows] = compositing.blend(out[rows], photo, weight), 1 - weight
         return out, kept
+
+    @torch.no_grad()
+    def reconstruct(self, images: Tensor) -> Tensor:
+        """Images through the autoencoder at the model's size, back at their own: (B, 3, H, W) float in [0, 1] -> the same.
+
+        No render through this autoencoder can be closer to an image than its reconstruction.
+        """
+        size = (self.config.image_size,) * 2
+        decoded = self.decode_latents(self.encode_images(resize_images(images, size))).float().cpu()
+        return resize_images(decoded, tuple(images.shape[-2:])).clamp(0, 1)
+
+    def latent_shape(self, batch_size: int) -> tuple[int, int, int, int]:
+        """(B, C, h, w) of the latents the model samples."""
+        return (batch_size, int(self.vae.config.latent_channels), self.latent_size, self.latent_size)
 
     def sample_latents(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                        generator: torch.Generator | None = None, latents: Tensor | None = None,
@@ -400,7 +528,7 @@ class NeuralAssetsPipeline:
 
     def prepare_latents(self, batch_size: int, generator: torch.Generator | None, latents: Tensor | None = None) -> Tensor:
         """(B, C, h, w) float32 unit Gaussian noise drawn on the CPU from ``generator`` (device-independent)."""
-        shape = (batch_size, int(self.vae.config.latent_channels), self.latent_size, self.latent_size)
+        shape = self.latent_shape(batch_size)
         if latents is None:
             latents = torch.randn(shape, generator=generator, dtype=torch.float32)
         elif tuple(latents.shape) != shape:
@@ -436,7 +564,7 @@ class NeuralAssetsPipeline:
             latents: the latents.
             cond: the batch's conditioning, when the latents render it: a decoder built with
                 ``reference_channels`` then takes detail from the objects' own pixels
-                (:func:`~neuralassets.models.reference.object_reference`). None decodes the latents alone.
+                (:func:`~neuralassets.pipelines.surface_splatting.object_reference`). None decodes the latents alone.
         """
         return self._decode(latents, self._reference(latents, cond))
 
@@ -445,7 +573,7 @@ class NeuralAssetsPipeline:
         if cond is None or not self.uses_reference:
             return None
         size = (latents.shape[-2] * downsampling_factor(self.vae), latents.shape[-1] * downsampling_factor(self.vae))
-        return object_reference(cond.to(self.device), size)
+        return object_reference(cond.to(self.device), size, self.thresholds)
 
     def _decode(self, latents: Tensor, reference: Tensor | None) -> Tensor:
         with self._autocast():
@@ -482,19 +610,11 @@ class NeuralAssetsPipeline:
                 raise ValidationError(f"conditioning.{f.name}: tensor is on the 'meta' device and holds no data")
 
 
-def _check_photos(photos: Sequence[Tensor | None], batch_size: int, name: str) -> None:
-    if len(photos) != batch_size:
-        raise ValidationError(f"{name}: {len(photos)} entries for a batch of {batch_size}")
-    for i, photo in enumerate(photos):
-        if photo is not None and (photo.dim() != 3 or photo.shape[0] != 3):
-            raise ValidationError(f"{name}[{i}]: shape {tuple(photo.shape)}, expected (3, H, W)")
-
-
 def to_output_type(images: Tensor, output_type: str) -> Tensor | np.ndarray | list[Image.Image]:
     """(B, 3, H, W) float in [0, 1] -> ``"pt"`` (unchanged), ``"np"`` (B, H, W, 3) uint8 or ``"pil"`` list."""
     if output_type == "pt":
         return images.cpu()
-    arrays = (images.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    arrays = to_numpy_image(images)
     return arrays if output_type == "np" else [Image.fromarray(a) for a in arrays]
 
 
@@ -520,11 +640,9 @@ def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
     if folder_or_id is None:
         if not (DEFAULT_WEIGHTS / "model_index.json").is_file():
             raise WeightsError(
-                f"no default weights in {DEFAULT_WEIGHTS.name}/ (model_index.json missing): train them with "
-                "`neuralassets train --config configs/default_ae.yaml`, then `--config configs/default_denoiser.yaml`, "
-                "`--config configs/default_denoiser_finetune.yaml` and `--config configs/default_denoiser_large_batch.yaml` "
-                "(see the README), and copy the last run's pipeline/ folder to weights/, "
-                "or pass a folder or hub id to from_pretrained")
+                f"no default weights in {DEFAULT_WEIGHTS.name}/ (model_index.json missing): train them with the stages in "
+                "configs/shipped/ (`neuralassets train --config configs/shipped/01_autoencoder.yaml`, then 02 to 10; see "
+                "the README) and save the last run's pipeline/ folder to weights/, or pass a folder or hub id to from_pretrained")
         return DEFAULT_WEIGHTS
     path = Path(folder_or_id)
     if path.is_dir():
@@ -543,3 +661,13 @@ def _resolve(folder_or_id: str | os.PathLike | None) -> Path:
 
 def _read_config(path: Path) -> dict:
     return read_json(path, WeightsError, "file is missing")
+
+
+def _part_config(path: Path, cls: type) -> dict:
+    """A part's saved ``config.json``, refused when it names arguments ``cls`` does not take."""
+    config = _read_config(path)
+    try:
+        check_config_keys(cls, config, cls.__name__)
+    except ConfigError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    return config

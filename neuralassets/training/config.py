@@ -1,7 +1,10 @@
 """Training configs: nanoGPT-style dataclasses, one comment per field, loadable from YAML or JSON.
 
 A config file mirrors the dataclasses: top-level :class:`TrainConfig` fields, with ``model``,
-``data`` and ``optim`` sections. Unknown keys raise :class:`ConfigError` naming them.
+``data`` and ``optim`` sections. Unknown keys raise :class:`ConfigError` naming them. A file
+may name another as its ``base`` (a path relative to it): the file then holds only the keys
+that differ, merged into the base section by section (``configs/base.yaml`` and the stages in
+``configs/shipped/``). The code's defaults are the shipped model's.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import from_dict
 from ..errors import ConfigError
 from ..models.build import ModelConfig
-from ..models.config import from_dict
+from .stages import STAGES
 
-STAGES = ("autoencoder", "denoiser", "decoder")
 DATA_SOURCES = ("pairs", "shards")
 
 
@@ -123,6 +126,24 @@ def load_config(path: str | Path, **overrides) -> TrainConfig:
         ConfigError: unreadable file, invalid syntax, unknown keys or invalid values.
     """
     path = Path(path)
+    data = read_config_file(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return from_dict(TrainConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def read_config_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping, merged onto the file its ``base`` key names (recursively).
+
+    Raises:
+        ConfigError: unreadable file, invalid syntax, a top level that is not a mapping, a
+            missing base or bases that name each other in a circle.
+    """
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: its bases name each other in a circle ({' -> '.join(p.name for p in _seen)} -> {path.name})")
     try:
         text = path.read_text()
     except OSError as e:
@@ -138,8 +159,17 @@ def load_config(path: str | Path, **overrides) -> TrainConfig:
         raise ConfigError(f"{path}: invalid {path.suffix.lstrip('.').upper()}: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return from_dict(TrainConfig, data)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected a path relative to the file, got {base!r}")
+    return merged(read_config_file(path.parent / base, (*_seen, path.resolve())), data)
+
+
+def merged(base: dict, override: dict) -> dict:
+    """``override`` laid over ``base``: mappings merge key by key, anything else (lists too) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

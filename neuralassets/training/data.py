@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -19,8 +20,10 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from ..conditioning import Conditioning
 from ..errors import ConfigError
-from ..models.reference import object_reference
-from .config import DataConfig
+from ..pipelines.surface_splatting import object_reference
+
+if TYPE_CHECKING:
+    from .config import DataConfig  # the config module imports the stages, which import this one
 
 
 def build_pair_dataset(config: DataConfig, max_objects: int, image_size: int) -> tuple[Dataset, Callable]:
@@ -127,7 +130,7 @@ class SampledLatentPairs(Dataset):
     """Chosen pairs' targets with the latents a pipeline sampled for them.
 
     Items are ``((latent (C, h, w), reference (4, H, W)), target (3, H, W))``: the reference is
-    the pair's :func:`~neuralassets.models.reference.object_reference` at the target's size,
+    the pair's :func:`~neuralassets.pipelines.surface_splatting.object_reference` at the target's size,
     for a decoder that takes detail from it; for another it is (0, H, W), not computed.
 
     Args:

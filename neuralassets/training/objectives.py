@@ -194,7 +194,7 @@ class DecoderObjective(nn.Module):
             sampled: (B, C, h, w) unscaled latents sampled by the pipeline for these pairs.
             images: (B, 3, H, W) float in [0, 1], the pairs' true target frames.
             references: (B, 4, H, W) their object references
-                (:func:`~neuralassets.models.reference.object_reference`), used when the
+                (:func:`~neuralassets.pipelines.surface_splatting.object_reference`), used when the
                 decoder takes one; None or ignored otherwise.
         """
         x = images * 2 - 1

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from ..image_ops import to_numpy_image
 from ..plotting import saved_figure
 
 
@@ -27,7 +27,7 @@ def save_image_grid(path: Path, columns: list[Tensor], pad: int = 2) -> None:
             y, x = pad + i * (H + pad), pad + j * (W + pad)
             grid[:, y:y + H, x:x + W] = images[i].detach().float().cpu().clamp(0, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+    Image.fromarray(to_numpy_image(grid)).save(path)
 
 
 def save_loss_curve(log_path: Path, out_path: Path) -> None:

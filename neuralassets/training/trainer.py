@@ -1,9 +1,9 @@
-"""The accelerate trainer for both stages.
+"""The accelerate trainer, one loop for every stage.
 
-``autoencoder`` trains the VAE on target frames; ``denoiser`` trains the asset encoder and
-the denoiser on cached latents of a fixed set of training pairs (the VAE is frozen). One
-code path runs on one CPU, several processes (``accelerate launch --num_processes N``) or
-GPUs, with optional bf16 autocast and gradient accumulation.
+What a stage trains and how (its module, data, loss, export and samples) is a
+:class:`~neuralassets.training.stages.Stage` the trainer calls (:data:`~.stages.STAGES`).
+One code path runs on one CPU, several processes (``accelerate launch --num_processes N``)
+or GPUs, with optional bf16 autocast and gradient accumulation.
 
 Outputs under ``output_dir``: ``log.jsonl`` (one JSON record per ``log_every`` steps),
 ``loss.png``, ``samples/step_*.png``, the exported EMA weights (``autoencoder/``, a diffusers
@@ -23,16 +23,13 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..conditioning import Conditioning
+from ..config import to_dict
 from ..errors import ConfigError, WeightsError
-from ..jsonio import read_json
 from ..models.build import build_components
-from ..models.config import to_dict
-from ..models.patch_autoencoder import takes_reference
-from ..models.weights import load_weights
-from ..pipelines.neural_assets import NeuralAssetsPipeline, replace_folder
+from ..pipelines.neural_assets import NeuralAssetsPipeline
 from .checkpoint import (
     ExponentialMovingAverage,
     flatten_optimizer_state,
@@ -44,20 +41,15 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import (
-    LatentPairs,
     ResidentPairs,
     ResumableBatchSampler,
-    SampledLatentPairs,
     build_pair_dataset,
     cache_latents,
-    collate_latents,
-    evenly_spaced,
     state_hash,
 )
-from .objectives import AutoencoderObjective, ConditionalDenoiser, DecoderObjective, DiffusionObjective
 from .plots import save_image_grid, save_loss_curve
+from .stages import STAGES
 
-SCALING_SAMPLES = 64  # training images whose latent std sets the exported autoencoder's scaling factor
 TIME_PROBE_STEPS = 10  # timed steps before a time limit first fits the schedule to the time left
 
 
@@ -102,24 +94,10 @@ class Trainer:
         components = build_components(config.model)
         self.components = components
         self.scheduler = components.scheduler
+        self.stage = STAGES[config.stage]()
         if config.init_from:
-            self._init_weights(Path(config.init_from))
-        if config.stage == "autoencoder":
-            module: nn.Module = AutoencoderObjective(components.vae, config.optim.kl_weight, config.freeze_encoder)
-            train_set: Dataset = dataset
-        elif config.stage == "decoder":
-            components.asset_encoder.eval().requires_grad_(False)
-            components.denoiser.eval().requires_grad_(False)
-            indices = evenly_spaced(config.data.sampled_pairs, len(dataset))
-            train_set = SampledLatentPairs(dataset, indices, self._sampled_latents(indices), takes_reference(components.vae))
-            module = DecoderObjective(components.vae, config.optim.encoder_latent_fraction, config.optim.object_loss_weight,
-                                      config.reference_only)
-        else:
-            components.vae.eval().requires_grad_(False)
-            module = ConditionalDenoiser(components.asset_encoder, components.denoiser)
-            self.objective = DiffusionObjective(self.scheduler, config.optim.cfg_drop_prob,
-                                                config.optim.object_loss_weight)
-            train_set = LatentPairs(dataset, self._latents())
+            self.stage.init_weights(components, Path(config.init_from))
+        module, train_set = self.stage.build(self)
         self.ema = ExponentialMovingAverage(module, config.optim.ema_decay)
         optimizer = torch.optim.AdamW(_param_groups(module, config.optim.weight_decay), lr=config.optim.lr,
                                       betas=tuple(config.optim.betas))
@@ -136,29 +114,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup helpers
 
-    def _init_weights(self, folder: Path) -> None:
-        """Weights-only start from a pipeline folder (or, for the autoencoder stage, an autoencoder folder)."""
-        c = self.components
-        if self.config.stage == "autoencoder":
-            vae_folder = folder / "vae" if (folder / "vae").is_dir() else folder
-            load_weights(c.vae, vae_folder / "diffusion_pytorch_model.safetensors")
-            return
-        if not (folder / "model_index.json").is_file():
-            raise WeightsError(f"init_from: {folder} is not a saved pipeline (model_index.json missing)")
-        load_weights(c.asset_encoder, folder / "asset_encoder" / "model.safetensors", c.asset_encoder.zero_initialised)
-        load_weights(c.denoiser, folder / "denoiser" / "model.safetensors")
-        if self.config.stage == "decoder":  # the decoder it fine-tunes is the pipeline's own, with its latent scale
-            load_weights(c.vae, folder / "vae" / "diffusion_pytorch_model.safetensors", getattr(c.vae, "zero_initialised", ()))
-            vae_config = read_json(folder / "vae" / "config.json", WeightsError, "file is missing")
-            c.vae.register_to_config(scaling_factor=float(vae_config["scaling_factor"]))
-
     def _encode(self, cond: Conditioning, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, C, h, w) unscaled latents (posterior mode); ``cond`` is not needed."""
         vae = self.components.vae
         with torch.no_grad(), self._autocast():
             return vae.encode(images.to(self.accelerator.device) * 2 - 1).latent_dist.mode().float().cpu()
 
-    def _latents(self) -> Tensor:
+    def latents(self) -> Tensor:
         """Scaled latents of the fixed training set, computed once by the main process and cached on disk."""
         vae = self.components.vae.to(self.accelerator.device)
         key = {"data": to_dict(self.config.data), "pairs": len(self.pairs), "image_size": self.config.model.image_size,
@@ -175,7 +137,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         return cache_latents(path, pairs, self.collate, encode, key, batch_size)
 
-    def _sampled_latents(self, indices: list[int]) -> Tensor:
+    def sampled_latents(self, indices: list[int]) -> Tensor:
         """Unscaled latents the loaded pipeline samples for pairs ``indices`` (its own steps and guidance), cached on disk.
 
         Batch ``b`` of 16 draws its noise from seed ``(seed, b)``, so the samples depend only on
@@ -232,8 +194,7 @@ class Trainer:
                 self.resident = ResidentPairs(self.train_set, acc.device, c.data.num_workers)
             batches = self.resident.batches(sampler)
         else:
-            collate = {"autoencoder": self.collate, "decoder": default_collate}.get(c.stage, collate_latents)
-            batches = iter(DataLoader(self.train_set, batch_sampler=sampler, collate_fn=collate,
+            batches = iter(DataLoader(self.train_set, batch_sampler=sampler, collate_fn=self.stage.collate(self),
                                       num_workers=c.data.num_workers, pin_memory=acc.device.type == "cuda"))
         unwrapped = acc.unwrap_model(self.model)
         losses: list[float] = []
@@ -242,8 +203,7 @@ class Trainer:
         bar = tqdm(total=c.max_steps, initial=self.step, disable=not acc.is_main_process, desc=c.stage,
                    dynamic_ncols=True)
         self.model.train()
-        if c.stage == "denoiser":
-            self.components.vae.eval()
+        self.stage.freeze(self.components)
         while self.step < end:
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.step, c)
@@ -254,7 +214,7 @@ class Trainer:
                     (c.seed << 40) + ((self.step * accum + micro) * acc.num_processes + acc.process_index))
                 with acc.accumulate(self.model):
                     with self._autocast():
-                        loss = self._loss(inputs, targets, generator)
+                        loss = self.stage.loss(self, inputs, targets, generator)
                     acc.backward(loss)
                     if acc.sync_gradients and c.optim.grad_clip > 0:
                         acc.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip)
@@ -318,15 +278,6 @@ class Trainer:
         dtype = self.autocast_dtype
         return torch.autocast(self.accelerator.device.type, dtype=dtype, enabled=dtype is not None)
 
-    def _loss(self, inputs, targets: Tensor, generator: torch.Generator) -> Tensor:
-        device = self.accelerator.device
-        if self.config.stage == "autoencoder":
-            return self.model(targets.to(device), generator)
-        if self.config.stage == "decoder":
-            latents, references = inputs
-            return self.model(latents.to(device), targets.to(device), references.to(device))
-        return self.objective(self.model, targets.to(device), inputs.to(device), generator)
-
     # ------------------------------------------------------------------ outputs
 
     def _log(self, record: dict) -> None:
@@ -339,9 +290,7 @@ class Trainer:
         """Copies of the trained networks carrying the EMA weights: (vae, asset_encoder, denoiser)."""
         module = copy.deepcopy(self.accelerator.unwrap_model(self.model)).float()
         self.ema.copy_to(module)
-        if self.config.stage in ("autoencoder", "decoder"):
-            return module.vae, self.components.asset_encoder, self.components.denoiser
-        return self.components.vae, module.asset_encoder, module.denoiser
+        return self.stage.networks(self.components, module)
 
     def pipeline(self) -> NeuralAssetsPipeline:
         """A pipeline over the EMA weights (for samples and export)."""
@@ -374,35 +323,18 @@ class Trainer:
         acc.wait_for_everyone()
 
     def export(self) -> Path:
-        """Write the EMA weights: ``autoencoder/`` (with its latent scaling factor) or ``pipeline/``."""
-        pipe = self.pipeline()
-        if self.config.stage != "autoencoder":
-            folder = self.output_dir / "pipeline"
-            pipe.save_pretrained(folder)
-            return folder
-        _, targets = self.collate([self.pairs[i] for i in range(min(SCALING_SAMPLES, len(self.pairs)))])
-        latents = pipe.vae.encode(targets.to(pipe.device) * 2 - 1).latent_dist.mode()
-        pipe.vae.register_to_config(scaling_factor=float(1.0 / latents.float().std().clamp(min=1e-6)))
-        folder = self.output_dir / "autoencoder"
-        tmp = folder.with_name("autoencoder.tmp")
-        pipe.vae.save_pretrained(tmp)
-        replace_folder(tmp, folder)
-        return folder
+        """Write the EMA weights as the stage does (``autoencoder/`` with its latent scaling factor, or ``pipeline/``)."""
+        return self.stage.export(self, self.pipeline())
 
     @torch.no_grad()
     def save_samples(self) -> None:
-        """Sample grid (denoiser: appearance | background | target | generated; autoencoder: target | reconstruction) and loss curve."""
+        """The stage's sample grid (:meth:`~.stages.Stage.sample_columns`) and the loss curve."""
         if not self.accelerator.is_main_process:
             return
         pipe = self.pipeline()
         n = min(self.config.data.num_samples, len(self.pairs))
         cond, targets = self.collate([self.pairs[i] for i in range(n)])
-        if self.config.stage == "autoencoder":
-            columns = [targets, pipe.decode_latents(pipe.encode_images(targets))]
-        else:
-            generated = pipe.render(cond, generator=torch.Generator().manual_seed(self.config.seed))
-            fit = pipe.fit_conditioning(cond)
-            columns = [fit.appearance_images[:, 0], fit.background_image, targets, generated]
+        columns = self.stage.sample_columns(pipe, cond, targets, self.config.seed)
         save_image_grid(self.output_dir / "samples" / f"step_{self.step:08d}.png", [c.cpu() for c in columns])
         if self.log_path.is_file():
             save_loss_curve(self.log_path, self.output_dir / "loss.png")

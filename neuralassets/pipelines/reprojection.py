@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import geometry
-from .scene import Camera
-
-#: Relative depth difference up to which a target pixel counts as seen by the photo.
-DEPTH_TOLERANCE = 0.03
+from .. import geometry
+from ..conditioning import background_view
+from ..scene import Camera, Scene
+from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
+from .zbuffer import splat_points
 
 
 def _pixel_centres(height: int, width: int) -> Tensor:
@@ -49,18 +49,14 @@ def splat_depth(depth: Tensor, source: Camera, target: Camera) -> Tensor:
     H, W = depth.shape
     world = geometry.unproject_points(_pixel_centres(H, W), depth.reshape(-1).float(), source.K, source.R, source.t)
     uv, z = geometry.project_points(world, target.K, target.R, target.t)
-    ix, iy = uv[:, 0].floor().long(), uv[:, 1].floor().long()
     known = (torch.isfinite(depth) & (depth > 0)).reshape(-1)
-    lands = known & (z > 1e-6) & (ix >= 0) & (ix < target.width) & (iy >= 0) & (iy < target.height)
-    splatted = torch.full((target.height * target.width,), float("inf"))
-    splatted.scatter_reduce_(0, (iy * target.width + ix)[lands], z[lands], reduce="amin")
-    splatted = splatted.view(1, 1, target.height, target.width)
+    splatted = splat_points(uv[:, 0], uv[:, 1], z, (target.height, target.width), keep=known).nearest[None]
     nearest = -F.max_pool2d(-splatted, 3, stride=1, padding=1)
     return torch.where(torch.isinf(splatted), nearest, splatted)[0, 0]
 
 
 def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera,
-                    tolerance: float = DEPTH_TOLERANCE) -> Tensor:
+                    tolerance: float = DEFAULT_THRESHOLDS.reprojection_depth_tolerance) -> Tensor:
     """A photo as the target camera would see it, NaN where the photo does not show the point.
 
     Args:
@@ -94,4 +90,35 @@ def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera
     return torch.where(seen, looked_up, torch.full_like(looked_up, float("nan")))
 
 
-__all__ = ["DEPTH_TOLERANCE", "reproject_image", "splat_depth"]
+def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | None = None,
+                        thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
+    """The background photo (:func:`background_view`) as ``target_frame``'s camera sees it.
+
+    It shows the parts of the target view that an edit leaves alone, so a render can keep
+    those pixels (:mod:`neuralassets.pipelines.compositing`): the photo itself when the target
+    camera took it, else the photo reprojected through its depth
+    (:func:`reproject_image`), NaN where it does not see.
+
+    Returns:
+        (3, H', W') float in [0, 1] (NaN where unseen), or None when the cameras differ and
+        the photo's depth is unknown, or the background is another scene's photo
+        (``Background.shows_scene`` False, after a background swap).
+    """
+    if scene.background is not None and not scene.background.shows_scene:
+        return None
+    view = background_view(scene, target_frame, source_frame)
+    target = scene.cameras[target_frame]
+    if same_camera(view.camera, target):
+        return view.image
+    if view.depth is None:
+        return None
+    return reproject_image(view.image, view.depth, view.camera, target, thresholds.reprojection_depth_tolerance)
+
+
+def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
+    """Whether two cameras see the same view: equal image size, intrinsics and pose (within ``atol``)."""
+    return ((a.width, a.height) == (b.width, b.height) and torch.allclose(a.K, b.K, atol=atol * max(float(a.K.abs().max()), 1.0))
+            and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
+
+
+__all__ = ["reproject_image", "same_camera", "splat_depth", "unchanged_reference"]

@@ -1,4 +1,4 @@
-"""The decoder's object reference: each photo reprojected through its object's 3D box, nearest surface first."""
+"""The decoder's object reference: each object's photo surface drawn at its target pose, or its photo reprojected through its 3D box."""
 import math
 from dataclasses import replace
 
@@ -6,16 +6,19 @@ import torch
 
 from neuralassets import geometry
 from neuralassets.conditioning import Conditioning
-from neuralassets.models.reference import (
+from neuralassets.pipelines.surface_splatting import (
     REFERENCE_CHANNELS,
-    UNMOVED_COLOUR,
-    UNMOVED_ROUGHNESS,
     object_reference,
     ray_box_entry,
+    reference_coverage,
     reproject_box_surface,
     turned_in_place,
 )
+from neuralassets.pipelines.thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 from neuralassets.scene import Camera
+
+UNMOVED_COLOUR, UNMOVED_ROUGHNESS = DEFAULT_THRESHOLDS.unmoved_colour, DEFAULT_THRESHOLDS.unmoved_roughness
+ANY_TURN = RenderThresholds(max_view_change=180.0)
 
 SIZE = 16
 # Looking along +y at a 2 m cube 5 m away: only its front face (y = -1) is in view, 4 m from the camera,
@@ -81,7 +84,7 @@ def test_a_turn_about_the_line_of_sight_turns_the_pasted_photo_and_a_quarter_tur
     assert torch.allclose(reference[0, :3][:, face], turned[:, face], atol=1e-4) and reference[0, :3][:, ~face].abs().sum() == 0
     quarter_turn = geometry.axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2]))  # about the vertical
     side = replace(cond, object_poses=_pose(rotation=quarter_turn)[None, None])
-    assert object_reference(side, (SIZE, SIZE), max_view_change=180.0).abs().sum() == 0  # the side now in front faced away
+    assert object_reference(side, (SIZE, SIZE), ANY_TURN).abs().sum() == 0  # the side now in front faced away
 
 
 def test_only_points_inside_the_objects_photo_box_are_pasted():
@@ -112,7 +115,8 @@ def test_the_nearer_surface_wins_padding_paints_nothing_and_turned_or_unknown_ob
     poses = cond.object_poses.clone()
     poses[0, 0] = _pose(center=(-0.5, 0.0, 0.0), rotation=turn)
     turned = replace(cond, object_poses=poses, object_mask=torch.tensor([[True, False, False]]))
-    assert object_reference(turned, (SIZE, SIZE)).abs().sum() == 0 and object_reference(turned, (SIZE, SIZE), 25.0)[0, 3].any()
+    assert object_reference(turned, (SIZE, SIZE)).abs().sum() == 0
+    assert object_reference(turned, (SIZE, SIZE), RenderThresholds(max_view_change=25.0))[0, 3].any()
     # the near object's photo pose is unknown: it is not pasted, but still hides the far one behind it
     source_poses = cond.object_source_poses.clone()
     source_poses[0, 1] = 0
@@ -157,7 +161,7 @@ def test_a_drawn_surface_gives_back_its_pixels_in_place_and_moves_and_turns_with
     # turned half way about the vertical: the face the photo saw is now at the back, and no box is pasted instead
     about_vertical = geometry.axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi]))
     back = replace(cond, object_poses=_pose(rotation=about_vertical)[None, None])
-    assert object_reference(back, (SIZE, SIZE), max_view_change=180.0).abs().sum() == 0
+    assert object_reference(back, (SIZE, SIZE), ANY_TURN).abs().sum() == 0
 
 
 def test_a_drawn_surface_hides_the_one_behind_it():
@@ -183,8 +187,11 @@ def test_an_object_turned_in_place_keeps_its_photo_pixels_where_its_surface_stay
     assert turned_in_place(turned).tolist() == [[True]]
     # the disc covers the same pixels at the same depth: the photo's shading stays put (drawn, it would swap sides)
     reference = object_reference(turned, (SIZE, SIZE))
-    assert torch.equal(reference[0, 3].bool(), disc)
+    assert torch.equal(reference_coverage(reference)[0], disc)
     assert torch.allclose(reference[0, :3][:, disc], shaded[:, disc] * 2 - 1)
+    # the rule can be switched off: then the disc is drawn turned, its shading swapped from side to side
+    never = object_reference(turned, (SIZE, SIZE), RenderThresholds(unmoved_share=2.0))
+    assert torch.allclose(never[0, :3][:, disc], (shaded.flip(-1, -2) * 2 - 1)[:, disc])
     # a black and white texture turns with the object: 2 apart, drawn turned
     textured = torch.where(left, 0.0, 1.0).expand(3, SIZE, SIZE)
     drawn = object_reference(replace(turned, appearance_images=textured[None, None]), (SIZE, SIZE))

@@ -1,18 +1,21 @@
-"""Config dataclasses to and from plain dicts (JSON / YAML), strictly.
+"""Configs to and from plain dicts (JSON / YAML), strictly.
 
-Every model and training config is a dataclass with a comment per field. :func:`from_dict`
-builds one from a dict, recursing into nested dataclass fields, turning lists into tuples
-where the field is a tuple, and raising :class:`ConfigError` that names every unknown key by
-its dotted path, so a typo in a YAML file never passes silently.
+Model parts are diffusers ``ConfigMixin`` classes whose ``__init__`` arguments are their config
+(:func:`check_config_keys` refuses a key none of them takes). Run settings (training, the
+synthetic generator, how the model's parts are built) are dataclasses with a comment per field:
+:func:`from_dict` builds one from a dict, recursing into nested dataclass fields, turning lists
+into tuples where the field is a tuple, and raising :class:`ConfigError` that names every
+unknown key by its dotted path, so a typo in a YAML file never passes silently.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 from typing import Any, TypeVar
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 T = TypeVar("T")
 
@@ -54,6 +57,26 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
 def to_dict(config: Any) -> dict[str, Any]:
     """Dataclass -> JSON-ready dict (tuples become lists)."""
     return _jsonable(dataclasses.asdict(config))
+
+
+def config_arguments(cls: type) -> tuple[str, ...]:
+    """The config keys of a diffusers ``ConfigMixin`` class: the arguments of its ``__init__``."""
+    return tuple(name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "kwargs"))
+
+
+def check_config_keys(cls: type, data: dict[str, Any] | None, where: str, exclude: tuple[str, ...] = ()) -> None:
+    """Refuse keys of ``data`` that are not config keys of ``cls`` (private ``_`` keys, which diffusers writes, pass).
+
+    Raises:
+        ConfigError: ``data`` is not a mapping, or names unknown keys (all named, with the valid ones).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    valid = [name for name in config_arguments(cls) if name not in exclude]
+    unknown = sorted(k for k in data if not k.startswith("_") and k not in valid)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(_join(where, k) for k in unknown)}; "
+                          f"valid keys of {where}: {', '.join(sorted(valid))}")
 
 
 def diffusers_config(model: Any) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""The benchmark's edit tasks, built deterministically from generated test-split videos.
+"""Edit cases: edited two-frame scenes with their exact ground truth, built deterministically from generated videos.
+
+The benchmark scores methods on them (test and validation seeds) and the edit-pair training
+data learns from them (training seeds).
 
 Case ``i`` of every task starts from the video of seed ``seeds[i]`` (and, for tasks that
 bring something from another scene, the video of ``seeds[(i + 1) % n]``). A per-(task,
@@ -6,6 +9,11 @@ seed) random generator picks the source frame, the object(s) and the edit's size
 case depends only on its task, its seed and the generator config. Edits go through
 :mod:`neuralassets.edits` exactly as a user's would; the ground truth is the generator's
 exact re-render of the edited scene's target frame.
+
+Methods see only what an editing user has: the source frame, the scenes' poses and
+cameras, and where each object's appearance comes from. :func:`blind_target` makes sure
+frame 1 of every scene a method receives carries the target poses and camera but none of
+the target's pixels, masks, depth or 2D boxes.
 
 Tasks (see :data:`TASKS`):
 
@@ -31,7 +39,6 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,10 +48,8 @@ from .. import edits, geometry
 from ..errors import NeuralAssetsError, ValidationError
 from ..metrics import region_mask
 from ..scene import Scene
-from .case import Case, blind_target
-
-if TYPE_CHECKING:
-    from ..data.synthetic import GeneratorConfig
+from .renderer import render
+from .synthetic import GeneratorConfig, generate_scene, generator_config, select_frames
 
 MIN_SOURCE_VISIBILITY = 0.3  # an edited object must be at least this visible in the source frame
 MAX_TRIES = 30  # parameter draws per case before the case is given up as impossible
@@ -54,6 +59,69 @@ CHANGE_THRESHOLD = 4 / 255  # by more than this, in some channel
 
 TASKS = ("novel_pose", "translation", "rotation", "scale", "removal", "insertion", "transfer", "swap",
          "background", "camera", "multi_object")
+
+
+@dataclass
+class Case:
+    """An edit to evaluate.
+
+    Attributes:
+        task: task name, e.g. ``"translation"``.
+        index: position of the case in its task (cases are numbered per task from 0).
+        seed: generator seed of the video the source frame comes from.
+        scene: the edited scene, two frames: 0 = source (its pixels are the input),
+            1 = target (poses, camera, appearance sources and background after the edit;
+            its pixels, masks, depth, 2D boxes and visibility repeat frame 0's).
+        original: the same two frames before the edit, blinded the same way.
+        target: (3, H, W) float in [0, 1], frame 1 of ``scene`` rendered exactly.
+        edited_ids: ids (in ``scene``, or in ``original`` for removed assets) of the assets the edit changed.
+        region: (H, W) bool, union of the edited assets' projected 3D boxes in source and target.
+        origins: for every asset id of ``scene``, the scene and asset id its appearance is
+            taken from at that scene's frame 0 (``original`` for the scene's own objects, another
+            video for inserted ones, the partner for an appearance swap).
+        params: the edit's parameters (JSON-serialisable), for the report and for debugging.
+    """
+
+    task: str
+    index: int
+    seed: int
+    scene: Scene
+    original: Scene
+    target: Tensor
+    edited_ids: list[int]
+    region: Tensor
+    origins: dict[int, tuple[Scene, int]]
+    params: dict = field(default_factory=dict)
+
+    @property
+    def source(self) -> Tensor:
+        """(3, H, W) float in [0, 1], the source frame."""
+        return self.original.frames[0]
+
+
+def blind_target(scene: Scene) -> Scene:
+    """A copy of a two-frame scene whose frame 1 observations repeat frame 0's.
+
+    Poses, sizes, rotations and cameras of frame 1 are kept; frame 1's pixels, depth,
+    masks, 2D boxes and visibility become copies of frame 0's, so nothing derived from the
+    target image reaches a method.
+
+    Args:
+        scene: a scene with two frames (source, target).
+
+    Returns:
+        A new scene; ``scene`` is unchanged.
+    """
+    out = scene.copy()
+    out.frames[1] = out.frames[0]
+    if out.depth is not None:
+        out.depth[1] = out.depth[0]
+    for asset in out.assets:
+        asset.boxes_2d[1] = asset.boxes_2d[0]
+        asset.visibility[1] = asset.visibility[0]
+        if asset.masks is not None:
+            asset.masks[1] = asset.masks[0]
+    return out
 
 
 @dataclass
@@ -70,11 +138,12 @@ class TaskConfig:
     generator_overrides: dict = field(default_factory=dict)
 
 
-class _Retry(Exception):
+class UnusableDraw(Exception):
     """This parameter draw gives an unusable edit; draw again."""
 
 
-def _visible_ids(scene: Scene, frame: int = 0) -> list[int]:
+def visible_ids(scene: Scene, frame: int = 0) -> list[int]:
+    """Ids of the assets at least :data:`MIN_SOURCE_VISIBILITY` visible at ``frame``: those an edit may pick."""
     return [a.id for a in scene.assets if float(a.visibility[frame]) >= MIN_SOURCE_VISIBILITY]
 
 
@@ -85,10 +154,10 @@ def _strict(edit: Callable[..., Scene], *args, **kwargs) -> Scene:
         try:
             return edit(*args, **kwargs)
         except (ValidationError, edits.EditWarning) as e:
-            raise _Retry(str(e)) from None
+            raise UnusableDraw(str(e)) from None
 
 
-def _in_view(scene: Scene, asset_ids: Sequence[int], frame: int = 1, margin: float = 0.0) -> bool:
+def in_view(scene: Scene, asset_ids: Sequence[int], frame: int = 1, margin: float = 0.0) -> bool:
     """Whether the assets' projected boxes lie inside the image (shrunk by ``margin`` of its size) at ``frame``."""
     cam = scene.cameras[frame]
     for asset_id in asset_ids:
@@ -107,7 +176,7 @@ def _floor_point(scene: Scene, rng: np.random.Generator, frame: int = 1) -> list
     uv = torch.tensor([[rng.uniform(0.15, 0.85) * cam.width, rng.uniform(0.25, 0.9) * cam.height]])
     point, hit = geometry.ground_intersection(uv, cam.K, cam.R, cam.t)
     if not bool(hit[0]):
-        raise _Retry("picked a pixel above the horizon")
+        raise UnusableDraw("picked a pixel above the horizon")
     return point[0, :2].tolist()
 
 
@@ -125,9 +194,10 @@ class _Edit:
     region_scene: Scene | None = None  # the scene whose poses the region comes from (default: the edited one)
 
 
-def _pick(rng: np.random.Generator, ids: Sequence[int], count: int = 1) -> list[int]:
+def pick_ids(rng: np.random.Generator, ids: Sequence[int], count: int = 1) -> list[int]:
+    """``count`` distinct ids drawn from ``ids``; :class:`UnusableDraw` when there are fewer."""
     if len(ids) < count:
-        raise _Retry(f"needs {count} visible objects, has {len(ids)}")
+        raise UnusableDraw(f"needs {count} visible objects, has {len(ids)}")
     return [int(i) for i in rng.choice(np.asarray(ids), size=count, replace=False)]
 
 
@@ -160,10 +230,10 @@ def _scale(rng, scene: Scene, asset_id: int) -> tuple[Scene, dict]:
 
 def _single(edit_fn):
     def make(rng, original: Scene, donor: Scene) -> _Edit:
-        asset_id = _pick(rng, _visible_ids(original))[0]
+        asset_id = pick_ids(rng, visible_ids(original))[0]
         edited, params = edit_fn(rng, original, asset_id)
-        if not _in_view(edited, [asset_id]):
-            raise _Retry("edited object leaves the image")
+        if not in_view(edited, [asset_id]):
+            raise UnusableDraw("edited object leaves the image")
         return _Edit(edited, [asset_id], (0, 1), params={"asset_id": asset_id, **params})
     return make
 
@@ -174,25 +244,25 @@ def _novel_pose(rng, original: Scene, donor: Scene) -> _Edit:
 
 
 def _removal(rng, original: Scene, donor: Scene) -> _Edit:
-    asset_id = _pick(rng, _visible_ids(original))[0]
+    asset_id = pick_ids(rng, visible_ids(original))[0]
     return _Edit(_strict(edits.remove, original, asset_id), [asset_id], (0,), params={"asset_id": asset_id},
                  region_scene=original)
 
 
 def _insertion(rng, original: Scene, donor: Scene) -> _Edit:
-    donor_id = _pick(rng, _visible_ids(donor))[0]
+    donor_id = pick_ids(rng, visible_ids(donor))[0]
     new_id = original.next_asset_id()
     floor_xy, yaw = _floor_point(original, rng), float(rng.uniform(-math.pi, math.pi))
     edited = _strict(edits.insert, original, donor, donor_id, floor_xy=floor_xy, yaw=yaw, new_id=new_id)
-    if not _in_view(edited, [new_id]):
-        raise _Retry("inserted object is cut by the image border")
+    if not in_view(edited, [new_id]):
+        raise UnusableDraw("inserted object is cut by the image border")
     return _Edit(edited, [new_id], (1,), origins={new_id: (donor, donor_id)},
                  params={"donor_asset_id": donor_id, "floor_xy_m": floor_xy, "yaw_deg": math.degrees(yaw)})
 
 
 def _transfer(rng, original: Scene, donor: Scene) -> _Edit:
-    asset_id = _pick(rng, _visible_ids(original))[0]
-    donor_id = _pick(rng, _visible_ids(donor))[0]
+    asset_id = pick_ids(rng, visible_ids(original))[0]
+    donor_id = pick_ids(rng, visible_ids(donor))[0]
     edited = _strict(edits.transfer, original, asset_id, donor, donor_id)
     return _Edit(edited, [asset_id], (0, 1), origins={asset_id: (donor, donor_id)},
                  params={"asset_id": asset_id, "donor_asset_id": donor_id})
@@ -204,9 +274,9 @@ def _looks(scene: Scene, asset_id: int) -> dict:
 
 
 def _swap(rng, original: Scene, donor: Scene) -> _Edit:
-    a, b = _pick(rng, _visible_ids(original), 2)
+    a, b = pick_ids(rng, visible_ids(original), 2)
     if _looks(original, a) == _looks(original, b):
-        raise _Retry("the two objects look the same")
+        raise UnusableDraw("the two objects look the same")
     edited = _strict(edits.swap_appearance, original, a, b)
     return _Edit(edited, [a, b], (0, 1), origins={a: (original, b), b: (original, a)}, params={"asset_ids": [a, b]})
 
@@ -222,7 +292,7 @@ def _camera(rng, original: Scene, donor: Scene) -> _Edit:
     centre = torch.tensor([[cam.width / 2, cam.height / 2]])
     look, hit = geometry.ground_intersection(centre, cam.K, cam.R, cam.t)
     if not bool(hit[0]):
-        raise _Retry("the camera does not look at the floor")
+        raise UnusableDraw("the camera does not look at the floor")
     look = look[0]
     angle = float(rng.choice([-1, 1]) * rng.uniform(math.radians(10), math.radians(40)))
     offset = cam.center - look
@@ -235,14 +305,14 @@ def _camera(rng, original: Scene, donor: Scene) -> _Edit:
 
 
 def _multi_object(rng, original: Scene, donor: Scene) -> _Edit:
-    ids = _pick(rng, _visible_ids(original), 3)
+    ids = pick_ids(rng, visible_ids(original), 3)
     scene, params = original, {}
     for asset_id in ids:
         kind = ("translate", "rotate", "scale")[int(rng.integers(3))]
         scene, p = {"translate": _translate, "rotate": _rotate, "scale": _scale}[kind](rng, scene, asset_id)
         params[str(asset_id)] = {"edit": kind, **p}
-    if not _in_view(scene, ids):
-        raise _Retry("an edited object leaves the image")
+    if not in_view(scene, ids):
+        raise UnusableDraw("an edited object leaves the image")
     return _Edit(scene, ids, (0, 1), params=params)
 
 
@@ -304,8 +374,6 @@ class VideoCache:
     """
 
     def __init__(self, generator_overrides: dict | None = None, keep: int = 3):
-        from ..data.synthetic import generator_config
-
         self.config = generator_config(generator_overrides)
         self.keep, self._videos = keep, {}
 
@@ -324,8 +392,6 @@ def load_video(seed: int, config: GeneratorConfig, novel_pose: bool = True) -> V
         novel_pose: also render the novel-pose target frame; without it only the source
             frame is rendered (half the work), enough for every task but ``novel_pose``.
     """
-    from ..data.synthetic import generate_scene, select_frames
-
     frames = list(frame_pair(seed, config.num_frames))
     scene = generate_scene(seed, config, frames=frames if novel_pose else frames[:1])
     still = blind_target(select_frames(scene, [0, 0]))
@@ -354,8 +420,6 @@ def make_case(task: str, index: int, seed: int, video: Video, donor_video: Video
         A :class:`Case`, or None when :data:`MAX_TRIES` draws all gave an impossible or
         invisible edit (a swap in a scene with one visible object, a yaw of a plain sphere).
     """
-    from ..data.renderer import render
-
     if task not in _MAKERS:
         raise ValidationError(f"task: {task!r} is not one of {', '.join(TASKS)}")
     if task == "novel_pose" and video.pair is None:
@@ -366,7 +430,7 @@ def make_case(task: str, index: int, seed: int, video: Video, donor_video: Video
     for _ in range(MAX_TRIES):
         try:
             edit = _MAKERS[task](rng, original, donor_video.still)
-        except _Retry:
+        except UnusableDraw:
             continue
         origins = {a.id: (original, a.id) for a in edit.scene.assets}
         origins.update(edit.origins)

@@ -11,16 +11,18 @@ points are redrawn at the target pose (:func:`splat_surfaces`), nearest first, w
 points on a side that now faces away. That is the exact view of every part of the surface
 both views see, for an object moved, turned by any angle, scaled, or seen from an orbiting
 camera, and it covers only the object's own pixels. One exception: an object turned in place
-that still looks as it was (a plain sphere, cylinder or cone turned about its axis: its drawn
-pixels show its photo's surface at the same depth, of nearly the same colour, differing smoothly
-as shading does rather than pixel by pixel as a turned texture does) keeps the photo's own
-pixels, whose shading belongs to where they are (:func:`turned_in_place`).
+whose turn left its visible surface where it was (its drawn points mostly land on its own photo
+surface at the same pixel and depth, of nearly the same colour, the difference changing smoothly
+from pixel to pixel as shading does rather than as a texture that turned with the object does)
+keeps the photo's own pixels there, whose shading belongs to where they are
+(:func:`turned_in_place`). The test reads only the drawn and the photo's pixels, never what
+kind of object it is.
 
 Otherwise the 3D box stands in for the surface (:func:`reproject_box_surface`): each target
 pixel's ray enters the object's box at a surface point, projected into the photo
 (``Conditioning.object_source_poses``) to read its pixel. A point the photo saw from behind
 the box has no pixel to read and is left uncovered; objects that turned by more than
-:data:`MAX_VIEW_CHANGE` are left out (for a round or L-shaped object the box is far from
+``RenderThresholds.max_view_change`` are left out (for a round or L-shaped object the box is far from
 its surface once turned). Where surfaces or boxes overlap, the nearest wins.
 
 A decoder built with ``reference_channels`` (see
@@ -43,19 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..conditioning import Conditioning, resize_images, resize_maps
+from ..conditioning import Conditioning
+from ..image_ops import resize_images, resize_maps
+from ..models.patch_autoencoder import REFERENCE_CHANNELS
+from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
+from .zbuffer import splat_points
 
-REFERENCE_CHANNELS = 4  # colour (3) and coverage (1)
-MAX_VIEW_CHANGE = 15.0  # degrees, for objects reprojected through their box; on validation pasting every seen box face cost rotation 1.4 dB
-SAME_POINT = 1e-3  # box-frame distance (in box extents) within which the photo's ray enters at the same point
-_PARALLEL = 1e-9
-IN_PLACE_SHIFT = 0.01  # box-centre shift (fraction of the box's diagonal) up to which an object counts as turned in place
-IN_PLACE_VOLUME = 0.05  # relative change of the box's volume up to which it does (a scaled object does not)
-UNMOVED_SHARE = 0.7  # share of an object's drawn pixels that must show its photo's surface in place for it to look unmoved
-UNMOVED_COLOUR = 0.5  # mean absolute colour difference ([-1, 1] units) between drawn and photo pixels there, at most
-UNMOVED_ROUGHNESS = 0.12  # mean change of that difference between neighbouring pixels, at most: shading varies smoothly
-DEPTH_TOLERANCE = 0.02  # relative depth within which splatted points count as the same (nearest) surface
-SURFACE_DENSITY = 2  # surface points per photo pixel along each axis: no gaps where an object is drawn up to 2x larger
+_PARALLEL = 1e-9  # a determinant or slope below this is zero: a flat box (unknown pose) or a ray along a face
 _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))  # a pixel and its right, lower and lower-right neighbours
 
 
@@ -144,12 +140,14 @@ def view_change(target_poses: Tensor, source_poses: Tensor) -> Tensor:
     return torch.where(solid_a & solid_b, angle, torch.full_like(angle, 180.0))
 
 
-def reproject_box_surface(target_poses: Tensor, source_poses: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+def reproject_box_surface(target_poses: Tensor, source_poses: Tensor, size: tuple[int, int],
+                          same_point: float = DEFAULT_THRESHOLDS.same_point) -> tuple[Tensor, Tensor, Tensor]:
     """Follow each target pixel's ray onto a box's surface and find that point in the box's photo.
 
     Args:
         target_poses, source_poses: (..., 12) the box's pose numbers in the target view and in its photo.
         size: (H, W) of the target view.
+        same_point: box-frame distance within which the photo's ray enters the box at the same point.
 
     Returns:
         depth (..., H, W): the surface point's target depth in metres, ``inf`` where the ray misses;
@@ -168,7 +166,7 @@ def reproject_box_surface(target_poses: Tensor, source_poses: Tensor, size: tupl
     ahead = seen_at[..., 2] > _PARALLEL
     source_uv = seen_at[..., :2] / seen_at[..., 2:].clamp(min=_PARALLEL)
     source_depth, source_point = ray_box_entry(seen_at, source_origin, source_edges)
-    seen = torch.isfinite(depth) & ahead & torch.isfinite(source_depth) & ((source_point - point).abs().amax(dim=-1) < SAME_POINT)
+    seen = torch.isfinite(depth) & ahead & torch.isfinite(source_depth) & ((source_point - point).abs().amax(dim=-1) < same_point)
     shape = (*target_poses.shape[:-1], H, W)
     return depth.view(shape), source_uv.view(*shape, 2), seen.view(shape)
 
@@ -203,7 +201,7 @@ def _drawable_pixels(cond: Conditioning) -> Tensor:
             & (_per_pixel(cond.object_image_index, owner) == photo))
 
 
-def photo_surfaces(cond: Conditioning, density: int = SURFACE_DENSITY) -> Surfaces:
+def photo_surfaces(cond: Conditioning, density: int = DEFAULT_THRESHOLDS.surface_density) -> Surfaces:
     """Every photo pixel that shows an object, as points on that object's surface in its box's frame.
 
     A pixel that shows a real slot ``i``'s object (``cond.appearance_slots``) in the photo that
@@ -277,8 +275,8 @@ def _tangent(scaled: Tensor, slots: Tensor, dim: int) -> Tensor:
     return torch.where(use_ahead.unsqueeze(-1), ahead, torch.where(ok_behind.unsqueeze(-1), behind, torch.zeros_like(ahead)))
 
 
-def splat_surfaces(cond: Conditioning, surfaces: Surfaces, size: tuple[int, int], depth_tolerance: float = DEPTH_TOLERANCE
-                   ) -> tuple[Tensor, Tensor]:
+def splat_surfaces(cond: Conditioning, surfaces: Surfaces, size: tuple[int, int],
+                   depth_tolerance: float = DEFAULT_THRESHOLDS.surface_depth_tolerance) -> tuple[Tensor, Tensor, Tensor]:
     """Draw the objects' photo surfaces (:func:`photo_surfaces`) at their target poses, nearest first.
 
     Each point lands in one target pixel. Of the points landing in a pixel, those within
@@ -312,20 +310,15 @@ def splat_surfaces(cond: Conditioning, surfaces: Surfaces, size: tuple[int, int]
     z = target[:, 2]
     x = target[:, 0] / z.clamp(min=_PARALLEL) * W
     y = target[:, 1] / z.clamp(min=_PARALLEL) * H
-    column, row = x.floor(), y.floor()
-    keep = (z > _PARALLEL) & (side[0] * side[1] >= 0) & (column >= 0) & (column < W) & (row >= 0) & (row < H)
-    pixel = ((batch * H + row.clamp(0, H - 1).long()) * W + column.clamp(0, W - 1).long())[keep]
-    depth, colour, slot = z[keep], colours[keep], owner[keep]
-    off_centre = ((x - column - 0.5) ** 2 + (y - row - 0.5) ** 2)[keep]
+    nearest, pixel, landed = splat_points(x, y, z, size, batch, B, keep=side[0] * side[1] >= 0)
+    nearest = nearest.flatten()
+    depth, colour, slot = z[landed], colours[landed], owner[landed]
+    off_centre = ((x - x.floor() - 0.5) ** 2 + (y - y.floor() - 0.5) ** 2)[landed]
     count = B * H * W
-
-    def least(values: Tensor, where: Tensor) -> Tensor:
-        out = torch.full((count,), float("inf"), dtype=dtype, device=z.device)
-        return out.scatter_reduce(0, pixel[where], values[where], "amin")
-
-    nearest = least(depth, torch.ones_like(depth, dtype=torch.bool))
     front = depth <= nearest[pixel] * (1 + depth_tolerance)
-    centred = front & (off_centre <= least(off_centre, front)[pixel])
+    closest = torch.full((count,), float("inf"), dtype=dtype, device=z.device).scatter_reduce(
+        0, pixel[front], off_centre[front], "amin")
+    centred = front & (off_centre <= closest[pixel])
     votes = torch.zeros(count, dtype=dtype, device=z.device).index_add_(0, pixel[centred], torch.ones_like(depth[centred]))
     summed = torch.zeros(count, 3, dtype=dtype, device=z.device).index_add_(0, pixel[centred], colour[centred])
     colour_map = summed / votes.clamp(min=1).unsqueeze(-1)
@@ -334,22 +327,23 @@ def splat_surfaces(cond: Conditioning, surfaces: Surfaces, size: tuple[int, int]
     return colour_map.view(B, H, W, 3).permute(0, 3, 1, 2), depth_map.view(B, H, W), owner_map.view(B, H, W)
 
 
-def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change: float = MAX_VIEW_CHANGE) -> Tensor:
+def object_reference(cond: Conditioning, size: tuple[int, int], thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor:
     """Every object's photo pixels laid where the target view sees it, nearest surface first.
 
     An object whose photo pixels have known depth and slot is redrawn from them
     (:func:`splat_surfaces`) at any turn; one with only a photo pose is reprojected through
-    its box (:func:`reproject_box_surface`) while it turned by at most ``max_view_change``.
+    its box (:func:`reproject_box_surface`) while it turned by at most ``thresholds.max_view_change``
+    degrees relative to the camera (:func:`view_change`).
 
     Args:
         cond: batched conditioning (B examples, N slots); its images may be of any size.
         size: (H, W) of the reference, the decoder's output size.
-        max_view_change: objects reprojected through their box that turned relative to the
-            camera by more than this many degrees (:func:`view_change`) are left out.
+        thresholds: the tolerances and limits of the drawing.
 
     Returns:
-        (B, 4, H, W) float: colour in [-1, 1] times coverage, then coverage in {0, 1} (a pixel
-        is covered when the nearest surface its ray meets is a drawn one).
+        (B, 4, H, W) float, the decoder's reference input: colour in [-1, 1] times coverage,
+        then coverage in {0, 1} (a pixel is covered when the nearest surface its ray meets is a
+        drawn one); :func:`reference_coverage` reads the coverage.
     """
     B, N = cond.object_mask.shape
     H, W = size
@@ -357,14 +351,14 @@ def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change:
     reference = torch.zeros(B, REFERENCE_CHANNELS, H, W, dtype=dtype, device=cond.object_mask.device)
     if N == 0:
         return reference
-    surfaces = photo_surfaces(cond)
+    surfaces = photo_surfaces(cond, thresholds.surface_density)
     drawn = torch.zeros(B, N, dtype=torch.bool, device=reference.device).index_put_((surfaces.batch, surfaces.owner),
                                                                                    torch.tensor(True, device=reference.device))
-    colour, depth, owner = splat_surfaces(cond, surfaces, size)
-    colour = _photo_where_unmoved(cond, colour, depth, owner)
+    colour, depth, owner = splat_surfaces(cond, surfaces, size, thresholds.surface_depth_tolerance)
+    colour = _photo_where_unmoved(cond, colour, depth, owner, thresholds)
     boxed = cond.object_mask & ~drawn
     if boxed.any():
-        box_colour, box_depth, covered = _box_reference(cond, boxed, size, max_view_change)
+        box_colour, box_depth, covered = _box_reference(cond, boxed, size, thresholds)
         nearer = box_depth <= depth
         colour = torch.where((nearer & covered).unsqueeze(1), box_colour, colour)
         depth = torch.where(nearer, box_depth.masked_fill(~covered, float("inf")), depth)
@@ -374,7 +368,12 @@ def object_reference(cond: Conditioning, size: tuple[int, int], max_view_change:
     return reference
 
 
-def turned_in_place(cond: Conditioning) -> Tensor:
+def reference_coverage(reference: Tensor) -> Tensor:
+    """(B, H, W) bool: where an :func:`object_reference` ((B, 4, H, W)) drew an object's photo pixels."""
+    return reference[:, REFERENCE_CHANNELS - 1] > 0
+
+
+def turned_in_place(cond: Conditioning, thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor:
     """(B, N) bool: real objects whose target pose is their photo pose turned about the box's centre (or unchanged).
 
     The scaled camera frame is a linear map of the metric one, so a turn moves neither the box's
@@ -384,22 +383,27 @@ def turned_in_place(cond: Conditioning) -> Tensor:
     photo_origin, photo_edges = pose_frame(cond.object_source_poses.float())
     shift = (origin + edges.sum(-1) / 2 - photo_origin - photo_edges.sum(-1) / 2).norm(dim=-1)
     volume = torch.linalg.det(edges).abs() / torch.linalg.det(photo_edges).abs().clamp(min=1e-12)
-    return cond.object_mask & (shift <= IN_PLACE_SHIFT * photo_edges.sum(-1).norm(dim=-1)) & ((volume - 1).abs() <= IN_PLACE_VOLUME)
+    t = thresholds
+    return cond.object_mask & (shift <= t.in_place_shift * photo_edges.sum(-1).norm(dim=-1)) & ((volume - 1).abs() <= t.in_place_volume)
 
 
-def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owner: Tensor) -> Tensor:
-    """The drawn ``colour`` (B, 3, H, W), with the photo's own pixels for objects a turn left looking as they were.
+def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owner: Tensor, thresholds: RenderThresholds
+                         ) -> Tensor:
+    """The drawn ``colour`` (B, 3, H, W), with the photo's own pixels where a turn left an object's surface where it was.
 
-    An object turned in place (:func:`turned_in_place`) whose drawn pixels mostly
-    (:data:`UNMOVED_SHARE`) show, at the same pixel, its photo's surface at the same depth, of
-    nearly the same colour on average (:data:`UNMOVED_COLOUR`), is a surface of revolution turned
-    about its axis: a sphere, a cylinder or a cone, plain or nearly so. There the photo's pixel is
-    the truth, shaded by the light where it is, while the drawn point carries the shading of where
-    the photo saw it. That shading differs smoothly across the object; a texture that turned with
-    it differs from pixel to pixel (:data:`UNMOVED_ROUGHNESS`), and the object stays drawn.
+    For an object turned in place (:func:`turned_in_place`) each drawn pixel is compared with the
+    photo's pixel at the same place: it stayed when the photo shows the same object there at the
+    same depth (``thresholds.surface_depth_tolerance``). When most of the object's drawn pixels
+    stayed (``unmoved_share``) with nearly the same colour on average (``unmoved_colour``), the
+    turn did not change what the camera sees of it, only which point of the surface lies there.
+    The photo's pixel is then the truth, shaded by the light where it is, while the drawn point
+    carries the shading of where the photo saw it. Shading differs smoothly across a surface; a
+    texture that turned with the object differs from pixel to pixel (``unmoved_roughness``), and
+    then the object stays drawn. Only pixels are compared: nothing depends on the object's kind.
     """
     B, N = cond.object_mask.shape
-    in_place = turned_in_place(cond)
+    t = thresholds
+    in_place = turned_in_place(cond, t)
     if N == 0 or not in_place.any():
         return colour
     size = tuple(colour.shape[-2:])
@@ -413,7 +417,7 @@ def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owne
     photo_colour = images[batch, photo, :, y, x].permute(0, 3, 1, 2).to(colour.dtype) * 2 - 1
     drawn = owner >= 0
     stayed = (drawn & _per_pixel(in_place, slot) & (photo_slot == owner)
-              & ((photo_depth - depth).abs() <= DEPTH_TOLERANCE * photo_depth))
+              & ((photo_depth - depth).abs() <= t.surface_depth_tolerance * photo_depth))
     index = batch * N + slot  # (B, H, W): each drawn pixel's object, counted over the batch
 
     def total(at: Tensor, values: Tensor) -> Tensor:
@@ -429,12 +433,12 @@ def _photo_where_unmoved(cond: Conditioning, colour: Tensor, depth: Tensor, owne
         at = index.narrow(dim, 0, owner.shape[dim] - 1)[pair]
         steps, step_sum = steps + total(at, torch.ones_like(step)), step_sum + total(at, step)
     roughness = step_sum / steps.clamp(min=1)
-    alike = ((kept > 0) & (kept >= UNMOVED_SHARE * shown) & (difference <= UNMOVED_COLOUR * kept)
-             & (roughness <= UNMOVED_ROUGHNESS))
+    alike = ((kept > 0) & (kept >= t.unmoved_share * shown) & (difference <= t.unmoved_colour * kept)
+             & (roughness <= t.unmoved_roughness))
     return torch.where((stayed & _per_pixel(alike, slot)).unsqueeze(1), photo_colour, colour)
 
 
-def _box_reference(cond: Conditioning, boxed: Tensor, size: tuple[int, int], max_view_change: float
+def _box_reference(cond: Conditioning, boxed: Tensor, size: tuple[int, int], thresholds: RenderThresholds
                    ) -> tuple[Tensor, Tensor, Tensor]:
     """Objects ``boxed`` ((B, N) bool) reprojected through their boxes: colour (B, 3, H, W) in [-1, 1], depth (B, H, W)
     of the nearest box entry (``inf`` where none), and whether that entry is a pasted one the photo saw (B, H, W) bool."""
@@ -442,14 +446,14 @@ def _box_reference(cond: Conditioning, boxed: Tensor, size: tuple[int, int], max
     H, W = size
     dtype = torch.float32
     poses, source_poses = cond.object_poses.to(dtype), cond.object_source_poses.to(dtype)
-    depth, source_uv, seen = reproject_box_surface(poses, source_poses, size)
+    depth, source_uv, seen = reproject_box_surface(poses, source_poses, size, thresholds.same_point)
     # A box is larger than its object: where the point falls outside the object's box in its photo the ray
     # passed the object by, and a farther object may be what the pixel sees.
     box = cond.object_boxes.to(dtype)[..., None, None, :]
     inside = ((source_uv >= box[..., :2]) & (source_uv <= box[..., 2:])).all(dim=-1)
     depth = depth.masked_fill(~(inside & boxed[..., None, None]), float("inf"))  # (B, N, H, W)
     nearest = depth.argmin(dim=1, keepdim=True)  # (B, 1, H, W)
-    pasted = boxed & (view_change(poses, source_poses) <= max_view_change)
+    pasted = boxed & (view_change(poses, source_poses) <= thresholds.max_view_change)
     nearest_depth = depth.gather(1, nearest)[:, 0]
     covered = (seen & pasted[..., None, None]).gather(1, nearest)[:, 0] & torch.isfinite(nearest_depth)
     images = cond.appearance_images.to(dtype)
