@@ -183,15 +183,32 @@ def test_estimates_of_true_boxes_give_the_boxes_back():
         assert turn == pytest.approx(torch.zeros_like(turn), abs=1e-4)
 
 
-def test_box_whose_footprint_ray_misses_the_floor_uses_the_centre_depth():
-    camera = Camera(torch.tensor([[50.0, 0, 32], [0, 50, 32], [0, 0, 1]]), torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]),
-                    torch.tensor([0.0, 1.0, 0.0]), 64, 64)  # at height 1 m looking along +y, level
-    # the footprint pixel is above the horizon (v < 32): the floor is never hit; the centre is 4 m ahead
-    estimates = torch.tensor([[32.0, 20.0, 32.0, 32.0, 4.0, 1.0, 0.6, 0.4, 0.5, 0.0]])
+def level_camera(height: float) -> Camera:
+    """A camera ``height`` m above the floor looking level along +y (focal 50 px, 64 x 64)."""
+    return Camera(torch.tensor([[50.0, 0, 32], [0, 50, 32], [0, 0, 1]]), torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]),
+                  torch.tensor([0.0, height, 0.0]), 64, 64)
+
+
+def test_box_centre_is_where_the_centre_ray_reaches_the_centre_height():
+    camera = level_camera(1.0)
+    # the centre pixel 10 px below the image centre: the ray drops 0.2 m per metre, reaching 0.5 m at 2.5 m
+    estimates = torch.tensor([[32.0, 50.0, 32.0, 42.0, 9.0, 0.5, 0.6, 0.4, 0.5, 0.0]])
     box = boxes_from_estimates(estimates, camera)[0]
-    assert box[:2].tolist() == pytest.approx([0.0, 4.0], abs=1e-5)
-    assert float(box[2]) == pytest.approx(0.75)  # bottom = centre height - height / 2
+    assert box[:2].tolist() == pytest.approx([0.0, 2.5], abs=1e-5)
+    assert float(box[2]) == pytest.approx(0.25)  # bottom = centre height - height / 2
+    assert box[3:6].tolist() == pytest.approx([0.6, 0.4, 0.5])
     assert float(box[6]) == pytest.approx(math.pi / 2)  # relative yaw 0: the long side points along the ray
+
+
+def test_box_falls_back_to_the_footprint_ray_then_the_centre_depth():
+    camera = level_camera(1.0)
+    # the centre above the camera: its ray (level) never reaches 1.5 m; the footprint pixel 20 px down meets the floor at 2.5 m
+    estimates = torch.tensor([[32.0, 52.0, 32.0, 32.0, 9.0, 1.5, 0.6, 0.4, 0.5, 0.0]])
+    assert boxes_from_estimates(estimates, camera)[0, :2].tolist() == pytest.approx([0.0, 2.5], abs=1e-5)
+    # the footprint pixel above the horizon too: the centre pixel is lifted with its depth, 4 m ahead
+    estimates[0, 1] = 20.0
+    estimates[0, 4] = 4.0
+    assert boxes_from_estimates(estimates, camera)[0, :2].tolist() == pytest.approx([0.0, 4.0], abs=1e-5)
 
 
 @pytest.mark.parametrize("yaw, square", [(0.2, False), (1.4, False), (-1.0, False), (0.2, True)])
