@@ -326,3 +326,17 @@ def test_training_resumes_and_exports(tmp_path):
     assert model.config == TINY
     assert json.loads((folder / "config.json").read_text())["training"]["step"] == 3
     assert model.estimate(torch.rand(1, 3, 32, 32)).shape == (1, 32, 32)
+
+
+def test_instance_estimates_leave_out_the_outline_of_large_objects():
+    cfg = PerceptionConfig(widths=(4, 8, 8), decoder_widths=(8, 4), working_size=32)
+    labels = torch.zeros(8, 8, dtype=torch.long)
+    labels[1:6, 1:6] = 1  # 25 pixels, 9 of them inside
+    labels[6:8, 6:8] = 2  # 4 pixels, none inside: all of them count
+    box = torch.zeros(len(learned.BOX_CHANNELS), 8, 8)
+    box[4:9] = math.log(5.0)  # the outline says 5 m
+    box[4:9, 2:5, 2:5] = math.log(2.0)  # the inside says 2 m
+    box[4:9, 6:8, 6:8] = math.log(3.0)
+    est = learned.instance_estimates(labels, box, cfg)
+    assert est[0, 4:9].tolist() == pytest.approx([2.0] * 5)
+    assert est[1, 4:9].tolist() == pytest.approx([3.0] * 5)
