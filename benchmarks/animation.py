@@ -36,7 +36,7 @@ DEFAULT_OUT = Path("benchmarks") / "results"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from neuralassets.benchmark.animation import NUM_FRAMES, TRAJECTORIES
+    from neuralassets.benchmark.trajectories import NUM_FRAMES, TRAJECTORIES
     from neuralassets.commands.bench import add_case_arguments
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -77,10 +77,10 @@ def load_model(path: str | None):
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from neuralassets.benchmark.animation import AnimationConfig, run_animation_benchmark
-    from neuralassets.benchmark.animation_report import write_report
     from neuralassets.benchmark.baselines import CopyPasteMethod
     from neuralassets.benchmark.report import publish
+    from neuralassets.benchmark.trajectories import AnimationConfig, run_animation_benchmark
+    from neuralassets.benchmark.trajectories_report import write_report
     from neuralassets.commands.bench import case_selection, parse_generator_overrides
 
     args = parse_args(argv)

@@ -7,9 +7,13 @@ Usage::
     python benchmarks/pose_edit.py --model weights --model runs/exp1/final
     python benchmarks/pose_edit.py --split val --cases 50      # for model iteration
     python benchmarks/pose_edit.py --seeds 3000000:3000100 --gen min_objects=8   # hidden cases
+    python benchmarks/pose_edit.py --model weights --gen max_objects=9 --inputs extracted   # what a user gets
+    python benchmarks/pose_edit.py --model weights --gen max_objects=9 --inputs perturbed --perturb depth_scale=1.1
+    python benchmarks/pose_edit.py --model weights --gen max_objects=9 --inputs perturbed --sweep --cases 8
 
-The same as ``neuralassets bench``; writes benchmarks/results/pose_edit.{md,json} with bar
-charts and example grids.
+The same as ``neuralassets bench``; writes benchmarks/results/pose_edit.{md,json} (with
+``--inputs extracted`` pose_edit-extracted.*, perturbed pose_edit-perturbed.*, a sweep
+pose_edit-robustness.*) with bar charts and example grids.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_every_task_builds_a_deterministic_case_with_an_exact_region(videos):
     for task in TASKS:
         case = make_case(task, 0, SEEDS[0], video, donor)
         if case is None:
-            assert task in ("swap", "multi_object")  # too few distinct visible objects in a small scene
+            assert task in ("swap", "multi_object", "compound")  # too few distinct visible objects in a small scene
             continue
         again = make_case(task, 0, SEEDS[0], video, donor)
         assert torch.equal(case.target, again.target) and case.params == again.params, task
@@ -124,6 +124,18 @@ def test_every_task_builds_a_deterministic_case_with_an_exact_region(videos):
             assert torch.equal(case.region, region_mask(case.original, case.edited_ids, (0,)))
         elif task == "insertion":
             assert torch.equal(case.region, region_mask(case.scene, case.edited_ids, (1,)))
+        elif task == "compound":
+            moved, turned, removed = case.params["moved"]["asset_id"], case.params["turned"]["asset_id"], case.params["removed"]
+            a, b = case.params["swapped"]
+            assert len({moved, turned, removed}) == 3 and a == moved and b not in (moved, removed)
+            assert removed not in case.scene.asset_ids and case.origins[a] == (case.original, b)
+            assert case.scene.asset(a).attributes["rgb"] == case.original.asset(b).attributes["rgb"]
+            moved_away = case.scene.asset(moved).centers[1] - case.original.asset(moved).centers[1]
+            assert moved_away[:2].norm() > 0.1
+            assert not torch.allclose(case.scene.asset(turned).rotations[1], case.original.asset(turned).rotations[1])
+            # the region covers the removed object where it stood and the moved and turned ones before and after
+            assert not (region_mask(case.original, [removed], (0,)) & ~case.region).any()
+            assert not (region_mask(case.scene, [moved, turned], (0, 1)) & ~case.region).any()
         else:
             assert torch.equal(case.region, region_mask(case.scene, case.edited_ids, (0, 1)))
 

@@ -293,3 +293,41 @@ def test_the_command_applies_its_thread_setting(tmp_path, simple_scene, monkeypa
         assert "error: NEURALASSETS_THREADS='0': expected a positive integer" in capsys.readouterr().err
     finally:
         torch.set_num_threads(threads)
+
+
+def test_geometric_render_of_a_footage_like_scene_is_full_size_and_keeps_unchanged_pixels(tmp_path, capsys):
+    """A 128 x 96 scene with no generator metadata (as extracted footage): the object moves, nothing else changes."""
+    from neuralassets.data import GeneratorConfig, generate_scene
+    from neuralassets.data import render as exact_render
+    from neuralassets.framing import window_scene
+    from neuralassets.image_ops import projected_box
+
+    generated = window_scene(generate_scene(7, GeneratorConfig(image_size=128, num_frames=2, min_objects=2, max_objects=2)),
+                             (0, 16, 128, 112))
+    target = max(generated.assets, key=lambda a: int(a.masks[0].sum()))
+    truth = exact_render(E.move(generated, target.id, (0.3, 0.0, 0.0), check_visibility="warn"), frames=[0]).rgb[0]
+    footage = generated.replace(metadata={"name": "clip"})  # no renderer parameters: only geometry can draw it
+    footage.save(tmp_path / "clip")
+    assert main(["edit", str(tmp_path / "clip"), "--out", str(tmp_path / "out"), "--move", f"{target.id}:0.3,0,0",
+                 "--render", "--backend", "geometric"]) == 0
+    assert "frame 0 (the source frame), 128x96, rendered by the geometric renderer" in capsys.readouterr().out
+    image = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "render.png"))).permute(2, 0, 1).float() / 255
+    assert image.shape == (3, 96, 128)
+    moved = Scene.load(tmp_path / "out")
+    region = torch.zeros(96, 128, dtype=torch.bool)
+    for scene in (footage, moved):  # where the object was and where it is now, with a margin for its rim
+        (x0, y0), (x1, y1) = projected_box(scene, target.id, 0).amin(0).tolist(), projected_box(scene, target.id, 0).amax(0).tolist()
+        region[max(int(y0) - 2, 0):int(y1) + 3, max(int(x0) - 2, 0):int(x1) + 3] = True
+    photo = footage.frames[0]
+    assert torch.equal(image[:, ~region], photo[:, ~region])  # every pixel the edit did not touch is the photo's own
+    error = ((image - truth) ** 2)[:, region].mean()
+    assert error < 0.5 * ((photo - truth) ** 2)[:, region].mean()  # the object moved towards where it now stands
+
+
+def test_the_exact_back_end_refuses_footage_before_writing(tmp_path, simple_scene, capsys):
+    simple_scene.save(tmp_path / "clip")
+    assert main(["edit", str(tmp_path / "clip"), "--out", str(tmp_path / "out"), "--move", "1:0.1,0,0", "--render",
+                 "--backend", "exact"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend exact: this scene was not made by the synthetic generator" in err and "--backend geometric" in err
+    assert not (tmp_path / "out").exists()

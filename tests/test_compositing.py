@@ -12,7 +12,7 @@ from neuralassets.errors import ValidationError
 from neuralassets.framing import cut, letterbox_window, window_scene
 from neuralassets.image_ops import resize_images
 from neuralassets.pipelines.compositing import change_mask, keep_unchanged
-from neuralassets.pipelines.reprojection import reproject_image, same_camera, unchanged_reference
+from neuralassets.pipelines.reprojection import reproject_image, same_camera, unchanged_photo
 from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.scene import Background, Camera
 
@@ -84,26 +84,26 @@ def static_scene(simple_scene):
 def test_the_reference_is_the_background_photo_only_when_seen_by_the_target_camera(simple_scene, static_scene):
     assert same_camera(simple_scene.cameras[0], copy.deepcopy(simple_scene.cameras[0]))
     assert not same_camera(simple_scene.cameras[0], simple_scene.cameras[1])
-    assert torch.equal(unchanged_reference(static_scene, 2, 0), static_scene.frames[0])
-    assert torch.equal(unchanged_reference(static_scene, 2), static_scene.frames[0])  # each asset's own source frame: 0
+    assert torch.equal(unchanged_photo(static_scene, 2, 0), static_scene.frames[0])
+    assert torch.equal(unchanged_photo(static_scene, 2), static_scene.frames[0])  # each asset's own source frame: 0
     # the camera moved: the photo reprojected through its depth, or nothing without depth
-    moved = unchanged_reference(simple_scene, 2, 0)
+    moved = unchanged_photo(simple_scene, 2, 0)
     expected = reproject_image(simple_scene.frames[0], simple_scene.depth[0], simple_scene.cameras[0], simple_scene.cameras[2])
     assert torch.equal(moved.nan_to_num(-1), expected.nan_to_num(-1)) and 0 < moved.isnan().float().mean() < 1
-    assert unchanged_reference(simple_scene.replace(depth=None), 2, 0) is None
-    assert torch.equal(unchanged_reference(simple_scene, 1, 1), simple_scene.frames[1])
+    assert unchanged_photo(simple_scene.replace(depth=None), 2, 0) is None
+    assert torch.equal(unchanged_photo(simple_scene, 1, 1), simple_scene.frames[1])
     view = background_view(static_scene, 2, 1)
     assert torch.equal(view.image, static_scene.frames[1]) and view.object_boxes.shape == (2, 4)
     assert torch.equal(view.depth, static_scene.depth[1])
     # a background photo from another camera (a background swap) has nothing to keep
     other = Camera.look_at([0.0, -5.0, 3.0], [0.0, 0.0, 0.0], 50.0, 32, 24)
     static_scene.background = Background(torch.rand(3, 24, 32), other)
-    assert unchanged_reference(static_scene, 2, 0) is None
+    assert unchanged_photo(static_scene, 2, 0) is None
     static_scene.background = Background(torch.rand(3, 24, 32), copy.deepcopy(static_scene.cameras[0]))
-    assert torch.equal(unchanged_reference(static_scene, 2, 0), static_scene.background.image)
+    assert torch.equal(unchanged_photo(static_scene, 2, 0), static_scene.background.image)
     static_scene.background.shows_scene = False  # another scene's photo standing in for the view
-    assert unchanged_reference(static_scene, 2, 0) is None
-    assert unchanged_reference(E.swap_background(static_scene.replace(background=None), simple_scene), 2, 0) is None
+    assert unchanged_photo(static_scene, 2, 0) is None
+    assert unchanged_photo(E.swap_background(static_scene.replace(background=None), simple_scene), 2, 0) is None
 
 
 def test_the_pipeline_keeps_unchanged_pixels_at_the_scene_size(simple_scene, static_scene):
@@ -128,7 +128,7 @@ def test_the_pipeline_keeps_unchanged_pixels_at_the_scene_size(simple_scene, sta
     no_depth = simple_scene.replace(depth=None)
     assert torch.equal(run(no_depth), run(no_depth, keep_unchanged=False))  # the camera moved, no depth: the render alone
     # with depth, the reprojected photo where it sees the scene and the render where it does not
-    reprojected = unchanged_reference(simple_scene, 2, 0)[None]
+    reprojected = unchanged_photo(simple_scene, 2, 0)[None]
     moved, moved_raw = run(simple_scene), run(simple_scene, keep_unchanged=False)
     unseen = reprojected.isnan().any(1, keepdim=True).expand_as(moved)
     assert unseen.any() and torch.equal(moved[unseen], moved_raw[unseen])

@@ -18,6 +18,8 @@ from neuralassets.editor import callbacks as cb
 from neuralassets.editor.backends import Renderers
 from neuralassets.editor.overlay import DRAWN_COLOUR, KEPT_COLOUR, LEGEND_HEIGHT, _label, display_scale, draw_scene, kept_map, projected_box
 from neuralassets.editor.views import OBJECT_COLUMNS, view
+from neuralassets.image_ops import quantize
+from neuralassets.pipelines import GeometricRenderer
 from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.video import read_video, write_video
 
@@ -142,11 +144,13 @@ def test_the_scene_view_shows_the_edited_scene(loaded):
     assert torch.equal(with_exact.preview[2], exact) and view(with_exact).shows == "exact re-render of the edited scene"
     assert np.array_equal(view(with_exact).scene_image, draw_scene(exact, removed.scene, 0))
     assert cb.with_preview(with_exact) is with_exact  # computed once per scene and frame
-    # a scene the generator did not make has no exact re-render: the photo, said to be before the edits
+    # a scene the generator did not make (footage) has no exact re-render: the geometric one, else the photo
     metadata = {k: v for k, v in removed.scene.metadata.items() if k != "renderer"}
     foreign = replace(removed, scene=removed.scene.replace(metadata=metadata))
-    assert cb.with_preview(foreign).preview is None
-    assert view(foreign).shows.startswith("the photo before the edits")
+    geometric = cb.with_preview(foreign)
+    assert torch.equal(geometric.preview[2], GeometricRenderer()(foreign.scene, 0, source_frame=0))
+    assert view(geometric).shows == cb.PREVIEW_GEOMETRIC
+    assert view(foreign).shows.startswith("the photo before the edits")  # before the preview is made
 
 
 def test_history_reads_in_the_controls_units(loaded):
@@ -318,6 +322,19 @@ def test_ground_truth_render_matches_the_generator(loaded, renderers):
     assert rendered.render_is_current and view(rendered).after.shape == (512, 512, 3)
     assert not cb.undo(rendered)[0].render_is_current  # an edit or undo makes the render stale
     assert not cb.set_frame(rendered, 3)[0].render_is_current
+
+
+def test_the_geometric_back_end_draws_any_scene_at_its_size(loaded, renderers):
+    target = max(loaded.scene.assets, key=lambda a: int(a.masks[0].sum()))
+    moved, _ = cb.move_selected(selected(loaded, target.id), 0.3, 0.0, 0.0)
+    metadata = {k: v for k, v in moved.scene.metadata.items() if k != "renderer"}
+    footage = replace(moved, scene=moved.scene.replace(metadata=metadata))  # no exact re-render for it
+    state, message = cb.render(footage, renderers, RenderSettings(backend="geometric"))
+    assert message == "Rendered frame 0 with the geometric back end." and state.kept is None
+    assert torch.equal(state.rendered, quantize(GeometricRenderer()(footage.scene, 0, source_frame=0)))
+    truth = gt_render(moved.scene, frames=[0]).rgb[0]
+    photo = loaded.scene.frames[0]
+    assert ((state.rendered - truth) ** 2).mean() < 0.5 * ((photo - truth) ** 2).mean()  # it drew the move
 
 
 def test_ground_truth_needs_a_synthetic_scene(loaded, renderers):

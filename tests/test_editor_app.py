@@ -46,6 +46,7 @@ def test_build_app_lays_out_the_editor(tmp_path):
             "scale", "remove", "duplicate", "swap", "insert", "background", "backend", "export-png", "export-zip",
             "export-animation", "status", "history"} <= ids
     notes = [b.value for b in app.blocks.values() if isinstance(b, gr.Markdown) and b.elem_id == "neural-status"]
-    assert notes == ["Neural back end unavailable: no trained weights in " + tmp_path.name + "/ (use the ground-truth back end)."]
+    assert notes == [f"Neural back end unavailable: no trained weights in {tmp_path.name}/ "
+                     "(use the ground-truth or geometric back end)."]
     states = [b for b in app.blocks.values() if isinstance(b, gr.State)]
     assert len(states) == 1 and states[0].time_to_live > 0

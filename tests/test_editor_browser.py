@@ -378,6 +378,13 @@ def test_both_back_ends_and_every_export_download(server, browser, tmp_path):
     assert not np.array_equal(frames[0], frames[1])  # the object turns (60 degrees a frame)
 
     tab(page, "Render settings")
+    page.get_by_label("geometric").check()
+    page.click("#render")
+    wait_status(page, "Rendered frame 0 with the geometric back end.")
+    geometric = image_of(page, "after", scale)
+    region = (box_region(scene, target.id, MARGIN) | box_region(E.move(scene, target.id, (MOVE_X, 0.0, 0.0)), target.id, MARGIN))
+    assert np.array_equal(geometric[~region.numpy()], as_uint8(scene.frames[0])[~region.numpy()])  # the photo's own pixels
+    assert not np.array_equal(geometric, as_uint8(scene.frames[0]))  # and the object moved
     page.get_by_label("neural").check()
     screenshot(page, "render_settings", tmp_path)
     page.click("#render")
@@ -433,6 +440,18 @@ def test_uploads_of_a_video_an_image_pair_and_a_scene_zip(server, browser, tmp_p
     screenshot(page, "upload", tmp_path)
     for files, name, frames in (([video], "clip.mp4", scene.num_frames), (pair, "frame0.png + frame3.png", 2),
                                 ([archive], "edited.zip", scene.num_frames)):
+        if name == "frame0.png + frame3.png":  # the clip before it is footage: its edits are drawn geometrically
+            page.click("#object input")
+            page.locator("#object").get_by_role("option").first.click()
+            wait_status(page, "Selected")
+            tab(page, "Move")
+            set_number(page, "dx", 0.3)
+            shown = image_src(page, "scene-view")
+            page.click("#move")
+            wait_status(page, "Moved")
+            wait_new_image(page, "scene-view", shown)
+            assert "geometric re-render of the edited scene" in page.locator("#title").inner_text()
+            tab(page, "Upload")
         clear = page.locator("#upload button[aria-label='Clear']")
         if clear.count():  # a person removes the previous upload first; new files would join it
             clear.first.click()

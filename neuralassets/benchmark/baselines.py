@@ -8,6 +8,9 @@ returns ``(3, H, W)``. Baselines:
 - :class:`CopyPasteMethod`: the paper's "chained" style: cut each object that moves by its
   mask, warp it with the homography of a box face seen in both its source and target
   projected 3D boxes, inpaint the hole (OpenCV Telea) and paste in depth order;
+- :class:`GeometricMethod`: the model's own inputs drawn by geometry alone
+  (:class:`~neuralassets.pipelines.geometric.GeometricRenderer`: the photo reprojected through depth,
+  each object's photo surface splatted at its new pose, the uncovered background inpainted);
 - :class:`VAECeilingMethod`: the ground truth through a pipeline's autoencoder (no latent
   model can do better than its own decoder);
 - :class:`PipelineMethod`: a neural assets pipeline rendering the edited scene.
@@ -27,19 +30,23 @@ from torch import Tensor
 from .. import geometry
 from ..data.edit_cases import Case
 from ..image_ops import box_mask, from_numpy_image, resize_images, to_numpy_image
+from ..pipelines.geometric import HOLE_DILATION, GeometricRenderer, inpaint
 from ..scene import Scene
 
-INPAINT_RADIUS = 3  # pixels Telea looks around each hole pixel
-HOLE_DILATION = 1  # pixels the hole grows by, so anti-aliased object edges are inpainted too
 STATIC_TOLERANCE = 0.25  # pixels an object's projected corners may move and still count as static
 MIN_FACE_AREA = 4.0  # square pixels a box face must cover in both views to define the warp
 UPRIGHT_PREFERENCE = 0.25  # weight of a floor-parallel face's area against an upright face's when choosing the warp
 
 
 class Method:
-    """Base class: subclasses set ``name`` and implement :meth:`predict` or :meth:`predict_one`."""
+    """Base class: subclasses set ``name`` and implement :meth:`predict` or :meth:`predict_one`.
+
+    ``uses_inputs`` False marks a method that reads only a case's ground truth (a ceiling),
+    so it runs even on cases whose edit could not be applied to the inputs.
+    """
 
     name = "method"
+    uses_inputs = True
 
     def predict(self, cases: Sequence[Case]) -> Tensor:
         """Renders of the cases' target frames, (B, 3, H, W) float in [0, 1]."""
@@ -189,9 +196,7 @@ class CopyPasteMethod(Method):
             for asset in original.assets:
                 if asset.id not in kept and asset.visibility[0] > 0:
                     hole |= _object_mask(original, asset.id, 0)
-        if hole.any():
-            hole = cv2.dilate(hole, np.ones((2 * HOLE_DILATION + 1,) * 2, np.uint8))
-            canvas = cv2.inpaint(canvas, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+        canvas = inpaint(canvas, hole, grow=HOLE_DILATION)
 
         layers = []  # (target depth, image, mask) pasted far to near
         for asset in scene.assets:
@@ -220,6 +225,22 @@ class CopyPasteMethod(Method):
         return float(np.abs(src.corners - dst.corners).max()) > STATIC_TOLERANCE
 
 
+class GeometricMethod(Method):
+    """Render each case's edited scene with :class:`~neuralassets.pipelines.geometric.GeometricRenderer`: no learning, the model's inputs.
+
+    Args:
+        renderer: the renderer (default settings when None).
+    """
+
+    name = "geometric"
+
+    def __init__(self, renderer: GeometricRenderer | None = None):
+        self.renderer = renderer or GeometricRenderer()
+
+    def predict_one(self, case: Case) -> Tensor:
+        return self.renderer(case.scene, 1, source_frame=0)
+
+
 class VAECeilingMethod(Method):
     """The ground-truth target encoded and decoded by a pipeline's autoencoder.
 
@@ -229,6 +250,8 @@ class VAECeilingMethod(Method):
         pipeline: a ``NeuralAssetsPipeline`` (its ``reconstruct`` is used).
         name: the method's name in reports.
     """
+
+    uses_inputs = False
 
     def __init__(self, pipeline, name: str = "vae-ceiling"):
         self.pipeline, self.name = pipeline, name
@@ -276,4 +299,4 @@ class PipelineMethod(Method):
                              keep_unchanged=self.keep_unchanged).images.float()
 
 
-__all__ = ["CopyPasteMethod", "IdentityMethod", "Method", "PipelineMethod", "VAECeilingMethod"]
+__all__ = ["CopyPasteMethod", "GeometricMethod", "IdentityMethod", "Method", "PipelineMethod", "VAECeilingMethod"]

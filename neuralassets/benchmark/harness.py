@@ -1,10 +1,14 @@
 """Run methods on benchmark cases and score them.
 
 :func:`run_benchmark` walks the cases seed by seed (so each generated video is rendered
-once for all tasks), gives every method the same cases, times it, and scores its images
-against the exact ground truth with :mod:`neuralassets.metrics`. It returns a
+once for all tasks), gives every method the same inputs for each case (the exact scene, or
+extracted or perturbed ones: :mod:`~neuralassets.benchmark.inputs`), times it, and scores its
+images against the exact ground truth with :mod:`neuralassets.metrics`. It returns a
 :class:`BenchmarkResult` holding one row of numbers per (case, method), the per-task
 summaries with 95% confidence intervals, and a few example images per task for the report.
+A case whose edit could not be applied to its inputs (``Case.failed``) is scored with the
+source frame for every method and counted. :func:`run_sweep` does the same for several
+inputs at once (a robustness sweep), rendering each case's ground truth once.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ..errors import ValidationError
 from ..image_ops import to_uint8
 from ..metrics import LPIPS, appearance_similarity, mean_ci, psnr, region_mean, ssim_map
 from .baselines import Method
+from .inputs import ExactInputs, Inputs
 
 #: Reported metrics: key -> (column title, higher is better).
 METRICS: dict[str, tuple[str, bool]] = {
@@ -70,6 +75,7 @@ class BenchmarkResult:
         examples: a few cases per task with every method's image.
         lpips_available: whether LPIPS weights were found (otherwise its column is "n/a").
         descriptor: what the identity similarity is computed with.
+        inputs: what the methods were given (the input mode's description).
     """
 
     config: dict
@@ -79,6 +85,7 @@ class BenchmarkResult:
     examples: list[Example] = field(default_factory=list)
     lpips_available: bool = False
     descriptor: str = "classical (colour histogram + HOG)"
+    inputs: str = "exact: the generator's depth, masks, 2D and 3D boxes and cameras"
 
     def summary(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
         """task -> method -> metric -> {"mean", "ci95", "n"} over the task's cases."""
@@ -91,6 +98,30 @@ class BenchmarkResult:
                 for key in METRICS:
                     mean, half, n = mean_ci(r[key] for r in rows)
                     out[task][method][key] = {"mean": mean, "ci95": half, "n": n}
+        return out
+
+    def failures(self) -> dict[str, tuple[int, int]]:
+        """task -> (cases whose edit could not be applied to the inputs, cases)."""
+        first = self.methods[0] if self.methods else None
+        out = {}
+        for task in self.tasks:
+            rows = [r for r in self.rows if r["task"] == task and r["method"] == first]
+            out[task] = (sum(int(r.get("failed", 0)) for r in rows), len(rows))
+        return out
+
+    def margin(self, method: str, baseline: str, key: str = "psnr_box", applied_only: bool = False
+               ) -> dict[str, dict[str, float]]:
+        """task -> {"mean", "ci95", "n"} of ``method`` minus ``baseline`` per case (paired), for one metric.
+
+        ``applied_only`` leaves out the cases whose edit could not be applied to the inputs (where
+        every method shows the source frame, so the margin is 0).
+        """
+        out = {}
+        for task in self.tasks:
+            rows = [r for r in self.rows if r["task"] == task and not (applied_only and r.get("failed"))]
+            theirs = {r["index"]: r[key] for r in rows if r["method"] == baseline}
+            mean, half, n = mean_ci(r[key] - theirs[r["index"]] for r in rows if r["method"] == method and r["index"] in theirs)
+            out[task] = {"mean": mean, "ci95": half, "n": n}
         return out
 
 
@@ -125,7 +156,8 @@ class BenchmarkConfig:
 
 
 def target_boxes(case: Case) -> Tensor:
-    """(N, 4) float pixel boxes of the case's edited assets that are present in the target frame."""
+    """(N, 4) float pixel boxes of the case's edited assets that are present in the target frame (of its exact truth)."""
+    case = case.truth
     boxes = []
     for asset_id in case.edited_ids:
         if asset_id not in case.scene.asset_ids:
@@ -200,7 +232,7 @@ def check_object_slots(methods: Sequence[Method], config: BenchmarkConfig) -> No
 
 def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPIPS | None = None,
                   describe: Callable[[Tensor, Tensor], Tensor] | None = None, descriptor: str | None = None,
-                  progress: Callable[[str], None] | None = None) -> BenchmarkResult:
+                  progress: Callable[[str], None] | None = None, inputs: Inputs | None = None) -> BenchmarkResult:
     """Run every method on every case and score it.
 
     Args:
@@ -209,41 +241,66 @@ def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPI
         lpips: LPIPS module when its weights are available.
         describe: identity descriptor (None = the classical one); ``descriptor`` names it in the report.
         progress: called with a line of text after each batch of seeds.
+        inputs: what the methods are given (:mod:`~neuralassets.benchmark.inputs`; default the exact scenes).
 
     Returns:
         A :class:`BenchmarkResult`.
+    """
+    return run_sweep(methods, config, [inputs or ExactInputs()], lpips, describe, descriptor, progress)[0]
+
+
+def run_sweep(methods: Sequence[Method], config: BenchmarkConfig, inputs: Sequence[Inputs], lpips: LPIPS | None = None,
+              describe: Callable[[Tensor, Tensor], Tensor] | None = None, descriptor: str | None = None,
+              progress: Callable[[str], None] | None = None) -> list[BenchmarkResult]:
+    """:func:`run_benchmark` for several inputs of the same cases (each case's ground truth rendered once).
+
+    Returns:
+        One :class:`BenchmarkResult` per entry of ``inputs``, in order.
     """
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValidationError(f"methods: names must differ, got {names}")
     check_object_slots(methods, config)
-    result = BenchmarkResult(config.to_json(), names, list(config.tasks), lpips_available=lpips is not None)
-    if descriptor is not None:
-        result.descriptor = descriptor
+    results = []
+    for mode in inputs:
+        result = BenchmarkResult(config.to_json(), names, list(config.tasks), lpips_available=lpips is not None,
+                                 inputs=mode.describe())
+        if descriptor is not None:
+            result.descriptor = descriptor
+        results.append(result)
     elapsed = dict.fromkeys(names, 0.0)
+    preparing = 0.0
     start, done = time.perf_counter(), 0
     batch: list[Case] = []
     seeds_in_batch = 0
     total = min(config.cases_per_task, len(config.seeds))
 
     def flush() -> None:
-        for task in config.tasks:
-            cases = [c for c in batch if c.task == task]
-            if not cases:
-                continue
-            examples = [Example(c.task, c.index, c.seed, c.source, c.target, c.region) for c in cases
-                        if c.index < config.examples_per_task]
-            for method in methods:
+        nonlocal preparing
+        for mode, result in zip(inputs, results):
+            for task in config.tasks:
                 t0 = time.perf_counter()
-                preds = method.predict(cases)
-                seconds = time.perf_counter() - t0
-                elapsed[method.name] += seconds
-                for case, values in zip(cases, score(cases, preds, lpips, describe)):
-                    result.rows.append({"task": task, "index": case.index, "seed": case.seed, "method": method.name,
-                                        **values, "ms_per_edit": 1000 * seconds / len(cases)})
-                for example in examples:
-                    example.predictions[method.name] = preds[[c.index for c in cases].index(example.index)]
-            result.examples.extend(examples)
+                cases = [mode.prepare(c) for c in batch if c.task == task]
+                preparing += time.perf_counter() - t0
+                if not cases:
+                    continue
+                runnable = [c for c in cases if c.failed is None]
+                examples = [Example(c.task, c.index, c.seed, c.source, c.target, c.region) for c in cases
+                            if c.index < config.examples_per_task]
+                for method in methods:
+                    todo = runnable if method.uses_inputs else cases
+                    t0 = time.perf_counter()
+                    preds = dict(zip((c.index for c in todo), method.predict(todo))) if todo else {}
+                    seconds = time.perf_counter() - t0
+                    elapsed[method.name] += seconds
+                    images = torch.stack([preds.get(c.index, c.source) for c in cases])
+                    for case, values in zip(cases, score(cases, images, lpips, describe)):
+                        result.rows.append({"task": task, "index": case.index, "seed": case.seed, "method": method.name,
+                                            **values, "ms_per_edit": 1000 * seconds / max(1, len(todo)),
+                                            "failed": int(case.failed is not None)})
+                    for example in examples:
+                        example.predictions[method.name] = images[[c.index for c in cases].index(example.index)]
+                result.examples.extend(examples)
         batch.clear()
 
     task_config = TaskConfig(config.seeds, config.generator_overrides)
@@ -260,8 +317,12 @@ def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPI
             flush()
             seeds_in_batch = 0
             if progress is not None:
-                timing = ", ".join(f"{n} {1000 * elapsed[n] / max(1, done * len(config.tasks)):.0f} ms" for n in names)
-                progress(f"{done}/{total} seeds, {time.perf_counter() - start:.0f} s ({timing} per edit)")
-    result.config["seconds"] = round(time.perf_counter() - start, 1)
-    result.config["truth_sha256"] = truth_digest.hexdigest()
-    return result
+                edits_done = max(1, done * len(config.tasks) * len(inputs))
+                timing = ", ".join(f"{n} {1000 * elapsed[n] / edits_done:.0f} ms" for n in names)
+                progress(f"{done}/{total} seeds, {time.perf_counter() - start:.0f} s ({timing} per edit; "
+                         f"inputs {1000 * preparing / edits_done:.0f} ms per case)")
+    for result in results:
+        result.config["seconds"] = round(time.perf_counter() - start, 1)
+        result.config["inputs_seconds"] = round(preparing, 1)
+        result.config["truth_sha256"] = truth_digest.hexdigest()
+    return results

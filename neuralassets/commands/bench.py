@@ -1,4 +1,11 @@
-"""``neuralassets bench``: the pose-edit benchmark (the same as ``python benchmarks/pose_edit.py``)."""
+"""``neuralassets bench``: the pose-edit benchmark (the same as ``python benchmarks/pose_edit.py``).
+
+``--inputs`` picks what every method is given (:mod:`neuralassets.benchmark.inputs`): the
+generator's exact scenes (``exact``, files ``pose_edit*``), the scenes extraction makes of the
+same photos (``extracted``, files ``pose_edit-extracted*``), or exact scenes with noise
+(``perturbed``: ``--perturb KIND=LEVEL`` for one run, files ``pose_edit-perturbed*``, or
+``--sweep`` for in-box PSNR against every level of each kind, files ``pose_edit-robustness*``).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,14 @@ import argparse
 import json
 from pathlib import Path
 
+from .extract import add_perception_arguments
+
 QUICK_CASES = 3  # cases per task in --quick mode
 FULL_CASES = 200  # cases per task in full mode
 DEFAULT_OUT = Path("benchmarks") / "results"
+INPUTS = ("exact", "extracted", "perturbed")
+#: Options of ``neuralassets extract`` that load models; they only make sense with ``--inputs extracted``.
+_MODEL_OPTIONS = ("sam_checkpoint", "sam_model", "prompt", "detector", "sam2_video", "depth_model")
 
 
 def add_case_arguments(p: argparse.ArgumentParser, unit: str, quick_cases: int, full_cases: int) -> None:
@@ -58,7 +70,67 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--examples", type=int, default=3, metavar="N", help="example cases per task in the image grids")
     p.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--name", default=None,
-                   help="file name stem (default pose_edit, pose_edit-val for --split val; -quick is appended with --quick)")
+                   help="file name stem (default pose_edit, pose_edit-extracted, pose_edit-perturbed or pose_edit-robustness "
+                        "for the inputs, -val appended for --split val; -quick is appended with --quick)")
+    g = p.add_argument_group("inputs", "what every method is given (see neuralassets/benchmark/inputs.py)")
+    g.add_argument("--inputs", choices=INPUTS, default="exact",
+                   help="exact: the generator's depth, masks, boxes and cameras; extracted: what `neuralassets extract` "
+                        "finds in the same photos (objects matched by mask IoU, unmatched edited objects count as failed); "
+                        "perturbed: exact inputs with --perturb noise or a --sweep")
+    g.add_argument("--perturb", action="append", default=[], metavar="KIND=LEVEL",
+                   help="with --inputs perturbed: noise to apply (repeatable); KIND one of "
+                        "depth_scale, depth_blur, depth_noise, mask, box_center, box_size, box_yaw")
+    g.add_argument("--sweep", nargs="?", const="all", default=None, metavar="KINDS",
+                   help="with --inputs perturbed: run every level of each kind (comma-separated, default all) and "
+                        "plot in-box PSNR against the level")
+    g.add_argument("--known-camera", action="store_true",
+                   help="with --inputs extracted: give extraction the generator's cameras, not only their intrinsics")
+    g.add_argument("--match-iou", type=float, default=None, metavar="IOU",
+                   help="with --inputs extracted: mask IoU an extracted object needs to count as a ground-truth object "
+                        "(default 0.5)")
+    add_perception_arguments(g)
+
+
+def input_modes(args: argparse.Namespace) -> tuple[str, list]:
+    """(file name base, input modes) from the options: one mode, or one per level of a ``--sweep``.
+
+    Raises:
+        ValidationError: an option that does not go with ``--inputs``, or a bad perturbation.
+    """
+    from ..benchmark.inputs import MIN_MATCH_IOU, ExactInputs, ExtractedInputs, PerturbedInputs
+    from ..benchmark.perturbations import PERTURBATIONS, parse_perturbation
+    from ..errors import ValidationError
+
+    if args.inputs != "perturbed" and (args.perturb or args.sweep):
+        raise ValidationError("--perturb and --sweep go with --inputs perturbed")
+    extraction_options = [f"--{o.replace('_', '-')}" for o in _MODEL_OPTIONS if getattr(args, o)]
+    if args.known_camera or args.match_iou is not None:
+        extraction_options.append("--known-camera" if args.known_camera else "--match-iou")
+    if args.inputs != "extracted" and extraction_options:
+        raise ValidationError(f"{', '.join(extraction_options)}: extraction options go with --inputs extracted")
+    if args.inputs == "exact":
+        return "pose_edit", [ExactInputs()]
+    if args.inputs == "extracted":
+        from ..perception import CameraConfig
+        from .extract import perception_pieces
+
+        iou = MIN_MATCH_IOU if args.match_iou is None else args.match_iou
+        if not 0 < iou <= 1:
+            raise ValidationError(f"--match-iou: expected a value in (0, 1], got {iou}")
+        mode = ExtractedInputs(**perception_pieces(args), camera_config=CameraConfig(fov_degrees=args.fov, height=args.camera_height),
+                               known_camera=args.known_camera, min_iou=iou)
+        return "pose_edit-extracted", [mode]
+    if args.sweep is not None:
+        if args.perturb:
+            raise ValidationError("--sweep runs each kind of noise alone; leave out --perturb")
+        kinds = list(PERTURBATIONS) if args.sweep == "all" else [k.strip() for k in args.sweep.split(",") if k.strip()]
+        unknown = [k for k in kinds if k not in PERTURBATIONS]
+        if unknown or not kinds:
+            raise ValidationError(f"--sweep: {unknown or 'no kinds'}; expected kinds among {', '.join(PERTURBATIONS)}")
+        return "pose_edit-robustness", [PerturbedInputs({k: v}) for k in kinds for v in PERTURBATIONS[k].levels]
+    if not args.perturb:
+        raise ValidationError("--inputs perturbed: give the noise with --perturb KIND=LEVEL, or --sweep")
+    return "pose_edit-perturbed", [PerturbedInputs(dict(parse_perturbation(p) for p in args.perturb))]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,9 +174,9 @@ def parse_generator_overrides(items: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..benchmark.baselines import CopyPasteMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
-    from ..benchmark.harness import BenchmarkConfig, run_benchmark
-    from ..benchmark.report import publish, write_report
+    from ..benchmark.baselines import CopyPasteMethod, GeometricMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
+    from ..benchmark.harness import BenchmarkConfig, run_sweep
+    from ..benchmark.report import publish, write_report, write_sweep_report
     from ..data.edit_cases import TASKS
     from ..metrics import backbone_descriptor, load_lpips
 
@@ -114,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     config = BenchmarkConfig(seeds=seeds, cases_per_task=cases, tasks=tasks, generator_overrides=parse_generator_overrides(args.gen),
                              examples_per_task=args.examples, split=args.split if not args.seeds else "custom")
 
-    methods = [IdentityMethod(), CopyPasteMethod()]
+    base, modes = input_modes(args)
+    methods = [IdentityMethod(), CopyPasteMethod(), GeometricMethod()]
     models = [PipelineMethod.from_pretrained(path, num_inference_steps=args.steps, guidance_scale=args.guidance)
               for path in args.model]
     if args.raw:
@@ -134,8 +207,16 @@ def run(args: argparse.Namespace) -> int:
         descriptor = f"{models[0].name} appearance-backbone (RoIAlign 2x2)"
     lpips = load_lpips(args.lpips_weights)
 
+    if models and args.inputs == "extracted":
+        # Insertion adds an object to an extracted scene, so a model with N slots takes N - 1 extracted ones.
+        modes[0].max_objects = min(m.pipeline.config.max_objects for m in models) - 1
+    inputs = modes[0].describe() if len(modes) == 1 else f"{len(modes)} noise levels"
     print(f"pose-edit benchmark: {len(tasks)} tasks x {min(cases, len(seeds))} cases, seeds {seeds.start}:{seeds.stop}, "
-          f"methods {', '.join(m.name for m in methods)}; LPIPS {'on' if lpips is not None else 'n/a (no weights)'}")
-    result = run_benchmark(methods, config, lpips=lpips, describe=describe, descriptor=descriptor, progress=print)
-    publish(write_report, result, args.out, args.name, "pose_edit", args.split, args.quick)
+          f"methods {', '.join(m.name for m in methods)}; inputs {inputs}; LPIPS {'on' if lpips is not None else 'n/a (no weights)'}")
+    results = run_sweep(methods, config, modes, lpips=lpips, describe=describe, descriptor=descriptor, progress=print)
+    if args.sweep is not None:
+        runs = [(kind, level, result) for mode, result in zip(modes, results) for kind, level in mode.perturbations.items()]
+        publish(write_sweep_report, runs, args.out, args.name, base, args.split, args.quick)
+    else:
+        publish(write_report, results[0], args.out, args.name, base, args.split, args.quick)
     return 0

@@ -31,6 +31,10 @@ class _Op(argparse.Action):
         namespace.ops = [*(getattr(namespace, "ops", None) or []), (self.dest, values)]
 
 
+#: What ``--render`` can draw with (see ``--backend``'s help).
+RENDER_BACKENDS = ("neural", "geometric", "exact")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "edit", help="edit a saved Scene (move, rotate, scale, remove, swap, background) and write the result",
@@ -66,7 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--render-frame", "--target-frame", dest="render_frame", type=int, default=None, metavar="N",
                    help="frame to render (negative counts from the end; default: the first frame --frames edits, else the "
                         "source frame, whose photo gives the background and the first object's appearance)")
-    r.add_argument("--render", action="store_true", help="render it with the model to OUT_DIR/render.png")
+    r.add_argument("--render", action="store_true", help="render it to OUT_DIR/render.png with --backend")
+    r.add_argument("--backend", choices=RENDER_BACKENDS, default="neural",
+                   help="what --render draws with: neural (the model, default), geometric (the photo's own pixels moved "
+                        "by depth and 3D boxes, holes inpainted; no model, at the scene's full size: for footage the model "
+                        "was not trained on) or exact (the synthetic generator's renderer; generated scenes only)")
     r.add_argument("--weights", default=None, metavar="DIR", help="pipeline folder for --render (default: the shipped weights/)")
     r.add_argument("--steps", type=int, default=None, help="denoising steps for --render (default: the model's)")
     r.add_argument("--guidance", type=float, default=None, help="guidance scale for --render (default: the model's)")
@@ -270,6 +278,8 @@ def _run(args: argparse.Namespace) -> int:
             raise ValidationError(f"{e.problem}; pass --allow-offscreen to allow it") from None
     for w in caught:
         _warn(w.message)
+    if args.render and args.backend == "exact":
+        exact_render_of(edited, target, "--backend exact")  # refused before anything is written
     truth = None
     if args.ground_truth:
         from ..data import render
@@ -289,18 +299,37 @@ def _run(args: argparse.Namespace) -> int:
         Image.fromarray(to_uint8_frames(truth)[0]).save(out / "ground_truth.png")
         print(f"{out / 'ground_truth.png'}: frame {target} ({why}) rendered by the synthetic renderer")
     if args.render:
-        from ..pipelines import NeuralAssetsPipeline
+        if args.backend == "neural":
+            from ..pipelines import NeuralAssetsPipeline
 
-        try:
-            pipe = NeuralAssetsPipeline.from_pretrained(args.weights)
-        except WeightsError as e:
-            raise WeightsError(f"--render: cannot load the model ({e}); the edited scene is saved in {out}") from None
-        image = pipe(edited, target_frame=target, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                     generator=torch.Generator().manual_seed(args.seed), output_type="np",
-                     keep_unchanged=not args.raw).images[0]
-        Image.fromarray(image).save(out / "render.png")
-        print(f"{out / 'render.png'}: frame {target} ({why}) rendered by the model")
+            try:
+                pipe = NeuralAssetsPipeline.from_pretrained(args.weights)
+            except WeightsError as e:
+                raise WeightsError(f"--render: cannot load the model ({e}); the edited scene is saved in {out}") from None
+            image = pipe(edited, target_frame=target, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                         generator=torch.Generator().manual_seed(args.seed), keep_unchanged=not args.raw).images[0]
+            by = "the model"
+        elif args.backend == "geometric":
+            from ..pipelines import GeometricRenderer
+
+            image, by = GeometricRenderer()(edited, target, source_frame=target), "the geometric renderer"
+        else:
+            image, by = exact_render_of(edited, target, "--backend exact"), "the synthetic renderer"
+        Image.fromarray(to_uint8_frames(image[None])[0]).save(out / "render.png")
+        print(f"{out / 'render.png'}: frame {target} ({why}), {edited.width}x{edited.height}, rendered by {by}")
     return 0
+
+
+def exact_render_of(scene, frame: int, flag: str):
+    """(3, H, W) the synthetic renderer's image of ``scene`` at ``frame``; a ValidationError naming ``flag`` for other scenes."""
+    from ..data import render
+    from ..errors import ValidationError
+
+    try:
+        return render(scene, frames=[frame]).rgb[0]
+    except ValidationError as e:
+        raise ValidationError(f"{flag}: this scene was not made by the synthetic generator, so it has no exact re-render "
+                              f"({e}); use --backend geometric or neural") from None
 
 
 def _warn(message) -> None:

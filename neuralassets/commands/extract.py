@@ -19,6 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=int, default=512, help="shrink frames whose longer side exceeds this (pixels)")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames")
     p.add_argument("--stride", type=int, default=1, help="keep every N-th frame")
+    add_perception_arguments(p)
+    p.add_argument("--overlay", choices=["png", "gif", "none"], default="png",
+                   help="write overlay.png (source frame) or overlay.gif (all frames) into the Scene folder")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=_run)
+
+
+def add_perception_arguments(p: argparse.ArgumentParser) -> None:
+    """The camera assumptions and model options of extraction, shared with ``neuralassets bench --inputs extracted``."""
     p.add_argument("--fov", type=float, default=50.0, help="assumed horizontal field of view, degrees")
     p.add_argument("--camera-height", type=float, default=3.5,
                    help="assumed camera height above the floor (m); also the scale given to relative depth")
@@ -30,13 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", metavar="ID", help="Grounding DINO or OWLv2 folder / cached hub id for --prompt")
     p.add_argument("--sam2-video", metavar="ID", help="SAM 2 video folder / cached hub id: track by mask propagation")
     p.add_argument("--depth-model", metavar="ID", help="Depth Anything folder / cached hub id: lift with monocular depth")
-    p.add_argument("--overlay", choices=["png", "gif", "none"], default="png",
-                   help="write overlay.png (source frame) or overlay.gif (all frames) into the Scene folder")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(run=_run)
 
 
-def _pieces(args: argparse.Namespace) -> dict:
+def perception_pieces(args: argparse.Namespace) -> dict:
     """Segmenter, tracker and depth estimator named by the options (None = the library default)."""
     from ..errors import ConfigError
 
@@ -126,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..errors import VideoError
     from ..video import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-    pieces = _pieces(args)
+    pieces = perception_pieces(args)
     source, out = Path(args.video), Path(args.out)
     if not args.batch:
         extract_one(source, out, args, pieces)

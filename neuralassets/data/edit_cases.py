@@ -30,6 +30,9 @@ swap            two objects trade appearance
 background      the background (backdrop and floor) of another video
 camera          the target camera orbits the scene by 10-40 degrees
 multi_object    three objects each moved, rotated or scaled at once
+compound        four edits of different kinds at once: one object moved, another turned,
+                a third removed, and the moved one trading looks with a fourth (or with
+                the turned one in a three-object scene)
 ==============  =====================================================================
 """
 
@@ -57,8 +60,10 @@ ASYMMETRIC_SHAPES = ("l_block", "mug")  # shapes whose pitch or roll changes how
 MIN_VISIBLE_CHANGE = 0.05  # an edit must change at least this fraction of its region's pixels
 CHANGE_THRESHOLD = 4 / 255  # by more than this, in some channel
 
+#: Tasks that take something from another video (the case's ``donor``).
+DONOR_TASKS = ("insertion", "transfer", "background")
 TASKS = ("novel_pose", "translation", "rotation", "scale", "removal", "insertion", "transfer", "swap",
-         "background", "camera", "multi_object")
+         "background", "camera", "multi_object", "compound")
 
 
 @dataclass
@@ -80,6 +85,14 @@ class Case:
             taken from at that scene's frame 0 (``original`` for the scene's own objects, another
             video for inserted ones, the partner for an appearance swap).
         params: the edit's parameters (JSON-serialisable), for the report and for debugging.
+        donor: the other video's still (frame 0 = its source frame, blinded) that an insertion,
+            transfer or background swap takes from; None for the other tasks.
+        exact: for a case whose inputs are not the generator's own (extracted or perturbed, see
+            :mod:`neuralassets.benchmark.inputs`), the exact case it was made from; None otherwise.
+            Scoring reads ``target`` and ``region`` (copied from it) and :attr:`truth`.
+        failed: why the edit could not be applied to these inputs (an edited object that
+            extraction did not find, a target the estimated floor cannot hold), or None. Methods
+            are not asked to render a failed case; its fallback, the source frame, is scored.
     """
 
     task: str
@@ -92,11 +105,19 @@ class Case:
     region: Tensor
     origins: dict[int, tuple[Scene, int]]
     params: dict = field(default_factory=dict)
+    donor: Scene | None = None
+    exact: Case | None = None
+    failed: str | None = None
 
     @property
     def source(self) -> Tensor:
         """(3, H, W) float in [0, 1], the source frame."""
         return self.original.frames[0]
+
+    @property
+    def truth(self) -> Case:
+        """The case with the generator's exact inputs: :attr:`exact`, or this case itself."""
+        return self.exact if self.exact is not None else self
 
 
 def blind_target(scene: Scene) -> Scene:
@@ -316,6 +337,26 @@ def _multi_object(rng, original: Scene, donor: Scene) -> _Edit:
     return _Edit(scene, ids, (0, 1), params=params)
 
 
+def _compound(rng, original: Scene, donor: Scene) -> _Edit:
+    ids = visible_ids(original)
+    moved, turned, removed = pick_ids(rng, ids, 3)
+    scene, moved_params = _translate(rng, original, moved)
+    scene, turned_params = _rotate(rng, scene, turned)
+    others = [i for i in ids if i not in (moved, turned, removed)]
+    partner = pick_ids(rng, others)[0] if others else turned
+    if _looks(original, moved) == _looks(original, partner):
+        raise UnusableDraw("the two objects to swap look the same")
+    scene = _strict(edits.swap_appearance, scene, moved, partner)
+    if not in_view(scene, [moved, turned]):
+        raise UnusableDraw("an edited object leaves the image")
+    edited_ids = list(dict.fromkeys([moved, turned, removed, partner]))
+    # the region comes from the scene before the removal, which still has the removed object's box
+    return _Edit(_strict(edits.remove, scene, removed), edited_ids, (0, 1),
+                 origins={moved: (original, partner), partner: (original, moved)},
+                 params={"moved": {"asset_id": moved, **moved_params}, "turned": {"asset_id": turned, **turned_params},
+                         "removed": removed, "swapped": [moved, partner]}, region_scene=scene)
+
+
 _MAKERS: dict[str, Callable[[np.random.Generator, Scene, Scene], _Edit]] = {
     "novel_pose": _novel_pose,
     "translation": _single(_translate),
@@ -328,6 +369,7 @@ _MAKERS: dict[str, Callable[[np.random.Generator, Scene, Scene], _Edit]] = {
     "background": _background,
     "camera": _camera,
     "multi_object": _multi_object,
+    "compound": _compound,
 }
 
 
@@ -449,10 +491,11 @@ def make_case(task: str, index: int, seed: int, video: Video, donor_video: Video
         params = {"source_frame": video.frames[0], **edit.params}
         if task == "novel_pose":
             params["target_frame"] = video.frames[1]
-        if task in ("insertion", "transfer", "background"):
+        if task in DONOR_TASKS:
             params["donor_seed"] = int(donor_video.still.metadata["generator"]["seed"])
             params["donor_frame"] = donor_video.frames[0]
-        return Case(task, index, int(seed), edit.scene, original, truth, edit.edited_ids, region, origins, params)
+        donor = donor_video.still if task in DONOR_TASKS else None
+        return Case(task, index, int(seed), edit.scene, original, truth, edit.edited_ids, region, origins, params, donor)
     return None
 
 

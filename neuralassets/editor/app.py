@@ -196,7 +196,9 @@ def build_app(renderers: Renderers | None = None, workdir: str | os.PathLike | N
                                          scale=2)
             with gr.Tab("Render settings"):
                 backend = gr.Radio(list(BACKENDS), value=GROUND_TRUTH, label="Back end", elem_id="backend",
-                                   info="ground truth: the generator's exact renderer (synthetic scenes only)")
+                                   info="ground truth: the generator's exact renderer (synthetic scenes only); "
+                                        "geometric: the photo's own pixels moved by depth and 3D boxes, holes "
+                                        "inpainted (any footage, full size); neural: the trained model")
                 neural_status = gr.Markdown(renderers.neural_status(), elem_id="neural-status")
                 with gr.Row():
                     steps = gr.Slider(1, MAX_STEPS, value=RenderSettings.steps, step=1, label="steps", elem_id="steps")

@@ -23,8 +23,9 @@ from .state import RenderSettings
 
 NEURAL = "neural"
 GROUND_TRUTH = "ground truth"
+GEOMETRIC = "geometric"
 #: Back ends offered in the editor, in the order shown.
-BACKENDS = (GROUND_TRUTH, NEURAL)
+BACKENDS = (GROUND_TRUTH, GEOMETRIC, NEURAL)
 #: Bounds of the render settings the editor accepts.
 MAX_STEPS = 200
 MAX_GUIDANCE = 20.0
@@ -85,7 +86,7 @@ class Renderers:
             return "Neural back end: model loaded."
         folder = DEFAULT_WEIGHTS if self.weights is None else Path(self.weights)
         if (self.weights is None or folder.is_dir()) and not (folder / "model_index.json").is_file():
-            return f"Neural back end unavailable: no trained weights in {folder.name}/ (use the ground-truth back end)."
+            return f"Neural back end unavailable: no trained weights in {folder.name}/ (use the ground-truth or geometric back end)."
         return "Neural back end: weights are loaded on the first neural render."
 
     def pipeline(self):
@@ -124,13 +125,18 @@ class Renderers:
             WeightsError: the neural back end has no usable weights.
         """
         check_settings(settings)
+        if settings.backend == GEOMETRIC:
+            from ..pipelines import GeometricRenderer
+
+            return Render(quantize(GeometricRenderer()(scene, frame, source_frame=frame)))
         if settings.backend == GROUND_TRUTH:
             from ..data import render
 
             try:
                 return Render(render(scene, frames=[frame]).rgb[0])
             except ValidationError as e:
-                raise ValidationError(f"the ground-truth back end renders only synthetic scenes: {e}") from None
+                raise ValidationError(f"the ground-truth back end renders only synthetic scenes ({e}); "
+                                      "the geometric back end draws any scene") from None
         if progress is not None and self._pipeline is None:
             progress(0.0, desc="loading the neural model (once)")
         pipe = self.pipeline()
@@ -148,4 +154,4 @@ class Renderers:
         return Render(quantize(out.images[0].float().cpu()), kept)
 
 
-__all__ = ["BACKENDS", "GROUND_TRUTH", "NEURAL", "Render", "Renderers", "check_settings"]
+__all__ = ["BACKENDS", "GEOMETRIC", "GROUND_TRUTH", "NEURAL", "Render", "Renderers", "check_settings"]

@@ -46,6 +46,10 @@ ANIMATION_FPS = 12.0
 #: Gap, in metres, between a duplicate and the object it copies.
 DUPLICATE_GAP = 0.1
 
+#: What the scene view's re-render of an edited scene is, in words: of a synthetic scene, of any other.
+PREVIEW_EXACT = "exact re-render of the edited scene"
+PREVIEW_GEOMETRIC = "geometric re-render of the edited scene (the photo's pixels moved by depth and boxes)"
+
 Result = tuple[EditorState, str]
 NOTHING_LOADED = "Load a sample, a video, two images or a Scene zip first."
 NOTHING_SELECTED = "Select an object first: click it in the image or pick it in the list."
@@ -328,10 +332,12 @@ def render(state: EditorState, renderers: Renderers, settings: RenderSettings, p
 
 
 def with_preview(state: EditorState) -> EditorState:
-    """``state`` with the exact re-render of its edited scene at the shown frame, when the scene view needs one.
+    """``state`` with a re-render of its edited scene at the shown frame, when the scene view needs one.
 
-    Only synthetic scenes have an exact re-render (:func:`neuralassets.data.render`); for
-    others, an unedited scene and a scene whose render is current, the state comes back as it is.
+    A synthetic scene gets its exact re-render (:func:`neuralassets.data.render`); any other
+    (extracted footage) the geometric one, its photo's own pixels moved by depth and 3D boxes
+    (:class:`~neuralassets.pipelines.GeometricRenderer`). An unedited scene, and a scene whose
+    render is current, come back as they are.
     """
     if (not state.loaded or state.render_is_current or state.preview_is_current or state.scene is state.original
             or not edits.history(state.scene)):
@@ -339,10 +345,12 @@ def with_preview(state: EditorState) -> EditorState:
     from ..data import render as exact_render
 
     try:
-        image = exact_render(state.scene, frames=[state.frame]).rgb[0]
+        image, kind = exact_render(state.scene, frames=[state.frame]).rgb[0], PREVIEW_EXACT
     except ValidationError:  # not a synthetic scene
-        return state
-    return replace(state, preview=(state.scene, state.frame, image))
+        from ..pipelines import GeometricRenderer
+
+        image, kind = GeometricRenderer()(state.scene, state.frame, source_frame=state.frame), PREVIEW_GEOMETRIC
+    return replace(state, preview=(state.scene, state.frame, image, kind))
 
 
 def export_png(state: EditorState, folder: str | Path) -> tuple[EditorState, str, Path | None]:

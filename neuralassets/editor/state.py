@@ -60,8 +60,9 @@ class EditorState:
         rendered_backend: the back end that made ``rendered``.
         kept: (H, W) float in [0, 1], how much of each pixel of ``rendered`` the neural back end
             kept from the photo (0: drawn), or None when the render kept nothing.
-        preview: (scene, frame, (3, H, W) float image) the exact re-render the scene view
-            shows of a synthetic scene when there is no current render, or None.
+        preview: (scene, frame, (3, H, W) float image, what it is in words): the re-render the
+            scene view shows of an edited scene when there is no current render (exact for a
+            synthetic scene, geometric for others), or None.
     """
 
     scene: Scene | None = None
@@ -78,7 +79,7 @@ class EditorState:
     rendered_frame: int = 0
     rendered_backend: str = ""
     kept: Tensor | None = None
-    preview: tuple[Scene, int, Tensor] | None = None
+    preview: tuple[Scene, int, Tensor, str] | None = None
 
     @property
     def loaded(self) -> bool:

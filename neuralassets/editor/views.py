@@ -84,9 +84,10 @@ def view(state: EditorState) -> EditorView:
 def scene_picture(state: EditorState) -> tuple:
     """The picture the scene view shows of the current scene at the shown frame, and what it is in words.
 
-    The latest render when it is of the current scene and frame; else the exact re-render
-    of a synthetic scene (``state.preview``); else the photo, which shows an edited scene
-    as it was before its edits (the boxes show where objects are now).
+    The latest render when it is of the current scene and frame; else the re-render of the
+    edited scene (``state.preview``: exact for a synthetic scene, geometric for others); else
+    the photo, which shows an edited scene as it was before its edits (the boxes show where
+    objects are now).
 
     Returns:
         ((3, H, W) float in [0, 1], description).
@@ -94,7 +95,7 @@ def scene_picture(state: EditorState) -> tuple:
     if state.render_is_current:
         return state.rendered, f"{state.rendered_backend} render of the edited scene"
     if state.preview_is_current:
-        return state.preview[2], "exact re-render of the edited scene"
+        return state.preview[2], state.preview[3]
     if edits.history(state.scene):
         return state.scene.frames[state.frame], "the photo before the edits (boxes show the edits); press Render to see them"
     return state.scene.frames[state.frame], "the photo"

@@ -45,7 +45,7 @@ from ..models.weights import load_weights, save_weights
 from ..scene import Scene
 from ..video import write_video
 from . import compositing
-from .reprojection import unchanged_reference
+from .reprojection import unchanged_photo
 from .surface_splatting import object_reference, reference_coverage
 from .thresholds import RenderThresholds
 
@@ -372,7 +372,7 @@ class NeuralAssetsPipeline:
         """Render each (scene, frame) view, conditioned by ``condition(scene, frame)``, at its scene's size (one size for all).
 
         This is the one place a render of a Scene keeps the unchanged photo's pixels: the
-        background photo as the view's camera sees it (:func:`~.reprojection.unchanged_reference`)
+        background photo as the view's camera sees it (:func:`~.reprojection.unchanged_photo`)
         replaces the render wherever the render left the scene unchanged (:meth:`composite_unchanged`).
         The model renders squares: a frame of another shape is seen through its letterbox square
         (:func:`~neuralassets.framing.letterbox_window`, bars past the frame) rather than squashed,
@@ -382,7 +382,7 @@ class NeuralAssetsPipeline:
             (B, 3, H, W) float in [0, 1], and (B, 1, H, W) the share of each pixel kept from the
             photo (None when no photo was kept).
         """
-        photos = [unchanged_reference(s, f, source_frame, self.thresholds) for s, f in views] if keep_unchanged else None
+        photos = [unchanged_photo(s, f, source_frame, self.thresholds) for s, f in views] if keep_unchanged else None
         height, width = views[0][0].height, views[0][0].width
         window = letterbox_window(height, width)
         framed = window != (0, 0, width, height)
@@ -433,7 +433,7 @@ class NeuralAssetsPipeline:
         reconstruction, the model drew what the photo shows, and the photo's sharp pixel
         replaces the blurred one (:mod:`neuralassets.pipelines.compositing`, with :attr:`thresholds`).
         A photo must be seen by its render's camera, e.g.
-        :func:`~neuralassets.pipelines.reprojection.unchanged_reference` (the background photo, or
+        :func:`~neuralassets.pipelines.reprojection.unchanged_photo` (the background photo, or
         it reprojected through its depth when the camera moved).
 
         Args:

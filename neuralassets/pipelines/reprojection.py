@@ -90,7 +90,7 @@ def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera
     return torch.where(seen, looked_up, torch.full_like(looked_up, float("nan")))
 
 
-def unchanged_reference(scene: Scene, target_frame: int, source_frame: int | None = None,
+def unchanged_photo(scene: Scene, target_frame: int, source_frame: int | None = None,
                         thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
     """The background photo (:func:`background_view`) as ``target_frame``'s camera sees it.
 
@@ -121,4 +121,4 @@ def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
             and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
 
 
-__all__ = ["reproject_image", "same_camera", "splat_depth", "unchanged_reference"]
+__all__ = ["reproject_image", "same_camera", "splat_depth", "unchanged_photo"]

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from neuralassets import geometry
-from neuralassets.benchmark.animation import (
+from neuralassets.benchmark.baselines import CopyPasteMethod
+from neuralassets.benchmark.trajectories import (
     FRAME_METRICS,
     AnimationConfig,
     AnimationResult,
     make_animation,
     run_animation_benchmark,
 )
-from neuralassets.benchmark.animation_report import markdown, write_report
-from neuralassets.benchmark.baselines import CopyPasteMethod
+from neuralassets.benchmark.trajectories_report import markdown, write_report
 from neuralassets.data.synthetic import GeneratorConfig, generate_scene
 from neuralassets.errors import ValidationError
 from neuralassets.metrics import region_mask

@@ -23,8 +23,8 @@ import numpy as np
 
 from ..metrics import PSNR_CAP_DB
 from ..plotting import saved_figure
-from .animation import FRAME_METRICS, TRAJECTORIES, AnimationResult
 from .report import json_number, run_description, table_cell
+from .trajectories import FRAME_METRICS, TRAJECTORIES, AnimationResult
 
 FORMAT_VERSION = 1
 DRIFT_TOLERANCE_DB = 1.0  # the last frame's in-box PSNR must lie within this of the first frame's

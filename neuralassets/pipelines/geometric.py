@@ -1,0 +1,180 @@
+"""The geometric renderer: an edited Scene drawn from its photos by geometry alone, with no learning.
+
+:class:`GeometricRenderer` takes exactly what the neural pipeline takes for a render (the
+scene's :func:`~neuralassets.conditioning.conditioning_from_scene` and
+:func:`~neuralassets.conditioning.background_view`) and draws the target view in four steps:
+
+1. Every object the render changes is cut out of the background photo: its mask, grown by
+   :data:`HOLE_DILATION` pixels so its anti-aliased rim goes too, or its whole box where the
+   mask is unknown or the scene no longer has the object (a removal). An object drawn from
+   that same photo at the pose the photo shows stays in it, rim and all.
+2. The rest of the photo is shown from the target camera through the photo's depth
+   (:func:`~neuralassets.pipelines.reprojection.reproject_image`); without depth, through the floor plane
+   ``z = 0``, a pixel whose ray misses the floor taken as :data:`FAR_DEPTH` away.
+3. What the target sees and the photo does not is filled by OpenCV's Telea inpainting
+   (:func:`inpaint`).
+4. Every object's photo surface is drawn at its target pose on top, nearest first
+   (:func:`~neuralassets.pipelines.surface_splatting.object_reference`: the splat of the pixels the
+   object covers in its photo at their depth; the object's 3D box as a stand-in surface where the
+   photo's depth or the object's mask is unknown, at any turn).
+
+It is the benchmark's ``geometric`` baseline: what depth, masks and boxes give without a
+model, so that a learned renderer is measured against the geometry it is handed.
+
+Example:
+    >>> from neuralassets.data.synthetic import generate_scene, generator_config
+    >>> scene = generate_scene(3, generator_config({"image_size": 32, "num_frames": 2}))
+    >>> GeometricRenderer()(scene, target_frame=1, source_frame=0).shape
+    torch.Size([3, 32, 32])
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import geometry
+from ..conditioning import appearance_photos, background_view, conditioning_from_scene
+from ..image_ops import box_mask, from_numpy_image, resize_images, to_numpy_image
+from ..scene import Camera, Scene
+from .reprojection import reproject_image, same_camera
+from .surface_splatting import object_reference, reference_coverage, turned_in_place
+from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
+
+#: Pixels OpenCV's Telea inpainting looks around each hole pixel.
+INPAINT_RADIUS = 3
+#: Pixels a cut object's hole grows by, so its anti-aliased rim is cut too.
+HOLE_DILATION = 1
+#: Depth in metres given to background pixels whose ray misses the floor when the photo's depth is unknown.
+FAR_DEPTH = 1000.0
+#: Pose-number difference up to which an object counts as drawn where its photo shows it.
+SAME_POSE = 1e-4
+#: Pixels by which a box of the background photo may differ from an asset's and still be that asset's.
+SAME_BOX = 0.5
+
+
+def inpaint(image: np.ndarray, hole: np.ndarray, grow: int = 0) -> np.ndarray:
+    """Fill a hole from its surroundings with OpenCV's Telea inpainting.
+
+    Args:
+        image: (H, W, 3) uint8.
+        hole: (H, W) bool or uint8, nonzero where the pixels are unknown.
+        grow: pixels the hole is dilated by first.
+
+    Returns:
+        (H, W, 3) uint8; ``image`` itself when the hole is empty.
+    """
+    hole = (np.asarray(hole) > 0).astype(np.uint8) * 255
+    if not hole.any():
+        return image
+    if grow > 0:
+        hole = cv2.dilate(hole, np.ones((2 * grow + 1,) * 2, np.uint8))
+    return cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+
+
+def floor_depth(camera: Camera) -> Tensor:
+    """(H, W) float camera-frame depth in metres of the floor plane ``z = 0``; :data:`FAR_DEPTH` where a ray misses it."""
+    v, u = torch.meshgrid(torch.arange(camera.height) + 0.5, torch.arange(camera.width) + 0.5, indexing="ij")
+    points, hit = geometry.ground_intersection(torch.stack([u, v], -1).reshape(-1, 2), camera.K, camera.R, camera.t)
+    _, depth = camera.project(torch.where(hit[:, None], points, torch.zeros_like(points)))
+    return torch.where(hit, depth, torch.full_like(depth, FAR_DEPTH)).view(camera.height, camera.width)
+
+
+class GeometricRenderer:
+    """Draw an edited Scene from its photos by reprojection, splatting and inpainting (see the module docstring).
+
+    Args:
+        thresholds: the tolerances of the drawing (:class:`~neuralassets.pipelines.thresholds.RenderThresholds`);
+            by default the pipeline's, except that objects drawn through their box (no depth or
+            mask in their photo) are drawn at any turn (``max_view_change`` 180 degrees).
+    """
+
+    def __init__(self, thresholds: RenderThresholds | None = None):
+        self.thresholds = thresholds or replace(DEFAULT_THRESHOLDS, max_view_change=180.0)
+
+    @torch.no_grad()
+    def __call__(self, scene: Scene, target_frame: int, source_frame: int | None = None) -> Tensor:
+        """Render ``scene`` as seen at ``target_frame``.
+
+        Args:
+            scene: the (edited) scene.
+            target_frame: the frame whose camera and poses are drawn.
+            source_frame: the frame appearance and background come from (default: each asset's own),
+                as in :func:`~neuralassets.conditioning.conditioning_from_scene`.
+
+        Returns:
+            (3, H, W) float in [0, 1] at the scene's size.
+        """
+        entries = appearance_photos(scene, source_frame)[1]
+        cond = conditioning_from_scene(scene, target_frame, max(1, len(entries)), source_frame)
+        in_place = turned_in_place(cond, self.thresholds)[0].tolist()
+        stay = {e.asset.id for e, turned in zip(entries, in_place) if turned and e.frame is not None}
+        canvas = self.background(scene, target_frame, source_frame, stay)
+        reference = object_reference(cond, (scene.height, scene.width), self.thresholds)
+        return torch.where(reference_coverage(reference)[0], (reference[0, :3] + 1) / 2, canvas).clamp(0, 1)
+
+    def background(self, scene: Scene, target_frame: int, source_frame: int | None = None,
+                   stay: set[int] = frozenset()) -> Tensor:
+        """The background photo without the objects the render changes, seen by the target camera, holes inpainted.
+
+        Args:
+            scene, target_frame, source_frame: as for :meth:`__call__`.
+            stay: ids of objects turned in place whose photo pixels stay in it, so that behind the
+                surface drawn over them their own pixels show rather than the floor's.
+
+        Returns:
+            (3, H, W) float in [0, 1].
+        """
+        view = background_view(scene, target_frame, source_frame)
+        target = scene.cameras[target_frame]
+        H, W = scene.height, scene.width
+        image = view.image.float()
+        cut = self._cut(scene, view, target_frame, source_frame, stay)
+        if cut.any():
+            cut = torch.from_numpy(cv2.dilate(cut.numpy().astype(np.uint8), np.ones((2 * HOLE_DILATION + 1,) * 2, np.uint8)) > 0)
+        if same_camera(view.camera, target) or tuple(image.shape[-2:]) != (view.camera.height, view.camera.width):
+            # The target camera took the photo (or a photo of another size stands in for it): nothing moves.
+            seen = resize_images(image.masked_fill(cut, float("nan"))[None], (H, W))[0]
+        else:
+            depth = view.depth if view.depth is not None else floor_depth(view.camera)
+            seen = reproject_image(image, depth.masked_fill(cut, 0.0), view.camera, target,
+                                   self.thresholds.reprojection_depth_tolerance)
+        hole = torch.isnan(seen).any(0)
+        if not hole.any():
+            return seen
+        filled = inpaint(to_numpy_image(seen.nan_to_num(0.0)), hole.numpy())
+        return torch.where(hole, from_numpy_image(filled), seen)
+
+    @staticmethod
+    def _cut(scene: Scene, view, target_frame: int, source_frame: int | None, stay: set[int]) -> Tensor:
+        """(H', W') bool pixels of the background photo to cut: objects whose pixels there the render does not keep."""
+        height, width = view.image.shape[-2:]
+        cut = torch.zeros(height, width, dtype=torch.bool)
+        frame = next((f for f in range(scene.num_frames) if scene.frames[f].shape == view.image.shape
+                      and torch.equal(scene.frames[f], view.image)), None)
+        known = []  # boxes of the photo whose object's mask the scene has
+        if frame is not None:
+            target = scene.cameras[target_frame]
+            kept = set()
+            if same_camera(scene.cameras[frame], target):
+                for entry in appearance_photos(scene, source_frame)[1]:
+                    a = entry.asset
+                    if entry.frame == frame and (a.id in stay or torch.allclose(
+                            a.pose_features(target_frame, target), a.photo_pose(frame, scene.cameras[frame]), atol=SAME_POSE)):
+                        kept.add(a.id)
+            for a in scene.assets:
+                if a.masks is not None and float(a.visibility[frame]) > 0:
+                    known.append(a.boxes_2d[frame])
+                    if a.id not in kept:
+                        cut |= a.masks[frame]
+        for box in view.object_boxes:
+            if not any(torch.allclose(box, k, atol=SAME_BOX) for k in known):
+                cut |= box_mask(box[None], height, width, cover="touch")
+        return cut
+
+
+__all__ = ["FAR_DEPTH", "HOLE_DILATION", "INPAINT_RADIUS", "GeometricRenderer", "floor_depth", "inpaint"]
