@@ -184,8 +184,10 @@ def draw_projected_box(image: np.ndarray, corners: Tensor, colour: tuple[int, in
         thickness: line width in pixels of ``image``.
         scale: how much ``image`` is enlarged relative to the frame the corners are in.
     """
-    # OpenCV draws at integer pixel indices; the library's pixel centres are at +0.5
-    points = (corners.double() * scale - 0.5).round().long().tolist()
+    # OpenCV draws at integer pixel indices; the library's pixel centres are at +0.5. Corners far
+    # outside the image (a box nearly level with the camera) are pulled in so OpenCV's ints hold them.
+    reach = 4 * max(image.shape[:2])
+    points = (corners.double() * scale - 0.5).round().clamp(-reach, reach).long().tolist()
     for i, j in geometry.BOX_EDGES:
         cv2.line(image, tuple(points[i]), tuple(points[j]), colour, thickness, cv2.LINE_AA)
 

@@ -25,11 +25,12 @@ import copy
 import json
 import operator
 import os
+import struct
 import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -425,26 +426,7 @@ class Scene:
     def validate(self) -> Scene:
         """Check every field; raise :class:`ValidationError` naming the first bad one. Returns self."""
         check_frames(self.frames)
-        T, H, W = self.num_frames, self.height, self.width
-        if len(self.cameras) != T:
-            raise ValidationError(f"cameras: expected one per frame ({T}), got {len(self.cameras)}")
-        for i, cam in enumerate(self.cameras):
-            cam.validate(f"cameras[{i}]")
-            if (cam.width, cam.height) != (W, H):
-                raise ValidationError(f"cameras[{i}]: image size {cam.width}x{cam.height} does not match frames {W}x{H}")
-        seen: set[int] = set()
-        for i, a in enumerate(self.assets):
-            a.validate(T, (H, W), f"assets[{i}] (id {a.id})")
-            if a.id in seen:
-                raise ValidationError(f"assets[{i}].id: id {a.id} is used twice")
-            seen.add(a.id)
-        if self.depth is not None:
-            _check_tensor(self.depth, (T, H, W), "depth", finite=False)
-        if self.background is not None:
-            _check_tensor(self.background.image, (3, None, None), "background.image")
-            self.background.camera.validate("background.camera")
-            if self.background.depth is not None:
-                _check_tensor(self.background.depth, tuple(self.background.image.shape[1:]), "background.depth", finite=False)
+        _validate_parts(self.num_frames, self.height, self.width, self.cameras, self.assets, self.background, self.depth)
         return self
 
     # -- files ------------------------------------------------------------------------
@@ -457,65 +439,13 @@ class Scene:
         of the old and the new scene. Other files in the folder are left alone.
         """
         self.validate()
-        folder = Path(folder)
-        (folder / _SCENE_FILE).unlink(missing_ok=True)
-        (folder / "frames").mkdir(parents=True, exist_ok=True)
-        tensors: dict[str, Tensor] = {
-            "camera_K": torch.stack([c.K for c in self.cameras]),
-            "camera_R": torch.stack([c.R for c in self.cameras]),
-            "camera_t": torch.stack([c.t for c in self.cameras]),
-        }
-        if self.depth is not None:
-            tensors["depth"] = self.depth
-        for i in range(self.num_frames):
-            _write_png(folder / "frames" / f"{i:05d}.png", self.frames[i])
-        assets_json = []
+        writer = SceneWriter(folder)
+        for frame in self.frames:
+            writer.add_frame(frame)
         for a in self.assets:
-            key = f"asset_{a.id:04d}"
-            for name in ("centers", "sizes", "rotations", "boxes_2d", "visibility", "observed_poses"):
-                if getattr(a, name) is not None:
-                    tensors[f"{key}.{name}"] = getattr(a, name)
-            entry = {"id": a.id, "name": a.name, "category": a.category, "source_frame": a.source_frame,
-                     "attributes": a.attributes, "masks": None, "appearance": None}
             if a.masks is not None:
-                (folder / "masks").mkdir(exist_ok=True)
-                entry["masks"] = f"masks/{key}.png"
-                _write_mask_png(folder / entry["masks"], a.masks.reshape(-1, self.width))
-            if a.appearance is not None:
-                (folder / "appearance").mkdir(exist_ok=True)
-                entry["appearance"] = f"appearance/{key}.png"
-                _write_png(folder / entry["appearance"], a.appearance.image)
-                tensors[f"{key}.appearance_box_2d"] = a.appearance.box_2d
-                for name in ("pose", "mask", "depth"):
-                    if getattr(a.appearance, name) is not None:
-                        tensors[f"{key}.appearance_{name}"] = getattr(a.appearance, name)
-            assets_json.append(entry)
-        background_json = None
-        if self.background is not None:
-            bg = self.background
-            _write_png(folder / "background.png", bg.image)
-            tensors.update({"background.K": bg.camera.K, "background.R": bg.camera.R, "background.t": bg.camera.t,
-                            "background.object_boxes": bg.object_boxes})
-            if bg.depth is not None:
-                tensors["background.depth"] = bg.depth.clone()  # it may be a view of the frames' depth
-            background_json = {"image": "background.png", "width": bg.camera.width, "height": bg.camera.height,
-                               "attributes": bg.attributes, "shows_scene": bool(bg.shows_scene)}
-        tmp = folder / (_TENSOR_FILE + ".tmp")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, folder / _TENSOR_FILE)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "num_frames": self.num_frames,
-            "height": self.height,
-            "width": self.width,
-            "assets": assets_json,
-            "background": background_json,
-            "metadata": self.metadata,
-        }
-        tmp = folder / (_SCENE_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, folder / _SCENE_FILE)
-        return folder
+                writer.add_masks(a.id, a.masks)
+        return writer.finish(self.cameras, self.assets, self.background, self.depth, self.metadata)
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Scene:
@@ -665,9 +595,142 @@ class Scene:
                 raise SceneFormatError(str(e).replace(str(root), name)) from None
 
 
+class SceneWriter:
+    """Writes a Scene folder piece by piece: frames as they come, then each asset's masks, then the rest.
+
+    :meth:`Scene.save` writes through it; a long clip can use it directly so that neither
+    its frames nor its masks are ever all in memory (each asset's masks are written frame
+    by frame as one PNG of stacked rows). The folder's old ``scene.json`` goes first and
+    the new one last, as in :meth:`Scene.save`.
+
+    Args:
+        folder: the Scene folder (created if needed).
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        (self.folder / _SCENE_FILE).unlink(missing_ok=True)
+        (self.folder / "frames").mkdir(parents=True, exist_ok=True)
+        self.num_frames = 0
+        self.size: tuple[int, int] | None = None  # (H, W)
+        self._masks: dict[int, str] = {}
+
+    def add_frame(self, image: Tensor) -> None:
+        """Append frame ``num_frames``: (3, H, W) float in [0, 1], the size of the first frame."""
+        _check_tensor(image, (3, None, None), f"frames[{self.num_frames}]")
+        if self.size is None:
+            self.size = tuple(image.shape[1:])
+        elif tuple(image.shape[1:]) != self.size:
+            raise ValidationError(f"frames[{self.num_frames}]: {image.shape[2]}x{image.shape[1]} pixels, "
+                                  f"but the first frame is {self.size[1]}x{self.size[0]}")
+        _write_png(self.folder / "frames" / f"{self.num_frames:05d}.png", image)
+        self.num_frames += 1
+
+    def add_masks(self, asset_id: int, masks: Tensor | Iterable[Tensor]) -> None:
+        """Write asset ``asset_id``'s masks: (T, H, W) bool, or T (H, W) bool masks one at a time."""
+        if self.size is None:
+            raise ValidationError("SceneWriter.add_masks: add the frames first")
+        key = f"asset_{int(asset_id):04d}"
+        (self.folder / "masks").mkdir(exist_ok=True)
+        path = self.folder / "masks" / f"{key}.png"
+        count = _write_mask_png(path, masks, self.size)
+        if count != self.num_frames:
+            raise ValidationError(f"asset {asset_id}: {count} masks for {self.num_frames} frames")
+        self._masks[int(asset_id)] = f"masks/{key}.png"
+
+    def finish(self, cameras: list[Camera], assets: list[Asset], background: Background | None = None,
+               depth: Tensor | None = None, metadata: dict | None = None) -> Path:
+        """Write the tensors and ``scene.json``; returns the folder.
+
+        ``assets`` whose masks were given to :meth:`add_masks` may carry ``masks=None``.
+        Everything is checked as :meth:`Scene.validate` would before anything is written.
+        """
+        if self.size is None:
+            raise ValidationError("SceneWriter.finish: a scene needs at least one frame")
+        folder, T, (H, W) = self.folder, self.num_frames, self.size
+        _validate_parts(T, H, W, cameras, assets, background, depth)
+        tensors: dict[str, Tensor] = {
+            "camera_K": torch.stack([c.K for c in cameras]),
+            "camera_R": torch.stack([c.R for c in cameras]),
+            "camera_t": torch.stack([c.t for c in cameras]),
+        }
+        if depth is not None:
+            tensors["depth"] = depth
+        assets_json = []
+        for a in assets:
+            key = f"asset_{a.id:04d}"
+            for name in ("centers", "sizes", "rotations", "boxes_2d", "visibility", "observed_poses"):
+                if getattr(a, name) is not None:
+                    tensors[f"{key}.{name}"] = getattr(a, name)
+            entry = {"id": a.id, "name": a.name, "category": a.category, "source_frame": a.source_frame,
+                     "attributes": a.attributes, "masks": self._masks.get(a.id), "appearance": None}
+            if a.masks is not None and a.id not in self._masks:
+                self.add_masks(a.id, a.masks)
+                entry["masks"] = self._masks[a.id]
+            if a.appearance is not None:
+                (folder / "appearance").mkdir(exist_ok=True)
+                entry["appearance"] = f"appearance/{key}.png"
+                _write_png(folder / entry["appearance"], a.appearance.image)
+                tensors[f"{key}.appearance_box_2d"] = a.appearance.box_2d
+                for name in ("pose", "mask", "depth"):
+                    if getattr(a.appearance, name) is not None:
+                        tensors[f"{key}.appearance_{name}"] = getattr(a.appearance, name)
+            assets_json.append(entry)
+        background_json = None
+        if background is not None:
+            bg = background
+            _write_png(folder / "background.png", bg.image)
+            tensors.update({"background.K": bg.camera.K, "background.R": bg.camera.R, "background.t": bg.camera.t,
+                            "background.object_boxes": bg.object_boxes})
+            if bg.depth is not None:
+                tensors["background.depth"] = bg.depth.clone()  # it may be a view of the frames' depth
+            background_json = {"image": "background.png", "width": bg.camera.width, "height": bg.camera.height,
+                               "attributes": bg.attributes, "shows_scene": bool(bg.shows_scene)}
+        tmp = folder / (_TENSOR_FILE + ".tmp")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, folder / _TENSOR_FILE)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "num_frames": T,
+            "height": H,
+            "width": W,
+            "assets": assets_json,
+            "background": background_json,
+            "metadata": metadata or {},
+        }
+        tmp = folder / (_SCENE_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, folder / _SCENE_FILE)
+        return folder
+
+
 # --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
+
+def _validate_parts(T: int, H: int, W: int, cameras: list[Camera], assets: list[Asset], background: Background | None,
+                    depth: Tensor | None) -> None:
+    """:meth:`Scene.validate` for everything but the frames, of a scene of T frames of H x W pixels."""
+    if len(cameras) != T:
+        raise ValidationError(f"cameras: expected one per frame ({T}), got {len(cameras)}")
+    for i, cam in enumerate(cameras):
+        cam.validate(f"cameras[{i}]")
+        if (cam.width, cam.height) != (W, H):
+            raise ValidationError(f"cameras[{i}]: image size {cam.width}x{cam.height} does not match frames {W}x{H}")
+    seen: set[int] = set()
+    for i, a in enumerate(assets):
+        a.validate(T, (H, W), f"assets[{i}] (id {a.id})")
+        if a.id in seen:
+            raise ValidationError(f"assets[{i}].id: id {a.id} is used twice")
+        seen.add(a.id)
+    if depth is not None:
+        _check_tensor(depth, (T, H, W), "depth", finite=False)
+    if background is not None:
+        _check_tensor(background.image, (3, None, None), "background.image")
+        background.camera.validate("background.camera")
+        if background.depth is not None:
+            _check_tensor(background.depth, tuple(background.image.shape[1:]), "background.depth", finite=False)
+
 
 def check_frames(frames: Tensor, where: str = "frames") -> None:
     """Raise :class:`ValidationError` naming ``where`` unless ``frames`` is (T >= 1, 3, H, W) float, finite, in [0, 1].
@@ -778,8 +841,33 @@ def _write_png(path: Path, image: Tensor) -> None:
     Image.fromarray(to_numpy_image(image)).save(path)
 
 
-def _write_mask_png(path: Path, mask: Tensor) -> None:
-    Image.fromarray(mask.to(torch.uint8).numpy() * 255).save(path)
+def _write_mask_png(path: Path, masks: Tensor | Iterable[Tensor], size: tuple[int, int]) -> int:
+    """Write (H, W) bool masks one below the other as one 8-bit greyscale PNG of (T * H, W) pixels; returns T.
+
+    The PNG is written row by row (zlib-compressed scanlines), so the T masks need not be in
+    memory at once; its first row is the first mask's top row.
+    """
+    H, W = size
+    compressor = zlib.compressobj(6)
+    count = 0
+    data = bytearray()
+    for mask in masks:
+        mask = torch.as_tensor(mask)
+        if tuple(mask.shape) != (H, W):
+            raise ValidationError(f"{path.name}: mask {count} is {tuple(mask.shape)}, expected {(H, W)}")
+        rows = np.zeros((H, W + 1), np.uint8)  # each scanline starts with its filter type, 0: none
+        rows[:, 1:] = mask.numpy().astype(np.uint8) * 255
+        data += compressor.compress(rows.tobytes())
+        count += 1
+    data += compressor.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", W, H * count, 8, 0, 0, 0, 0)  # 8-bit greyscale, no interlace
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", bytes(data)) + chunk(b"IEND", b""))
+    return count
 
 
 def _open_image(path: Path, size: tuple[int, int] | None) -> Image.Image:
@@ -811,5 +899,5 @@ def _read_mask_png(path: Path, size: tuple[int, int]) -> Tensor:
 
 
 __all__ = ["FORMAT_VERSION", "MAX_ZIP_BYTES", "MAX_ZIP_ENTRIES", "MAX_ZIP_RATIO", "ZIP_RATIO_FLOOR",
-           "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "check_asset_id", "check_frames",
-           "describe_value"]
+           "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "SceneWriter", "check_asset_id",
+           "check_frames", "describe_value"]

@@ -3,7 +3,9 @@
 :func:`read_video` turns an ``.mp4`` / ``.avi`` / ``.mov`` / ``.mkv`` / ``.webm`` / ``.gif``
 file, a folder of frames or a list of image files into ``(T, 3, H, W)`` float frames in
 [0, 1] and a frame rate. Frames are decoded one at a time and shrunk to ``max_side`` before
-the next one is read, so a long 4K clip never sits in memory at full resolution. Grayscale,
+the next one is read, so a long 4K clip never sits in memory at full resolution;
+:func:`iter_video` hands them over one at a time instead, so a clip of any length can be
+processed in bounded memory. Grayscale,
 RGBA (alpha is dropped), palette and 16-bit images are converted to 8-bit-exact RGB.
 Anything unusable raises :class:`~neuralassets.errors.VideoError` naming the file and what
 was expected.
@@ -59,6 +61,23 @@ def read_video(source: str | os.PathLike | Sequence[str | os.PathLike], max_side
             frame, of an unsupported format, an image is over :data:`MAX_IMAGE_SIDE` a side, or
             its frames differ in size; the message names the file by its base name.
     """
+    frames, rate = iter_video(source, max_side, max_frames, stride, fps)
+    return from_numpy_image(np.stack(list(frames))), rate
+
+
+def iter_video(source: str | os.PathLike | Sequence[str | os.PathLike], max_side: int | None = 512,
+               max_frames: int | None = None, stride: int = 1, fps: float | None = None) -> tuple[Iterator[np.ndarray], float]:
+    """:func:`read_video` one frame at a time.
+
+    The arguments are :func:`read_video`'s. Problems with the source as a whole (missing,
+    empty, unsupported, unreadable header) raise at once; a frame that cannot be decoded or
+    differs in size raises :class:`~neuralassets.errors.VideoError` when it is reached, and
+    a source that yields no frame at all raises when the iterator ends.
+
+    Returns:
+        frames: an iterator of (H, W, 3) uint8 frames, each shrunk before the next is decoded.
+        fps: frames per second of the frames it yields.
+    """
     if stride < 1:
         raise VideoError(f"stride must be >= 1, got {stride}")
     if max_frames is not None and max_frames < 1:
@@ -71,21 +90,23 @@ def read_video(source: str | os.PathLike | Sequence[str | os.PathLike], max_side
             files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
             if not files:
                 raise VideoError(f"{path.name}: folder holds no image files (expected {', '.join(IMAGE_SUFFIXES)})")
-            return _read_images(files, max_side, max_frames, stride), (fps or DEFAULT_FPS) / stride
+            return _collect(_decode_images(files), max_side, max_frames, stride, path), (fps or DEFAULT_FPS) / stride
         if not path.exists():
             raise VideoError(f"{path.name}: no such file or folder")
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            return _read_images([path], max_side, max_frames, stride), fps or DEFAULT_FPS
+            return _collect(_decode_images([path]), max_side, max_frames, stride, path), fps or DEFAULT_FPS
         if path.suffix.lower() not in (*VIDEO_SUFFIXES, ".gif"):
             raise VideoError(f"{path.name}: unsupported suffix {path.suffix!r} (expected a video {VIDEO_SUFFIXES + ('.gif',)}, "
                              "an image, or a folder of images)")
         if path.stat().st_size == 0:
             raise VideoError(f"{path.name}: file is empty (0 bytes); expected a {path.suffix} video")
-        return _read_video_file(path, max_side, max_frames, stride)
+        frames, rate = _decode_video_file(path)
+        return _collect(frames, max_side, max_frames, stride, path), rate / stride
     files = [Path(p) for p in source]
     if not files:
         raise VideoError("the list of image files is empty; expected at least one frame")
-    return _read_images(files, max_side, max_frames, stride), (fps or DEFAULT_FPS) / stride
+    where = files[0].parent if len(files) > 1 else files[0]
+    return _collect(_decode_images(files), max_side, max_frames, stride, where), (fps or DEFAULT_FPS) / stride
 
 
 def write_video(path: str | os.PathLike, frames: Tensor, fps: float = DEFAULT_FPS) -> Path:
@@ -220,11 +241,11 @@ class _Shrinker:
 
 
 def _collect(frames: Iterator[tuple[Path, np.ndarray]], max_side: int | None, max_frames: int | None, stride: int,
-             where: Path) -> Tensor:
-    """Stride, convert, shrink and stack frames, checking they all have one size."""
+             where: Path) -> Iterator[np.ndarray]:
+    """Stride, convert and shrink frames one at a time, checking they all have one size."""
     shrink = _Shrinker(max_side, where)
-    kept: list[np.ndarray] = []
     first: tuple[Path, tuple[int, int]] | None = None
+    kept = 0
     for i, (name, arr) in enumerate(frames):
         if i % stride:
             continue
@@ -234,33 +255,32 @@ def _collect(frames: Iterator[tuple[Path, np.ndarray]], max_side: int | None, ma
         elif arr.shape[:2] != first[1]:
             raise VideoError(f"{name.name}: frame is {arr.shape[1]}x{arr.shape[0]} but {first[0].name} is "
                              f"{first[1][1]}x{first[1][0]}; every frame must have the same size")
-        kept.append(shrink(arr))
-        if max_frames is not None and len(kept) >= max_frames:
-            break
+        yield shrink(arr)
+        kept += 1
+        if max_frames is not None and kept >= max_frames:
+            return
     if not kept:
         raise VideoError(f"{where.name}: holds 0 frames; expected at least one")
-    return from_numpy_image(np.stack(kept))
 
 
-def _read_images(files: list[Path], max_side: int | None, max_frames: int | None, stride: int) -> Tensor:
+def _decode_images(files: list[Path]) -> Iterator[tuple[Path, np.ndarray]]:
     import imageio.v3 as iio
 
-    def decode() -> Iterator[tuple[Path, np.ndarray]]:
-        for f in files:
-            if not f.is_file():
-                raise VideoError(f"{f.name}: no such image file")
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                raise VideoError(f"{f.name}: unsupported image suffix {f.suffix!r} (expected one of {', '.join(IMAGE_SUFFIXES)})")
-            image_size(f, MAX_IMAGE_SIDE)
-            try:
-                yield f, iio.imread(f, index=0)
-            except Exception as e:  # the imaging plugins raise many unrelated types, some naming the full path
-                raise VideoError(f"{f.name}: not a readable image ({type(e).__name__})") from None
-
-    return _collect(decode(), max_side, max_frames, stride, files[0].parent if len(files) > 1 else files[0])
+    for f in files:
+        if not f.is_file():
+            raise VideoError(f"{f.name}: no such image file")
+        if f.suffix.lower() not in IMAGE_SUFFIXES:
+            raise VideoError(f"{f.name}: unsupported image suffix {f.suffix!r} (expected one of {', '.join(IMAGE_SUFFIXES)})")
+        image_size(f, MAX_IMAGE_SIDE)
+        try:
+            image = iio.imread(f, index=0)
+        except Exception as e:  # the imaging plugins raise many unrelated types, some naming the full path
+            raise VideoError(f"{f.name}: not a readable image ({type(e).__name__})") from None
+        yield f, image
 
 
-def _read_video_file(path: Path, max_side: int | None, max_frames: int | None, stride: int) -> tuple[Tensor, float]:
+def _decode_video_file(path: Path) -> tuple[Iterator[tuple[Path, np.ndarray]], float]:
+    """The decoded frames of a video file (lazily) and its own frame rate."""
     import imageio.v3 as iio
 
     plugin = "pillow" if path.suffix.lower() == ".gif" else "FFMPEG"
@@ -283,9 +303,8 @@ def _read_video_file(path: Path, max_side: int | None, max_frames: int | None, s
         except Exception as e:
             raise VideoError(f"{path.name}: decoding failed: corrupt or truncated video ({type(e).__name__})") from None
 
-    frames = _collect(decode(), max_side, max_frames, stride, path)
-    return frames, fps / stride
+    return decode(), fps
 
 
-__all__ = ["DEFAULT_FPS", "IMAGE_SUFFIXES", "MAX_IMAGE_SIDE", "VIDEO_SUFFIXES", "image_size", "not_a_video", "read_video",
-           "to_uint8_frames", "write_video"]
+__all__ = ["DEFAULT_FPS", "IMAGE_SUFFIXES", "MAX_IMAGE_SIDE", "VIDEO_SUFFIXES", "image_size", "iter_video", "not_a_video",
+           "read_video", "to_uint8_frames", "write_video"]

@@ -281,6 +281,14 @@ def test_bench_command_runs_a_model_with_its_vae_ceiling(tmp_path, tiny_model_fo
     for method in ("identity", "copy-paste", "vae-ceiling", "tiny-model", "tiny-model-raw"):
         assert f"| {method} |" in text
     assert "tiny-model appearance-backbone" in text
+    # Thresholds that keep every pixel of the photo: the model's output is the source frame, as identity's is.
+    code = cli_main(["bench", "--quick", "--cases", "1", "--tasks", "translation", "--model", str(tiny_model_folder),
+                     "--out", str(tmp_path), "--examples", "0", "--threshold", "unchanged_below=10",
+                     "--threshold", "changed_above=11", *gen])
+    assert code == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[2] for line in (tmp_path / "pose_edit-quick.md").read_text().splitlines()
+            if line.startswith("| ")}
+    assert rows["tiny-model[unchanged_below=10,changed_above=11]"] == rows["identity"]
 
 
 def test_bench_command_rejects_bad_arguments(capsys):
@@ -290,6 +298,12 @@ def test_bench_command_rejects_bad_arguments(capsys):
     assert "--gen: expected KEY=VALUE" in capsys.readouterr().err
     assert cli_main(["bench", "--quick", "--gen", "colour_count=3"]) == 2
     assert "generator.colour_count; valid keys of generator: camera_distance" in capsys.readouterr().err
+    assert cli_main(["bench", "--quick", "--threshold", "unmoved=1.01"]) == 2
+    assert "--threshold.unmoved; valid keys of --threshold: changed_above" in capsys.readouterr().err
+    assert cli_main(["bench", "--quick", "--threshold", "grow=wide"]) == 2
+    assert "--threshold grow: expected a number, got 'wide'" in capsys.readouterr().err
+    assert cli_main(["bench", "--quick", "--threshold", "unchanged_below=0.5"]) == 2  # above changed_above
+    assert "--threshold: expected 0 <= unchanged_below < changed_above, got 0.5, 0.12" in capsys.readouterr().err
 
 
 def test_a_model_with_too_few_object_slots_is_refused_before_any_case_runs(tiny_model_folder, capsys):

@@ -63,7 +63,7 @@ def test_model_render_is_of_the_source_frame(tmp_path, simple_scene, tiny_pipeli
     scene.save(tmp_path / "scene")
     assert main(["edit", str(tmp_path / "scene"), "--out", str(tmp_path / "out"), "--move", "2:0.1,0,0", "--render",
                  "--weights", str(tiny_pipeline_dir), "--steps", "2"]) == 0
-    assert "render.png: frame 1 (the source frame) rendered by the model" in capsys.readouterr().out
+    assert "render.png: frame 1 (the source frame), 32x24, rendered by the model" in capsys.readouterr().out
     expected = NeuralAssetsPipeline.from_pretrained(tiny_pipeline_dir)(
         Scene.load(tmp_path / "out"), target_frame=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
         output_type="np").images[0]
@@ -126,7 +126,7 @@ def test_ground_truth_of_an_extracted_scene_warns_and_the_model_render_goes_ahea
     captured = capsys.readouterr()
     assert "neuralassets edit: warning: --ground-truth: this scene has no exact re-render, so ground_truth.png is not " \
            "written (scene.metadata[\"renderer\"]: missing" in captured.err
-    assert "render.png: frame 0 (the source frame) rendered by the model" in captured.out
+    assert "render.png: frame 0 (the source frame), 32x24, rendered by the model" in captured.out
     assert (tmp_path / "out" / "render.png").is_file() and not (tmp_path / "out" / "ground_truth.png").exists()
 
 

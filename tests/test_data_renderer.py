@@ -1,19 +1,25 @@
 """The analytic renderer: exact depth, masks inside boxes, local edits, backgrounds, errors."""
 import math
+import re
 
+import numpy as np
 import pytest
 import torch
 
 from neuralassets import Asset, Camera, Scene, ValidationError
-from neuralassets.data import generate_scene, render, render_background, render_scene, sample_scene_spec
-from neuralassets.data.renderer import SHAPES
+from neuralassets.data import GeneratorConfig, generate_scene, render, render_background, render_scene, sample_scene_spec
+from neuralassets.data.renderer import PRIMITIVES, SHAPES, TORUS_TUBE, _intersect_parts, _part_normal
+from neuralassets.data.synthetic import HELD_OUT_SHAPES
 from neuralassets.geometry import bounding_box_2d, euler_to_matrix, project_box, project_points
 from neuralassets.image_ops import masks_to_boxes
 
 
-@pytest.fixture(scope="module")
-def scene():
-    return generate_scene(11, frames=[0, 9, 23])
+@pytest.fixture(scope="module", params=["training shapes", "held-out shapes"])
+def scene(request):
+    if request.param == "training shapes":
+        return generate_scene(11, frames=[0, 9, 23])
+    # Seed 0 holds both held-out shapes, rings lying flat, standing and rolling on their rim.
+    return generate_scene(0, GeneratorConfig(shapes=HELD_OUT_SHAPES), frames=[0, 9, 23])
 
 
 def _one_object_scene(shape: str, size, center, yaw: float = 0.3, texture: str = "solid", W: int = 96, H: int = 72):
@@ -69,6 +75,139 @@ def test_cube_depth_is_the_analytic_ray_distance():
     assert mask.sum() > 200 and (mask != analytic_hit).sum() <= 2
     both = mask & analytic_hit
     assert torch.allclose(out.depth[0][both].double(), (t_enter * (d @ forward))[both], atol=1e-4, rtol=0)
+
+
+def _entries(primitive: str, origins, directions):
+    """t and face of rays (in part coordinates) entering one part of ``primitive``."""
+    o, d = torch.tensor(origins, dtype=torch.float32), torch.tensor(directions, dtype=torch.float32)
+    index = torch.full((len(o),), PRIMITIVES.index(primitive), dtype=torch.long)
+    return _intersect_parts(o, d, index, 1e-4)
+
+
+def test_wedge_entries_are_the_hand_computed_hits():
+    """The wedge is the box's half where x + z <= 0 (part coordinates)."""
+    t, face = _entries("wedge",
+                       [[0.0, 0.0, 5.0], [0.5, 0.0, 5.0], [-5.0, 0.0, 0.5], [5.0, 0.0, -0.5], [0.5, -5.0, 0.2]],
+                       [[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    # Down onto the slope at z = -x; through the upright face x = -1; in at x = 0.5 from the +x side; past it.
+    assert torch.allclose(t[:4], torch.tensor([5.0, 5.5, 4.0, 4.5]), atol=1e-5) and t[4] == math.inf
+    assert face[:4].tolist() == [-1, -1, 0, -1]
+    q = torch.tensor([[0.0, 0.0, 0.0]])
+    normal = _part_normal(q, torch.tensor([[0.0, 0.0, -1.0]]), torch.tensor([PRIMITIVES.index("wedge")]), torch.tensor([-1]))
+    assert torch.allclose(normal / normal.norm(), torch.tensor([[1.0, 0.0, 1.0]]) / math.sqrt(2))
+
+
+def test_torus_entries_are_the_hand_computed_hits():
+    """The torus ring about z: tube centre radius 1 - TORUS_TUBE, tube spanning z in [-1, 1]."""
+    ring = 1 - TORUS_TUBE
+    assert TORUS_TUBE == 0.3  # the numbers below are worked out for this tube
+
+    def tube_edges(z):  # radii where the plane at height z cuts the tube
+        half = math.sqrt(TORUS_TUBE ** 2 - (TORUS_TUBE * z) ** 2)
+        return ring - half, ring + half
+
+    inner, outer = tube_edges(0.5)
+    _, grazing = tube_edges(0.99)  # a chord only 0.085 long near the tube's top
+    origins = [[0.7, 0.0, 5.0], [0.0, 0.0, 5.0], [-5.0, 0.5, 0.0], [-5.0, 0.0, 0.5], [0.0, 0.0, 0.5], [-5.0, 0.0, 0.99],
+               [0.0, 0.0, 1.2], [-5.0, 0.0, 0.0]]
+    directions = [[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0],
+                  [1.0, 0.0, 0.0], [2.0, 0.0, 0.0]]
+    t, face = _entries("torus", origins, directions)
+    expected = [4.0,  # down onto the top of the tube
+                math.inf,  # down through the hole
+                5.0 - math.sqrt(1.0 - 0.25),  # across at y = 0.5: the outer rim x^2 + y^2 = 1
+                5.0 - outer,  # across at half height: the first of the two tube crossings
+                inner,  # from the centre of the hole outwards: the inner rim
+                5.0 - grazing,
+                math.inf,  # above the ring (outside the part's box)
+                2.0]  # a direction of length 2 halves t
+    assert torch.allclose(t, torch.tensor(expected), atol=1e-5), t
+    assert face.tolist() == [-1, -1, -1, -1, -1, -1, -1, 0]  # the last one touches the box's face at the rim's tangent point
+    q = torch.tensor([[1.0, 0.0, 0.0], [ring, 0.0, 1.0], [ring - TORUS_TUBE, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    index = torch.full((4,), PRIMITIVES.index("torus"))
+    normal = _part_normal(q, torch.zeros(4, 3), index, torch.full((4,), -1))
+    outward = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    assert torch.allclose(normal / normal.norm(dim=-1, keepdim=True), outward, atol=1e-6)
+
+
+def _world_to_unit(scene: Scene):
+    """Pixel rays (float64) in the only asset's unit-box coordinates scaled to [-1, 1]: origin (3,), directions (H, W, 3)."""
+    origin, d, forward = _pixel_rays(scene.cameras[0])
+    a = scene.assets[0]
+    R, c, half = a.rotations[0].double(), a.centers[0].double(), a.sizes[0].double() / 2
+    return (R.T @ (origin - c)) / half, (d @ R) / half, d @ forward
+
+
+def test_wedge_depth_is_the_analytic_ray_distance():
+    s = _one_object_scene("wedge", [0.8, 0.5, 0.6], [0.1, 0.0, 0.3], yaw=2.2)
+    out = render(s)
+    o, d, cos = _world_to_unit(s)
+    t1, t2 = (-1 - o) / d, (1 - o) / d
+    t_enter, t_exit = torch.minimum(t1, t2).amax(-1), torch.maximum(t1, t2).amin(-1)
+    # Clip the box's chord by the half-space x + z <= 0.
+    rate, level = d[..., 0] + d[..., 2], o[0] + o[2]
+    crossing = -level / rate
+    t_enter = torch.where(rate < 0, torch.maximum(t_enter, crossing), t_enter)
+    t_exit = torch.where(rate > 0, torch.minimum(t_exit, crossing), t_exit)
+    analytic_hit = (t_enter < t_exit) & ((rate != 0) | (level <= 0))
+    mask = out.instance[0] == 1
+    assert mask.sum() > 200 and (mask != analytic_hit).sum() <= 2
+    both = mask & analytic_hit
+    assert torch.allclose(out.depth[0][both].double(), (t_enter * cos)[both], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("pitch", [0.0, 1.3])
+def test_torus_depth_is_the_nearest_root_of_its_quartic(pitch):
+    """Against numpy's eigenvalue root finder on the ring's quartic, ray by ray; the floor shows through the hole."""
+    s = _one_object_scene("torus", [1.0, 1.0, 0.3], [0.0, 0.0, 0.5 if pitch else 0.15], yaw=0.4)
+    if pitch:  # standing on its rim, turned to show the camera its hole
+        s.assets[0].rotations[0] = euler_to_matrix(torch.tensor(-1.1), torch.tensor(pitch), torch.tensor(0.0))
+    out = render(s)
+    o, d, cos = _world_to_unit(s)
+    squash = torch.tensor([1.0, 1.0, TORUS_TUBE], dtype=torch.float64)
+    o, d = o * squash, d * squash
+    ring = (1 - TORUS_TUBE) ** 2
+    analytic = torch.full(d.shape[:2], math.inf, dtype=torch.float64)
+    for y in range(d.shape[0]):
+        for x in range(d.shape[1]):
+            v = d[y, x]
+            a2, a1, a0 = float(v @ v), 2 * float(o @ v), float(o @ o) + ring - TORUS_TUBE ** 2
+            b2, b1, b0 = float(v[0] ** 2 + v[1] ** 2), 2 * float(o[0] * v[0] + o[1] * v[1]), float(o[0] ** 2 + o[1] ** 2)
+            roots = np.roots([a2 * a2, 2 * a2 * a1, a1 * a1 + 2 * a2 * a0 - 4 * ring * b2, 2 * a1 * a0 - 4 * ring * b1,
+                              a0 * a0 - 4 * ring * b0])
+            real = roots.real[(np.abs(roots.imag) < 1e-7) & (roots.real > 0)]
+            if len(real):
+                analytic[y, x] = real.min()
+    analytic_hit = torch.isfinite(analytic)
+    mask = out.instance[0] == 1
+    assert mask.sum() > 200 and (mask != analytic_hit).sum() <= 2
+    both = mask & analytic_hit
+    assert torch.allclose(out.depth[0][both].double(), (analytic * cos)[both], atol=1e-4, rtol=0)
+
+
+def test_the_floor_shows_through_the_ring():
+    s = _one_object_scene("torus", [0.9, 0.9, 0.27], [0.0, 0.0, 0.135])
+    s.cameras[0] = Camera.look_at([0.2, -0.5, 3.0], [0.0, 0.0, 0.0], 50.0, s.width, s.height)
+    out = render(s)
+    (u, v), = s.cameras[0].project(torch.zeros(1, 3))[0].tolist()  # the floor point at the ring's centre
+    centre = out.instance[0, int(v), int(u)]
+    row = "".join("#" if i == 1 else "." for i in out.instance[0, int(v)].tolist()).strip(".")
+    assert centre == 0 and re.fullmatch(r"#+\.{4,}#+", row) and (out.instance[0] == 1).sum() > 300
+    origin, d, forward = _pixel_rays(s.cameras[0])
+    floor_depth = -origin[2] / d[int(v), int(u), 2] * (d[int(v), int(u)] @ forward)
+    assert abs(float(out.depth[0, int(v), int(u)]) - float(floor_depth)) < 1e-4
+
+
+@pytest.mark.parametrize("shape", HELD_OUT_SHAPES)
+def test_held_out_shapes_cast_shadows_and_take_their_texture(shape):
+    s = _one_object_scene(shape, [0.8, 0.7, 0.5], [0.0, 0.0, 0.25], texture="stripes")
+    lit, unshadowed = render(s), render(s, shadows=False)
+    assert torch.equal(lit.instance, unshadowed.instance) and torch.equal(lit.depth, unshadowed.depth)
+    floor = lit.instance[0] == 0
+    darker = (unshadowed.rgb[0] - lit.rgb[0]).mean(0)
+    assert (darker[floor] > 0.05).sum() > 20 and (darker >= 0).all()
+    on_object = lit.rgb[0][:, lit.instance[0] == 1]
+    assert (on_object.std(dim=1) > 0.1).any()  # both stripe colours show
 
 
 def test_background_depth_is_finite_and_floor_depth_matches_the_plane():

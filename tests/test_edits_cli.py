@@ -111,7 +111,7 @@ def test_render_with_a_model_folder(folders, capsys):
                  "--weights", str(folders / "tiny"), "--steps", "2", "--render-frame", "1"]) == 0
     image = np.asarray(Image.open(folders / "out" / "render.png"))
     assert image.shape == (24, 32, 3) and image.std() > 0  # the scene's size (the tiny model renders 32 x 32), not blank
-    assert "render.png: frame 1 (chosen with --render-frame) rendered by the model" in capsys.readouterr().out
+    assert "render.png: frame 1 (chosen with --render-frame), 32x24, rendered by the model" in capsys.readouterr().out
 
 
 def test_render_keeps_unchanged_pixels_unless_raw(tmp_path, simple_scene):

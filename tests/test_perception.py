@@ -22,6 +22,7 @@ from neuralassets.perception import (
     fit_floor,
     mask_iou,
 )
+from neuralassets.perception.camera import ASSUMED_HEIGHT
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +150,13 @@ def test_ground_plane_lifting_puts_boxes_on_the_floor_near_the_objects(synthetic
 
 
 def test_yaw_is_continuous_when_a_box_is_seen_turned_by_90_degrees():
-    from neuralassets.perception.lifting import _stabilise
+    from neuralassets.perception.lifting import stabilise
 
     raw = torch.tensor([[[0.0, 0.0, 0.0, 2.0, 1.0, 1.0, 0.1],
                          [0.0, 0.0, 0.0, 1.0, 2.0, 1.0, 0.1 + math.pi / 2 + 0.05],
                          [float("nan")] * 7,
                          [0.2, 0.0, 0.0, 2.0, 1.0, 1.0, 0.2]]])
-    boxes = _stabilise(raw)
+    boxes = stabilise(raw)
     yaw = geometry.yaw_of(boxes.rotations[0])
     assert torch.allclose(yaw, torch.tensor([0.1, 0.15, 0.175, 0.2]), atol=1e-5)
     assert boxes.sizes[0, 0].tolist() == [2.0, 1.0, 1.0]
@@ -197,7 +198,8 @@ def test_default_extract_needs_nothing_but_frames(synthetic):
     assert scene.num_frames == 6 and scene.metadata["extraction"]["segmenter"] == "ClassicalSegmenter"
     assert len(scene) >= 1
     cam = scene.cameras[0]
-    assert float(cam.center[2]) == pytest.approx(3.5, abs=1e-4)  # the assumed height
+    assert float(cam.center[2]) == pytest.approx(ASSUMED_HEIGHT, abs=1e-4)
+    assert scene.metadata["extraction"]["camera"]["height_source"] == "assumed"
     for a in scene.assets:
         assert (a.sizes > 0).all() and a.masks.shape == (6, 96, 96)
     again = extract(synthetic.frames)
@@ -205,16 +207,18 @@ def test_default_extract_needs_nothing_but_frames(synthetic):
 
 
 def test_extract_with_relative_depth_scales_it_to_the_assumed_camera_height(synthetic):
-    class HalfDepth:
+    class HalfDepth:  # relative depth of the clip's next frames (extract asks one frame at a time)
         metric = False
+        frame = 0
 
         def estimate(self, frames):
-            return synthetic.depth * 0.37
+            self.frame += len(frames)
+            return synthetic.depth[self.frame - len(frames):self.frame] * 0.37
 
     scene = extract(synthetic.frames, GroundTruthSegmenter(synthetic), depth_estimator=HalfDepth())
     cam_height = float(synthetic.cameras[0].center[2])
-    assert float(scene.cameras[0].center[2]) == pytest.approx(3.5, rel=1e-3)
-    ratio = 3.5 / cam_height
+    assert float(scene.cameras[0].center[2]) == pytest.approx(ASSUMED_HEIGHT, rel=1e-3)
+    ratio = ASSUMED_HEIGHT / cam_height
     assert torch.allclose(scene.depth, synthetic.depth * ratio, rtol=0.03)
     for a, g in zip(scene.assets, synthetic.assets):
         assert a.sizes[0, 2] == pytest.approx(float(g.sizes[0, 2]) * ratio, rel=0.15)

@@ -6,7 +6,7 @@ import torch
 
 from neuralassets.perception import ClassicalConfig, ClassicalSegmenter, LiftingConfig, mask_iou
 from neuralassets.perception.classical import _distance_to_palette, _fill_holes, _shadowless_distance
-from neuralassets.perception.lifting import _bottom_hidden, _lowest_rows, _stabilise
+from neuralassets.perception.lifting import _bottom_hidden, _lowest_rows, stabilise
 
 
 def _floor(T=3, H=48, W=64, colour=(0.55, 0.5, 0.4)):
@@ -22,7 +22,8 @@ def test_a_darker_patch_of_the_floor_colour_is_shadow_but_another_hue_is_an_obje
     truth[0, 10:30, 40:56] = True
     for d in dets:
         assert len(d) == 1
-        assert float(mask_iou(truth, d.masks)[0, 0]) == pytest.approx(1.0)
+        # the opening takes the rectangle's four corner pixels: IoU (320 - 4) / 320
+        assert float(mask_iou(truth, d.masks)[0, 0]) == pytest.approx(316 / 320)
     # a shadow darker than shadow_min_brightness counts as object
     strict = ClassicalSegmenter(ClassicalConfig(shadow_min_brightness=0.8)).segment(frames)
     assert len(strict[0]) == 2
@@ -63,7 +64,7 @@ def test_a_textured_object_with_floor_coloured_spots_comes_out_whole():
     frames[:, :, 12:32, 20:40] = torch.tensor([0.8, 0.1, 0.1])[:, None, None]
     frames[:, :, 18:22, 26:30] = torch.tensor([0.55, 0.5, 0.4])[:, None, None]  # a floor-coloured spot inside it
     dets = ClassicalSegmenter().segment(frames)
-    assert len(dets[0]) == 1 and int(dets[0].masks[0].sum()) == 20 * 20
+    assert len(dets[0]) == 1 and int(dets[0].masks[0].sum()) == 20 * 20 - 4  # less the four corners the opening rounds
 
 
 def test_lowest_rows_and_hidden_bottoms_by_hand():
@@ -86,8 +87,8 @@ def test_an_object_on_the_floor_in_most_frames_stays_on_it():
                          [0.0, 0.0, 0.4, 1.0, 1.0, 0.6, 0.0],  # bottom hidden: seen floating
                          [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
                          [nan] * 7]])
-    boxes = _stabilise(raw, LiftingConfig())
+    boxes = stabilise(raw, LiftingConfig())
     assert boxes.centers[0, :, 2].tolist() == pytest.approx([0.5] * 4)
     # without the majority rule the second frame floats
-    floating = _stabilise(raw, LiftingConfig(floor_majority=1.01))
+    floating = stabilise(raw, LiftingConfig(floor_majority=1.01))
     assert float(floating.centers[0, 1, 2]) == pytest.approx(0.9)

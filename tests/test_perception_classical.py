@@ -32,7 +32,8 @@ def test_two_touching_objects_of_different_colour_are_split():
     dets = ClassicalSegmenter().segment(frames)[0]
     assert len(dets) == 2
     iou = mask_iou(torch.stack([red, blue]), dets.masks)
-    assert iou.max(1).values.tolist() == pytest.approx([1.0, 1.0], abs=0.01)  # the closing may round the corner where they meet
+    # the opening rounds the outline's corners and the closing may round the one where they meet
+    assert iou.max(1).values.tolist() == pytest.approx([1.0, 1.0], abs=0.02)
     # without splitting they are one mask
     assert len(ClassicalSegmenter(ClassicalConfig(split_threshold=None)).segment(frames)[0]) == 1
 
@@ -47,7 +48,8 @@ def test_striped_and_shaded_objects_stay_whole():
     dets = ClassicalSegmenter().segment(frames)[0]
     truth = torch.stack([_box(slice(8, 40), slice(4, 28)), _box(slice(8, 40), slice(36, 60))])
     assert len(dets) == 2
-    assert mask_iou(truth, dets.masks).max(1).values.tolist() == pytest.approx([1.0, 1.0])
+    # whole, less the four corner pixels the opening rounds: IoU (32 * 24 - 4) / (32 * 24)
+    assert mask_iou(truth, dets.masks).max(1).values.tolist() == pytest.approx([764 / 768, 764 / 768])
 
 
 def test_colours_that_differ_only_by_shading_share_a_group():
@@ -76,7 +78,7 @@ def test_a_grey_object_on_a_checkered_grey_floor_is_found():
     _paint(frames, slice(16, 32), slice(20, 36), (0.5, 0.5, 0.52))  # grey: 0.04 from the light tiles
     truth = _box(slice(16, 32), slice(20, 36))[None]
     dets = ClassicalSegmenter().segment(frames)[0]
-    assert len(dets) == 1 and float(mask_iou(truth, dets.masks)[0, 0]) == pytest.approx(1.0)
+    assert len(dets) == 1 and float(mask_iou(truth, dets.masks)[0, 0]) == pytest.approx(252 / 256)  # corners rounded
     assert len(ClassicalSegmenter(ClassicalConfig(colour_threshold=0.05)).segment(frames)[0]) == 0
 
 
@@ -86,6 +88,6 @@ def test_a_white_object_on_the_floor_is_not_taken_for_a_white_sky():
     _paint(frames, slice(40, 56), slice(20, 40), (0.9, 0.9, 0.87))  # a white box on the floor
     truth = _box(slice(40, 56), slice(20, 40), 64, 64)[None]
     dets = ClassicalSegmenter().segment(frames)[0]
-    assert len(dets) == 1 and float(mask_iou(truth, dets.masks)[0, 0]) == pytest.approx(1.0)
+    assert len(dets) == 1 and float(mask_iou(truth, dets.masks)[0, 0]) == pytest.approx(316 / 320)  # corners rounded
     # compared with the whole border, the box matches the sky
     assert len(ClassicalSegmenter(ClassicalConfig(border_bands=1)).segment(frames)[0]) == 0

@@ -295,6 +295,7 @@ def depth_anything(tmp_path_factory):
 
 def test_depth_anything_gives_positive_relative_depth_scaled_by_the_floor(depth_anything, clip, tmp_path):
     from neuralassets.perception import GroundTruthSegmenter
+    from neuralassets.perception.camera import ASSUMED_HEIGHT
     from neuralassets.perception.depth import DepthAnythingEstimator
 
     estimator = DepthAnythingEstimator.from_pretrained(depth_anything, batch_size=2)
@@ -304,7 +305,7 @@ def test_depth_anything_gives_positive_relative_depth_scaled_by_the_floor(depth_
     assert np.isclose(float(depth.flatten(1).amin(1)[0]), 1.0)  # the nearest pixel has normalised disparity 1
     scene = extract(clip.frames, GroundTruthSegmenter(clip), depth_estimator=estimator)
     assert scene.metadata["extraction"]["depth"] == "DepthAnythingEstimator"
-    assert float(scene.cameras[0].center[2]) == pytest.approx(3.5, rel=1e-3)
+    assert float(scene.cameras[0].center[2]) == pytest.approx(ASSUMED_HEIGHT, rel=1e-3)
     Scene.load(scene.save(tmp_path / "scene"))
     with pytest.raises(WeightsError, match="cannot load a Depth Anything"):
         DepthAnythingEstimator.from_pretrained(tmp_path / "nothing")

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from test_models import TINY, one_thread, tiny_pipeline  # noqa: F401 (one_thread: autouse fixture)
 
+from neuralassets import edits as E
 from neuralassets.conditioning import conditioning_from_scene
 from neuralassets.errors import ValidationError, WeightsError
 from neuralassets.pipelines import NeuralAssetsPipeline
@@ -269,3 +270,23 @@ def test_a_saved_part_config_with_an_unknown_key_is_refused(tmp_path):
     path.write_text(json.dumps({**json.loads(path.read_text()), "token_width": 3}))
     with pytest.raises(WeightsError, match=r"asset_encoder/config.json: unknown config key\(s\): AssetEncoder.token_width"):
         NeuralAssetsPipeline.from_pretrained(tmp_path / "p")
+
+
+def test_a_scene_with_more_objects_than_slots_is_rendered_with_the_rest_folded_into_the_background(simple_scene):
+    from neuralassets.perception import SlotWarning
+
+    pipe = tiny_pipeline()
+    crowded = simple_scene.copy()
+    for k in range(pipe.config.max_objects):  # copies of object 2 beside it: more objects than slots
+        extra = crowded.asset(2).copy()
+        extra.id = 10 + k
+        extra.centers = extra.centers + torch.tensor([0.6 * (k + 1), 0.0, 0.0])
+        crowded.assets.append(extra)
+    moved = E.move(crowded, 1, (0.1, 0.0, 0.0), check_visibility="ignore")
+    with pytest.warns(SlotWarning, match="object slots"):
+        image = pipe(moved, generator=seeded(0)).images
+    assert image.shape == (1, 3, 24, 32)
+    with pytest.warns(SlotWarning):
+        fitted = pipe.fit_to_slots(moved, 2)
+    assert len(fitted) == pipe.config.max_objects and 1 in fitted.asset_ids  # the edited object stays
+    assert len(moved) == pipe.config.max_objects + 2  # the user's scene is not changed

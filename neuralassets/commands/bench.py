@@ -65,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also score each --model's render alone, without keeping the source's unchanged pixels "
                         "(reported as NAME-raw)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale for --model (default: each model's own)")
+    p.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE",
+                   help="a RenderThresholds field for every --model (repeatable), e.g. --threshold unmoved_share=1.01 "
+                        "switches the turned-in-place rule off; the model is then reported as NAME[KEY=VALUE,...]")
     p.add_argument("--lpips-weights", default=None, metavar="DIR",
                    help="folder with LPIPS weights (alexnet-owt-7be5be79.pth and alex.pth); without them LPIPS is n/a")
     p.add_argument("--examples", type=int, default=3, metavar="N", help="example cases per task in the image grids")
@@ -117,7 +120,8 @@ def input_modes(args: argparse.Namespace) -> tuple[str, list]:
         iou = MIN_MATCH_IOU if args.match_iou is None else args.match_iou
         if not 0 < iou <= 1:
             raise ValidationError(f"--match-iou: expected a value in (0, 1], got {iou}")
-        mode = ExtractedInputs(**perception_pieces(args), camera_config=CameraConfig(fov_degrees=args.fov, height=args.camera_height),
+        camera = CameraConfig(fov_degrees=args.fov, height=args.camera_height, pitch_degrees=args.camera_pitch)
+        mode = ExtractedInputs(**perception_pieces(args), camera_config=camera,
                                known_camera=args.known_camera, min_iou=iou)
         return "pose_edit-extracted", [mode]
     if args.sweep is not None:
@@ -155,14 +159,19 @@ def _parse_seeds(text: str) -> range:
 
 
 def parse_generator_overrides(items: list[str]) -> dict:
-    """``--gen KEY=VALUE`` items -> {field: value} (JSON values; JSON lists become tuples; bare words stay text)."""
+    """``--gen KEY=VALUE`` items -> {field: value} (see :func:`parse_overrides`)."""
+    return parse_overrides(items, "--gen")
+
+
+def parse_overrides(items: list[str], option: str) -> dict:
+    """``KEY=VALUE`` items of ``option`` -> {field: value} (JSON values; JSON lists become tuples; bare words stay text)."""
     from ..errors import ValidationError
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValidationError(f"--gen: expected KEY=VALUE, got {item!r}")
+            raise ValidationError(f"{option}: expected KEY=VALUE, got {item!r}")
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
@@ -171,7 +180,33 @@ def parse_generator_overrides(items: list[str]) -> dict:
     return out
 
 
+def threshold_overrides(items: list[str]) -> dict:
+    """``--threshold KEY=VALUE`` items -> {``RenderThresholds`` field: number}, checked against the default thresholds.
+
+    Raises:
+        ConfigError: a key that is no field (the fields are listed) or a value that is not a number.
+        ValidationError: values that contradict each other (``RenderThresholds``'s own check).
+    """
+    from ..config import from_dict
+    from ..errors import ConfigError, ValidationError
+    from ..pipelines.thresholds import RenderThresholds
+
+    overrides = parse_overrides(items, "--threshold")
+    for key, value in overrides.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"--threshold {key}: expected a number, got {value!r}")
+    try:
+        from_dict(RenderThresholds, overrides, "--threshold")  # names unknown keys; RenderThresholds checks the values
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ValidationError(f"--threshold: {e}") from None
+    return overrides
+
+
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     import torch
 
     from ..benchmark.baselines import CopyPasteMethod, GeometricMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
@@ -187,9 +222,14 @@ def run(args: argparse.Namespace) -> int:
                              examples_per_task=args.examples, split=args.split if not args.seeds else "custom")
 
     base, modes = input_modes(args)
+    thresholds = threshold_overrides(args.threshold)
     methods = [IdentityMethod(), CopyPasteMethod(), GeometricMethod()]
     models = [PipelineMethod.from_pretrained(path, num_inference_steps=args.steps, guidance_scale=args.guidance)
               for path in args.model]
+    if thresholds:
+        for model in models:
+            model.pipeline.thresholds = replace(model.pipeline.thresholds, **thresholds)
+            model.name = f"{model.name}[{','.join(args.threshold)}]"
     if args.raw:
         models = [m for model in models for m in (model, PipelineMethod(
             model.pipeline, f"{model.name}-raw", args.steps, args.guidance, keep_unchanged=False))]

@@ -300,14 +300,19 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{out / 'ground_truth.png'}: frame {target} ({why}) rendered by the synthetic renderer")
     if args.render:
         if args.backend == "neural":
+            from ..perception import SlotWarning
             from ..pipelines import NeuralAssetsPipeline
 
             try:
                 pipe = NeuralAssetsPipeline.from_pretrained(args.weights)
             except WeightsError as e:
                 raise WeightsError(f"--render: cannot load the model ({e}); the edited scene is saved in {out}") from None
-            image = pipe(edited, target_frame=target, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                         generator=torch.Generator().manual_seed(args.seed), keep_unchanged=not args.raw).images[0]
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", SlotWarning)
+                image = pipe(edited, target_frame=target, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                             generator=torch.Generator().manual_seed(args.seed), keep_unchanged=not args.raw).images[0]
+            for w in said:
+                _warn(w.message)
             by = "the model"
         elif args.backend == "geometric":
             from ..pipelines import GeometricRenderer

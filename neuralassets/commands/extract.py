@@ -27,10 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_perception_arguments(p: argparse.ArgumentParser) -> None:
-    """The camera assumptions and model options of extraction, shared with ``neuralassets bench --inputs extracted``."""
-    p.add_argument("--fov", type=float, default=50.0, help="assumed horizontal field of view, degrees")
-    p.add_argument("--camera-height", type=float, default=3.5,
-                   help="assumed camera height above the floor (m); also the scale given to relative depth")
+    """The camera values and model options of extraction, shared with ``neuralassets bench --inputs extracted``."""
+    p.add_argument("--fov", type=float, default=50.0, help="horizontal field of view of the camera, degrees")
+    p.add_argument("--camera-height", type=float, default=None, metavar="METRES",
+                   help="camera height above the floor; also the scale given to relative depth (default: from metric "
+                        "depth, else 1.5 m, a hand-held camera)")
+    p.add_argument("--camera-pitch", type=float, default=None, metavar="DEGREES",
+                   help="downward tilt of the camera below the horizon, 90 = straight down (default: from depth or the "
+                        "clip's vanishing points, else 30)")
     p.add_argument("--sam-checkpoint", metavar="PTH", help="segment-anything .pth checkpoint (replaces the classical segmenter)")
     p.add_argument("--sam-type", default="vit_b", choices=["vit_b", "vit_l", "vit_h"], help="architecture of --sam-checkpoint")
     p.add_argument("--sam-model", metavar="ID", help="transformers SAM or SAM 2 folder / cached hub id")
@@ -99,32 +103,25 @@ def is_complete(folder: Path) -> bool:
 
 
 def extract_one(video: Path, out: Path, args: argparse.Namespace, pieces: dict) -> Path:
-    """Read ``video``, extract its Scene, save it (and the overlay) to ``out``; returns ``out``."""
-    from ..perception import CameraConfig, ExtractionConfig, extract
-    from ..perception.camera import assumed_intrinsics
-    from ..perception.overlay import draw_overlay
-    from ..video import read_video, write_video
+    """Extract ``video`` into the Scene folder ``out`` (with its overlay), frame by frame; returns ``out``."""
+    from ..perception import CameraConfig, ExtractionConfig, extract_video
 
-    frames, fps = read_video(video, max_side=args.max_side, max_frames=args.max_frames, stride=args.stride)
-    camera_config = CameraConfig(fov_degrees=args.fov, height=args.camera_height)
-    K = assumed_intrinsics(frames.shape[-1], frames.shape[-2], camera_config)
-    scene = extract(frames, camera=K, config=ExtractionConfig(camera=camera_config), progress=not args.no_progress, **pieces)
-    scene.metadata["source"] = {"video": video.name, "fps": fps}
-    scene.save(out)
-    if args.overlay == "png":
-        source = max(scene.assets, key=lambda a: float(a.visibility.sum())).source_frame if len(scene) else 0
-        _write_png(out / "overlay.png", draw_overlay(scene, [source])[0])
-    elif args.overlay == "gif":
-        write_video(out / "overlay.gif", draw_overlay(scene), fps)
-    return out
+    config = ExtractionConfig(camera=CameraConfig(fov_degrees=args.fov, height=args.camera_height,
+                                                  pitch_degrees=args.camera_pitch))
+    return extract_video(video, out, max_side=args.max_side, max_frames=args.max_frames, stride=args.stride,
+                         overlay=args.overlay, config=config, progress=not args.no_progress, **pieces)
 
 
-def _write_png(path: Path, image) -> None:
-    from PIL import Image
+def describe(out: Path) -> str:
+    """One line on what was extracted into the Scene folder ``out``: objects, frames and the camera."""
+    from ..errors import SceneFormatError
+    from ..jsonio import read_json
 
-    from ..video import to_uint8_frames
-
-    Image.fromarray(to_uint8_frames(image[None])[0]).save(path)
+    meta = read_json(out / "scene.json", SceneFormatError, "missing; the scene was not written")
+    camera = meta["metadata"]["extraction"]["camera"]
+    return (f"{out}: scene written, {len(meta['assets'])} objects in {meta['num_frames']} frames of "
+            f"{meta['width']}x{meta['height']}; camera {camera['height']:.2f} m high ({camera['height_source']}), "
+            f"pitched {camera['pitch_degrees']:.0f}° down ({camera['pitch_source']})")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -135,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     source, out = Path(args.video), Path(args.out)
     if not args.batch:
         extract_one(source, out, args, pieces)
-        print(f"{out}: scene written")
+        print(describe(out))
         return 0
     from accelerate import PartialState
     from tqdm import tqdm

@@ -1,15 +1,17 @@
 """Exact analytic ray casting of synthetic scenes, in pure torch and batched over frames.
 
-Every object is a union of *parts*; each part is a box, ellipsoid, cylinder or cone
-fitted to an axis-aligned sub-box of the object's unit box ``[-0.5, 0.5]^3``. The
+Every object is a union of *parts*; each part is a box, ellipsoid, cylinder, cone, wedge or
+torus fitted to an axis-aligned sub-box of the object's unit box ``[-0.5, 0.5]^3``. The
 object's :class:`~neuralassets.scene.Box3D` scales, rotates and places that unit box, so
 every shape lies exactly inside (and touches every face of) its 3D box, and a scale or
 rotation edit changes the shape exactly as it changes the box.
 
-A part is the intersection of its sub-box with a quadric ``q^T A q + b q_z + c <= 0``
-written in part coordinates ``q in [-1, 1]^3``: a ray enters it either through the box
-(where the quadric is already satisfied) or through the quadric inside the box. That one
-formula, evaluated for all candidate (pixel, part) pairs at once, renders every shape.
+All parts but the torus are the intersection of their sub-box with a quadric
+``q^T A q + b . q + c <= 0`` written in part coordinates ``q in [-1, 1]^3``: a ray enters
+one either through the box (where the quadric is already satisfied) or through the quadric
+inside the box. That one formula, evaluated for all candidate (pixel, part) pairs at once,
+renders every such part. The torus's quartic has its roots isolated exactly between those of
+its derivatives (:func:`_enter_torus`).
 
 The world has a floor at z = 0 and a backdrop: a vertical cylinder of radius
 ``room_radius`` around the origin on which the background style is painted, so every
@@ -39,14 +41,23 @@ from ..errors import ValidationError
 from ..image_ops import masks_to_boxes, quantize
 from ..scene import Background, Camera, Scene
 
-#: Primitive name -> (A diagonal (3), b_z, c) of its quadric in part coordinates q in [-1, 1]^3.
-PRIMITIVES: dict[str, tuple[tuple[float, float, float], float, float]] = {
-    "box": ((0.0, 0.0, 0.0), 0.0, -1.0),  # the quadric always holds: the part is its box
-    "ellipsoid": ((1.0, 1.0, 1.0), 0.0, -1.0),
-    "cylinder": ((1.0, 1.0, 0.0), 0.0, -1.0),  # axis along the part's z
-    "cone": ((1.0, 1.0, -0.25), 0.5, -0.25),  # x^2 + y^2 <= ((1 - z) / 2)^2: base at z = -1, apex at z = +1
+#: Quadric primitive name -> (A diagonal (3), b (3), c) of ``q^T diag(A) q + b . q + c <= 0`` in part
+#: coordinates q in [-1, 1]^3.
+QUADRICS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], float]] = {
+    "box": ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), -1.0),  # the quadric always holds: the part is its box
+    "ellipsoid": ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), -1.0),
+    "cylinder": ((1.0, 1.0, 0.0), (0.0, 0.0, 0.0), -1.0),  # axis along the part's z
+    "cone": ((1.0, 1.0, -0.25), (0.0, 0.0, 0.5), -0.25),  # x^2 + y^2 <= ((1 - z) / 2)^2: base at z = -1, apex at z = +1
+    "wedge": ((0.0, 0.0, 0.0), (1.0, 0.0, 1.0), 0.0),  # x + z <= 0: the box cut along its diagonal through the y axis
 }
+#: Tube radius of the torus primitive, as a fraction of the part's half extent in x and y. Its axis is
+#: the part's z; its centre circle has radius ``1 - TORUS_TUBE``, so it touches all six faces of the
+#: part's box, and z is scaled so the tube spans z in [-1, 1].
+TORUS_TUBE = 0.3
+#: Every primitive a part can be: the quadrics, then the torus (a quartic, :func:`_enter_torus`).
+PRIMITIVES: tuple[str, ...] = (*QUADRICS, "torus")
 _PRIMITIVE_INDEX = {name: i for i, name in enumerate(PRIMITIVES)}
+_TORUS = _PRIMITIVE_INDEX["torus"]
 
 #: Shape name -> parts ``(primitive, centre (3), half extents (3))`` in the object's unit box.
 #: The parts of every shape together touch all six faces of the unit box.
@@ -63,6 +74,10 @@ SHAPES: dict[str, tuple[tuple[str, tuple[float, float, float], tuple[float, floa
             ("box", (0.325, 0.0, 0.275), (0.175, 0.07, 0.075)),
             ("box", (0.325, 0.0, -0.225), (0.175, 0.07, 0.075)),
             ("box", (0.44, 0.0, 0.025), (0.06, 0.07, 0.325))),
+    # A ramp: full height at x = -0.5, falling to an edge on the floor at x = +0.5.
+    "wedge": (("wedge", (0.0, 0.0, 0.0), (0.5, 0.5, 0.5)),),
+    # A ring about the box's z axis.
+    "torus": (("torus", (0.0, 0.0, 0.0), (0.5, 0.5, 0.5)),),
 }
 
 #: Object textures, evaluated in the object's unit-box coordinates so they turn with it.
@@ -317,14 +332,14 @@ def value_noise(p: Tensor, seed: Tensor) -> Tensor:
 # Ray casting
 # --------------------------------------------------------------------------------------
 
-_QUADRICS = torch.tensor([[*a, b, c] for a, b, c in PRIMITIVES.values()], dtype=torch.float32)  # (4, 5)
+_QUADRICS = torch.tensor([[*a, *b, c] for a, b, c in QUADRICS.values()], dtype=torch.float32)  # (Q, 7)
 
 
 def _intersect_parts(origin: Tensor, direction: Tensor, primitive: Tensor, near: float) -> tuple[Tensor, Tensor]:
     """First entry of rays into parts, in part coordinates.
 
     Args:
-        origin: (E, 3) ray origins in part coordinates (the part is ``[-1, 1]^3`` clipped by its quadric).
+        origin: (E, 3) ray origins in part coordinates (the part is ``[-1, 1]^3`` clipped by its primitive).
         direction: (E, 3) ray directions in part coordinates (any length: ``t`` keeps the
             world units of the unscaled ray).
         primitive: (E,) long index into :data:`PRIMITIVES`.
@@ -333,7 +348,7 @@ def _intersect_parts(origin: Tensor, direction: Tensor, primitive: Tensor, near:
     Returns:
         t: (E,) entry parameter, inf where the ray misses.
         face: (E,) long, the box face axis (0, 1, 2) the ray enters through, or -1 when
-            it enters through the quadric surface.
+            it enters through the primitive's surface.
     """
     safe = torch.where(direction.abs() < 1e-12, torch.full_like(direction, 1e-12), direction)
     t1, t2 = (-1 - origin) / safe, (1 - origin) / safe
@@ -342,45 +357,145 @@ def _intersect_parts(origin: Tensor, direction: Tensor, primitive: Tensor, near:
     s1 = t_hi.amin(dim=-1)
     s0 = s0.clamp(min=near)
     inside_box = s0 <= s1
-
-    coef = _QUADRICS[primitive]
-    A, bz, c0 = coef[:, :3], coef[:, 3], coef[:, 4]
     # Solve in the variable u = t - s0 from the box entry point: coefficients stay O(1).
     start = origin + s0.unsqueeze(-1) * direction
+    span = s1 - s0
+    torus = primitive == _TORUS
+    if bool(torus.any()):
+        u, enters_at_box = torch.empty_like(span), torch.empty_like(inside_box)
+        quadric = ~torus
+        u[quadric], enters_at_box[quadric] = _enter_quadric(start[quadric], direction[quadric], span[quadric],
+                                                            primitive[quadric])
+        u[torus], enters_at_box[torus] = _enter_torus(start[torus], direction[torus], span[torus])
+    else:
+        u, enters_at_box = _enter_quadric(start, direction, span, primitive)
+    t = torch.where(inside_box, s0 + u, torch.full_like(u, math.inf))
+    face = torch.where(enters_at_box, axis, torch.full_like(axis, -1))
+    return t, face
+
+
+def _enter_quadric(start: Tensor, direction: Tensor, span: Tensor, primitive: Tensor) -> tuple[Tensor, Tensor]:
+    """Where rays from their box entry ``start`` (E, 3) enter a quadric part within ``span`` (E,).
+
+    Returns:
+        u: (E,) distance from the box entry (same units as ``t``), inf where the ray misses;
+        enters_at_box: (E,) bool, the box entry already lies inside the quadric.
+    """
+    coef = _QUADRICS[primitive]
+    A, linear, c0 = coef[:, :3], coef[:, 3:6], coef[:, 6]
     a = _dot(A, direction * direction)
-    b = 2 * _dot(A, start * direction) + bz * direction[:, 2]
-    c = _dot(A, start * start) + bz * start[:, 2] + c0
+    b = 2 * _dot(A, start * direction) + _dot(linear, direction)
+    c = _dot(A, start * start) + _dot(linear, start) + c0
     enters_at_box = c <= 0
     disc = b * b - 4 * a * c
     sq = torch.sqrt(disc.clamp(min=0))
     q = -0.5 * (b + torch.where(b >= 0, sq, -sq))
-    linear = a.abs() < 1e-12
-    safe_a = torch.where(linear, torch.ones_like(a), a)
+    linear_in_u = a.abs() < 1e-12
+    safe_a = torch.where(linear_in_u, torch.ones_like(a), a)
     safe_q = torch.where(q.abs() < 1e-30, torch.full_like(q, 1e-30), q)
-    r1 = torch.where(linear, -c / torch.where(b.abs() < 1e-30, torch.full_like(b, 1e-30), b), q / safe_a)
-    r2 = torch.where(linear, r1, c / safe_q)
-    has_root = (disc >= 0) & ~(linear & (b.abs() < 1e-30))
-    span = s1 - s0
+    r1 = torch.where(linear_in_u, -c / torch.where(b.abs() < 1e-30, torch.full_like(b, 1e-30), b), q / safe_a)
+    r2 = torch.where(linear_in_u, r1, c / safe_q)
+    has_root = (disc >= 0) & ~(linear_in_u & (b.abs() < 1e-30))
     inf = torch.full_like(a, math.inf)
 
     def entering(r: Tensor) -> Tensor:  # a root where the quadric turns from > 0 to <= 0, inside the box
         return has_root & (r >= 0) & (r <= span) & (2 * a * r + b < 0)
 
     root = torch.minimum(torch.where(entering(r1), r1, inf), torch.where(entering(r2), r2, inf))
-    u = torch.where(enters_at_box, torch.zeros_like(root), root)
-    t = torch.where(inside_box, s0 + u, inf)
-    face = torch.where(enters_at_box, axis, torch.full_like(axis, -1))
-    return t, face
+    return torch.where(enters_at_box, torch.zeros_like(root), root), enters_at_box
+
+
+_BISECTIONS = 60  # halvings of a float64 bracket: well below float32 resolution on any part
+
+
+def _enter_torus(start: Tensor, direction: Tensor, span: Tensor) -> tuple[Tensor, Tensor]:
+    """Where rays from their box entry ``start`` (E, 3) enter the torus part within ``span`` (E,).
+
+    Along the ray the torus's implicit function is a quartic ``f(u)`` (negative inside). Its
+    roots are isolated exactly, in float64: ``f''`` is a quadratic, solved in closed form;
+    between its roots ``f'`` is monotone, so each of its sign changes brackets one turning point
+    of ``f``, found by bisection; between turning points ``f`` is monotone, so the first piece
+    on which ``f`` falls to 0 holds the entry, found by bisection. No root is missed, however
+    short the chord (only a ray exactly tangent to the surface counts as touching it).
+
+    Returns:
+        u: (E,) distance from the box entry (same units as ``t``), inf where the ray misses;
+        enters_at_box: (E,) bool, the box entry already lies inside the torus.
+    """
+    squash = torch.tensor([1.0, 1.0, TORUS_TUBE], dtype=torch.float64)
+    p, d = start.double() * squash, direction.double() * squash
+    ring = (1 - TORUS_TUBE) ** 2  # squared radius of the tube's centre circle
+    # f = (|x|^2 + ring - tube^2)^2 - 4 ring (x^2 + y^2) along x = p + u d, highest power first.
+    a2, a1, a0 = _dot(d, d), 2 * _dot(p, d), _dot(p, p) + ring - TORUS_TUBE ** 2
+    b2 = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1]
+    b1 = 2 * (p[:, 0] * d[:, 0] + p[:, 1] * d[:, 1])
+    b0 = p[:, 0] * p[:, 0] + p[:, 1] * p[:, 1]
+    f = torch.stack([a2 * a2, 2 * a2 * a1, a1 * a1 + 2 * a2 * a0 - 4 * ring * b2, 2 * a1 * a0 - 4 * ring * b1,
+                     a0 * a0 - 4 * ring * b0], dim=-1)
+    slope = f[:, :4] * torch.tensor([4.0, 3.0, 2.0, 1.0], dtype=torch.float64)
+    end = span.double().clamp(min=0)
+    zero = torch.zeros_like(end)
+
+    # f'' = 12 f4 u^2 + 6 f3 u + 2 f2 (f4 > 0): its roots, clipped to the chord, split it into three pieces.
+    qa, qb, qc = 12 * f[:, 0], 6 * f[:, 1], 2 * f[:, 2]
+    disc = qb * qb - 4 * qa * qc
+    sq = torch.sqrt(disc.clamp(min=0))
+    real = disc > 0
+    bends = [torch.where(real, ((-qb + sign * sq) / (2 * qa)).clamp(min=0), zero).minimum(end) for sign in (-1, 1)]
+    edges = [zero, *bends, end]
+    turns = [_first_sign_change(slope, lo, hi, otherwise=lo) for lo, hi in zip(edges[:-1], edges[1:])]
+    # Between consecutive turning points f is monotone: the entry lies in the first piece whose end is inside.
+    points = torch.stack([zero, *turns, end], dim=-1)  # (E, 5), ascending
+    inside = _polyval(f, points.flatten()).view_as(points) <= 0
+    enters_at_box = inside[:, 0]
+    piece = inside[:, 1:].int().argmax(dim=-1)  # the first True
+    lo, hi = points.gather(1, piece[:, None])[:, 0], points.gather(1, piece[:, None] + 1)[:, 0]
+    root = _first_sign_change(f, lo, hi, otherwise=torch.full_like(lo, math.inf))
+    u = torch.where(enters_at_box, zero, torch.where(inside[:, 1:].any(-1), root, torch.full_like(root, math.inf)))
+    return u.to(start.dtype), enters_at_box
+
+
+def _polyval(coef: Tensor, u: Tensor) -> Tensor:
+    """Horner: polynomials with coefficients ``coef`` (E, n), highest power first, at ``u`` (E,) or (E * k,)."""
+    rows = u.shape[0] // coef.shape[0]
+    coef = coef.repeat_interleave(rows, dim=0) if rows > 1 else coef
+    out = coef[:, 0]
+    for k in range(1, coef.shape[1]):
+        out = out * u + coef[:, k]
+    return out
+
+
+def _first_sign_change(coef: Tensor, lo: Tensor, hi: Tensor, otherwise: Tensor) -> Tensor:
+    """The root of the polynomial ``coef`` (E, n) in ``[lo, hi]`` (E,) where it is monotone and changes
+    sign, by bisection; ``otherwise`` where it does not change sign."""
+    positive_lo = _polyval(coef, lo) > 0
+    changes = positive_lo != (_polyval(coef, hi) > 0)
+    for _ in range(_BISECTIONS):
+        mid = (lo + hi) / 2
+        same = (_polyval(coef, mid) > 0) == positive_lo
+        lo, hi = torch.where(same, mid, lo), torch.where(same, hi, mid)
+    return torch.where(changes, (lo + hi) / 2, otherwise)
 
 
 def _part_normal(q: Tensor, direction: Tensor, primitive: Tensor, face: Tensor) -> Tensor:
     """(E, 3) unnormalised outward normals in part coordinates at entry points ``q``."""
-    coef = _QUADRICS[primitive]
-    grad = 2 * coef[:, :3] * q
-    grad[:, 2] = grad[:, 2] + coef[:, 3]
+    torus = primitive == _TORUS
+    coef = _QUADRICS[primitive.masked_fill(torus, 0)]
+    grad = 2 * coef[:, :3] * q + coef[:, 3:6]
+    if bool(torus.any()):
+        grad[torus] = _torus_gradient(q[torus])
     axis = face.clamp(min=0)
     box_normal = -torch.sign(direction.gather(1, axis[:, None])) * F.one_hot(axis, 3).float()
     return torch.where((face >= 0).unsqueeze(-1), box_normal, grad)
+
+
+def _torus_gradient(q: Tensor) -> Tensor:
+    """(E, 3) gradient of the torus's implicit function (:func:`_enter_torus`) at part coordinates ``q`` (E, 3)."""
+    ring = (1 - TORUS_TUBE) ** 2
+    z = q[:, 2] * TORUS_TUBE
+    level = q[:, 0] * q[:, 0] + q[:, 1] * q[:, 1] + z * z + ring - TORUS_TUBE ** 2
+    radial = 4 * (level - 2 * ring)
+    return torch.stack([radial * q[:, 0], radial * q[:, 1], 4 * level * z * TORUS_TUBE], dim=-1)
 
 
 def _candidate_pixels(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor, Tensor]:

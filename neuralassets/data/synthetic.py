@@ -7,9 +7,9 @@ can re-render any edited Scene, the generator is also the exact oracle of every 
 
 Objects stand on the floor (z = 0) and never interpenetrate: their floor footprints
 (circles around their 3D boxes) are kept apart at every frame. They slide and spin about
-the vertical, spheres and lying cylinders roll without slipping, and now and then a cube
-or L-block tips over an edge. The camera orbits slightly on a sphere around the scene,
-always looking at its centre.
+the vertical, spheres, lying cylinders and rings standing on their rim roll without
+slipping, and now and then a cube or L-block tips over an edge. The camera orbits slightly
+on a sphere around the scene, always looking at its centre.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .. import geometry
 from ..config import from_dict
 from ..errors import ConfigError, ValidationError
 from ..scene import Asset, Camera, Scene
-from .renderer import BACKDROPS, FLOOR_TEXTURES, SHAPES, TEXTURES, fill_from_render, render
+from .renderer import BACKDROPS, FLOOR_TEXTURES, SHAPES, TEXTURES, TORUS_TUBE, fill_from_render, render
 
 #: Disjoint seed ranges; the test range is reserved for benchmarks.
 SPLITS: dict[str, range] = {
@@ -45,7 +45,13 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 }
 
 #: Display names of shapes (the category is the shape key).
-SHAPE_NAMES = {"cube": "cube", "sphere": "sphere", "cylinder": "cylinder", "cone": "cone", "l_block": "L-block", "mug": "mug"}
+SHAPE_NAMES = {"cube": "cube", "sphere": "sphere", "cylinder": "cylinder", "cone": "cone", "l_block": "L-block", "mug": "mug",
+               "wedge": "wedge", "torus": "torus"}
+#: The shapes of every scene by default: all the training data, the benchmark and the figures.
+TRAINING_SHAPES = ("cube", "sphere", "cylinder", "cone", "l_block", "mug")
+#: Shapes no default scene holds, so no model has seen them: ``GeneratorConfig(shapes=HELD_OUT_SHAPES)``
+#: (``--gen shapes='["wedge","torus"]'``) tests whatever is done by hand on objects never drawn before.
+HELD_OUT_SHAPES = ("wedge", "torus")
 
 _ROOM_RADIUS = 10.0  # metres; cameras stay well inside it
 _RESIZE_STREAM = 0x512E  # second seed word: resizing draws never shift the scene's own random stream
@@ -71,7 +77,7 @@ class GeneratorConfig:
     tumble_probability: float = 0.2  # chance that a cube or L-block tips over an edge once
     resize_probability: float = 0.0  # chance that an object grows or shrinks steadily over a video (0: scenes as before)
     resize_range: tuple[float, float] = (0.6, 1.6)  # range of the size factor a resized object reaches at the last frame
-    shapes: tuple[str, ...] = tuple(SHAPES)  # shapes to draw from
+    shapes: tuple[str, ...] = TRAINING_SHAPES  # shapes to draw from (HELD_OUT_SHAPES are never drawn by default)
 
     def validate(self) -> GeneratorConfig:
         """Raise :class:`ConfigError` naming the first bad field; returns self."""
@@ -136,6 +142,11 @@ def _sample_size(rng: np.random.Generator, shape: str) -> np.ndarray:
         return np.array([d, d, u(0.45, 0.9)])
     if shape == "l_block":
         return np.array([u(0.55, 0.85), u(0.32, 0.5), u(0.5, 0.8)])
+    if shape == "wedge":
+        return np.array([u(0.6, 0.9), u(0.4, 0.65), u(0.4, 0.7)])
+    if shape == "torus":  # a ring of outer diameter d whose tube is about round
+        d = u(0.6, 0.9)
+        return np.array([d, d, d * TORUS_TUBE * u(0.9, 1.2)])
     d = u(0.4, 0.58)  # mug: the body is a circle of diameter d; the handle adds a third of it
     return np.array([d / 0.75, d, u(0.45, 0.7)])
 
@@ -198,7 +209,7 @@ def _sample_track(rng: np.random.Generator, shape: str, config: GeneratorConfig,
     steps = np.arange(T, dtype=np.float64)
     yaw0 = rng.uniform(0, 2 * math.pi)
 
-    lying = shape == "cylinder" and rng.uniform() < 0.4
+    lying = shape in ("cylinder", "torus") and rng.uniform() < 0.4  # a cylinder on its side, a ring on its rim
     if shape == "sphere" or lying:  # rolling without slipping: spin axis = z x velocity
         base = _rot_z(np.array(yaw0))
         if lying:  # axis horizontal, rolling across it

@@ -318,12 +318,17 @@ def render(state: EditorState, renderers: Renderers, settings: RenderSettings, p
     """Render the current scene at the shown frame with ``settings`` (the "after" image)."""
     if not state.loaded:
         return state, NOTHING_LOADED
+    from ..perception import SlotWarning
+
     state = replace(state, settings=settings)
-    try:
-        out = renderers.render(state.scene, state.frame, settings, progress)
-    except NeuralAssetsError as e:
-        return state, f"Render failed: {e}"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", SlotWarning)
+        try:
+            out = renderers.render(state.scene, state.frame, settings, progress)
+        except NeuralAssetsError as e:
+            return state, f"Render failed: {e}"
     message = f"Rendered frame {state.frame} with the {settings.backend} back end."
+    message += "".join(f" Note: {w.message}." for w in said if issubclass(w.category, SlotWarning))
     if out.kept is not None:
         share = round(100 * float(out.kept.mean()))
         message += f" {share} % of the pixels kept from the photo, {100 - share} % drawn by the model."

@@ -6,17 +6,19 @@ chains them with camera estimation. The defaults need no model weights; SAM, SAM
 Grounding DINO / OWLv2 and Depth Anything plug in from a local folder or hub id.
 """
 
-from .camera import CameraConfig, assumed_camera, assumed_intrinsics, estimate_camera_motion
+from .budget import SlotFit, SlotWarning, edited_asset_ids, fit_to_slots, salience
+from .camera import CameraConfig, CameraMotion, assumed_camera, assumed_intrinsics, estimate_camera_motion, estimate_up
 from .classical import ClassicalConfig, ClassicalSegmenter
-from .detections import FrameDetections, Segmenter, Tracker, Tracks, mask_iou
-from .extract import ExtractionConfig, extract
+from .detections import CroppedMask, FrameDetections, Segmenter, Tracker, Tracks, mask_iou
+from .extract import ExtractionConfig, ExtractionWarning, extract, extract_video
 from .ground_truth import GroundTruthSegmenter
-from .lifting import DepthLifter, GroundPlaneLifter, LiftedBoxes, LiftingConfig, camera_from_floor, fit_floor
+from .lifting import DepthLifter, GroundPlaneLifter, LiftedBoxes, LiftingConfig, camera_from_floor, fit_floor, stabilise
 from .tracking import MaskTracker, TrackerConfig
 
 __all__ = [
-    "CameraConfig", "ClassicalConfig", "ClassicalSegmenter", "DepthLifter", "ExtractionConfig", "FrameDetections",
-    "GroundPlaneLifter", "GroundTruthSegmenter", "LiftedBoxes", "LiftingConfig", "MaskTracker", "Segmenter", "Tracker",
-    "TrackerConfig", "Tracks", "assumed_camera", "assumed_intrinsics", "camera_from_floor", "estimate_camera_motion",
-    "extract", "fit_floor", "mask_iou",
+    "CameraConfig", "CameraMotion", "ClassicalConfig", "ClassicalSegmenter", "CroppedMask", "DepthLifter", "ExtractionConfig",
+    "ExtractionWarning", "FrameDetections", "GroundPlaneLifter", "GroundTruthSegmenter", "LiftedBoxes", "LiftingConfig",
+    "MaskTracker", "Segmenter", "Tracker", "TrackerConfig", "Tracks", "assumed_camera", "assumed_intrinsics",
+    "camera_from_floor", "estimate_camera_motion", "estimate_up", "extract", "extract_video", "fit_floor", "mask_iou",
+    "stabilise", "SlotFit", "SlotWarning", "edited_asset_ids", "fit_to_slots", "salience",
 ]

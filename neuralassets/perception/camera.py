@@ -2,13 +2,15 @@
 
 * Intrinsics: given, or a pinhole with an assumed horizontal field of view
   (:attr:`CameraConfig.fov_degrees`) and the principal point at the image centre.
-* First pose: from a floor fitted to depth (:func:`~neuralassets.perception.lifting.fit_floor`),
-  or, without depth, an assumed height and downward pitch (:attr:`CameraConfig.height`,
-  :attr:`CameraConfig.pitch_degrees`).
-* Motion: ORB features outside every object mask are matched from frame to frame; the
-  previous frame's features are lifted to 3D (with depth, or onto the floor) and the new
-  pose is solved by PnP with RANSAC. Too few matches, or sub-pixel motion, keeps the
-  previous pose (the static-camera fallback).
+* First pose: from a floor fitted to depth (:func:`~neuralassets.perception.lifting.fit_floor`);
+  or, without depth, at the given or assumed height (:attr:`CameraConfig.height`) with
+  the pitch and roll given (:attr:`CameraConfig.pitch_degrees`) or read from the first
+  frame's vertical vanishing point (:func:`estimate_up`: the image's near-vertical line
+  segments meet where the world's up direction projects), else the assumed pitch.
+* Motion (:class:`CameraMotion`, frame by frame): ORB features outside every object mask
+  are matched from the previous frame; its features are lifted to 3D (with depth, or onto
+  the floor) and the new pose is solved by PnP with RANSAC. Too few matches, or sub-pixel
+  motion, keeps the previous pose (the static-camera fallback).
 """
 
 from __future__ import annotations
@@ -22,21 +24,43 @@ import torch
 from torch import Tensor
 
 from .. import geometry
+from ..errors import ConfigError
 from ..image_ops import to_uint8
 from ..scene import Camera
+from .lifting import camera_from_floor
 
 
 @dataclass
 class CameraConfig:
-    """Assumptions and thresholds for estimating cameras."""
+    """Assumptions and thresholds for estimating cameras. ``None`` means: estimate it, or assume the default."""
 
     fov_degrees: float = 50.0  # horizontal field of view assumed when intrinsics are unknown
-    height: float = 3.5  # metres above the floor assumed without depth, and the scale given to relative depth
-    pitch_degrees: float = 30.0  # downward tilt of the optical axis assumed without depth
+    height: float | None = None  # metres above the floor; None: from metric depth, else ASSUMED_HEIGHT
+    pitch_degrees: float | None = None  # downward tilt of the optical axis; None: from depth or the vanishing point,
+    # else ASSUMED_PITCH
+    far: float = 60.0  # metres: boxes farther from the camera than this are implausible
     features: int = 400  # ORB features per frame
     min_matches: int = 12  # fewer matched (or PnP-inlier) features keep the previous pose
     static_pixels: float = 0.3  # median feature motion (pixels) below which the camera is taken as still
     reprojection_pixels: float = 2.0  # PnP RANSAC inlier threshold
+    vanishing_degrees: float = 1.0  # a line segment within this angle of a vanishing direction supports it
+    vanishing_min_support: float = 0.15  # share of the segment length the up direction must be consistent with
+    vanishing_min_segments: int = 10  # and at least this many segments
+    max_roll_degrees: float = 20.0  # roll beyond which a vanishing point is not taken for the vertical
+
+    def __post_init__(self) -> None:
+        if not 5 <= self.fov_degrees <= 170:
+            raise ConfigError(f"camera field of view: expected 5..170 degrees, got {self.fov_degrees}")
+        if self.height is not None and not 0 < self.height <= 1000:
+            raise ConfigError(f"camera height: expected metres above the floor in (0, 1000], got {self.height}")
+        if self.pitch_degrees is not None and not -90 < self.pitch_degrees <= 90:
+            raise ConfigError(f"camera pitch: expected degrees below the horizon in (-90, 90], got {self.pitch_degrees}")
+
+
+#: Camera height assumed without depth or a given height: a camera held by a standing person (metres).
+ASSUMED_HEIGHT = 1.5
+#: Downward pitch assumed when neither depth, the user nor a vanishing point gives one (degrees).
+ASSUMED_PITCH = 30.0
 
 
 def assumed_intrinsics(width: int, height: int, config: CameraConfig | None = None) -> Tensor:
@@ -44,55 +68,196 @@ def assumed_intrinsics(width: int, height: int, config: CameraConfig | None = No
     return geometry.intrinsics_from_fov((config or CameraConfig()).fov_degrees, width, height)
 
 
+def up_from_pitch(pitch_degrees: float) -> Tensor:
+    """(3,) the world's up direction in the frame of a camera pitched down by ``pitch_degrees``, without roll."""
+    p = math.radians(pitch_degrees)
+    return torch.tensor([0.0, -math.cos(p), -math.sin(p)])
+
+
+def pitch_and_roll(up: Tensor) -> tuple[float, float]:
+    """Degrees (pitch below the horizon, roll clockwise) of a camera that sees the world's up as ``up`` (3,)."""
+    u = up / up.norm()
+    return math.degrees(math.asin(float(-u[2]))), math.degrees(math.atan2(float(u[0]), float(-u[1])))
+
+
 def assumed_camera(K: Tensor, width: int, height: int, config: CameraConfig | None = None) -> Camera:
-    """A camera at the assumed height above the world origin, pitched down by the assumed angle, facing +y."""
+    """A camera at the given (else assumed) height above the world origin, pitched down by the given (else assumed)
+    angle, without roll, facing +y."""
     cfg = config or CameraConfig()
-    eye = torch.tensor([0.0, 0.0, cfg.height])
-    target = torch.tensor([0.0, cfg.height / math.tan(math.radians(cfg.pitch_degrees)), 0.0])
-    R, t = geometry.look_at(eye, target)
-    return Camera(K, R, t, width, height)
+    up = up_from_pitch(ASSUMED_PITCH if cfg.pitch_degrees is None else cfg.pitch_degrees)
+    return camera_from_floor(up, ASSUMED_HEIGHT if cfg.height is None else cfg.height, K, width, height)
+
+
+def estimate_up(frames: Tensor, K: Tensor, config: CameraConfig | None = None) -> Tensor | None:
+    """The world's up direction in camera coordinates, from the vanishing points of a few frames.
+
+    Line segments (OpenCV's LSD) of every frame are pooled (a few frames of a clip, over
+    which the camera turns little, give more segments than one). RANSAC finds up to three
+    vanishing directions in turn: pairs of segments propose the point where their lines
+    meet, and a segment supports it when it points at it (within ``vanishing_degrees``, seen
+    from the segment's midpoint). Up is then either one of the directions (the vertical
+    vanishing point: walls, posts, box edges) or the normal of two clearly different ones
+    (the horizon: floor tiles, road edges), whichever is consistent with the most segment
+    length (a direction parallel or perpendicular to it counts), among directions a camera
+    with at most ``max_roll_degrees`` of roll and a pitch in [-30°, 90°] could see as up.
+
+    Args:
+        frames: (F, 3, H, W) float in [0, 1].
+        K: (3, 3) intrinsics in pixels.
+        config: thresholds.
+
+    Returns:
+        (3,) unit up vector (see :func:`pitch_and_roll`), or None when the consistent
+        directions gather less than ``vanishing_min_support`` of the segment length or
+        fewer than ``vanishing_min_segments`` segments.
+    """
+    cfg = config or CameraConfig()
+    segments = np.concatenate([_segments(frame) for frame in frames])
+    if len(segments) < 4:
+        return None
+    Kd = K.double().numpy()
+    directions, supports, counts = [], [], []
+    remaining = np.ones(len(segments), bool)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        found = _vanishing_direction(segments[remaining], Kd, cfg.vanishing_degrees, rng)
+        if found is None:
+            break
+        directions.append(found)
+        inliers = _points_at(segments, Kd @ found, cfg.vanishing_degrees) & remaining
+        supports.append(float(_length(segments[inliers]).sum()))
+        counts.append(int(inliers.sum()))
+        remaining &= ~inliers
+    # a horizon needs two clearly different horizontal directions: nearly parallel ones fix no normal
+    candidates = list(directions) + [np.cross(a, b) for i, a in enumerate(directions) for b in directions[i + 1:]
+                                     if abs(float(a @ b)) < math.cos(math.radians(30))]
+    best, best_score = None, cfg.vanishing_min_support * float(_length(segments).sum())
+    for up in candidates:
+        up = up / max(np.linalg.norm(up), 1e-12)
+        up = -up if up[1] > 0 else up  # up points towards the image's top
+        pitch, roll = pitch_and_roll(torch.from_numpy(up))
+        if abs(roll) > cfg.max_roll_degrees or not -30 <= pitch <= 90:
+            continue
+        cos = np.abs(np.array(directions) @ up)
+        consistent = (cos > math.cos(math.radians(5))) | (cos < math.sin(math.radians(5)))
+        score = float(np.array(supports) @ consistent)
+        if score > best_score and int(np.array(counts) @ consistent) >= cfg.vanishing_min_segments:
+            best, best_score = up, score
+    return None if best is None else torch.from_numpy(best).float()
+
+
+def _segments(frame: Tensor) -> np.ndarray:
+    """(S, 4) line segments ``x0, y0, x1, y1`` (pixel centres at +0.5) of a (3, H, W) frame, short ones left out."""
+    gray = to_uint8(frame.float().mean(0)).numpy()
+    found = cv2.createLineSegmentDetector().detect(gray)[0]
+    if found is None:
+        return np.zeros((0, 4))
+    seg = found.reshape(-1, 4).astype(np.float64) + 0.5
+    # short segments are texture, and their direction is noise
+    return seg[_length(seg) >= 0.03 * math.hypot(*gray.shape)]
+
+
+def _length(segments: np.ndarray) -> np.ndarray:
+    return np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1])
+
+
+def _points_at(segments: np.ndarray, point: np.ndarray, degrees: float) -> np.ndarray:
+    """(S,) bool: the segment's line, seen from its midpoint, points at the homogeneous image ``point`` (3,) within ``degrees``."""
+    mid = (segments[:, :2] + segments[:, 2:]) / 2
+    along = segments[:, 2:] - segments[:, :2]
+    towards = point[:2] - mid * point[2]  # from the midpoint to the point (also for points at infinity)
+    sine = np.abs(along[:, 0] * towards[:, 1] - along[:, 1] * towards[:, 0]) / np.maximum(
+        np.linalg.norm(along, axis=1) * np.linalg.norm(towards, axis=1), 1e-12)
+    return sine < math.sin(math.radians(degrees))
+
+
+def _vanishing_direction(segments: np.ndarray, K: np.ndarray, degrees: float, rng: np.random.Generator,
+                         hypotheses: int = 500) -> np.ndarray | None:
+    """(3,) unit camera-frame direction whose vanishing point the most segment length points at; None for < 3 segments."""
+    if len(segments) < 3:
+        return None
+    ones = np.ones((len(segments), 1))
+    lines = np.cross(np.concatenate([segments[:, :2], ones], 1), np.concatenate([segments[:, 2:], ones], 1))
+    pairs = rng.integers(0, len(segments), (hypotheses, 2))
+    points = np.cross(lines[pairs[:, 0]], lines[pairs[:, 1]])  # homogeneous image points where two lines meet
+    points = points[np.linalg.norm(points, axis=1) > 1e-9]
+    if not len(points):
+        return None
+    length = _length(segments)
+    support = np.array([length[_points_at(segments, p, degrees)].sum() for p in points])
+    inliers = _points_at(segments, points[int(support.argmax())], degrees)
+    if inliers.sum() < 2:
+        return None
+    # least squares: the point closest to every inlier line, weighted by length, as a camera-frame direction
+    weighted = lines[inliers] / np.linalg.norm(lines[inliers, :2], axis=1, keepdims=True) * np.sqrt(length[inliers])[:, None]
+    direction = np.linalg.solve(K, np.linalg.svd(weighted)[2][-1])
+    return direction / np.linalg.norm(direction)
+
+
+class CameraMotion:
+    """Cameras frame by frame, starting from a known first camera (see the module docstring).
+
+    Args:
+        first: the camera of frame 0 (world frame with the floor at z = 0).
+        config: thresholds, see :class:`CameraConfig`.
+    """
+
+    def __init__(self, first: Camera, config: CameraConfig | None = None) -> None:
+        self.first, self.config = first, config or CameraConfig()
+        self._orb = cv2.ORB_create(nfeatures=self.config.features, edgeThreshold=8, patchSize=15, fastThreshold=10)
+        self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+        self._K = first.K.numpy().astype(np.float64)
+        self._previous = None  # (features, depth) of the previous frame
+        self._camera: Camera | None = None
+
+    def update(self, frame: Tensor, object_mask: Tensor | None = None, depth: Tensor | None = None) -> Camera:
+        """The camera of the next frame.
+
+        Args:
+            frame: (3, H, W) float in [0, 1].
+            object_mask: (H, W) bool union of the frame's object masks; features there are
+                ignored because objects move on their own.
+            depth: (H, W) float metres, or None to lift features onto the floor instead.
+
+        Returns:
+            The first camera for the first frame, then each frame's estimate.
+        """
+        gray = to_uint8(frame.float().mean(0)).numpy()
+        allowed = np.full(gray.shape, 255, np.uint8)
+        if object_mask is not None:
+            allowed = cv2.erode(allowed * ~object_mask.numpy(), np.ones((5, 5), np.uint8), borderValue=255)
+        features = self._orb.detectAndCompute(gray, allowed)
+        if self._camera is None:
+            self._camera = self.first
+        else:
+            self._camera = _next_camera(self._previous[0], features, self._camera, self._matcher, self._K,
+                                        self._previous[1], self.config)
+        self._previous = (features, depth)
+        return self._camera
 
 
 def estimate_camera_motion(frames: Tensor, first: Camera, object_masks: Tensor | None = None,
                            depth: Tensor | None = None, config: CameraConfig | None = None) -> list[Camera]:
-    """Cameras for every frame, starting from ``first``.
+    """Cameras for every frame of a clip held in memory (:class:`CameraMotion` frame by frame).
 
     Args:
         frames: (T, 3, H, W) float in [0, 1].
         first: the camera of frame 0 (world frame with the floor at z = 0).
-        object_masks: (T, H, W) bool union of object masks; features there are ignored
-            because objects move on their own.
+        object_masks: (T, H, W) bool union of object masks, or None.
         depth: (T, H, W) float metres, or None to lift features onto the floor instead.
         config: thresholds, see :class:`CameraConfig`.
 
     Returns:
         T cameras sharing ``first``'s intrinsics.
     """
-    cfg = config or CameraConfig()
-    T, _, H, W = frames.shape
-    gray = to_uint8(frames.float().mean(1)).numpy()
-    orb = cv2.ORB_create(nfeatures=cfg.features, edgeThreshold=8, patchSize=15, fastThreshold=10)
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
-
-    def features(t: int):
-        allowed = np.full((H, W), 255, np.uint8)
-        if object_masks is not None:
-            allowed = cv2.erode(allowed * ~object_masks[t].numpy(), np.ones((5, 5), np.uint8), borderValue=255)
-        return orb.detectAndCompute(gray[t], allowed)
-
-    cameras = [first]
-    previous = features(0)
-    K = first.K.numpy().astype(np.float64)
-    for t in range(1, T):
-        current = features(t)
-        cameras.append(_next_camera(previous, current, cameras[-1], t, matcher, K, depth, cfg))
-        previous = current
-    return cameras
+    motion = CameraMotion(first, config)
+    return [motion.update(frames[t], None if object_masks is None else object_masks[t], None if depth is None else depth[t])
+            for t in range(frames.shape[0])]
 
 
-def _next_camera(previous, current, camera: Camera, t: int, matcher, K: np.ndarray, depth: Tensor | None,
+def _next_camera(previous, current, camera: Camera, matcher, K: np.ndarray, depth: Tensor | None,
                  cfg: CameraConfig) -> Camera:
-    """Camera ``t`` from camera ``t - 1`` and the two frames' ORB features; the previous pose when unsure."""
+    """A frame's camera from the previous frame's camera, depth ((H, W) or None) and ORB features; the previous pose when unsure."""
     (kp0, des0), (kp1, des1) = previous, current
     if des0 is None or des1 is None or len(kp0) < cfg.min_matches or len(kp1) < cfg.min_matches:
         return _copy(camera)
@@ -106,10 +271,10 @@ def _next_camera(previous, current, camera: Camera, t: int, matcher, K: np.ndarr
     # OpenCV keypoints have the top-left pixel centre at (0, 0); the library puts it at (0.5, 0.5)
     uv0 = torch.from_numpy(p0 + 0.5)
     if depth is not None:
-        H, W = depth.shape[-2:]
+        H, W = depth.shape
         cols = uv0[:, 0].long().clamp(0, W - 1)
         rows = uv0[:, 1].long().clamp(0, H - 1)
-        z = depth[t - 1, rows, cols]
+        z = depth[rows, cols]
         ok = torch.isfinite(z) & (z > 0)
         world = geometry.unproject_points(uv0, z, camera.K, camera.R, camera.t)
     else:
@@ -133,4 +298,5 @@ def _copy(camera: Camera) -> Camera:
     return Camera(camera.K.clone(), camera.R.clone(), camera.t.clone(), camera.width, camera.height)
 
 
-__all__ = ["CameraConfig", "assumed_camera", "assumed_intrinsics", "estimate_camera_motion"]
+__all__ = ["ASSUMED_HEIGHT", "ASSUMED_PITCH", "CameraConfig", "CameraMotion", "assumed_camera", "assumed_intrinsics",
+           "estimate_camera_motion", "estimate_up", "pitch_and_roll", "up_from_pitch"]

@@ -1,33 +1,36 @@
-"""A segmenter that needs no weights: colour against the border, optional motion, components split by colour.
+"""A segmenter that needs no weights: colour against the border, motion against the camera, components split by colour.
 
-Two cues find objects:
+Two cues find objects, one frame at a time:
 
-* **Colour outliers** (always): each frame is searched for pixels whose colour is unlike
-  every dominant colour of that frame's border at the same height (the border is assumed
-  to show floor or backdrop, not objects; comparing by horizontal band keeps a white object
-  on the floor from matching a white sky). This finds moving and static objects alike.
-* **Motion** (``ClassicalConfig.motion``): pixels far in colour from the clip's background
-  (the per-pixel median, or OpenCV's MOG2 mixture; with a moving camera, the median of
-  neighbouring frames warped onto each frame by floor homographies). Off by default: on the
-  synthetic orbiting-camera videos it added floor-texture residue and no accuracy; with a
-  still camera it also finds moving objects coloured like the border.
+* **Colour outliers**: each frame is searched for pixels whose colour is unlike every
+  dominant colour of that frame's border at the same height (the border is assumed to show
+  floor or backdrop, not objects; comparing by horizontal band keeps a white object on the
+  floor from matching a white sky). The bar a pixel must clear follows the border's own
+  scatter about its palette, so compression noise and fine floor texture do not count.
+  This finds moving and static objects alike. The distance is shadow tolerant
+  (:func:`_shadowless_distance`). The foreground is cleaned with an optional opening and a
+  closing, its holes are filled, and it is split into connected components; components
+  smaller than ``min_area`` are dropped. Objects that overlap in the image form one
+  component, so each component is split into its differently coloured parts
+  (:meth:`ClassicalSegmenter._split_by_colour`), keeping shaded, striped, checkered and
+  spotted objects whole.
+* **Motion** (:class:`~neuralassets.perception.motion.MotionCue`): optical flow against the
+  previous frame, less the camera's motion (a homography fitted to the flow). Colour parts
+  lying mostly inside one moving region that move alike are one object (a person's shirt,
+  trousers and face; a multi-coloured toy pushed by a hand); a moving region colour does
+  not explain (an object coloured like the floor, a grayscale clip) becomes an object of its
+  own.
 
-Both distances are shadow tolerant (:func:`_shadowless_distance`). The foreground is cleaned
-with an optional morphological opening and a closing, its holes are filled, and it is split
-into connected components; components smaller than ``min_area`` are dropped. Objects that
-overlap in the image form one component, so each component is split into its differently
-coloured parts (:meth:`ClassicalSegmenter._split_by_colour`), keeping shaded, striped,
-checkered and spotted objects whole.
-
-Limits (see docs/PERCEPTION.md): objects coloured like the floor or border are missed
-(grey, white or black objects on a neutral floor above all, and objects touching the image
-border); overlapping objects of the same colour stay merged while two-tone objects are cut
-in two; shadows darker than ``shadow_min_brightness`` of the floor count as object.
+Limits (see docs/PERCEPTION.md): static objects coloured like the floor or border are
+missed (grey, white or black objects on a neutral floor above all, and objects touching the
+image border); overlapping static objects of the same colour stay merged while two-tone
+static objects are cut in two; shadows darker than ``shadow_min_brightness`` of the floor
+count as object.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -38,6 +41,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .detections import FrameDetections
+from .motion import Motion, MotionConfig, MotionCue
 
 
 @dataclass
@@ -45,12 +49,15 @@ class ClassicalConfig:
     """Settings of :class:`ClassicalSegmenter` (tuned on the synthetic generator's validation videos)."""
 
     colour_threshold: float = 0.02  # RGB distance (colours in [0, 1]) to every border colour that marks an object
+    noise_quantile: float = 0.9  # quantile of the border pixels' distances to their palette taken as its noise
+    noise_margin: float = 1.5  # an object's distance must exceed the border's noise times this
     border_colours: int = 6  # k-means clusters summarising each frame's border colours
     border_width: float = 0.04  # fraction of the image side taken as border
     border_bands: int = 4  # horizontal bands, each compared with the border at its own height (1: the whole border)
     shadow_min_brightness: float = 0.4  # a pixel this bright or brighter relative to a reference colour, same hue, is shadow
     min_area: float = 0.0015  # components smaller than this fraction of the image are noise
-    open_radius: int = 0  # opening removes specks and one-pixel bridges (pixels); it also eats thin objects
+    open_radius: int = 1  # opening removes specks, compression halos and thin bridges (pixels); it also rounds corners
+    # (a rectangle loses its four corner pixels) and eats objects thinner than 3 pixels
     close_radius: int = 1  # closing fills pinholes (pixels)
     fill_holes: bool = True  # fill regions of a component's mask that do not reach the image border
     split_threshold: float | None = 0.05  # shading-tolerant colour distance between two colour groups of a component
@@ -59,18 +66,15 @@ class ClassicalConfig:
     split_min_brightness: float = 0.4  # colours this much dimmer than another, same hue, are one surface in light and shade
     split_interleave: float = 6.0  # boundary between two colour groups, over the square root of the smaller one's area,
     # above which they are one textured object (stripes, checks) rather than two objects
-    motion: bool = False  # add the motion cue (see the module docstring)
-    background: str = "median"  # motion cue: "median" of the clip, or "mog2" (OpenCV's adaptive mixture, for long clips)
-    motion_threshold: float = 0.1  # motion cue: RGB distance to the background that counts as motion
-    min_frames_for_motion: int = 3  # motion cue: shorter clips use the colour cue only
-    align: bool = True  # motion cue: compensate camera motion (floor homographies)
-    window: int = 12  # motion cue: frames either side of a frame whose median is its background when the camera moves
-    window_stride: int = 2  # motion cue: every this many frames of the window are used
-    moving_pixels: float = 0.5  # motion cue: largest image-corner motion over the clip (pixels) below which the camera is still
+    motion: MotionConfig | None = field(default_factory=MotionConfig)  # the motion cue's settings; None: colour only
+    motion_parts: float = 0.5  # a colour part whose pixels lie this much inside a moving region moves with it
+    motion_alike: float = 0.5  # parts of a moving region whose residual flows differ by less than this fraction
+    # (or by less than MotionConfig.min_residual pixels) move alike: one object
+    motion_fill: float = 0.25  # colour covering less of a moving region than this: its moving pixels join its objects
+    motion_min_area: float = 0.02  # a moving region colour does not explain at all is an object from this fraction of
+    # the frame up (smaller ones are mostly moving shadows and flow noise)
 
     def __post_init__(self) -> None:
-        if self.background not in ("median", "mog2"):
-            raise ConfigError(f"ClassicalConfig.background: expected 'median' or 'mog2', got {self.background!r}")
         if not 0 < self.min_area < 1:
             raise ConfigError(f"ClassicalConfig.min_area: expected a fraction in (0, 1), got {self.min_area}")
         if not 0 <= self.shadow_min_brightness <= 1:
@@ -87,22 +91,25 @@ class ClassicalSegmenter:
 
     def __init__(self, config: ClassicalConfig | None = None) -> None:
         self.config = config or ClassicalConfig()
+        self._motion = MotionCue(self.config.motion) if self.config.motion is not None else None
+
+    def reset(self) -> None:
+        """Start a new clip: the motion cue forgets the previous frame."""
+        if self._motion is not None:
+            self._motion.reset()
 
     def segment(self, frames: Tensor) -> list[FrameDetections]:
         """Segment ``frames`` (T, 3, H, W) float in [0, 1] into per-frame detections.
 
-        Scores are the mean colour distance of a component over twice the threshold that
-        found it, clipped to [0, 1].
+        Frames are taken to follow the previous call's (the motion cue compares each with the
+        one before); call :meth:`reset` before another clip. Scores are the mean cue strength
+        of a mask (distance over the bar it had to clear) over two, clipped to [0, 1].
         """
         cfg = self.config
         video = frames.permute(0, 2, 3, 1).float().contiguous().numpy()  # (T, H, W, 3)
         T, H, W, _ = video.shape
         min_pixels = max(4, int(cfg.min_area * H * W))
-        strength = self._colour_outliers(video) / cfg.colour_threshold  # (T, H, W)
-        if cfg.motion and T >= cfg.min_frames_for_motion:
-            background = self._backgrounds(video)  # (T, H, W, 3), or (1, H, W, 3) for a still camera
-            motion = _shadowless_distance(video, background, cfg.shadow_min_brightness)  # (T, H, W)
-            strength = np.maximum(strength, motion / cfg.motion_threshold)
+        strength = self._colour_outliers(video)  # (T, H, W)
         fg = (strength > 1).astype(np.uint8)
         out = []
         for t in range(T):
@@ -113,46 +120,79 @@ class ClassicalSegmenter:
                 mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _disk(cfg.close_radius))
             if cfg.fill_holes:
                 mask = _fill_holes(mask)
-            masks = _components(mask, min_pixels)
+            # what runs from the left edge to the right one is the scene's structure (horizon, backdrop, a wall), not an object
+            masks = [m for m in _components(mask, min_pixels) if not (m[:, 0].any() and m[:, -1].any())]
             if cfg.split_threshold is not None:
                 masks = [m for comp in masks for m in self._split_by_colour(comp, video[t], min_pixels)]
+            motion = self._motion(frames[t]) if self._motion is not None else None
+            evidence = strength[t]
+            if motion is not None and motion.regions.any():
+                masks = self._with_motion(masks, motion, min_pixels)
+                moved = np.linalg.norm(motion.residual, axis=-1) / max(self._motion.config.min_residual, 1e-6)
+                evidence = np.maximum(evidence, np.where(motion.moving, moved, 0))
             if not masks:
                 out.append(FrameDetections.empty(H, W))
                 continue
             stack = np.stack(masks)  # (K, H, W)
             area = stack.reshape(len(masks), -1).sum(1)
-            scores = np.minimum(1.0, (stack.reshape(len(masks), -1) @ strength[t].reshape(-1)) / area / 2)
+            scores = np.minimum(1.0, (stack.reshape(len(masks), -1) @ evidence.reshape(-1)) / area / 2)
             out.append(FrameDetections.from_masks(torch.from_numpy(stack), torch.from_numpy(scores).float()))
         return out
 
     # -- cues -------------------------------------------------------------------------
-    def _backgrounds(self, video: np.ndarray) -> np.ndarray:
-        """Background image(s) of the clip: (1, H, W, 3) for a still camera, else (T, H, W, 3), one per frame."""
+    def _with_motion(self, parts: list[np.ndarray], motion: Motion, min_pixels: int) -> list[np.ndarray]:
+        """Colour parts (H, W) bool merged by the moving regions they lie in (see the module docstring).
+
+        Parts lying mostly (``motion_parts``) inside one moving region are grouped when they
+        touch and their median residual flows are alike (``motion_alike``); each group becomes
+        one object.
+        A region's pixels join its objects only where colour covers less than ``motion_fill``
+        of it (flow blurs outlines and smears into what a mover uncovers, colour keeps them
+        sharp); a region with no part becomes an object by itself. Parts outside every moving region are kept as they are.
+        """
         cfg = self.config
-        T, H, W, _ = video.shape
-        homographies = _homographies_to_first(video) if cfg.align else None
-        corners = np.float32([[0, 0], [W, 0], [0, H], [W, H]]).reshape(-1, 1, 2)
-        if homographies is None or max(
-                float(np.abs(cv2.perspectiveTransform(corners, h) - corners).max()) for h in homographies) < cfg.moving_pixels:
-            if cfg.background == "median":
-                return np.median(video, axis=0)[None]
-            mog = cv2.createBackgroundSubtractorMOG2(history=T, detectShadows=False)
-            for frame in video:
-                mog.apply((frame * 255).astype(np.uint8))
-            return (mog.getBackgroundImage().astype(np.float32) / 255.0)[None]
-        # a moving camera: each frame's background is the median of its neighbours warped onto it
-        out = np.empty_like(video)
-        inverse = [np.linalg.inv(h) for h in homographies]
-        for t in range(T):
-            neighbours = range(max(0, t - cfg.window), min(T, t + cfg.window + 1), cfg.window_stride)
-            stack = np.stack([cv2.warpPerspective(video[s], inverse[t] @ homographies[s], (W, H), flags=cv2.INTER_LINEAR,
-                                                  borderValue=(np.nan,) * 3) for s in neighbours])  # frame s → 0 → t
-            # pixels a neighbour does not cover vote for the frame's own colour (no motion there)
-            out[t] = np.median(np.where(np.isnan(stack), video[t][None], stack), axis=0)
+        regions = motion.regions
+        count = int(regions.max())
+        inside: dict[int, list[np.ndarray]] = {r: [] for r in range(1, count + 1)}
+        out = []
+        for part in parts:
+            overlap = np.bincount(regions[part], minlength=count + 1)
+            best = int(overlap[1:].argmax()) + 1
+            if overlap[best] > cfg.motion_parts * part.sum():
+                inside[best].append(part)
+            else:
+                out.append(part)
+        floor = self._motion.config.min_residual
+        for r, members in inside.items():
+            region = regions == r
+            if not members:
+                if region.sum() >= cfg.motion_min_area * region.size:
+                    out.append(region)
+                continue
+            flows = np.array([np.median(motion.residual[m], axis=0) for m in members])  # (P, 2)
+            speed = np.linalg.norm(flows, axis=1)
+            gap = np.linalg.norm(flows[:, None] - flows[None], axis=-1)
+            alike = gap <= np.maximum(floor, cfg.motion_alike * np.maximum(speed[:, None], speed[None]))
+            grown = [cv2.dilate(m.astype(np.uint8), _disk(1)).astype(bool) for m in members]
+            touching = np.array([[bool((a & b).any()) for b in members] for a in grown])
+            groups = connected_components(alike & touching, directed=False)[1]
+            objects = [np.any([m for m, g in zip(members, groups) if g == k], axis=0) for k in range(groups.max() + 1)]
+            covered = np.any(objects, axis=0)
+            if (covered & region).sum() < cfg.motion_fill * region.sum():
+                # colour misses most of the region: its moving pixels join the nearest object
+                seeds = np.zeros(region.shape, np.int32)
+                for k, o in enumerate(objects):
+                    seeds[o] = k + 1
+                _, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+                nearest = np.where(region & ~covered, seeds[iy, ix], 0)
+                objects = [o | (nearest == k + 1) for k, o in enumerate(objects)]
+            out.extend(o for o in objects if o.sum() >= min_pixels)
         return out
 
     def _colour_outliers(self, video: np.ndarray) -> np.ndarray:
-        """(T, H, W) shadow-tolerant RGB distance of each pixel to the nearest dominant colour of its frame's border.
+        """(T, H, W) shadow-tolerant RGB distance of each pixel to the nearest dominant colour of its frame's border,
+        over the bar an object must clear: ``colour_threshold``, or ``noise_margin`` times the ``noise_quantile``
+        of the border pixels' own distances when that is higher (compressed video, fine floor texture).
 
         With ``border_bands`` > 1 the image is cut into horizontal bands and each band is
         compared with the border pixels at its own height (its rows and one band-height
@@ -172,7 +212,11 @@ class ClassicalSegmenter:
             refs = video[:, near]  # (T, P, 3)
             k = min(cfg.border_colours, refs.shape[1])
             palettes = np.stack([_kmeans(ref, k) for ref in refs])  # (T, k, 3)
-            out[:, r0:r1] = _distance_to_palette(video[:, r0:r1], palettes, cfg.shadow_min_brightness)
+            # the border's own scatter about its palette (compression noise, fine texture) sets the bar
+            noise = np.quantile(_distance_to_palette(refs[:, None], palettes, cfg.shadow_min_brightness)[:, 0],
+                                cfg.noise_quantile, axis=1)  # (T,)
+            bar = np.maximum(cfg.colour_threshold, cfg.noise_margin * noise)[:, None, None]
+            out[:, r0:r1] = _distance_to_palette(video[:, r0:r1], palettes, cfg.shadow_min_brightness) / bar
         return out
 
     def _split_by_colour(self, component: np.ndarray, image: np.ndarray, min_pixels: int) -> list[np.ndarray]:
@@ -287,38 +331,6 @@ def _shadowless_from_dots(pp: np.ndarray, pr: np.ndarray, rr: np.ndarray, min_br
     """``|p - a r|`` from the dot products p·p, p·r and r·r, with ``a = clip(p·r / r·r, min_brightness, 1.1)``."""
     a = np.clip(pr / np.maximum(rr, 1e-6), min_brightness, 1.1)
     return np.sqrt(np.maximum(pp - 2 * a * pr + a * a * rr, 0.0))
-
-
-def _homographies_to_first(video: np.ndarray) -> list[np.ndarray] | None:
-    """Per frame, the homography taking its pixels to frame 0 (chained frame to frame).
-
-    Corners of frame t - 1 are followed into frame t with pyramidal Lucas-Kanade optical flow
-    (local search, so repetitive floor textures such as tiles do not confuse it the way
-    descriptor matching does) and a homography is fitted with RANSAC; the floor, the largest
-    plane in view, dominates it. A pair with too few tracked corners, mostly outliers or a
-    jump of more than a tenth of the image counts as no motion. Returns None when the video
-    has too little texture to align at all.
-    """
-    T, H, W, _ = video.shape
-    gray = [(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) * 255).astype(np.uint8) for f in video]
-    corners = np.float32([[0, 0], [W, 0], [0, H], [W, H]]).reshape(-1, 1, 2)
-    chain = [np.eye(3)]
-    found_any = False
-    for t in range(1, T):
-        h = None
-        points = cv2.goodFeaturesToTrack(gray[t - 1], maxCorners=300, qualityLevel=0.01, minDistance=3, blockSize=5)
-        if points is not None and len(points) >= 8:
-            moved, status, _ = cv2.calcOpticalFlowPyrLK(gray[t - 1], gray[t], points, None, winSize=(15, 15), maxLevel=2)
-            ok = status.ravel() == 1
-            if ok.sum() >= 8:
-                found_any = True
-                # h maps frame t onto frame t - 1
-                h, inliers = cv2.findHomography(moved[ok], points[ok], cv2.RANSAC, 1.0)
-                if h is not None and (inliers.mean() < 0.3 or np.abs(cv2.perspectiveTransform(corners, h) - corners).max()
-                                      > 0.1 * max(H, W)):
-                    h = None
-        chain.append(chain[-1] @ (h if h is not None else np.eye(3)))  # frame t → t-1 → ... → 0
-    return chain if found_any else None
 
 
 def _disk(radius: int) -> np.ndarray:

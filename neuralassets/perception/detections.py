@@ -1,8 +1,10 @@
 """What segmenters and trackers return, and the small mask helpers they share.
 
-A :class:`Segmenter` looks at frames independently (or as a clip, for background
-modelling) and returns one :class:`FrameDetections` per frame. A tracker then links those
-detections into :class:`Tracks`: one id per object with a mask in every frame.
+A :class:`Segmenter` returns one :class:`FrameDetections` per frame. Extraction hands it
+one frame at a time, in order, so a segmenter may carry state from a frame to the next
+(optical flow needs the previous frame). A tracker then links those detections into
+objects. :class:`CroppedMask` keeps a mask as its bounding box and the bits inside it, so
+what a clip's objects cost in memory follows their size, not the frame's.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -91,7 +94,12 @@ class FrameDetections:
 
 @runtime_checkable
 class Segmenter(Protocol):
-    """Finds object masks in frames."""
+    """Finds object masks in frames.
+
+    :func:`~neuralassets.perception.extract` calls ``reset()`` (when the segmenter has one)
+    before a clip and then ``segment`` on one frame at a time, in order, so a segmenter
+    may keep what it needs from earlier frames between calls.
+    """
 
     def segment(self, frames: Tensor) -> list[FrameDetections]:
         """Segment ``frames`` (T, 3, H, W) float in [0, 1]; returns T :class:`FrameDetections`."""
@@ -156,11 +164,104 @@ class Tracks:
 
 @runtime_checkable
 class Tracker(Protocol):
-    """Links per-frame detections into object tracks."""
+    """Links per-frame detections into object tracks.
+
+    A tracker that also has ``reset()``, ``update(frame, detections) -> list[int]`` (a
+    track id per detection, frame by frame) and ``kept_ids() -> list[int]`` is run one frame
+    at a time by :func:`~neuralassets.perception.extract` (see
+    :class:`~neuralassets.perception.tracking.MaskTracker`); one with only ``track`` sees the
+    whole clip at once.
+    """
 
     def track(self, frames: Tensor, detections: list[FrameDetections]) -> Tracks:
         """Link ``detections`` (one per frame of ``frames`` (T, 3, H, W)) into :class:`Tracks`."""
         ...
+
+
+@dataclass
+class CroppedMask:
+    """A (H, W) bool mask kept as its bounding box and the packed bits inside it.
+
+    Attributes:
+        box: ``(x0, y0, x1, y1)`` int pixel edges of the mask's bounding box (all 0 when empty).
+        bits: ``np.packbits`` of the (y1 - y0, x1 - x0) crop.
+        area: number of mask pixels.
+    """
+
+    box: tuple[int, int, int, int]
+    bits: np.ndarray
+    area: int
+
+    @classmethod
+    def from_mask(cls, mask: Tensor | np.ndarray) -> CroppedMask:
+        """Crop a (H, W) bool mask to its bounding box."""
+        mask = np.asarray(mask, dtype=bool)
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if len(rows) == 0:
+            return cls((0, 0, 0, 0), np.zeros(0, np.uint8), 0)
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        crop = mask[y0:y1, x0:x1]
+        return cls((x0, y0, x1, y1), np.packbits(crop), int(crop.sum()))
+
+    def crop(self) -> np.ndarray:
+        """(y1 - y0, x1 - x0) bool: the mask inside its box."""
+        x0, y0, x1, y1 = self.box
+        shape = (y1 - y0, x1 - x0)
+        return np.unpackbits(self.bits, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+
+    def paste(self, out: np.ndarray) -> np.ndarray:
+        """Set the mask's pixels in ``out`` (H, W) bool (in place); returns ``out``."""
+        x0, y0, x1, y1 = self.box
+        if self.area:
+            out[y0:y1, x0:x1] |= self.crop()
+        return out
+
+    def full(self, height: int, width: int) -> np.ndarray:
+        """(height, width) bool: the whole-frame mask."""
+        return self.paste(np.zeros((height, width), bool))
+
+    def shifted(self, dx: int, dy: int, height: int, width: int) -> CroppedMask:
+        """The mask moved by (dx, dy) whole pixels in a ``height`` x ``width`` frame; pixels leaving it are lost."""
+        x0, y0, x1, y1 = self.box
+        if not self.area or (dx == 0 and dy == 0):
+            return self
+        crop = self.crop()
+        nx0, ny0, nx1, ny1 = max(x0 + dx, 0), max(y0 + dy, 0), min(x1 + dx, width), min(y1 + dy, height)
+        if nx1 <= nx0 or ny1 <= ny0:
+            return CroppedMask((0, 0, 0, 0), np.zeros(0, np.uint8), 0)
+        kept = crop[ny0 - y0 - dy:ny1 - y0 - dy, nx0 - x0 - dx:nx1 - x0 - dx]
+        return CroppedMask((nx0, ny0, nx1, ny1), np.packbits(kept), int(kept.sum()))
+
+    def centroid(self) -> np.ndarray:
+        """(2,) float mean pixel index (x, y) of the mask; zeros when empty."""
+        if not self.area:
+            return np.zeros(2)
+        ys, xs = np.nonzero(self.crop())
+        return np.array([xs.mean() + self.box[0], ys.mean() + self.box[1]])
+
+
+def cropped_iou(a: list[CroppedMask], b: list[CroppedMask]) -> np.ndarray:
+    """Pairwise intersection over union, computed only where the boxes overlap.
+
+    Args:
+        a: N cropped masks of one frame size.
+        b: M cropped masks of the same frame size.
+
+    Returns:
+        (N, M) float in [0, 1]; 0 where the boxes do not overlap or both masks are empty.
+    """
+    out = np.zeros((len(a), len(b)))
+    crops_a, crops_b = [m.crop() for m in a], [n.crop() for n in b]
+    for i, (m, ca) in enumerate(zip(a, crops_a)):
+        for j, (n, cb) in enumerate(zip(b, crops_b)):
+            x0, y0 = max(m.box[0], n.box[0]), max(m.box[1], n.box[1])
+            x1, y1 = min(m.box[2], n.box[2]), min(m.box[3], n.box[3])
+            if x1 <= x0 or y1 <= y0:
+                continue
+            inter = int((ca[y0 - m.box[1]:y1 - m.box[1], x0 - m.box[0]:x1 - m.box[0]]
+                         & cb[y0 - n.box[1]:y1 - n.box[1], x0 - n.box[0]:x1 - n.box[0]]).sum())
+            out[i, j] = inter / max(m.area + n.area - inter, 1)
+    return out
 
 
 def mask_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -199,4 +300,5 @@ def non_max_suppression(masks: Tensor, scores: Tensor, iou_threshold: float) -> 
     return order[kept]
 
 
-__all__ = ["FrameDetections", "Segmenter", "Tracker", "Tracks", "mask_iou", "non_max_suppression"]
+__all__ = ["CroppedMask", "FrameDetections", "Segmenter", "Tracker", "Tracks", "cropped_iou", "mask_iou",
+           "non_max_suppression"]

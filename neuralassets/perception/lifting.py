@@ -77,99 +77,109 @@ class LiftingConfig:
             raise ConfigError(f"LiftingConfig.trim_percent: expected a percentage in [0, 25), got {self.trim_percent}")
 
 
-class DepthLifter:
+class _FrameLifter:
+    """What both lifters share: a clip is lifted frame by frame, then stabilised over time."""
+
+    config: LiftingConfig
+
+    def lift_frame(self, masks: Tensor, camera: Camera, depth: Tensor | None = None) -> Tensor:
+        """Boxes of one frame's masks; see the lifter's own docstring."""
+        raise NotImplementedError
+
+    def lift(self, tracks: Tracks, cameras: list[Camera], depth: Tensor | None = None) -> LiftedBoxes:
+        """Lift every track in every frame (:meth:`lift_frame`), then :func:`stabilise` over the clip.
+
+        Args:
+            tracks: N tracks over T frames.
+            cameras: T cameras in a world frame whose floor is z = 0.
+            depth: (T, H, W) float camera-frame depth in metres, or None.
+
+        Returns:
+            :class:`LiftedBoxes` for the N tracks.
+        """
+        T, H, W = tracks.masks.shape[1:]
+        if len(cameras) != T:
+            raise ValidationError(f"lifting: {len(cameras)} cameras for {T} frames")
+        if depth is not None and tuple(depth.shape) != (T, H, W):
+            raise ValidationError(f"lifting: depth has shape {tuple(depth.shape)}, expected {(T, H, W)}")
+        raw = torch.stack([self.lift_frame(tracks.masks[:, t], cameras[t], None if depth is None else depth[t])
+                           for t in range(T)], 1) if len(tracks) else torch.zeros(0, T, 7)
+        return stabilise(raw, self.config)
+
+
+class DepthLifter(_FrameLifter):
     """Masks + depth → 3D boxes (see the module docstring)."""
 
     def __init__(self, config: LiftingConfig | None = None) -> None:
         self.config = config or LiftingConfig()
 
-    def lift(self, tracks: Tracks, cameras: list[Camera], depth: Tensor | None) -> LiftedBoxes:
-        """Lift every track in every frame.
+    def lift_frame(self, masks: Tensor, camera: Camera, depth: Tensor | None = None) -> Tensor:
+        """Per-frame boxes of the K masks of one frame.
 
         Args:
-            tracks: N tracks over T frames.
-            cameras: T cameras in a world frame whose floor is z = 0.
-            depth: (T, H, W) float camera-frame depth in metres.
+            masks: (K, H, W) bool, the objects of the frame (each one's neighbours decide
+                whether its lower edge is hidden).
+            camera: the frame's camera, world floor at z = 0.
+            depth: (H, W) float camera-frame depth in metres.
 
         Returns:
-            :class:`LiftedBoxes` for the N tracks.
+            (K, 7) float: footprint centre x, y and bottom z, extents x, y, z (metres) and yaw
+            (radians); NaN rows where a mask could not be lifted.
         """
         if depth is None:
             raise ValidationError("DepthLifter.lift: needs a depth map; use GroundPlaneLifter without depth")
-        _check(tracks, cameras, depth)
         cfg = self.config
-        bottom = _lowest_rows(tracks.masks).long().numpy()  # (N, T, W)
-        everything, masks_np, depth_np = any_along(tracks.masks, 0).numpy(), tracks.masks.numpy(), depth.numpy()
-
-        def per_frame(n: int, t: int) -> Tensor | None:
-            hidden = _bottom_hidden(bottom[n, t], everything[t] & ~masks_np[n, t], depth_np[t]) >= cfg.hidden_bottom_fraction
-            mask = _erode(tracks.masks[n, t], cfg.erode_pixels)
+        out = torch.full((masks.shape[0], 7), float("nan"))
+        bottom = _lowest_rows(masks).long().numpy()  # (K, W)
+        everything, masks_np, depth_np = any_along(masks, 0).numpy(), masks.numpy(), depth.numpy()
+        for k in range(masks.shape[0]):
+            hidden = _bottom_hidden(bottom[k], everything & ~masks_np[k], depth_np) >= cfg.hidden_bottom_fraction
+            mask = _erode(masks[k], cfg.erode_pixels)
             ys, xs = mask.nonzero(as_tuple=True)
-            z = depth[t, ys, xs]
+            z = depth[ys, xs]
             ok = torch.isfinite(z) & (z > 0)
             if int(ok.sum()) < cfg.min_pixels:
-                return None
+                continue
             uv = torch.stack([xs[ok], ys[ok]], -1).float() + 0.5
-            cam = cameras[t]
-            points = geometry.unproject_points(uv, z[ok], cam.K, cam.R, cam.t).numpy()
-            return _box_from_points(points, cam.center[:2].numpy(), hidden, cfg)
+            points = geometry.unproject_points(uv, z[ok], camera.K, camera.R, camera.t).numpy()
+            box = _box_from_points(points, camera.center[:2].numpy(), hidden, cfg)
+            if _usable(box):
+                out[k] = box
+        return out
 
-        return _lift_all(tracks, per_frame, cfg)
 
-
-class GroundPlaneLifter:
+class GroundPlaneLifter(_FrameLifter):
     """Masks + cameras (no depth) → 3D boxes resting on the floor (see the module docstring)."""
 
     def __init__(self, config: LiftingConfig | None = None) -> None:
         self.config = config or LiftingConfig()
 
-    def lift(self, tracks: Tracks, cameras: list[Camera], depth: Tensor | None = None) -> LiftedBoxes:
-        """Lift every track in every frame; ``depth`` is ignored. See :meth:`DepthLifter.lift`."""
-        _check(tracks, cameras, None)
+    def lift_frame(self, masks: Tensor, camera: Camera, depth: Tensor | None = None) -> Tensor:
+        """Per-frame boxes of the K masks of one frame; ``depth`` is ignored. See :meth:`DepthLifter.lift_frame`."""
         cfg = self.config
-        masks = tracks.masks  # (N, T, H, W)
-        N, T, H, W = masks.shape
-        raw = torch.full((N, T, 7), float("nan"))
-        if N == 0:
-            return _stabilise(raw, cfg)
-        everything = any_along(masks, 0)  # (T, H, W)
-        rows = torch.arange(H, dtype=torch.int16)
-        bottom = _lowest_rows(masks)  # (N, T, W)
-        row_used = any_along(masks, 3)  # (N, T, H)
-        top_row = torch.where(row_used, rows, H).amin(2).long().clamp(max=H - 1)  # (N, T)
+        K, H, W = masks.shape
+        out = torch.full((K, 7), float("nan"))
+        area = masks.flatten(1).sum(1)
+        if K == 0:
+            return out
+        bottom = _lowest_rows(masks).long().numpy()  # (K, W)
+        everything, masks_np = any_along(masks, 0).numpy(), masks.numpy()
+        top_row = torch.where(any_along(masks, 2), torch.arange(H), H).amin(1).clamp(max=H - 1)  # (K,)
         # u of the mask's top: the mean column of its top row
-        top_cols = masks.gather(2, top_row[..., None, None].expand(N, T, 1, W))[:, :, 0].float()  # (N, T, W)
-        u_top = (top_cols * (torch.arange(W) + 0.5)).sum(2) / top_cols.sum(2).clamp(min=1)
-        K = torch.stack([c.K for c in cameras])
-        R = torch.stack([c.R for c in cameras])
-        t_cam = torch.stack([c.t for c in cameras])
-        # the floor point under the bottom edge of every pixel, for every frame in one batch
-        grid = torch.stack(torch.meshgrid(torch.arange(H) + 1.0, torch.arange(W) + 0.5, indexing="ij")[::-1], -1)
-        floor, hit = geometry.ground_intersection(grid.reshape(1, -1, 2).expand(T, -1, -1), K, R, t_cam)
-        floor, hit = floor.reshape(T, H, W, 3).numpy(), hit.reshape(T, H, W).numpy()
-        origins, top_dirs = geometry.pixel_rays(torch.stack([u_top, top_row.float()], -1).transpose(0, 1), K, R, t_cam)
-        origins, top_dirs = origins.numpy(), top_dirs.transpose(0, 1).numpy()  # (T, 3), (N, T, 3)
-        area = masks.flatten(2).sum(2)
-        bottom, everything, masks_np = bottom.long().numpy(), everything.numpy(), masks.numpy()
-        for n, t in (area >= cfg.min_pixels).nonzero().tolist():
-            box = _box_from_ground_contact(bottom[n, t], everything[t] & ~masks_np[n, t], floor[t], hit[t], origins[t],
-                                           top_dirs[n, t], cfg)
+        top_cols = masks[torch.arange(K), top_row].float()  # (K, W)
+        u_top = (top_cols * (torch.arange(W) + 0.5)).sum(1) / top_cols.sum(1).clamp(min=1)
+        origin, top_dirs = geometry.pixel_rays(torch.stack([u_top, top_row.float()], -1), camera.K, camera.R, camera.t)
+        origin, top_dirs = origin.numpy(), top_dirs.numpy()
+        for k in (area >= cfg.min_pixels).nonzero().flatten().tolist():
+            box = _box_from_ground_contact(bottom[k], everything & ~masks_np[k], camera, origin, top_dirs[k], cfg)
             if _usable(box):
-                raw[n, t] = box
-        return _stabilise(raw, cfg)
+                out[k] = box
+        return out
 
 
 # --------------------------------------------------------------------------------------
 # Per-frame boxes
 # --------------------------------------------------------------------------------------
-
-def _check(tracks: Tracks, cameras: list[Camera], depth: Tensor | None) -> None:
-    T, H, W = tracks.masks.shape[1:]
-    if len(cameras) != T:
-        raise ValidationError(f"lifting: {len(cameras)} cameras for {T} frames")
-    if depth is not None and tuple(depth.shape) != (T, H, W):
-        raise ValidationError(f"lifting: depth has shape {tuple(depth.shape)}, expected {(T, H, W)}")
-
 
 def _lowest_rows(masks: Tensor) -> Tensor:
     """(..., H, W) bool masks → (..., W) int16 lowest mask row of each column, -1 where the column is empty."""
@@ -250,15 +260,14 @@ def _rect_area(xy: np.ndarray) -> float:
     return float(w * h)
 
 
-def _box_from_ground_contact(bottom: np.ndarray, others: np.ndarray, floor: np.ndarray, hit: np.ndarray, origin: np.ndarray,
+def _box_from_ground_contact(bottom: np.ndarray, others: np.ndarray, camera: Camera, origin: np.ndarray,
                              top_direction: np.ndarray, cfg: LiftingConfig) -> Tensor | None:
     """One mask with no depth → per-frame box (see :func:`_pack`), or None when no contact point is usable.
 
     Args:
         bottom: (W,) int lowest mask row of each column, -1 where the column is empty.
         others: (H, W) bool pixels of the other objects.
-        floor: (H, W, 3) float floor point under the bottom edge of each pixel (world metres).
-        hit: (H, W) bool, True where that pixel's ray meets the floor.
+        camera: the frame's camera (world floor at z = 0).
         origin: (3,) camera centre; top_direction: (3,) unit ray through the mask's top.
         cfg: thresholds.
     """
@@ -278,8 +287,10 @@ def _box_from_ground_contact(bottom: np.ndarray, others: np.ndarray, floor: np.n
     usable[:first] = False
     usable[last:] = False
     cols, rows_used = cols[usable], rows_used[usable]
-    on_floor = hit[rows_used, cols]
-    points = floor[rows_used[on_floor], cols[on_floor]]
+    # the floor point under the bottom edge of each contact pixel
+    uv = torch.from_numpy(np.stack([cols + 0.5, rows_used + 1.0], -1)).float()
+    floor, hit = geometry.ground_intersection(uv, camera.K, camera.R, camera.t)
+    points = floor.numpy()[hit.numpy()]
     if len(points) < 2:
         return None
     cx, cy, sx, sy, yaw = _footprint(points[:, :2])
@@ -314,25 +325,13 @@ def _pack(cx: float, cy: float, bottom: float, sx: float, sy: float, sz: float, 
 # Over time
 # --------------------------------------------------------------------------------------
 
-def _lift_all(tracks: Tracks, per_frame, cfg: LiftingConfig) -> LiftedBoxes:
-    """Run ``per_frame(n, t) -> Tensor (7,) | None`` for every track and frame, then stabilise."""
-    N, T = len(tracks), tracks.num_frames
-    raw = torch.full((N, T, 7), float("nan"))
-    for n in range(N):
-        for t in range(T):
-            box = per_frame(n, t)
-            if _usable(box):
-                raw[n, t] = box
-    return _stabilise(raw, cfg)
-
-
 def _usable(box: Tensor | None) -> bool:
     """A per-frame box that exists, is finite and has positive extents."""
     return box is not None and bool(torch.isfinite(box).all()) and bool((box[3:6] > 0).all())
 
 
-def _stabilise(raw: Tensor, cfg: LiftingConfig | None = None) -> LiftedBoxes:
-    """(N, T, 7) per-frame boxes with NaN rows where unmeasured → :class:`LiftedBoxes`.
+def stabilise(raw: Tensor, cfg: LiftingConfig | None = None) -> LiftedBoxes:
+    """(N, T, 7) per-frame boxes (:meth:`DepthLifter.lift_frame`) with NaN rows where unmeasured → :class:`LiftedBoxes`.
 
     Sizes become a per-object percentile (``cfg.size_percentile``: occlusion and trimming only
     ever shrink what is seen, so a high percentile is nearer the true size than the median);
@@ -444,4 +443,4 @@ def camera_from_floor(normal: Tensor, offset: float, K: Tensor, width: int, heig
     return Camera(K, R, t, width, height)
 
 
-__all__ = ["DepthLifter", "GroundPlaneLifter", "LiftedBoxes", "LiftingConfig", "camera_from_floor", "fit_floor"]
+__all__ = ["DepthLifter", "GroundPlaneLifter", "LiftedBoxes", "LiftingConfig", "camera_from_floor", "fit_floor", "stabilise"]

@@ -10,6 +10,7 @@ SAM 2's video model.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..errors import ConfigError
-from .detections import FrameDetections, Tracks, mask_iou
+from .detections import CroppedMask, FrameDetections, Tracks, cropped_iou
 from .weights import load_model_and_processor
 
 
@@ -33,7 +34,8 @@ class TrackerConfig:
     patience: int = 8  # frames a track survives without a match (occlusions up to this long keep the id)
     histogram_bins: int = 8  # bins per RGB channel of the appearance histogram
     appearance_momentum: float = 0.8  # how much of the old histogram an update keeps
-    min_track_frames: int = 2  # tracks matched in fewer frames are dropped as flicker (at most the clip's length)
+    min_track_frames: int = 3  # tracks matched in fewer frames are dropped as flicker (at most the clip's length) ...
+    min_track_share: float = 0.05  # ... or in less than this share of the clip (half a second of a 10-second clip)
 
     def __post_init__(self) -> None:
         if self.patience < 0 or self.histogram_bins < 1 or self.min_track_frames < 1:
@@ -43,18 +45,19 @@ class TrackerConfig:
 @dataclass
 class _Track:
     id: int
-    mask: Tensor  # (H, W) last matched mask
-    velocity: Tensor  # (2,) centroid motion per frame in pixels (x, y)
+    mask: CroppedMask  # last matched mask
+    velocity: np.ndarray  # (2,) centroid motion per frame in pixels (x, y)
     histogram: Tensor  # (bins**3,) appearance
     last_frame: int
     label: str
-    frames: int = 1
 
 
 class MaskTracker:
-    """Mask-IoU + colour-histogram tracker with Hungarian matching.
+    """Mask-IoU + colour-histogram tracker with Hungarian matching, run one frame at a time.
 
-    Detections that already carry ids (:attr:`FrameDetections.ids`) are grouped by id instead.
+    Each open track keeps its last mask (cropped to its box), its velocity and its colour
+    histogram; nothing grows with the clip but one match count per id. Detections that
+    already carry ids (:attr:`FrameDetections.ids`) keep them.
 
     Args:
         config: see :class:`TrackerConfig`.
@@ -62,78 +65,113 @@ class MaskTracker:
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track: the next :meth:`update` starts a new clip."""
+        self._open: list[_Track] = []
+        self._counts: dict[int, int] = {}
+        self._given: set[int] = set()  # ids that came with the detections: never dropped as flicker
+        self._frame = 0
+        self._next_id = 1
+
+    def update(self, frame: Tensor, detections: FrameDetections) -> list[int]:
+        """Match one frame's detections to the open tracks.
+
+        Args:
+            frame: (3, H, W) float in [0, 1], the frame the detections come from.
+            detections: its K detections.
+
+        Returns:
+            K track ids >= 1, new ids numbered in order of first appearance.
+        """
+        cfg = self.config
+        t = self._frame
+        self._frame += 1
+        if detections.ids is not None:
+            ids = [int(i) for i in detections.ids.tolist()]
+            self._given.update(ids)
+        else:
+            H, W = frame.shape[-2:]
+            cropped = [CroppedMask.from_mask(m.numpy()) for m in detections.masks]
+            hists = [colour_histogram(frame, m, cfg.histogram_bins) for m in detections.masks]
+            ids = [0] * len(detections)
+            if self._open and len(detections):
+                sim = self._similarity(cropped, hists, t, H, W)
+                rows, cols = linear_sum_assignment(-sim)
+                for r, c in zip(rows, cols):
+                    if sim[r, c] >= cfg.min_similarity:
+                        self._match(self._open[r], cropped[c], hists[c], t)
+                        ids[c] = self._open[r].id
+            for c in range(len(detections)):
+                if not ids[c]:
+                    label = detections.labels[c] if detections.labels is not None else "object"
+                    self._open.append(_Track(self._next_id, cropped[c], np.zeros(2), hists[c], t, label))
+                    ids[c] = self._next_id
+                    self._next_id += 1
+            self._open = [tr for tr in self._open if t - tr.last_frame <= cfg.patience]
+        for i in ids:
+            self._counts[i] = self._counts.get(i, 0) + 1
+        return ids
+
+    def kept_ids(self) -> list[int]:
+        """Ids matched in at least ``min_track_frames`` frames and ``min_track_share`` of the frames seen so far (at most
+        all of them), and every given id; ascending."""
+        need = min(max(self.config.min_track_frames, math.ceil(self.config.min_track_share * self._frame)), max(self._frame, 1))
+        return sorted(i for i, n in self._counts.items() if n >= need or i in self._given)
 
     def track(self, frames: Tensor, detections: list[FrameDetections]) -> Tracks:
         """Link ``detections`` (one per frame of ``frames`` (T, 3, H, W) float in [0, 1]) into :class:`Tracks`.
 
-        Track ids are 1, 2, ... in order of first appearance.
+        Runs :meth:`update` frame by frame from a fresh start; track ids are 1, 2, ... in
+        order of first appearance after dropping flicker (detections with ids keep theirs).
+        The returned masks are (N, T, H, W): for short clips and tests; extraction itself
+        never builds them.
         """
         if len(detections) != frames.shape[0]:
             raise ConfigError(f"MaskTracker.track: {len(detections)} detections for {frames.shape[0]} frames")
-        if all(d.ids is not None for d in detections):
-            return Tracks.from_ids(detections)
-        cfg = self.config
+        self.reset()
+        assigned = [self.update(frame, det) for frame, det in zip(frames, detections)]
+        keep = self.kept_ids()
+        with_ids = all(d.ids is not None for d in detections)
         T, _, H, W = frames.shape
-        open_tracks: list[_Track] = []
-        assigned: list[list[int]] = []  # per frame: track id of each detection
-        next_id = 1
-        for t, det in enumerate(detections):
-            hists = [colour_histogram(frames[t], m, cfg.histogram_bins) for m in det.masks]
-            ids = [0] * len(det)
-            if open_tracks and len(det):
-                sim = self._similarity(open_tracks, det, hists, t)
-                rows, cols = linear_sum_assignment(-sim.numpy())
-                for r, c in zip(rows, cols):
-                    if sim[r, c] >= cfg.min_similarity:
-                        self._update(open_tracks[r], det.masks[c], hists[c], t)
-                        ids[c] = open_tracks[r].id
-            for c in range(len(det)):
-                if not ids[c]:
-                    label = det.labels[c] if det.labels is not None else "object"
-                    open_tracks.append(_Track(next_id, det.masks[c], torch.zeros(2), hists[c], t, label))
-                    ids[c] = next_id
-                    next_id += 1
-            open_tracks = [tr for tr in open_tracks if t - tr.last_frame <= cfg.patience]
-            assigned.append(ids)
-        return self._collect(detections, assigned, next_id - 1, T, H, W)
-
-    def _similarity(self, tracks: list[_Track], det: FrameDetections, hists: list[Tensor], t: int) -> Tensor:
-        """(N_tracks, K) similarity in [0, 1]."""
-        cfg = self.config
-        predicted = torch.stack([_shift(tr.mask, tr.velocity * (t - tr.last_frame)) for tr in tracks])
-        iou = mask_iou(predicted, det.masks)
-        app = torch.stack([tr.histogram for tr in tracks]).sqrt() @ torch.stack(hists).sqrt().T  # Bhattacharyya
-        total = cfg.iou_weight + cfg.appearance_weight
-        sim = (cfg.iou_weight * iou + cfg.appearance_weight * app) / total
-        # a track whose prediction does not touch the detection at all must rely on appearance alone,
-        # and only after it has been lost (a visible object does not jump)
-        lost = torch.tensor([t - tr.last_frame > 1 for tr in tracks])[:, None]
-        return torch.where((iou > 0) | lost, sim, torch.zeros_like(sim))
-
-    def _update(self, track: _Track, mask: Tensor, hist: Tensor, t: int) -> None:
-        gap = t - track.last_frame
-        motion = (_centroid(mask) - _centroid(track.mask)) / max(gap, 1)
-        track.velocity = 0.5 * track.velocity + 0.5 * motion
-        m = self.config.appearance_momentum
-        track.histogram = m * track.histogram + (1 - m) * hist
-        track.mask, track.last_frame, track.frames = mask, t, track.frames + 1
-
-    def _collect(self, detections: list[FrameDetections], assigned: list[list[int]], n: int, T: int, H: int, W: int) -> Tracks:
-        counts = np.bincount([i for ids in assigned for i in ids], minlength=n + 1)
-        keep = [i for i in range(1, n + 1) if counts[i] >= min(self.config.min_track_frames, T)]
         row = {i: r for r, i in enumerate(keep)}
         masks = torch.zeros(len(keep), T, H, W, dtype=torch.bool)
         scores = torch.zeros(len(keep), T)
         labels = ["object"] * len(keep)
         for t, (det, ids) in enumerate(zip(detections, assigned)):
             for c, i in enumerate(ids):
-                if i in row:
-                    masks[row[i], t] = det.masks[c]
-                    scores[row[i], t] = det.scores[c]
-                    if det.labels is not None:
-                        labels[row[i]] = det.labels[c]
-        # renumber 1..N so ids stay dense after dropping flicker
-        return Tracks(list(range(1, len(keep) + 1)), masks, scores, labels)
+                if i not in row:
+                    continue
+                masks[row[i], t] |= det.masks[c]
+                scores[row[i], t] = max(float(scores[row[i], t]), float(det.scores[c]))
+                if det.labels is not None:
+                    labels[row[i]] = det.labels[c]
+        # renumber 1..N so ids stay dense after dropping flicker; given ids are kept as they are
+        return Tracks(keep if with_ids else list(range(1, len(keep) + 1)), masks, scores, labels)
+
+    def _similarity(self, masks: list[CroppedMask], hists: list[Tensor], t: int, H: int, W: int) -> np.ndarray:
+        """(N_tracks, K) similarity in [0, 1]."""
+        cfg = self.config
+        predicted = []
+        for tr in self._open:
+            dx, dy = np.round(tr.velocity * (t - tr.last_frame)).astype(int).tolist()
+            predicted.append(tr.mask.shifted(dx, dy, H, W))
+        iou = cropped_iou(predicted, masks)
+        app = (torch.stack([tr.histogram for tr in self._open]).sqrt() @ torch.stack(hists).sqrt().T).numpy()  # Bhattacharyya
+        sim = (cfg.iou_weight * iou + cfg.appearance_weight * app) / (cfg.iou_weight + cfg.appearance_weight)
+        # a track whose prediction does not touch the detection at all must rely on appearance alone,
+        # and only after it has been lost (a visible object does not jump)
+        lost = np.array([t - tr.last_frame > 1 for tr in self._open])[:, None]
+        return np.where((iou > 0) | lost, sim, 0.0)
+
+    def _match(self, track: _Track, mask: CroppedMask, hist: Tensor, t: int) -> None:
+        gap = t - track.last_frame
+        motion = (mask.centroid() - track.mask.centroid()) / max(gap, 1)
+        track.velocity = 0.5 * track.velocity + 0.5 * motion
+        m = self.config.appearance_momentum
+        track.histogram = m * track.histogram + (1 - m) * hist
+        track.mask, track.last_frame = mask, t
 
 
 def colour_histogram(image: Tensor, mask: Tensor, bins: int) -> Tensor:
@@ -154,26 +192,6 @@ def colour_histogram(image: Tensor, mask: Tensor, bins: int) -> Tensor:
     index = (q[0] * bins + q[1]) * bins + q[2]
     hist = torch.bincount(index, minlength=bins**3).float()
     return hist / hist.sum()
-
-
-def _centroid(mask: Tensor) -> Tensor:
-    ys, xs = mask.nonzero(as_tuple=True)
-    if len(xs) == 0:
-        return torch.zeros(2)
-    return torch.stack([xs.float().mean(), ys.float().mean()])
-
-
-def _shift(mask: Tensor, offset: Tensor) -> Tensor:
-    """Move a (H, W) mask by ``offset`` (dx, dy) pixels, rounded; pixels leaving the frame are lost."""
-    dx, dy = (int(round(float(v))) for v in offset)
-    if dx == 0 and dy == 0:
-        return mask
-    H, W = mask.shape
-    out = torch.zeros_like(mask)
-    if abs(dx) >= W or abs(dy) >= H:
-        return out
-    out[max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = mask[max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
-    return out
 
 
 class Sam2VideoTracker:

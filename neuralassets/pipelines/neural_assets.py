@@ -262,7 +262,9 @@ class NeuralAssetsPipeline:
 
         Args:
             scene: the scene (edited or not), or several scenes of one size rendered as a batch;
-                they are not modified.
+                they are not modified. A scene with more objects than the model's slots keeps
+                the edited ones and the most salient others; the rest are folded into the
+                background (:meth:`fit_to_slots`, with a warning).
             target_frame: frame whose poses and camera are rendered (negative counts from the end).
             source_frame: frame to take every asset's appearance and the background from
                 (default: each asset's own source frame).
@@ -296,6 +298,7 @@ class NeuralAssetsPipeline:
             if not -s.num_frames <= target_frame < s.num_frames:
                 raise ValidationError(f"target_frame: {target_frame} is not a frame index of a {s.num_frames}-frame scene")
             frames.append(target_frame % s.num_frames)
+        scenes = [self.fit_to_slots(s, f) for s, f in zip(scenes, frames)]
         images, kept = self._render_views(list(zip(scenes, frames)), self._conditioning(conditioning_from_scene, source_frame),
                                           source_frame, num_inference_steps, guidance_scale, generator, latents,
                                           keep_unchanged, callback)
@@ -345,6 +348,7 @@ class NeuralAssetsPipeline:
             raise ValidationError(f"batch_size: expected >= 1, got {batch_size}")
         if out is not None and Path(out).suffix.lower() not in VIDEO_FORMATS:
             raise VideoError(f"{out}: cannot write {Path(out).suffix!r}; expected one of {', '.join(VIDEO_FORMATS)}")
+        scene = self.fit_to_slots(scene, frames[0])  # one choice for the whole video, so no object flickers
         noise = torch.randn(self.latent_shape(1), generator=torch.Generator().manual_seed(int(seed)))
         images = []
         with tqdm(total=len(frames), desc="render video", unit="frame", disable=not progress, leave=False) as bar:
@@ -360,6 +364,15 @@ class NeuralAssetsPipeline:
         if out is not None:
             write_video(Path(out), video, fps=fps)
         return video
+
+    def fit_to_slots(self, scene: Scene, frame: int) -> Scene:
+        """``scene`` with at most the model's ``max_objects`` assets: the edited ones and the most salient
+        others at ``frame``, the rest folded into the background (:func:`~neuralassets.perception.fit_to_slots`,
+        which warns once with a :class:`~neuralassets.perception.SlotWarning` naming them); the scene
+        itself when it fits."""
+        from ..perception.budget import fit_to_slots
+
+        return fit_to_slots(scene, self.config.max_objects, frame).scene
 
     def _conditioning(self, make: Callable[..., Conditioning], source_frame: int | None) -> Callable[[Scene, int], Conditioning]:
         """``make(scene, frame, max_objects, source_frame)`` as a function of a view."""
