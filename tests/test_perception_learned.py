@@ -340,3 +340,78 @@ def test_instance_estimates_leave_out_the_outline_of_large_objects():
     est = learned.instance_estimates(labels, box, cfg)
     assert est[0, 4:9].tolist() == pytest.approx([2.0] * 5)
     assert est[1, 4:9].tolist() == pytest.approx([3.0] * 5)
+
+
+# --------------------------------------------------------------------------------------
+# The default of extract
+# --------------------------------------------------------------------------------------
+
+def eager_model(folder, frames):
+    """A tiny random model saved with decoding settings that make every local heatmap maximum an object and half
+    the pixels of ``frames`` foreground (the rest is floor to fit)."""
+    model = tiny_model()
+    with torch.no_grad():
+        foreground = torch.sigmoid(model.net(frames).foreground)
+    model.config.centre_threshold, model.config.min_pixels = -1e9, 1
+    model.config.foreground_threshold = float(foreground.median())
+    return model.save_pretrained(folder)
+
+
+@pytest.mark.filterwarnings("ignore")  # a random model finds implausible objects
+def test_extract_uses_the_learned_model_when_its_weights_are_there(tmp_path, monkeypatch):
+    from neuralassets.perception import ClassicalSegmenter, extract
+
+    frames = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 0.5 + 0.25
+    monkeypatch.setattr(learned, "DEFAULT_PERCEPTION_WEIGHTS", tmp_path / "absent")
+    absent = extract(frames).metadata["extraction"]
+    assert absent["segmenter"] == "ClassicalSegmenter" and absent["depth"] is None
+
+    monkeypatch.setattr(learned, "DEFAULT_PERCEPTION_WEIGHTS", eager_model(tmp_path / "present", frames))
+    scene = extract(frames)
+    present = scene.metadata["extraction"]
+    assert present["segmenter"] == "LearnedPerception" and present["depth"] == "LearnedPerception"
+    assert present["lifter"] == "segmenter estimates"
+    assert len(scene) > 0 and scene.depth.shape == (3, 32, 32)
+    # given pieces take over: a segmenter (no depth then), or depth (the learned model still segments)
+    classical = extract(frames, ClassicalSegmenter()).metadata["extraction"]
+    assert classical["segmenter"] == "ClassicalSegmenter" and classical["depth"] is None
+    given = extract(frames, depth=torch.full((3, 32, 32), 4.0)).metadata["extraction"]
+    assert given["segmenter"] == "LearnedPerception" and given["depth"] == "given"
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_learned_boxes_are_placed_through_the_camera(tmp_path, monkeypatch):
+    from neuralassets.perception import extract, mask_iou
+
+    scene = generate_scene(3, GeneratorConfig(image_size=32, num_frames=2))
+    monkeypatch.setattr(learned, "DEFAULT_PERCEPTION_WEIGHTS", eager_model(tmp_path / "m", scene.frames))
+    out = extract(scene.frames, camera=scene.cameras)
+    assert len(out) > 0
+    detections = LearnedPerception.from_pretrained(tmp_path / "m").segment(scene.frames[:1])[0]
+    expected = boxes_from_estimates(detections.estimates, scene.cameras[0])
+    for asset in out.assets:  # its frame-0 box centre is its detection's estimate placed by camera 0
+        iou = mask_iou(asset.masks[0][None], detections.masks)[0]
+        if float(iou.max()) < 1:
+            continue  # not seen in frame 0
+        k = int(iou.argmax())
+        assert asset.centers[0, :2].tolist() == pytest.approx(expected[k, :2].tolist(), abs=1e-4)
+
+
+def test_cli_options_pick_the_segmenter(tmp_path):
+    from argparse import Namespace
+
+    from neuralassets.commands.extract import perception_pieces
+    from neuralassets.errors import ConfigError
+    from neuralassets.perception import ClassicalSegmenter
+
+    base = dict(sam_checkpoint=None, sam_model=None, prompt=None, detector=None, sam2_video=None, depth_model=None,
+                classical=False, perception_model=None)
+    assert perception_pieces(Namespace(**base))["segmenter"] is None  # the library default
+    assert isinstance(perception_pieces(Namespace(**{**base, "classical": True}))["segmenter"], ClassicalSegmenter)
+    folder = tiny_model().save_pretrained(tmp_path / "m")
+    assert isinstance(perception_pieces(Namespace(**{**base, "perception_model": str(folder)}))["segmenter"],
+                      LearnedPerception)
+    with pytest.raises(WeightsError, match="--perception-model"):
+        perception_pieces(Namespace(**{**base, "perception_model": str(tmp_path / "none")}))
+    with pytest.raises(ConfigError, match="--classical and --perception-model"):
+        perception_pieces(Namespace(**{**base, "classical": True, "perception_model": str(folder)}))
