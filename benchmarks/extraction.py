@@ -7,6 +7,9 @@ with three set-ups and compares the result with the generator's ground truth:
 * ``GT masks + ground plane``: the ground-truth masks, lifted without depth.
 * ``classical + tracker``: ClassicalSegmenter + MaskTracker + GroundPlaneLifter; only the
   first camera is given, later cameras come from the estimated camera motion.
+* ``learned + tracker``: the learned model of ``weights/perception`` (masks, metric depth and
+  box estimates, :mod:`neuralassets.perception.learned`) + MaskTracker, the first camera given
+  as for the classical set-up.
 * ``default, from H.264 mp4``: the video written as H.264 and decoded again, as a user's file
   holds it, then the default :func:`extract` given only the intrinsics (height and pitch from
   the vanishing points or assumed, so its boxes are in another scale).
@@ -66,6 +69,7 @@ from neuralassets.perception import (
     DepthLifter,
     GroundPlaneLifter,
     GroundTruthSegmenter,
+    LearnedPerception,
     MaskTracker,
     extract,
     mask_iou,
@@ -89,6 +93,8 @@ def run_setup(name: str, scene: Scene) -> tuple[Scene, float]:
         out = extract(scene.frames, GroundTruthSegmenter(scene), MaskTracker(), GroundPlaneLifter(), camera=scene.cameras)
     elif name == "classical + tracker":
         out = extract(scene.frames, ClassicalSegmenter(), MaskTracker(), GroundPlaneLifter(), camera=scene.cameras[0])
+    elif name == "learned + tracker":
+        out = extract(scene.frames, LearnedPerception.from_pretrained(), MaskTracker(), camera=scene.cameras[0])
     else:  # the default path on the video as a user's file holds it: H.264, decoded again
         with tempfile.TemporaryDirectory() as tmp:
             frames, _ = read_video(write_video(Path(tmp) / "clip.mp4", scene.frames), max_side=None)
@@ -208,7 +214,8 @@ def summarise(rows: list[dict], seconds: float) -> dict:
     }
 
 
-SETUPS = ("GT masks + GT depth", "GT masks + ground plane", "classical + tracker", "default, from H.264 mp4")
+SETUPS = ("GT masks + GT depth", "GT masks + ground plane", "classical + tracker", "learned + tracker",
+          "default, from H.264 mp4")
 
 
 def main(argv: list[str] | None = None) -> dict:
