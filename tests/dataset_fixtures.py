@@ -209,13 +209,17 @@ def movi_example(T: int = 3, size: int = 24, seed: int = 0, drop: tuple[str, ...
 
 # ----------------------------------------------------------------------------------- Objectron
 def arkit_transform(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """4x4 camera-to-world of an ARKit camera (x right, y up, looking down -z) at ``eye`` looking at ``target``, world y up."""
+    """4x4 camera-to-world of a phone held upright (portrait) at ``eye`` looking at ``target``, world y up.
+
+    The ARKit camera (x right, y up, looking down -z) is the sensor's landscape one: held in
+    portrait its x points down the world and its y to the viewer's right.
+    """
     back = (eye - target) / np.linalg.norm(eye - target)
     right = np.cross([0.0, 1.0, 0.0], back)
     right /= np.linalg.norm(right)
     up = np.cross(back, right)
     out = np.eye(4)
-    out[:3, :3] = np.stack([right, up, back], axis=1)
+    out[:3, :3] = np.stack([-up, right, back], axis=1)
     out[:3, 3] = eye
     return out
 
@@ -255,7 +259,7 @@ class ObjectronTruth:
 def objectron_sequence(T: int = 4, width: int = 32, height: int = 24) -> tuple[bytes, ObjectronTruth]:
     """An Objectron ``Sequence`` (annotation_data.proto) of two boxes seen by a moving phone, and what it holds.
 
-    The second object is not annotated in frame 2 (out of view there), so its visibility is 0.
+    The second object is not annotated in frame 2 (frame 0 of a 2-frame clip), so its visibility there is 0.
     """
     fx, fy, cx, cy = 30.0, 31.0, 15.0, 11.0
     K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
@@ -275,7 +279,7 @@ def objectron_sequence(T: int = 4, width: int = 32, height: int = 24) -> tuple[b
                                         + packed_floats(6, scales[k]) + keypoints))
     transforms, views, projections, keypoints_2d = [], [], [], np.zeros((T, 2, 9, 3))
     visibility = np.array([[0.9, 0.8]] * T)
-    visibility[2, 1] = 0.0
+    visibility[2 % T, 1] = 0.0
     frames = []
     projection = gl_projection(fx, fy, cx, cy, width, height)
     rng = np.random.default_rng(3)
