@@ -345,3 +345,42 @@ def write_objectron(folder: Path, T: int = 4, portrait_video: bool = False) -> O
         frames = np.stack([np.rot90(f, k=-1) for f in frames])  # 90 degrees clockwise
     write_video(folder / "video.MOV", np.ascontiguousarray(frames))
     return truth
+
+
+def movi_example_from_kubric(folder: Path) -> bytes:
+    """The TFDS example Kubric's MOVi builder makes of a Kubric scene folder (``load_scene_directory``, full size).
+
+    Depth is the float TIFF quantised to 16 bits over its own min and max, frames and
+    segmentations are PNGs, camera and instance fields are stacked as TFDS stacks them.
+    """
+    import json
+
+    meta = json.loads((folder / "metadata.json").read_text())
+    T = meta["metadata"]["num_frames"]
+    W, H = meta["metadata"]["resolution"]
+    frames = [np.array(Image.open(folder / f"rgba_{f:05d}.png"))[..., :3] for f in range(T)]
+    segmentations = [np.array(Image.open(folder / f"segmentation_{f:05d}.png")) for f in range(T)]
+    depth = np.stack([np.array(Image.open(folder / f"depth_{f:05d}.tiff"), np.float32) for f in range(T)])
+    lo, hi = float(depth.min()), float(depth.max())
+    quantised = np.round((depth - lo) / (hi - lo) * 65535).astype(np.uint16)
+    instances = meta["instances"]
+    camera = meta["camera"]
+    features = {
+        "metadata/video_name": bytes_feature([folder.name.encode()]),
+        "metadata/width": int_feature([W]), "metadata/height": int_feature([H]),
+        "metadata/num_frames": int_feature([T]), "metadata/num_instances": int_feature([len(instances)]),
+        "metadata/depth_range": float_feature([lo, hi]),
+        "camera/focal_length": float_feature([camera["focal_length"]]),
+        "camera/sensor_width": float_feature([camera["sensor_width"]]),
+        "camera/field_of_view": float_feature([camera["field_of_view"]]),
+        "camera/positions": float_feature(camera["positions"]), "camera/quaternions": float_feature(camera["quaternions"]),
+        "instances/bboxes_3d": float_feature([i["bboxes_3d"] for i in instances]),
+        "instances/quaternions": float_feature([i["quaternions"] for i in instances]),
+        "instances/positions": float_feature([i["positions"] for i in instances]),
+        "instances/asset_id": bytes_feature([i["asset_id"].encode() for i in instances]),
+        "instances/visibility": int_feature([i["visibility"] for i in instances]),
+        "video": bytes_feature([png(f) for f in frames]),
+        "segmentations": bytes_feature([png(s) for s in segmentations]),
+        "depth": bytes_feature([png16(d) for d in quantised]),
+    }
+    return example(features)

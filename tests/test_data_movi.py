@@ -128,3 +128,23 @@ def test_movi_files_by_split_and_errors_name_the_record(movi_dataset, tmp_path):
     write_tfrecord(tmp_path / "broken.tfrecord", [broken])
     with pytest.raises(SceneFormatError, match=r"broken.tfrecord: record at byte 0: feature 'camera/quaternions' is missing"):
         read_movi(tmp_path / "broken.tfrecord")
+
+
+def test_a_generated_scene_through_kubric_and_tfds_reads_back(tmp_path):
+    from dataset_fixtures import movi_example_from_kubric
+
+    from neuralassets.data import GeneratorConfig, generate_scene
+    from neuralassets.data.kubric import write_kubric
+
+    scene = generate_scene(7, GeneratorConfig(image_size=48, num_frames=3))
+    record = movi_example_from_kubric(write_kubric(scene, tmp_path / "kubric"))
+    back = read_movi(write_tfrecord(tmp_path / "movi_e-test.tfrecord-00000-of-00001", [record]))
+    assert torch.equal(back.frames, scene.frames)
+    step = (scene.depth.max() - scene.depth.min()).item() / 65535  # the 16-bit quantisation of the ray distance
+    assert (back.depth - scene.depth).abs().max().item() < 2 * step + 1e-4
+    for c, d in zip(back.cameras, scene.cameras):
+        assert torch.allclose(c.K, d.K, atol=1e-4) and torch.allclose(c.R, d.R, atol=1e-5) and torch.allclose(c.t, d.t, atol=1e-5)
+    for a, b in zip(back.assets, scene.assets):
+        assert a.id == scene.assets.index(b) + 1 and a.name == b.name and torch.equal(a.masks, b.masks)
+        assert torch.allclose(a.centers, b.centers, atol=1e-5) and torch.allclose(a.sizes, b.sizes, atol=1e-5)
+        assert torch.allclose(a.rotations, b.rotations, atol=1e-5) and torch.equal(a.boxes_2d, b.boxes_2d)

@@ -12,6 +12,9 @@ resized, with the intrinsics, 2D boxes, masks and depth following (:func:`~neura
 fits each pair to the model's object slots (:func:`fit_to_slots`). Its items are what the
 denoiser stage trains on; :func:`~neuralassets.data.pairs.write_pair_shards` caches them as
 shards (``neuralassets data make --from movi-e|objectron PATH``).
+
+:func:`novel_pose_case` makes the benchmark's novel-pose case of a held-out clip the same way
+(``neuralassets bench --dataset movi-e|objectron PATH``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from .. import geometry
 from ..conditioning import Conditioning, conditioning_from_scene
 from ..errors import ValidationError
 from ..framing import centre_square_window, resized_scene, window_scene
+from ..metrics import region_mask
 from ..scene import Scene
+from .edit_cases import Case, blind_target, frame_pair
 from .movi import movi_records, read_movi_record
 from .objectron import annotated_frames, objectron_clips, read_annotation, read_objectron
 from .pairs import pair_frames
@@ -175,6 +180,33 @@ class ClipPairDataset(Dataset):
         return conditioning_from_scene(scene, target, self.max_objects, source_frame=source), scene.frames[target]
 
 
+def novel_pose_case(clips: DatasetClips, index: int, max_objects: int) -> Case | None:
+    """The benchmark's novel-pose case of clip ``index``: another frame of the same clip as the target.
+
+    The source and target frames are :func:`~neuralassets.data.edit_cases.frame_pair` of seed
+    ``index``; the objects are those the pair can condition on (:func:`fit_to_slots`), every
+    one of them counts as edited (the in-box region is the union of their projected boxes in
+    both frames), and the method sees the target's boxes and camera but none of its pixels
+    (:func:`~neuralassets.data.edit_cases.blind_target`).
+
+    Returns:
+        The case (its ``seed`` is the clip index), or None when no object is left to pose.
+    """
+    scene = clips.scene(index)
+    source, target = frame_pair(index, scene.num_frames)
+    pair = fit_to_slots(select_frames(scene, [source, target]), 0, 1, max_objects)
+    for asset in pair.assets:
+        asset.source_frame = 0
+    ids = [a.id for a in pair.assets]
+    blinded = blind_target(pair)
+    region = region_mask(blinded, ids, (0, 1))
+    if not ids or not bool(region.any()):
+        return None
+    params = {"source_frame": source, "target_frame": target, "clip": clips.describe(index)}
+    return Case("novel_pose", index, index, blinded, blinded, pair.frames[1], ids, region,
+                {i: (blinded, i) for i in ids}, params)
+
+
 def describe_source(clips: DatasetClips) -> dict:
     """What a shard folder made from ``clips`` depends on (its ``dataset.json`` entries)."""
     return {"dataset": clips.dataset, "path": str(clips.path), "clips": len(clips), "image_size": clips.image_size,
@@ -182,4 +214,4 @@ def describe_source(clips: DatasetClips) -> dict:
 
 
 __all__ = ["DATASETS", "OBJECTRON_FRAMES", "ClipPairDataset", "DatasetClips", "describe_source", "fit_to_slots",
-           "square_scene"]
+           "novel_pose_case", "square_scene"]

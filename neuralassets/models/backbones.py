@@ -123,6 +123,33 @@ def load_dinov2(path: str) -> tuple[nn.Module, dict]:
     return model, model.config.to_dict()
 
 
+def load_frozen_vit(path: str) -> Dinov2Backbone:
+    """A frozen DINO (``ViTModel``, e.g. ViT-B/8) or DINOv2 (``Dinov2Model``) folder as a feature grid.
+
+    A ViT sees images at the size its position embeddings were trained for (``config.image_size``,
+    224 for DINO); DINOv2, which interpolates them, at 224 pixels.
+
+    Args:
+        path: a local transformers model folder (or hub id).
+
+    Raises:
+        WeightsError: the folder cannot be loaded or holds another kind of model.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+        if config.model_type not in ("vit", "dinov2"):
+            raise WeightsError(f"{path!r}: a {config.model_type!r} model, expected a DINO ViT or DINOv2 folder")
+        model = AutoModel.from_pretrained(path, add_pooling_layer=False) if config.model_type == "vit" \
+            else AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{path!r}: cannot load a DINO ViT or DINOv2 model ({e})") from None
+    patch = int(model.config.patch_size)
+    size = int(model.config.image_size) if config.model_type == "vit" else 224
+    return Dinov2Backbone(model.eval(), max(patch, size - size % patch), trainable=False)
+
+
 def dinov2_from_config(config: dict) -> nn.Module:
     """A randomly initialised ``Dinov2Model`` from a stored config dict (weights are loaded afterwards)."""
     from transformers import Dinov2Config, Dinov2Model
