@@ -881,7 +881,9 @@ def _inside(folder: Path, relative: str) -> Path:
 
 def _write_png(path: Path, image: Tensor) -> None:
     """Write (3, H, W) float in [0, 1] as an 8-bit RGB PNG."""
-    Image.fromarray(to_numpy_image(image)).save(path)
+    # zlib level 3: a 960x540 photo in 0.05 s instead of 0.12 s at the default 6, for 12 % more bytes; saving a
+    # clip's frames is most of the time an edit of a person's clip takes
+    Image.fromarray(to_numpy_image(image)).save(path, compress_level=3)
 
 
 def _write_mask_png(path: Path, masks: Iterable[Tensor], size: tuple[int, int]) -> int:
