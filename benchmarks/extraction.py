@@ -7,9 +7,13 @@ with three set-ups and compares the result with the generator's ground truth:
 * ``GT masks + ground plane``: the ground-truth masks, lifted without depth.
 * ``classical + tracker``: ClassicalSegmenter + MaskTracker + GroundPlaneLifter; only the
   first camera is given, later cameras come from the estimated camera motion.
+* ``learned + tracker``: the learned model of ``weights/perception`` (masks, metric depth and
+  box estimates, :mod:`neuralassets.perception.learned`) + MaskTracker, the first camera given
+  as for the classical set-up.
 * ``default, from H.264 mp4``: the video written as H.264 and decoded again, as a user's file
-  holds it, then the default :func:`extract` given only the intrinsics (height and pitch from
-  the vanishing points or assumed, so its boxes are in another scale).
+  holds it, then the default :func:`extract` given only the intrinsics (the camera's height and
+  pitch from the floor fitted to the learned model's depth; without its weights, from the
+  vanishing points or assumed, so the boxes are in another scale).
 
 Metrics (objects are matched to tracks by summed mask IoU over the clip, Hungarian):
 
@@ -19,8 +23,9 @@ Metrics (objects are matched to tracks by summed mask IoU over the clip, Hungari
   of 0.5 or more (floor residue, the backdrop's edge, fragments);
 * id switches per 100 frames: how often the track that best covers an object (IoU > 0.5)
   changes between consecutive frames where one does;
-* 3D centre error as a percentage of the object's largest extent (mean and median);
-* yaw error (median, degrees) modulo the box's symmetry: 90° for a square footprint,
+* 3D centre error in the camera's frame (so an extraction's own world frame, from estimated
+  cameras, is not charged) as a percentage of the object's largest extent (mean and median);
+* yaw error (median, degrees) relative to the camera's heading, modulo the box's symmetry: 90° for a square footprint,
   180° otherwise; shapes round about the vertical (spheres, upright cylinders and cones)
   and frames where the object is tipped part-way are left out;
 * frames per second of the whole extraction.
@@ -66,6 +71,7 @@ from neuralassets.perception import (
     DepthLifter,
     GroundPlaneLifter,
     GroundTruthSegmenter,
+    LearnedPerception,
     MaskTracker,
     extract,
     mask_iou,
@@ -89,6 +95,8 @@ def run_setup(name: str, scene: Scene) -> tuple[Scene, float]:
         out = extract(scene.frames, GroundTruthSegmenter(scene), MaskTracker(), GroundPlaneLifter(), camera=scene.cameras)
     elif name == "classical + tracker":
         out = extract(scene.frames, ClassicalSegmenter(), MaskTracker(), GroundPlaneLifter(), camera=scene.cameras[0])
+    elif name == "learned + tracker":
+        out = extract(scene.frames, LearnedPerception.from_pretrained(), MaskTracker(), camera=scene.cameras[0])
     else:  # the default path on the video as a user's file holds it: H.264, decoded again
         with tempfile.TemporaryDirectory() as tmp:
             frames, _ = read_video(write_video(Path(tmp) / "clip.mp4", scene.frames), max_side=None)
@@ -120,14 +128,24 @@ def flat_yaw(R: torch.Tensor, size: torch.Tensor) -> tuple[float, float, float, 
     return math.atan2(float(R[1, a]), float(R[0, a])), float(size[a]), float(size[b]), upright
 
 
-def yaw_error(gt_R, gt_size, pred_R, pred_size) -> float | None:
-    """Degrees, modulo the box's symmetry; None where yaw is undefined (tipped part-way)."""
+def heading(camera) -> float:
+    """The camera's viewing direction on the floor, radians from the world x axis."""
+    forward = camera.R[2]  # the camera's z axis in world coordinates
+    return math.atan2(float(forward[1]), float(forward[0]))
+
+
+def yaw_error(gt_R, gt_size, pred_R, pred_size, gt_heading: float = 0.0, pred_heading: float = 0.0) -> float | None:
+    """Degrees, modulo the box's symmetry; None where yaw is undefined (tipped part-way).
+
+    Each yaw is taken relative to its own scene's camera heading, so an extraction whose
+    world frame is turned about the vertical (its cameras estimated) is not charged for it.
+    """
     g_yaw, g_long, g_short, upright = flat_yaw(gt_R, gt_size)
     if not upright:
         return None
     p_yaw, _, _, _ = flat_yaw(pred_R, pred_size)
     period = math.pi / 2 if g_short > 0.9 * g_long else math.pi
-    d = (p_yaw - g_yaw) % period
+    d = ((p_yaw - pred_heading) - (g_yaw - gt_heading)) % period
     return math.degrees(min(d, period - d))
 
 
@@ -147,12 +165,14 @@ def evaluate(gt: Scene, pred: Scene) -> dict:
             if p is None or not bool(p.masks[t].any()):
                 continue
             extent = float(g.sizes[t].max())
-            centre.append(100 * float((p.centers[t] - g.centers[t]).norm()) / extent)
+            g_cam, p_cam = gt.cameras[t], pred.cameras[t]  # centres compared where each scene's camera sees them
+            offset = (p_cam.R @ p.centers[t] + p_cam.t) - (g_cam.R @ g.centers[t] + g_cam.t)
+            centre.append(100 * float(offset.norm()) / extent)
             shape = g.attributes.get("shape")
             _, _, _, upright = flat_yaw(g.rotations[t], g.sizes[t])
             round_about_z = shape == "sphere" or (shape in ROUND_ABOUT_Z and g.rotations[t][2, 2].abs() > 0.99)
             if not round_about_z:
-                err = yaw_error(g.rotations[t], g.sizes[t], p.rotations[t], p.sizes[t])
+                err = yaw_error(g.rotations[t], g.sizes[t], p.rotations[t], p.sizes[t], heading(g_cam), heading(p_cam))
                 if err is not None:
                     yaw.append(err)
     return {"ious": ious, "moving_ious": moving_ious, "centre": centre, "yaw": yaw,
@@ -208,7 +228,8 @@ def summarise(rows: list[dict], seconds: float) -> dict:
     }
 
 
-SETUPS = ("GT masks + GT depth", "GT masks + ground plane", "classical + tracker", "default, from H.264 mp4")
+SETUPS = ("GT masks + GT depth", "GT masks + ground plane", "classical + tracker", "learned + tracker",
+          "default, from H.264 mp4")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -5,7 +5,7 @@
 
 Each pair (``EditPairDataset``: every edit in turn, from the split's seeds) is made twice, with
 the generator's exact depth, masks and boxes and with geometry noise (by default that of the
-pairs of ``configs/shipped/11_geometry_noise.yaml``, on every pair), and rendered by each model
+pairs of ``configs/experiments/geometry_noise.yaml``, on every pair), and rendered by each model
 alone. Its latents are sampled from either inputs and decoded with the object reference drawn
 from either, from none, or from the same inputs with their depth unknown (the box as the
 stand-in surface), so the table tells what the noise costs the denoiser (it reads the boxes)

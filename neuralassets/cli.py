@@ -15,6 +15,7 @@ import importlib
 import math
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -104,10 +105,20 @@ def _main(argv: list[str] | None) -> int:
         return 0
     try:
         torch.set_num_threads(choose_threads())
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command)
+            return int(args.run(args) or 0)
     except NeuralAssetsError as e:
         print(f"neuralassets {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def _warning_printer(command: str):
+    """A ``warnings.showwarning`` that says a warning as the command's own line, without the source file and line
+    that Python's default format puts first (a path inside the installed package tells a user nothing)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"neuralassets {command}: warning: {message}", file=file or sys.stderr)
+    return show
 
 
 if __name__ == "__main__":

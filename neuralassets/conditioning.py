@@ -25,6 +25,9 @@ from .image_ops import box_mask, resize_images, resize_maps
 from .scene import Asset, Camera, Scene
 
 GREY = 0.5  # fill value for pixels hidden from an encoder (the paper's choice)
+#: Channels of an object reference (``pipelines.surface_splatting.object_reference``, read by the decoder): colour (3)
+#: and coverage (1).
+REFERENCE_CHANNELS = 4
 
 
 @dataclass

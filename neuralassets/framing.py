@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ValidationError
+from .image_ops import resize_images, resize_maps
 from .scene import Background, Camera, Scene
 
 #: Colour of the bars a window past the frame shows: mid grey, as the model's empty appearance slots.
@@ -142,4 +143,57 @@ def window_scene(scene: Scene, window: Window) -> Scene:
                    metadata=copy.deepcopy(scene.metadata))
 
 
-__all__ = ["FILL", "Window", "cut", "letterbox_window", "window_intrinsics", "window_scene"]
+def centre_square_window(height: int, width: int) -> Window:
+    """The largest square window centred on a ``height`` x ``width`` frame, inside it (a crop, no bars)."""
+    side = min(height, width)
+    x0, y0 = (width - side) // 2, (height - side) // 2
+    return x0, y0, x0 + side, y0 + side
+
+
+def resized_scene(scene: Scene, height: int, width: int) -> Scene:
+    """The scene with frames of ``height`` x ``width`` pixels: what a camera of proportionally scaled intrinsics sees.
+
+    Frames are resized antialiased-bilinearly, depth and masks nearest pixel; 2D boxes and the
+    intrinsics' rows scale with their axis. The world, the 3D boxes and the camera poses do not
+    change, and the photos' pose numbers are normalised by the image size, so they stay too.
+
+    Args:
+        scene: the scene; not modified.
+        height, width: the new frame size, pixels (>= 1).
+
+    Returns:
+        A new scene.
+
+    Raises:
+        ValidationError: a size below one pixel.
+    """
+    if height < 1 or width < 1:
+        raise ValidationError(f"size: expected at least 1x1 pixels, got {width}x{height}")
+    sy, sx = height / scene.height, width / scene.width
+    scale = torch.tensor([sx, sy, sx, sy])
+
+    def camera(c: Camera) -> Camera:
+        K = c.K.clone()
+        K[0] *= sx
+        K[1] *= sy
+        return Camera(K, c.R, c.t, width, height)
+
+    assets = []
+    for a in scene.assets:
+        a = a.copy()
+        a.boxes_2d = a.boxes_2d * scale
+        a.masks = None if a.masks is None else resize_maps(a.masks, (height, width))
+        assets.append(a)
+    background = copy.deepcopy(scene.background)
+    if background is not None and tuple(background.image.shape[-2:]) == (scene.height, scene.width) and background.shows_scene:
+        background = Background(resize_images(background.image[None], (height, width))[0], camera(background.camera),
+                                background.object_boxes * scale, background.attributes,
+                                None if background.depth is None else resize_maps(background.depth, (height, width)), True)
+    return replace(scene, frames=resize_images(scene.frames, (height, width)).clamp(0, 1),
+                   cameras=[camera(c) for c in scene.cameras], assets=assets, background=background,
+                   depth=None if scene.depth is None else resize_maps(scene.depth, (height, width)),
+                   metadata=copy.deepcopy(scene.metadata))
+
+
+__all__ = ["FILL", "Window", "centre_square_window", "cut", "letterbox_window", "resized_scene", "window_intrinsics",
+           "window_scene"]

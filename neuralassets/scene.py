@@ -4,15 +4,24 @@ A :class:`Scene` is the one value that travels through the library: perception m
 it, edits return new ones, the pipeline renders it and the benchmark compares it with
 ground truth. Everything in it is a plain dataclass holding torch tensors.
 
-Folder format (``FORMAT_VERSION`` 1)::
+Folder format (``FORMAT_VERSION`` 2)::
 
-    scene.json            format version, sizes, asset list, metadata (JSON)
+    scene.json            format version, sizes, asset list, mask_frames_per_file, metadata (JSON)
     tensors.safetensors   cameras, per-frame asset poses, 2D boxes, visibility, depth (and the background's);
                           the photos' pose numbers once edited and appearance poses, masks and depth, when known
     frames/00000.png ...  one RGB PNG per frame
-    masks/asset_0001.png  the asset's T masks stacked vertically, (T*H, W) 8-bit PNG
+    masks/asset_0001/00000.png, 00032.png ...
+                          the asset's masks in files of N = mask_frames_per_file frames each, named by
+                          their first frame; a file stacks its masks vertically, (N*H, W) 8-bit greyscale
+                          (the last file holds the frames left over)
     appearance/asset_0001.png  appearance image of an asset brought from another scene
     background.png        the background image, when the scene has an explicit one
+
+N is ``max(1, MASK_FILE_PIXELS // (H * W))`` (32 at 960x540, 1024 at 128x128), so a mask file
+stays far below Pillow's decompression-bomb limit however long the clip, and writing or reading
+an asset's masks holds one file's worth at a time. Format 1, still read, stored each asset's T
+masks as one PNG, ``masks/asset_0001.png`` of (T*H, W) pixels, which passes Pillow's limit at
+about 345 frames of 960x540.
 
 Frames are stored with 8 bits per channel, so they round-trip exactly when they are
 multiples of 1/255 (as frames read from files or made by the generator are); every
@@ -32,12 +41,13 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -48,7 +58,7 @@ from .image_ops import from_numpy_image, to_numpy_image
 from .jsonio import read_json
 from .video import MAX_IMAGE_SIDE, image_size
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _SCENE_FILE = "scene.json"
 _TENSOR_FILE = "tensors.safetensors"
 #: Largest total uncompressed size, in bytes, accepted from a Scene zip.
@@ -61,6 +71,9 @@ MAX_ZIP_ENTRIES = 20_000
 MAX_ZIP_RATIO = 100
 #: Uncompressed size, in bytes, above which :data:`MAX_ZIP_RATIO` applies.
 ZIP_RATIO_FLOOR = 64 * 1024**2
+#: Most pixels in one mask file (a file holds one frame when a frame has more): about 16.8
+#: million, under a fifth of Pillow's decompression-bomb limit. Files of more are refused when read.
+MASK_FILE_PIXELS = 1 << 24
 
 
 def _f32(x: Any) -> Tensor:
@@ -452,7 +465,8 @@ class Scene:
         """Read a scene written by :meth:`save`, or a Scene zip written by :meth:`save_zip` (see :meth:`load_zip`).
 
         Images are checked from their headers (the size ``scene.json`` gives, at most
-        :data:`~neuralassets.video.MAX_IMAGE_SIDE` a side) before any pixel is decoded.
+        :data:`~neuralassets.video.MAX_IMAGE_SIDE` a side) before any pixel is decoded, and
+        masks are decoded one file at a time. Format-1 folders (each asset's masks in one PNG) load too.
 
         Raises:
             SceneFormatError: a file is missing or unreadable, the version is unknown, or a
@@ -479,6 +493,17 @@ class Scene:
             raise SceneFormatError(f"{meta_path}: missing or malformed field {e}") from None
         if max(H, W) > MAX_IMAGE_SIDE:
             raise SceneFormatError(f"{meta_path}: frames of {W}x{H} pixels are over the {MAX_IMAGE_SIDE} pixel limit per side")
+        if min(T, H, W) < 1:
+            raise SceneFormatError(f"{meta_path}: num_frames, height and width must be positive, got {T}, {H}, {W}")
+        masks_per_file = T  # format 1: one file of every frame
+        if version > 1:
+            masks_per_file = meta.get("mask_frames_per_file")
+            if isinstance(masks_per_file, bool) or not isinstance(masks_per_file, int) or masks_per_file < 1:
+                raise SceneFormatError(f"{meta_path}: mask_frames_per_file: expected a positive integer, got {masks_per_file!r}")
+            file_pixels, limit = min(masks_per_file, T) * H * W, max(MASK_FILE_PIXELS, H * W)
+            if file_pixels > limit:
+                raise SceneFormatError(f"{meta_path}: mask_frames_per_file {masks_per_file} makes mask files of {file_pixels} "
+                                       f"pixels, over the {limit} pixel limit for one file")
         tensor_path = folder / _TENSOR_FILE
         if not tensor_path.is_file():
             raise SceneFormatError(f"{tensor_path}: missing")
@@ -492,7 +517,9 @@ class Scene:
                 raise SceneFormatError(f"{tensor_path}: tensor {name!r} is missing")
             return tensors[name]
 
-        frames = torch.stack([_read_png(folder / "frames" / f"{i:05d}.png", (H, W)) for i in range(T)])
+        frames = torch.empty(T, 3, H, W)  # filled in place: a list of frames and its stack would hold the clip twice
+        for i in range(T):
+            frames[i] = _read_png(folder / "frames" / f"{i:05d}.png", (H, W))
         K, R, t = get("camera_K"), get("camera_R"), get("camera_t")
         if K.shape[0] != T or R.shape[0] != T or t.shape[0] != T:
             raise SceneFormatError(f"{tensor_path}: camera tensors do not have {T} frames")
@@ -503,7 +530,7 @@ class Scene:
                 key = f"asset_{int(entry['id']):04d}"
                 masks = None
                 if entry.get("masks"):
-                    masks = _read_mask_png(_inside(folder, entry["masks"]), (T * H, W)).reshape(T, H, W)
+                    masks = _read_masks(_inside(folder, entry["masks"]), T, (H, W), masks_per_file, single_file=version == 1)
                 appearance = None
                 if entry.get("appearance"):
                     img = _read_png(_inside(folder, entry["appearance"]), None)
@@ -600,8 +627,8 @@ class SceneWriter:
 
     :meth:`Scene.save` writes through it; a long clip can use it directly so that neither
     its frames nor its masks are ever all in memory (each asset's masks are written frame
-    by frame as one PNG of stacked rows). The folder's old ``scene.json`` goes first and
-    the new one last, as in :meth:`Scene.save`.
+    by frame into files of :attr:`masks_per_file` frames, at most one file's worth held, compressed).
+    The folder's old ``scene.json`` goes first and the new one last, as in :meth:`Scene.save`.
 
     Args:
         folder: the Scene folder (created if needed).
@@ -613,6 +640,7 @@ class SceneWriter:
         (self.folder / "frames").mkdir(parents=True, exist_ok=True)
         self.num_frames = 0
         self.size: tuple[int, int] | None = None  # (H, W)
+        self.masks_per_file = 0  # frames per mask file, set by the first frame's size
         self._masks: dict[int, str] = {}
 
     def add_frame(self, image: Tensor) -> None:
@@ -620,6 +648,7 @@ class SceneWriter:
         _check_tensor(image, (3, None, None), f"frames[{self.num_frames}]")
         if self.size is None:
             self.size = tuple(image.shape[1:])
+            self.masks_per_file = max(1, MASK_FILE_PIXELS // (self.size[0] * self.size[1]))
         elif tuple(image.shape[1:]) != self.size:
             raise ValidationError(f"frames[{self.num_frames}]: {image.shape[2]}x{image.shape[1]} pixels, "
                                   f"but the first frame is {self.size[1]}x{self.size[0]}")
@@ -631,12 +660,24 @@ class SceneWriter:
         if self.size is None:
             raise ValidationError("SceneWriter.add_masks: add the frames first")
         key = f"asset_{int(asset_id):04d}"
-        (self.folder / "masks").mkdir(exist_ok=True)
-        path = self.folder / "masks" / f"{key}.png"
-        count = _write_mask_png(path, masks, self.size)
+        folder = self.folder / "masks" / key
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.png"):  # an earlier scene saved here may have had more frames
+            stale.unlink()
+
+        def checked() -> Iterator[Tensor]:
+            for t, mask in enumerate(masks):
+                mask = torch.as_tensor(mask)
+                if tuple(mask.shape) != self.size:
+                    raise ValidationError(f"asset {asset_id}: mask {t} is {tuple(mask.shape)}, expected {self.size}")
+                yield mask
+
+        stream, count = checked(), 0
+        while written := _write_mask_png(folder / f"{count:05d}.png", islice(stream, self.masks_per_file), self.size):
+            count += written
         if count != self.num_frames:
             raise ValidationError(f"asset {asset_id}: {count} masks for {self.num_frames} frames")
-        self._masks[int(asset_id)] = f"masks/{key}.png"
+        self._masks[int(asset_id)] = f"masks/{key}"
 
     def finish(self, cameras: list[Camera], assets: list[Asset], background: Background | None = None,
                depth: Tensor | None = None, metadata: dict | None = None) -> Path:
@@ -694,6 +735,7 @@ class SceneWriter:
             "num_frames": T,
             "height": H,
             "width": W,
+            "mask_frames_per_file": self.masks_per_file,
             "assets": assets_json,
             "background": background_json,
             "metadata": metadata or {},
@@ -742,7 +784,8 @@ def check_frames(frames: Tensor, where: str = "frames") -> None:
         raise ValidationError(f"{where}: a scene needs at least one frame")
     if not frames.is_floating_point():
         raise ValidationError(f"{where}: expected float values in [0, 1], got dtype {frames.dtype} (divide uint8 by 255)")
-    if not bool(torch.isfinite(frames).all()):
+    # frame by frame: on a whole clip at once isfinite's temporaries are 1.7 times the clip's size
+    if not all(bool(torch.isfinite(frame).all()) for frame in frames):
         raise ValidationError(f"{where}: expected finite values in [0, 1], got NaN or infinity")
     if frames.min() < 0 or frames.max() > 1:
         raise ValidationError(f"{where}: expected finite values in [0, 1], got [{float(frames.min()):.4g}, {float(frames.max()):.4g}]")
@@ -838,27 +881,29 @@ def _inside(folder: Path, relative: str) -> Path:
 
 def _write_png(path: Path, image: Tensor) -> None:
     """Write (3, H, W) float in [0, 1] as an 8-bit RGB PNG."""
-    Image.fromarray(to_numpy_image(image)).save(path)
+    # zlib level 3: a 960x540 photo in 0.05 s instead of 0.12 s at the default 6, for 12 % more bytes; saving a
+    # clip's frames is most of the time an edit of a person's clip takes
+    Image.fromarray(to_numpy_image(image)).save(path, compress_level=3)
 
 
-def _write_mask_png(path: Path, masks: Tensor | Iterable[Tensor], size: tuple[int, int]) -> int:
-    """Write (H, W) bool masks one below the other as one 8-bit greyscale PNG of (T * H, W) pixels; returns T.
+def _write_mask_png(path: Path, masks: Iterable[Tensor], size: tuple[int, int]) -> int:
+    """Write N (H, W) bool masks one below the other as one 8-bit greyscale PNG of (N * H, W) pixels; returns N.
 
-    The PNG is written row by row (zlib-compressed scanlines), so the T masks need not be in
-    memory at once; its first row is the first mask's top row.
+    The masks are compressed one at a time as they come (zlib scanlines), so only the
+    compressed file is ever whole in memory; its first row is the first mask's top row.
+    No file is written when ``masks`` is empty.
     """
     H, W = size
     compressor = zlib.compressobj(6)
     count = 0
     data = bytearray()
     for mask in masks:
-        mask = torch.as_tensor(mask)
-        if tuple(mask.shape) != (H, W):
-            raise ValidationError(f"{path.name}: mask {count} is {tuple(mask.shape)}, expected {(H, W)}")
         rows = np.zeros((H, W + 1), np.uint8)  # each scanline starts with its filter type, 0: none
         rows[:, 1:] = mask.numpy().astype(np.uint8) * 255
         data += compressor.compress(rows.tobytes())
         count += 1
+    if count == 0:
+        return 0
     data += compressor.flush()
 
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -872,10 +917,10 @@ def _write_mask_png(path: Path, masks: Tensor | Iterable[Tensor], size: tuple[in
 
 def _open_image(path: Path, size: tuple[int, int] | None) -> Image.Image:
     """The decoded image at ``path``; its size, read from the header first, must be ``size`` (H, W) when given,
-    and no side may exceed :data:`~neuralassets.video.MAX_IMAGE_SIDE` (or ``size``: masks stack every frame)."""
+    and no side may exceed :data:`~neuralassets.video.MAX_IMAGE_SIDE`."""
     if not path.is_file():
         raise SceneFormatError(f"{path}: missing")
-    width, height = image_size(path, max((MAX_IMAGE_SIDE, *(size or ()))), SceneFormatError, str(path))
+    width, height = image_size(path, MAX_IMAGE_SIDE, SceneFormatError, str(path))
     if size is not None and (height, width) != tuple(size):
         raise SceneFormatError(f"{path}: expected {size[1]}x{size[0]} pixels, got {width}x{height}")
     try:
@@ -893,11 +938,40 @@ def _read_png(path: Path, size: tuple[int, int] | None) -> Tensor:
     return from_numpy_image(np.asarray(_open_image(path, size).convert("RGB")))
 
 
-def _read_mask_png(path: Path, size: tuple[int, int]) -> Tensor:
-    arr = np.asarray(_open_image(path, size).convert("L"))
-    return torch.from_numpy(arr > 127)
+def _read_masks(path: Path, T: int, size: tuple[int, int], per_file: int, single_file: bool) -> Tensor:
+    """(T, H, W) bool masks of one asset from its folder ``path`` of files of ``per_file`` masks each
+    (named by their first frame), or, with ``single_file`` (format 1), from the one PNG ``path``."""
+    if single_file:
+        return _read_mask_png(path, T, size)
+    masks = torch.empty(T, *size, dtype=torch.bool)
+    for start in range(0, T, per_file):
+        count = min(per_file, T - start)
+        masks[start:start + count] = _read_mask_png(path / f"{start:05d}.png", count, size)
+    return masks
 
 
-__all__ = ["FORMAT_VERSION", "MAX_ZIP_BYTES", "MAX_ZIP_ENTRIES", "MAX_ZIP_RATIO", "ZIP_RATIO_FLOOR",
+def _read_mask_png(path: Path, count: int, size: tuple[int, int]) -> Tensor:
+    """(count, H, W) bool from a PNG of ``count`` (H, W) masks stacked vertically (:func:`_write_mask_png`).
+
+    The PNG reader is used without Pillow's decompression-bomb check, which guards an image of
+    unknown size: this one's size, read from its header before any pixel is decoded, must be
+    exactly the masks' (a format-1 file holds a whole clip's masks and may be over Pillow's
+    limit, yet is no larger than the frames already read).
+    """
+    H, W = size
+    if not path.is_file():
+        raise SceneFormatError(f"{path}: missing")
+    try:
+        with PngImagePlugin.PngImageFile(path) as img:
+            if img.size != (W, count * H):
+                raise SceneFormatError(f"{path}: expected {W}x{count * H} pixels, got {img.width}x{img.height} "
+                                       f"({count} masks of {W}x{H} stacked)")
+            arr = np.asarray(img.convert("L"))
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as e:
+        raise SceneFormatError(f"{path}: not a readable PNG image ({e})") from None
+    return torch.from_numpy(arr > 127).reshape(count, H, W)
+
+
+__all__ = ["FORMAT_VERSION", "MASK_FILE_PIXELS", "MAX_ZIP_BYTES", "MAX_ZIP_ENTRIES", "MAX_ZIP_RATIO", "ZIP_RATIO_FLOOR",
            "Camera", "Box3D", "AppearanceSource", "Asset", "Background", "Scene", "SceneWriter", "check_asset_id",
            "check_frames", "describe_value"]

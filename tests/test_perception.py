@@ -194,16 +194,27 @@ def test_extract_with_ground_truth_round_trips_through_a_scene_folder(synthetic,
 
 
 def test_default_extract_needs_nothing_but_frames(synthetic):
+    """The shipped learned model segments and gives metric depth, so the camera's height comes from the floor."""
     scene = extract(synthetic.frames)
-    assert scene.num_frames == 6 and scene.metadata["extraction"]["segmenter"] == "ClassicalSegmenter"
+    info = scene.metadata["extraction"]
+    assert scene.num_frames == 6 and info["segmenter"] == "LearnedPerception" and info["depth"] == "LearnedPerception"
+    assert info["camera"]["height_source"] == "depth"
+    assert float(scene.cameras[0].center[2]) == pytest.approx(float(synthetic.cameras[0].center[2]), rel=0.25)
     assert len(scene) >= 1
-    cam = scene.cameras[0]
-    assert float(cam.center[2]) == pytest.approx(ASSUMED_HEIGHT, abs=1e-4)
-    assert scene.metadata["extraction"]["camera"]["height_source"] == "assumed"
     for a in scene.assets:
         assert (a.sizes > 0).all() and a.masks.shape == (6, 96, 96)
     again = extract(synthetic.frames)
     assert torch.equal(again.assets[0].centers, scene.assets[0].centers)  # deterministic
+
+
+def test_default_extract_without_the_learned_weights_is_classical(synthetic, monkeypatch):
+    from neuralassets.perception import learned
+
+    monkeypatch.setattr(learned, "DEFAULT_PERCEPTION_WEIGHTS", learned.DEFAULT_PERCEPTION_WEIGHTS.parent / "absent")
+    scene = extract(synthetic.frames)
+    assert scene.metadata["extraction"]["segmenter"] == "ClassicalSegmenter" and len(scene) >= 1
+    assert float(scene.cameras[0].center[2]) == pytest.approx(ASSUMED_HEIGHT, abs=1e-4)
+    assert scene.metadata["extraction"]["camera"]["height_source"] == "assumed"
 
 
 def test_extract_with_relative_depth_scales_it_to_the_assumed_camera_height(synthetic):

@@ -22,7 +22,7 @@ def test_extract_one_video_writes_a_scene_and_overlay(videos, tmp_path, capsys):
     assert main(["extract", str(videos / "clip0.gif"), "--out", str(tmp_path / "s"), "--no-progress"]) == 0
     scene = Scene.load(tmp_path / "s")
     assert scene.num_frames == 4 and scene.metadata["source"] == {"video": "clip0.gif", "fps": pytest.approx(5.0)}
-    assert scene.metadata["extraction"]["segmenter"] == "ClassicalSegmenter"
+    assert scene.metadata["extraction"]["segmenter"] == "LearnedPerception"  # the shipped default
     assert (tmp_path / "s" / "overlay.png").is_file()
     assert main(["extract", str(videos / "clip1.gif"), "--out", str(tmp_path / "g"), "--overlay", "gif", "--no-progress",
                  "--max-frames", "2"]) == 0
@@ -49,3 +49,14 @@ def test_bad_options_are_reported(videos, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["extract", str(videos / "clip0.gif"), "--batch", "--out", str(tmp_path / "x")]) == 2
     assert "expects a folder of videos" in capsys.readouterr().err
+
+
+def test_warnings_are_said_as_the_commands_own_lines(videos, tmp_path, capsys):
+    from neuralassets.data import GeneratorConfig, generate_scene
+
+    grey = generate_scene(42, GeneratorConfig(image_size=64, num_frames=3, max_objects=3)).frames.mean(1, keepdim=True)
+    write_video(tmp_path / "grey.gif", grey.expand(-1, 3, -1, -1), fps=5)
+    assert main(["extract", str(tmp_path / "grey.gif"), "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "neuralassets extract: warning: extract: the clip is grayscale" in err
+    assert ".py:" not in err and "Warning:" not in err  # no source file, line or class name before the message

@@ -115,9 +115,13 @@ def test_the_pitch_is_read_from_vanishing_points():
     truth, _ = pitch_and_roll(scene.cameras[0].R[:, 2])
     pitch, roll = pitch_and_roll(estimate_up(scene.frames, scene.cameras[0].K))
     assert abs(pitch - truth) < 2 and abs(roll) < 2
-    found = extract(scene.frames, camera=scene.cameras[0].K)
+    found = extract(scene.frames, ClassicalSegmenter(), camera=scene.cameras[0].K)  # no depth: vanishing points
     note = found.metadata["extraction"]["camera"]
     assert note["pitch_source"] == "vanishing points" and abs(note["pitch_degrees"] - truth) < 2
+    # the default learned model gives metric depth: height and pitch from the floor fitted to it
+    note = extract(scene.frames, camera=scene.cameras[0].K).metadata["extraction"]["camera"]
+    assert note["pitch_source"] == note["height_source"] == "depth" and abs(note["pitch_degrees"] - truth) < 2
+    assert note["height"] == pytest.approx(float(scene.cameras[0].center[2]), rel=0.05)
     assert estimate_up(torch.full((2, 3, 32, 32), 0.5), scene.cameras[0].K) is None  # nothing to read: None
 
 
@@ -132,7 +136,7 @@ def test_footage_out_of_reach_is_said_once_not_per_frame(pitch, clip, said):
     config = ExtractionConfig(camera=CameraConfig(height=1.5, pitch_degrees=pitch))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        scene = extract(frames, config=config)
+        scene = extract(frames, ClassicalSegmenter(), config=config)  # the flat-coloured clip is the classical cue's
     assert len(_messages(caught, said)) == 1, [str(w.message) for w in caught]
     assert all(issubclass(w.category, ExtractionWarning) for w in caught if said in str(w.message))
     assert any(said in m for m in scene.metadata["extraction"]["warnings"])
@@ -144,7 +148,8 @@ def test_a_box_near_the_horizon_is_marked_implausible_and_said_once():
     frames = _clip(T=6, top=17)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        scene = extract(frames, config=ExtractionConfig(camera=CameraConfig(height=1.5, pitch_degrees=5)))
+        scene = extract(frames, ClassicalSegmenter(), config=ExtractionConfig(camera=CameraConfig(height=1.5,
+                                                                                                  pitch_degrees=5)))
     said = _messages(caught, "implausible")
     assert len(said) == 1 and said[0].startswith("extract: 1 of 2 3D boxes are implausible (object 1: ")
     marked = [a for a in scene.assets if "implausible" in a.attributes]

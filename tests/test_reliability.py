@@ -172,8 +172,8 @@ def test_corrupt_frame_or_mask_png_is_named(tmp_path, simple_scene):
     with pytest.raises(SceneFormatError, match=r"00002\.png: not a readable image"):
         Scene.load(folder)
     folder = simple_scene.save(tmp_path / "t")
-    Image.new("L", (32, 10)).save(folder / "masks" / "asset_0001.png")
-    with pytest.raises(SceneFormatError, match=r"asset_0001\.png: expected 32x72 pixels, got 32x10"):
+    Image.new("L", (32, 10)).save(folder / "masks" / "asset_0001" / "00000.png")
+    with pytest.raises(SceneFormatError, match=r"asset_0001/00000\.png: expected 32x72 pixels, got 32x10"):
         Scene.load(folder)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -74,6 +74,7 @@ class BenchmarkResult:
         rows: one dict per (case, method): task, index, seed, method and each metric (NaN where undefined).
         examples: a few cases per task with every method's image.
         lpips_available: whether LPIPS weights were found (otherwise its column is "n/a").
+        identity_available: whether the identity similarity was computed (otherwise its column is "n/a").
         descriptor: what the identity similarity is computed with.
         inputs: what the methods were given (the input mode's description).
     """
@@ -84,6 +85,7 @@ class BenchmarkResult:
     rows: list[dict] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
     lpips_available: bool = False
+    identity_available: bool = True
     descriptor: str = "classical (colour histogram + HOG)"
     inputs: str = "exact: the generator's depth, masks, 2D and 3D boxes and cameras"
 
@@ -137,6 +139,8 @@ class BenchmarkConfig:
         examples_per_task: cases per task kept as images for the example grids.
         seeds_per_batch: seeds whose cases go to a method in one call (batching for models).
         split: the split the seeds came from, for the report.
+        dataset: for cases made from a public dataset's clips (``"movi-e"``, ``"objectron"``), its
+            name; ``seeds`` are then clip indices. None for the generator's scenes.
     """
 
     seeds: Sequence[int]
@@ -146,6 +150,7 @@ class BenchmarkConfig:
     examples_per_task: int = 3
     seeds_per_batch: int = 4
     split: str = "test"
+    dataset: str | None = None
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -171,7 +176,7 @@ def target_boxes(case: Case) -> Tensor:
 
 
 def score(cases: Sequence[Case], predictions: Tensor, lpips: LPIPS | None = None,
-          describe: Callable[[Tensor, Tensor], Tensor] | None = None) -> list[dict[str, float]]:
+          describe: Callable[[Tensor, Tensor], Tensor] | None = None, identity: bool = True) -> list[dict[str, float]]:
     """Metrics of predictions against the cases' ground truth.
 
     Args:
@@ -179,6 +184,7 @@ def score(cases: Sequence[Case], predictions: Tensor, lpips: LPIPS | None = None
         predictions: (B, 3, H, W) float in [0, 1].
         lpips: an LPIPS module, or None (the ``lpips`` value is then NaN).
         describe: descriptor for :func:`~neuralassets.metrics.appearance_similarity` (None = classical).
+        identity: whether to compute the identity similarity (NaN when not).
 
     Returns:
         B dicts with ``psnr``, ``ssim``, ``psnr_box``, ``ssim_box``, ``lpips`` and
@@ -195,17 +201,17 @@ def score(cases: Sequence[Case], predictions: Tensor, lpips: LPIPS | None = None
         "psnr_box": psnr(preds, targets, regions), "ssim_box": region_mean(similarity, regions),
         "lpips": lpips(preds, targets) if lpips is not None else torch.full((len(cases),), float("nan")),
     }
-    identity = []
+    identities = []
     for i, case in enumerate(cases):
-        boxes = target_boxes(case)
+        boxes = target_boxes(case) if identity else torch.zeros(0, 4)
         if len(boxes) == 0:
-            identity.append(float("nan"))
+            identities.append(float("nan"))
             continue
         n = len(boxes)
         sims = appearance_similarity(preds[i:i + 1].expand(n, -1, -1, -1), targets[i:i + 1].expand(n, -1, -1, -1),
                                      boxes, describe)
-        identity.append(float(sims.mean()))
-    return [{**{k: float(v[i]) for k, v in values.items()}, "identity": identity[i]} for i in range(len(cases))]
+        identities.append(float(sims.mean()))
+    return [{**{k: float(v[i]) for k, v in values.items()}, "identity": identities[i]} for i in range(len(cases))]
 
 
 def check_object_slots(methods: Sequence[Method], config: BenchmarkConfig) -> None:
@@ -232,7 +238,8 @@ def check_object_slots(methods: Sequence[Method], config: BenchmarkConfig) -> No
 
 def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPIPS | None = None,
                   describe: Callable[[Tensor, Tensor], Tensor] | None = None, descriptor: str | None = None,
-                  progress: Callable[[str], None] | None = None, inputs: Inputs | None = None) -> BenchmarkResult:
+                  progress: Callable[[str], None] | None = None, inputs: Inputs | None = None,
+                  cases: Iterable[list[Case]] | None = None, identity: bool = True) -> BenchmarkResult:
     """Run every method on every case and score it.
 
     Args:
@@ -242,16 +249,21 @@ def run_benchmark(methods: Sequence[Method], config: BenchmarkConfig, lpips: LPI
         describe: identity descriptor (None = the classical one); ``descriptor`` names it in the report.
         progress: called with a line of text after each batch of seeds.
         inputs: what the methods are given (:mod:`~neuralassets.benchmark.inputs`; default the exact scenes).
+        cases: the cases, one list per video (e.g. a public dataset's clips,
+            :func:`~neuralassets.data.datasets.novel_pose_case`), fitted to the models' object
+            slots; default: made from ``config.seeds`` by the generator.
+        identity: whether to compute the identity similarity ("n/a" in the report when not).
 
     Returns:
         A :class:`BenchmarkResult`.
     """
-    return run_sweep(methods, config, [inputs or ExactInputs()], lpips, describe, descriptor, progress)[0]
+    return run_sweep(methods, config, [inputs or ExactInputs()], lpips, describe, descriptor, progress, cases, identity)[0]
 
 
 def run_sweep(methods: Sequence[Method], config: BenchmarkConfig, inputs: Sequence[Inputs], lpips: LPIPS | None = None,
               describe: Callable[[Tensor, Tensor], Tensor] | None = None, descriptor: str | None = None,
-              progress: Callable[[str], None] | None = None) -> list[BenchmarkResult]:
+              progress: Callable[[str], None] | None = None, cases: Iterable[list[Case]] | None = None,
+              identity: bool = True) -> list[BenchmarkResult]:
     """:func:`run_benchmark` for several inputs of the same cases (each case's ground truth rendered once).
 
     Returns:
@@ -260,11 +272,13 @@ def run_sweep(methods: Sequence[Method], config: BenchmarkConfig, inputs: Sequen
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValidationError(f"methods: names must differ, got {names}")
-    check_object_slots(methods, config)
+    if cases is None:
+        check_object_slots(methods, config)
+        cases = iter_cases(TaskConfig(config.seeds, config.generator_overrides), config.tasks, config.cases_per_task)
     results = []
     for mode in inputs:
         result = BenchmarkResult(config.to_json(), names, list(config.tasks), lpips_available=lpips is not None,
-                                 inputs=mode.describe())
+                                 identity_available=identity, inputs=mode.describe())
         if descriptor is not None:
             result.descriptor = descriptor
         results.append(result)
@@ -294,7 +308,7 @@ def run_sweep(methods: Sequence[Method], config: BenchmarkConfig, inputs: Sequen
                     seconds = time.perf_counter() - t0
                     elapsed[method.name] += seconds
                     images = torch.stack([preds.get(c.index, c.source) for c in cases])
-                    for case, values in zip(cases, score(cases, images, lpips, describe)):
+                    for case, values in zip(cases, score(cases, images, lpips, describe, identity)):
                         result.rows.append({"task": task, "index": case.index, "seed": case.seed, "method": method.name,
                                             **values, "ms_per_edit": 1000 * seconds / max(1, len(todo)),
                                             "failed": int(case.failed is not None)})
@@ -303,14 +317,13 @@ def run_sweep(methods: Sequence[Method], config: BenchmarkConfig, inputs: Sequen
                 result.examples.extend(examples)
         batch.clear()
 
-    task_config = TaskConfig(config.seeds, config.generator_overrides)
     # A digest of every ground-truth image: two reports are comparable only if it matches
     # (a change to the generator or the renderer changes it).
     truth_digest = hashlib.sha256()
-    for cases in iter_cases(task_config, config.tasks, config.cases_per_task):
-        for case in cases:
+    for video_cases in cases:
+        for case in video_cases:
             truth_digest.update(to_uint8(case.target).numpy().tobytes())
-        batch.extend(cases)
+        batch.extend(video_cases)
         seeds_in_batch += 1
         done += 1
         if seeds_in_batch >= config.seeds_per_batch or done == total:
@@ -319,7 +332,8 @@ def run_sweep(methods: Sequence[Method], config: BenchmarkConfig, inputs: Sequen
             if progress is not None:
                 edits_done = max(1, done * len(config.tasks) * len(inputs))
                 timing = ", ".join(f"{n} {1000 * elapsed[n] / edits_done:.0f} ms" for n in names)
-                progress(f"{done}/{total} seeds, {time.perf_counter() - start:.0f} s ({timing} per edit; "
+                unit = "clips" if config.dataset else "seeds"
+                progress(f"{done}/{total} {unit}, {time.perf_counter() - start:.0f} s ({timing} per edit; "
                          f"inputs {1000 * preparing / edits_done:.0f} ms per case)")
     for result in results:
         result.config["seconds"] = round(time.perf_counter() - start, 1)

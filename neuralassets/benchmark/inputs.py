@@ -337,7 +337,8 @@ class ExtractedInputs:
     ``known_camera`` the generator's cameras themselves.
 
     Args:
-        segmenter, tracker, depth_estimator: extraction's pieces (None: its weights-free defaults).
+        segmenter, tracker, depth_estimator: extraction's pieces (None: its defaults, the learned model of
+            ``weights/perception`` when it is there).
         camera_config: extraction's camera assumptions.
         known_camera: give extraction the generator's cameras instead of their intrinsics.
         min_iou: see :func:`match_masks`.
@@ -354,8 +355,12 @@ class ExtractedInputs:
         self.min_iou, self.max_objects = min_iou, max_objects
 
     def describe(self) -> str:
+        from ..perception import default_perception
+
         pieces = [type(p).__name__ for p in (self.segmenter, self.tracker, self.depth_estimator) if p is not None]
-        return (f"extracted: {', '.join(pieces) or 'the default weights-free stack'} "
+        default = ("the default stack (the shipped learned perception model: masks, metric depth, 3D boxes)"
+                   if default_perception() is not None else "the weights-free classical stack")
+        return (f"extracted: {', '.join(pieces) or default} "
                 f"({'the generator cameras' if self.known_camera else 'intrinsics only'} given; "
                 f"objects matched at mask IoU >= {self.min_iou:g})")
 

@@ -35,9 +35,9 @@ FORMAT_VERSION = 2
 MARGIN_BASELINES = ("geometric", "copy-paste")
 
 
-def table_cell(stats: dict[str, float], key: str, lpips_available: bool) -> str:
+def table_cell(stats: dict[str, float], key: str, lpips_available: bool, identity_available: bool = True) -> str:
     """A metric's summary (``{"mean", "ci95", "n"}``) as a markdown table cell: "mean ± ci95", "–" or "n/a"."""
-    if key == "lpips" and not lpips_available:
+    if (key == "lpips" and not lpips_available) or (key == "identity" and not identity_available):
         return "n/a"
     mean, half = stats["mean"], stats["ci95"]
     if stats["n"] == 0 or math.isnan(mean):
@@ -49,8 +49,10 @@ def table_cell(stats: dict[str, float], key: str, lpips_available: bool) -> str:
 
 
 def run_description(cfg: dict, cases: str) -> str:
-    """A report's first sentence: split, seeds, ``cases``, generator overrides, run time and ground-truth digest."""
-    return (f"Split `{cfg['split']}`, seeds `{cfg['seeds']}`, {cases}"
+    """A report's first sentence: dataset or split and seeds, ``cases``, generator overrides, run time and ground-truth digest."""
+    source = (f"Dataset `{cfg['dataset']}`, split `{cfg['split']}`, clips `{cfg['seeds']}`" if cfg.get("dataset")
+              else f"Split `{cfg['split']}`, seeds `{cfg['seeds']}`")
+    return (f"{source}, {cases}"
             + (f", generator overrides `{cfg['generator_overrides']}`" if cfg["generator_overrides"] else "")
             + (f"; {cfg['seconds']:.0f} s in all." if "seconds" in cfg else ".")
             + (f" Ground-truth digest `{cfg['truth_sha256'][:16]}` (a run is comparable with this one only if its digest matches)."
@@ -120,7 +122,8 @@ def markdown(result: BenchmarkResult) -> str:
         + (f" Preparing them took {cfg['inputs_seconds']:.0f} s." if cfg.get("inputs_seconds") else ""),
         "Mean ± 95% confidence half-width over the cases (Student's t). In-box metrics are taken over the union of",
         "the edited objects' projected 3D boxes in the source and target frames; identity similarity is the cosine",
-        f"similarity of {result.descriptor} descriptors of each edited object's target box in the render and the ground truth.",
+        (f"similarity of {result.descriptor} descriptors of each edited object's target box in the render and the ground truth."
+         if result.identity_available else "similarity of descriptors of each edited object's target box: n/a (no DINO weights given)."),
         "LPIPS: " + ("AlexNet, v0.1 calibration." if result.lpips_available else "n/a (no backbone weights on disk)."),
         "A case whose edit could not be applied to the inputs (an edited object extraction did not find, a target its",
         "floor cannot hold) is scored with the source frame for every method and counted under *failed*.",
@@ -141,7 +144,7 @@ def markdown(result: BenchmarkResult) -> str:
         lines += [f"## {task}", "", header, rule]
         for method in result.methods:
             stats = summary[task][method]
-            cells = [table_cell(stats[k], k, result.lpips_available) for k in METRICS]
+            cells = [table_cell(stats[k], k, result.lpips_available, result.identity_available) for k in METRICS]
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {stats['psnr']['n']} | {failures[task][0]} |")
         lines.append("")
     return "\n".join(lines)
@@ -164,7 +167,8 @@ def to_json(result: BenchmarkResult) -> dict:
     gaps = {model: {b: {t: {k: json_number(round(v, 5) if isinstance(v, float) else v) for k, v in stats.items()}
                         for t, stats in per_task.items()} for b, per_task in per.items()} for model, per in margins(result).items()}
     return {"format_version": FORMAT_VERSION, "config": result.config, "inputs": result.inputs, "methods": result.methods,
-            "tasks": result.tasks, "lpips_available": result.lpips_available, "descriptor": result.descriptor,
+            "tasks": result.tasks, "lpips_available": result.lpips_available,
+            "identity_available": result.identity_available, "descriptor": result.descriptor,
             "summary": summary, "failed": result.failures(), "margins_psnr_box": gaps, "cases": rows}
 
 
@@ -231,7 +235,7 @@ def example_grid(result: BenchmarkResult, task: str, path: str | os.PathLike) ->
                 if r == 0:
                     ax.set_title(name, fontsize=9)
                 if c == 0:
-                    ax.set_ylabel(f"seed {example.seed}", fontsize=8)
+                    ax.set_ylabel(f"{'clip' if result.config.get('dataset') else 'seed'} {example.seed}", fontsize=8)
         fig.suptitle(task, fontsize=10)
     return Path(path)
 
@@ -247,7 +251,7 @@ def write_report(result: BenchmarkResult, folder: str | os.PathLike, stem: str =
     js.write_text(json.dumps(to_json(result), indent=1) + "\n")
     written += [md, js]
     for key in METRICS:
-        if key == "lpips" and not result.lpips_available:
+        if (key == "lpips" and not result.lpips_available) or (key == "identity" and not result.identity_available):
             continue
         written.append(bar_chart(result, key, folder / f"{stem}_{key}.png"))
     chart = margin_chart(result, folder / f"{stem}_margins.png")

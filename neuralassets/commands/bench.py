@@ -1,5 +1,8 @@
 """``neuralassets bench``: the pose-edit benchmark (the same as ``python benchmarks/pose_edit.py``).
 
+``--dataset movi-e|objectron PATH`` scores the same methods on a public dataset's held-out clips
+instead (novel pose: another frame of the same clip as the target; files ``pose_edit-<dataset>*``).
+
 ``--inputs`` picks what every method is given (:mod:`neuralassets.benchmark.inputs`): the
 generator's exact scenes (``exact``, files ``pose_edit*``), the scenes extraction makes of the
 same photos (``extracted``, files ``pose_edit-extracted*``), or exact scenes with noise
@@ -70,6 +73,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "switches the turned-in-place rule off; the model is then reported as NAME[KEY=VALUE,...]")
     p.add_argument("--lpips-weights", default=None, metavar="DIR",
                    help="folder with LPIPS weights (alexnet-owt-7be5be79.pth and alex.pth); without them LPIPS is n/a")
+    p.add_argument("--dino", default=None, metavar="DIR",
+                   help="a DINO ViT (e.g. ViT-B/8) or DINOv2 transformers folder: the identity similarity is then the cosine "
+                        "similarity of its features RoIAligned in each object's target box; without it the synthetic "
+                        "benchmark uses the first model's backbone (or a classical descriptor) and --dataset reports n/a")
+    p.add_argument("--dataset", nargs=2, default=None, metavar=("DATASET", "PATH"),
+                   help="score novel-pose cases of a public dataset's held-out clips instead of synthetic scenes: movi-e "
+                        "(a folder of its TFDS TFRecord files; --split picks the files, val: validation) or objectron "
+                        "(a folder with annotations/ and videos/, or one clip's folder); one case per clip, the source "
+                        "frame posed as another frame of the same clip, whose boxes and camera are given")
+    p.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
+                   help="with --dataset: side of the square the clips are cut and resized to (default: the first "
+                        "model's size, else 128)")
     p.add_argument("--examples", type=int, default=3, metavar="N", help="example cases per task in the image grids")
     p.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--name", default=None,
@@ -204,26 +219,14 @@ def threshold_overrides(items: list[str]) -> dict:
     return overrides
 
 
-def run(args: argparse.Namespace) -> int:
+def build_methods(args: argparse.Namespace, geometric: bool = True) -> tuple[list, list]:
+    """(every method, the models among them) the options ask for: the baselines, the VAE ceiling and each ``--model``."""
     from dataclasses import replace
 
-    import torch
-
     from ..benchmark.baselines import CopyPasteMethod, GeometricMethod, IdentityMethod, PipelineMethod, VAECeilingMethod
-    from ..benchmark.harness import BenchmarkConfig, run_sweep
-    from ..benchmark.report import publish, write_report, write_sweep_report
-    from ..data.edit_cases import TASKS
-    from ..metrics import backbone_descriptor, load_lpips
 
-    torch.manual_seed(0)
-    cases, seeds = case_selection(args, QUICK_CASES, FULL_CASES)
-    tasks = TASKS if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
-    config = BenchmarkConfig(seeds=seeds, cases_per_task=cases, tasks=tasks, generator_overrides=parse_generator_overrides(args.gen),
-                             examples_per_task=args.examples, split=args.split if not args.seeds else "custom")
-
-    base, modes = input_modes(args)
     thresholds = threshold_overrides(args.threshold)
-    methods = [IdentityMethod(), CopyPasteMethod(), GeometricMethod()]
+    methods = [IdentityMethod(), CopyPasteMethod(), *([GeometricMethod()] if geometric else [])]
     models = [PipelineMethod.from_pretrained(path, num_inference_steps=args.steps, guidance_scale=args.guidance)
               for path in args.model]
     if thresholds:
@@ -239,10 +242,43 @@ def run(args: argparse.Namespace) -> int:
 
         pipeline = models[0].pipeline if not args.vae_ceiling else NeuralAssetsPipeline.from_pretrained(args.vae_ceiling)
         methods.append(VAECeilingMethod(pipeline))
-    methods += models
+    return methods + models, models
 
+
+def dino_descriptor(path: str):
+    """(describe, its name in reports) of a DINO folder's frozen features RoIAligned 2x2 in each box."""
+    from ..metrics import backbone_descriptor
+    from ..models.backbones import load_frozen_vit
+
+    return backbone_descriptor(load_frozen_vit(path)), f"DINO ({Path(path).name}, RoIAlign 2x2)"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..benchmark.harness import BenchmarkConfig, run_sweep
+    from ..benchmark.report import publish, write_report, write_sweep_report
+    from ..data.edit_cases import TASKS
+    from ..metrics import backbone_descriptor, load_lpips
+
+    if args.dataset is not None:
+        return run_on_dataset(args)
+    if args.image_size is not None:
+        from ..errors import ValidationError
+
+        raise ValidationError("--image-size: goes with --dataset (synthetic cases have the generator's size)")
+    torch.manual_seed(0)
+    cases, seeds = case_selection(args, QUICK_CASES, FULL_CASES)
+    tasks = TASKS if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    config = BenchmarkConfig(seeds=seeds, cases_per_task=cases, tasks=tasks, generator_overrides=parse_generator_overrides(args.gen),
+                             examples_per_task=args.examples, split=args.split if not args.seeds else "custom")
+
+    base, modes = input_modes(args)
+    methods, models = build_methods(args)
     describe, descriptor = None, None
-    if models:
+    if args.dino:
+        describe, descriptor = dino_descriptor(args.dino)
+    elif models:
         describe = backbone_descriptor(models[0].pipeline.asset_encoder.backbone)
         descriptor = f"{models[0].name} appearance-backbone (RoIAlign 2x2)"
     lpips = load_lpips(args.lpips_weights)
@@ -259,4 +295,55 @@ def run(args: argparse.Namespace) -> int:
         publish(write_sweep_report, runs, args.out, args.name, base, args.split, args.quick)
     else:
         publish(write_report, results[0], args.out, args.name, base, args.split, args.quick)
+    return 0
+
+
+def run_on_dataset(args: argparse.Namespace) -> int:
+    """``bench --dataset DATASET PATH``: novel-pose cases of a public dataset's clips, scored as the synthetic ones."""
+    import torch
+
+    from ..benchmark.harness import BenchmarkConfig, run_benchmark
+    from ..benchmark.report import publish, write_report
+    from ..data.datasets import DATASETS, DatasetClips, novel_pose_case
+    from ..errors import ValidationError
+    from ..metrics import load_lpips
+    from ..models.build import ModelConfig
+
+    name, path = args.dataset
+    if name not in DATASETS:
+        raise ValidationError(f"--dataset: {name!r} is not one of {', '.join(DATASETS)}")
+    synthetic_only = [flag for flag, used in (("--inputs", args.inputs != "exact"), ("--gen", bool(args.gen)),
+                                              ("--seeds", args.seeds is not None), ("--sweep", args.sweep is not None),
+                                              ("--perturb", bool(args.perturb)))
+                      if used]
+    if args.tasks is not None and [t.strip() for t in args.tasks.split(",") if t.strip()] != ["novel_pose"]:
+        synthetic_only.append("--tasks")
+    if synthetic_only:
+        raise ValidationError(f"{', '.join(synthetic_only)}: options of the synthetic benchmark; --dataset scores "
+                              "novel-pose cases of the dataset's clips with their own inputs")
+    torch.manual_seed(0)
+    # the geometric baseline reprojects the photo through its depth; Objectron clips have none
+    methods, models = build_methods(args, geometric=name == "movi-e")
+    slots = min((m.pipeline.config.max_objects for m in models), default=ModelConfig().max_objects)
+    size = args.image_size or (models[0].pipeline.config.image_size if models else ModelConfig().image_size)
+    split = {"val": "validation"}.get(args.split, args.split) if name == "movi-e" else None
+    clips = DatasetClips(name, path, size, split)
+    count = min(args.cases or (QUICK_CASES if args.quick else FULL_CASES), len(clips))
+    describe, descriptor = dino_descriptor(args.dino) if args.dino else (None, None)
+    lpips = load_lpips(args.lpips_weights)
+    config = BenchmarkConfig(seeds=range(count), cases_per_task=count, tasks=("novel_pose",), examples_per_task=args.examples,
+                             split=split or "clips", dataset=name)
+
+    def cases():
+        for index in range(count):
+            case = novel_pose_case(clips, index, slots)
+            yield [case] if case is not None else []
+
+    print(f"pose-edit benchmark on {name}: {count} of {len(clips)} clips at {size}x{size}, up to {slots} objects each, "
+          f"methods {', '.join(m.name for m in methods)}; LPIPS {'on' if lpips is not None else 'n/a (no weights)'}, "
+          f"identity {'DINO' if describe else 'n/a (no DINO weights)'}")
+    result = run_benchmark(methods, config, lpips=lpips, describe=describe, descriptor=descriptor, progress=print,
+                           cases=cases(), identity=describe is not None)
+    result.inputs = f"the dataset's own: its 3D boxes and cameras{', depth and masks' if name == 'movi-e' else ''}"
+    publish(write_report, result, args.out, args.name, f"pose_edit-{name}", args.split, args.quick)
     return 0

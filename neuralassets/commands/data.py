@@ -1,4 +1,4 @@
-"""``neuralassets data``: synthetic scenes, training-pair shards and preview sheets.
+"""``neuralassets data``: synthetic scenes, training-pair shards (synthetic or from MOVi-E / Objectron) and preview sheets.
 
 Rendering a 24-frame scene takes seconds, so ``preview`` and ``scene`` report each scene on
 stderr as they go, with the split its seed belongs to.
@@ -41,8 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     scene.add_argument("--out", required=True, help="output folder")
     scene.set_defaults(run=_scene)
 
-    make = s.add_parser("make", help="render training pairs into resumable safetensors shards")
-    make.add_argument("--split", choices=["train", "val", "test"], default="train")
+    make = s.add_parser("make", help="render training pairs into resumable safetensors shards",
+                        description="Render synthetic training pairs, or draw them from a public dataset's clips "
+                                    "(--from movi-e|objectron PATH), into shards the denoiser stage trains on.")
+    make.add_argument("--split", choices=["train", "val", "test"], default="train",
+                      help="seed range of synthetic pairs; with --from movi-e, the TFDS split (val: validation)")
+    make.add_argument("--from", dest="dataset", nargs=2, default=None, metavar=("DATASET", "PATH"),
+                      help="draw the pairs from a dataset's clips instead: movi-e (a folder of its TFDS TFRecord files) "
+                           "or objectron (a folder with annotations/ and videos/, or one clip's folder)")
     make.add_argument("--n", type=int, required=True, help="number of pairs")
     make.add_argument("--out", required=True, help="output folder (rerun with the same arguments to resume)")
     make.add_argument("--max-objects", type=int, default=10, help="object slots per pair")
@@ -121,6 +127,8 @@ def _scene(args: argparse.Namespace) -> int:
 
 
 def _make(args: argparse.Namespace) -> int:
+    if args.dataset is not None:
+        return _make_from_dataset(args)
     from ..config import from_dict
     from ..data.pairs import write_shards
     from ..data.perturbations import GeometryNoise
@@ -134,4 +142,29 @@ def _make(args: argparse.Namespace) -> int:
                           args.seed_offset, args.workers, edit_tasks=tasks, geometry_noise=noise)
     noisy = "" if noise is None else " with geometry noise"
     print(f"wrote {args.n} {args.split} {'edit' if tasks else 'video'} pairs{noisy} to {folder}")
+    return 0
+
+
+def _make_from_dataset(args: argparse.Namespace) -> int:
+    from ..data.datasets import DATASETS, ClipPairDataset, DatasetClips, describe_source
+    from ..data.pairs import write_pair_shards
+    from ..errors import ValidationError
+
+    name, path = args.dataset
+    if name not in DATASETS:
+        raise ValidationError(f"--from: {name!r} is not one of {', '.join(DATASETS)}")
+    synthetic_only = [flag for flag, used in (("--edits", args.edits is not None), ("--gen", bool(args.gen)),
+                                              ("--supersample", args.supersample), ("--seed-offset", args.seed_offset != 0),
+                                              ("--geometry-noise", bool(args.geometry_noise)))
+                      if used]
+    if synthetic_only:
+        raise ValidationError(f"{', '.join(synthetic_only)}: options of synthetic pairs; --from draws pairs from a dataset's clips")
+    split = {"val": "validation"}.get(args.split, args.split) if name == "movi-e" else None
+    clips = DatasetClips(name, path, args.image_size, split)
+    pairs = ClipPairDataset(clips, args.n, args.max_objects)
+    description = {**describe_source(clips), "split": split, "max_objects": args.max_objects}
+    print(f"{name}: {len(clips)} clips in {path}, {pairs.per_clip} pair(s) from each of the first "
+          f"{-(-args.n // pairs.per_clip)}", file=sys.stderr, flush=True)
+    folder = write_pair_shards(args.out, pairs, description, args.shard_size, args.workers, label=name)
+    print(f"wrote {args.n} {name} pairs to {folder}")
     return 0

@@ -35,7 +35,11 @@ def add_perception_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera-pitch", type=float, default=None, metavar="DEGREES",
                    help="downward tilt of the camera below the horizon, 90 = straight down (default: from depth or the "
                         "clip's vanishing points, else 30)")
-    p.add_argument("--sam-checkpoint", metavar="PTH", help="segment-anything .pth checkpoint (replaces the classical segmenter)")
+    p.add_argument("--perception-model", metavar="DIR",
+                   help="learned perception model folder (default: weights/perception when it is there)")
+    p.add_argument("--classical", action="store_true",
+                   help="segment with the weights-free classical segmenter, even when the learned model is there")
+    p.add_argument("--sam-checkpoint", metavar="PTH", help="segment-anything .pth checkpoint (replaces the default segmenter)")
     p.add_argument("--sam-type", default="vit_b", choices=["vit_b", "vit_l", "vit_h"], help="architecture of --sam-checkpoint")
     p.add_argument("--sam-model", metavar="ID", help="transformers SAM or SAM 2 folder / cached hub id")
     p.add_argument("--prompt", action="append", metavar="TEXT",
@@ -49,6 +53,8 @@ def perception_pieces(args: argparse.Namespace) -> dict:
     """Segmenter, tracker and depth estimator named by the options (None = the library default)."""
     from ..errors import ConfigError
 
+    if args.classical and args.perception_model:
+        raise ConfigError("--classical and --perception-model name two segmenters; give one")
     box_segmenter = None
     if args.sam_checkpoint:
         from ..perception.sam import SamSegmenter
@@ -65,6 +71,14 @@ def perception_pieces(args: argparse.Namespace) -> dict:
         from ..perception.text_prompt import TextPromptedSegmenter
 
         segmenter = _load("--detector", TextPromptedSegmenter.from_pretrained, args.detector, box_segmenter, args.prompt)
+    if segmenter is None and args.classical:
+        from ..perception import ClassicalSegmenter
+
+        segmenter = ClassicalSegmenter()
+    elif segmenter is None and args.perception_model:
+        from ..perception.learned import LearnedPerception
+
+        segmenter = _load("--perception-model", LearnedPerception.from_pretrained, args.perception_model)
     tracker = None
     if args.sam2_video:
         from ..perception.tracking import Sam2VideoTracker

@@ -1,4 +1,4 @@
-"""Synthetic data: the exact renderer, the scene generator, training pairs and the Kubric MOVi folder format.
+"""Data: the exact renderer, the scene generator, training pairs, the Kubric MOVi folder format and the public datasets.
 
 * :func:`generate_scene` samples and renders a multi-object video with exact ground truth
   from one integer seed; :func:`sample_scene_spec` samples it without rendering.
@@ -8,6 +8,8 @@
 * :data:`SPLITS` holds disjoint train / val / test seed ranges.
 * :class:`FramePairDataset` yields the paper's (source, target) training pairs;
   :func:`write_shards` caches them and :class:`ShardedPairDataset` reads the cache.
+* The public datasets: :mod:`.movi` reads MOVi-E's TFDS TFRecord files and :mod:`.objectron`
+  Objectron's clips as Scenes; :mod:`.datasets` draws training pairs and benchmark cases from them.
 """
 
 from .pairs import FramePairDataset, ShardedPairDataset, collate_pairs, write_shards

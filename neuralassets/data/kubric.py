@@ -108,10 +108,45 @@ def read_kubric(folder: str | os.PathLike) -> Scene:
     folder = Path(folder)
     meta_path = folder / "metadata.json"
     meta = read_json(meta_path, SceneFormatError, "missing; not a Kubric scene folder")
-    where = str(meta_path)
+    T, (W, H) = _frame_count_and_size(meta, str(meta_path))
+    frames = from_numpy_image(np.stack([_rgb(_read_image(folder / f"rgba_{f:05d}.png"), (H, W), folder / f"rgba_{f:05d}.png")
+                                        for f in range(T)]))
+    segmentation = torch.stack([torch.from_numpy(_read_image(folder / f"segmentation_{f:05d}.png").astype(np.int64))
+                                for f in range(T)])
+    if segmentation.dim() == 4:  # a segmentation saved with a channel axis
+        segmentation = segmentation[..., 0]
+    return scene_from_kubric(meta, frames, segmentation, _read_distance(folder, T, H), str(folder))
+
+
+def _frame_count_and_size(meta: dict, where: str) -> tuple[int, tuple[int, int]]:
     scene_meta = _field(meta, "metadata", where)
     T = int(_field(scene_meta, "num_frames", f"{where}: metadata"))
     W, H = (int(v) for v in _field(scene_meta, "resolution", f"{where}: metadata"))
+    return T, (W, H)
+
+
+def scene_from_kubric(meta: dict, frames: Tensor, segmentation: Tensor, distance: Tensor | None, where: str) -> Scene:
+    """A Scene from a Kubric scene's metadata and its decoded layers, converted to this library's conventions.
+
+    Args:
+        meta: the ``metadata.json`` mapping (``metadata`` with ``num_frames`` and ``resolution``
+            [W, H], ``camera``, ``instances``; see the module docstring).
+        frames: (T, 3, H, W) float in [0, 1].
+        segmentation: (T, H, W) int, instance index + 1 per pixel (0 = background).
+        distance: (T, H, W) float distance from the camera centre along each pixel's ray, metres, or None.
+        where: how errors name the source (a folder, a record).
+
+    Returns:
+        The validated Scene (see :func:`read_kubric`).
+
+    Raises:
+        SceneFormatError: a field is missing or malformed; the message names it.
+    """
+    T, (W, H) = _frame_count_and_size(meta, where)
+    scene_meta = meta["metadata"]
+    if tuple(frames.shape) != (T, 3, H, W) or tuple(segmentation.shape) != (T, H, W):
+        raise SceneFormatError(f"{where}: frames {tuple(frames.shape)} and segmentation {tuple(segmentation.shape)} "
+                               f"do not match {T} frames of {W}x{H} pixels")
     cam_meta = _field(meta, "camera", where)
     positions = torch.tensor(_field(cam_meta, "positions", f"{where}: camera"), dtype=torch.float32)
     quaternions = torch.tensor(_field(cam_meta, "quaternions", f"{where}: camera"), dtype=torch.float32)
@@ -120,14 +155,7 @@ def read_kubric(folder: str | os.PathLike) -> Scene:
                                f"got {tuple(positions.shape)}/{tuple(quaternions.shape)}")
     focal, sensor = float(_field(cam_meta, "focal_length", f"{where}: camera")), float(cam_meta.get("sensor_width", _SENSOR_WIDTH_MM))
     cameras = [_camera_from_kubric(focal, sensor, positions[f], quaternions[f], W, H) for f in range(T)]
-
-    frames = from_numpy_image(np.stack([_rgb(_read_image(folder / f"rgba_{f:05d}.png"), (H, W), folder / f"rgba_{f:05d}.png")
-                                        for f in range(T)]))
-    segmentation = torch.stack([torch.from_numpy(_read_image(folder / f"segmentation_{f:05d}.png").astype(np.int64))
-                                for f in range(T)])
-    if segmentation.dim() == 4:  # a segmentation saved with a channel axis
-        segmentation = segmentation[..., 0]
-    depth = _read_depth(folder, cameras, T)
+    depth = None if distance is None else distance * torch.stack([_ray_z_per_distance(c) for c in cameras])
 
     assets = []
     for k, inst in enumerate(_field(meta, "instances", where)):
@@ -138,7 +166,7 @@ def read_kubric(folder: str | os.PathLike) -> Scene:
     try:
         return scene.validate()
     except ValidationError as e:
-        raise SceneFormatError(f"{folder}: {e}") from None
+        raise SceneFormatError(f"{where}: {e}") from None
 
 
 def _rgb(array: np.ndarray, size: tuple[int, int], path: Path) -> np.ndarray:
@@ -147,24 +175,26 @@ def _rgb(array: np.ndarray, size: tuple[int, int], path: Path) -> np.ndarray:
     return np.ascontiguousarray(array[..., :3])
 
 
-def _read_depth(folder: Path, cameras: list[Camera], T: int) -> Tensor | None:
-    """(T, H, W) camera-frame z from Kubric's ray-distance depth files, or None when there are none."""
+def _read_distance(folder: Path, T: int, H: int) -> Tensor | None:
+    """(T, H, W) ray distance in metres from Kubric's depth files, or None when there are none."""
     tiffs = [folder / f"depth_{f:05d}.tiff" for f in range(T)]
     pngs = [folder / f"depth_{f:05d}.png" for f in range(T)]
     if all(p.is_file() for p in tiffs):
-        distance = torch.stack([torch.from_numpy(_read_image(p).astype(np.float32)).reshape(cameras[0].height, -1)
-                                for p in tiffs])
-    elif all(p.is_file() for p in pngs):
+        return torch.stack([torch.from_numpy(_read_image(p).astype(np.float32)).reshape(H, -1) for p in tiffs])
+    if all(p.is_file() for p in pngs):
         ranges_path = folder / "data_ranges.json"
         try:
             ranges = json.loads(ranges_path.read_text())["depth"]
             lo, hi = float(ranges["min"]), float(ranges["max"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
             raise SceneFormatError(f"{ranges_path}: needed to scale 16-bit depth PNGs ({e})") from None
-        distance = torch.stack([torch.from_numpy(_read_image(p).astype(np.float32)) for p in pngs]) / 65535 * (hi - lo) + lo
-    else:
-        return None
-    return distance * torch.stack([_ray_z_per_distance(c) for c in cameras])
+        return uint16_to_range(torch.stack([torch.from_numpy(_read_image(p).astype(np.float32)) for p in pngs]), lo, hi)
+    return None
+
+
+def uint16_to_range(values: Tensor, lo: float, hi: float) -> Tensor:
+    """Kubric's 16-bit quantisation undone: ``values`` in 0..65535 mapped linearly onto ``[lo, hi]`` (float32)."""
+    return values.float() / 65535 * (hi - lo) + lo
 
 
 def _asset_from_instance(inst: dict, k: int, segmentation: Tensor, T: int, where: str) -> Asset:

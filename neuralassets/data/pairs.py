@@ -130,6 +130,10 @@ class FramePairDataset(Dataset):
             raise IndexError(f"index {index} is out of range for a dataset of {self.length} items")
         return SPLITS[self.split][self.seed_offset + index]
 
+    def describe(self, index: int) -> str:
+        """Which pair ``index`` is, for messages."""
+        return f"pair {index} (scene seed {self.seed(index)})"
+
     def pair(self, index: int) -> tuple[Scene, int, int]:
         """Item ``index`` as a rendered scene of one or two frames and its (source, target) indices in it."""
         seed = self.seed(index)
@@ -225,9 +229,9 @@ def collate_pairs(items: list[tuple[Conditioning, Tensor]]) -> tuple[Conditionin
 # --------------------------------------------------------------------------------------
 
 class _ShardRecords(Dataset):
-    """Item i of a FramePairDataset as the flat tensors a shard stores."""
+    """Item i of a pair dataset (:func:`write_pair_shards`) as the flat tensors a shard stores."""
 
-    def __init__(self, pairs: FramePairDataset):
+    def __init__(self, pairs: Dataset):
         self.pairs = pairs
 
     def __len__(self) -> int:
@@ -235,7 +239,7 @@ class _ShardRecords(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         scene, source, target = self.pairs.input_pair(index)
-        where = f"pair {index} (scene seed {self.pairs.seed(index)})"
+        where = self.pairs.describe(index)
         conditioning = conditioning_from_scene(scene, target, self.pairs.max_objects, source_frame=source)
         photos, _ = appearance_photos(scene, source)
         appearance_count = len(photos)
@@ -319,28 +323,56 @@ def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects
     Raises:
         ConfigError: ``folder`` holds a dataset with different settings, or ``shard_size`` < 1.
     """
-    from tqdm import tqdm
-
-    if shard_size < 1:
-        raise ConfigError(f"shard_size: expected >= 1, got {shard_size}")
     if edit_tasks is None:
         pairs = FramePairDataset(split, length, max_objects, config, seed_offset, geometry_noise)
     else:
         pairs = EditPairDataset(split, length, max_objects, config, seed_offset, tuple(edit_tasks), geometry_noise)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    description = {"format_version": SHARD_FORMAT_VERSION, "split": split, "length": length, "seed_offset": seed_offset,
-                   "max_objects": max_objects, "shard_size": shard_size, "config": json.loads(json.dumps(asdict(pairs.config)))}
+    description = {"split": split, "length": length, "seed_offset": seed_offset, "max_objects": max_objects,
+                   "shard_size": shard_size, "config": json.loads(json.dumps(asdict(pairs.config)))}
     if edit_tasks is not None:
         description["edit_tasks"] = list(edit_tasks)
     if geometry_noise is not None:
         description["geometry_noise"] = json.loads(json.dumps(asdict(geometry_noise)))
+    # a generator field added after a folder was written had its default (the old behaviour) there
+    defaults = {"config": json.loads(json.dumps(asdict(GeneratorConfig())))}
+    return write_pair_shards(folder, pairs, description, shard_size, num_workers, progress, split, defaults)
+
+
+def write_pair_shards(folder: str | os.PathLike, pairs: Dataset, description: dict, shard_size: int = 256,
+                      num_workers: int = 0, progress: bool = True, label: str = "", defaults: dict | None = None) -> Path:
+    """Write the items of a pair dataset into safetensors shards under ``folder`` (resumable).
+
+    Args:
+        folder: output folder (created if needed).
+        pairs: a dataset with ``input_pair(index) -> (Scene, source, target)`` (the scene as the model
+            is given it, holding the frames the pair uses), ``describe(index) -> str`` and
+            ``max_objects``; its ``len`` items are written.
+        description: what the items depend on, stored in ``dataset.json`` (with the format
+            version, ``length`` and ``shard_size``); a folder holding another description is refused.
+        shard_size: items per shard file.
+        num_workers: DataLoader worker processes making items in parallel (0: in this process).
+        progress: show a progress bar (described by ``label``).
+        defaults: entries laid under a stored description's before comparing (fields added since).
+
+    Returns:
+        The folder path.
+
+    Raises:
+        ConfigError: ``folder`` holds a dataset with different settings, or ``shard_size`` < 1.
+    """
+    from tqdm import tqdm
+
+    if shard_size < 1:
+        raise ConfigError(f"shard_size: expected >= 1, got {shard_size}")
+    length = len(pairs)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    description = {"format_version": SHARD_FORMAT_VERSION, **description, "length": length, "shard_size": shard_size}
     meta_path = folder / "dataset.json"
     if meta_path.is_file():
         existing = json.loads(meta_path.read_text())
-        # a generator field added after the folder was written had its default (the old behaviour) there
-        defaults = json.loads(json.dumps(asdict(GeneratorConfig())))
-        existing["config"] = {**defaults, **existing.get("config", {})}
+        for key, value in (defaults or {}).items():
+            existing[key] = {**value, **existing.get(key, {})}
         if existing != description:
             changed = sorted(k for k in existing.keys() | description.keys() if existing.get(k) != description.get(k))
             raise ConfigError(f"{meta_path}: holds a dataset made with other settings ({', '.join(changed)} differ); "
@@ -352,7 +384,7 @@ def write_shards(folder: str | os.PathLike, split: str, length: int, max_objects
     batches = [list(range(k * shard_size, min((k + 1) * shard_size, length))) for k in missing]
     loader = DataLoader(_ShardRecords(pairs), batch_sampler=batches, num_workers=num_workers)
     done = length - sum(len(b) for b in batches)
-    with tqdm(total=length, initial=done, unit="pair", disable=not progress, desc=f"{split} pairs") as bar:
+    with tqdm(total=length, initial=done, unit="pair", disable=not progress, desc=f"{label} pairs".strip()) as bar:
         for k, batch in zip(missing, loader):
             tmp = folder / (_shard_name(k) + ".tmp")
             save_file({name: value.contiguous() for name, value in batch.items()}, str(tmp),

@@ -39,7 +39,7 @@ from torchvision.ops import roi_align
 
 from ..conditioning import Conditioning
 from ..errors import ConfigError, ValidationError
-from .backbones import ConvBackbone, Dinov2Backbone, dinov2_from_config, load_dinov2
+from .backbones import VIT_BACKBONES, ConvBackbone, Dinov2Backbone, load_vit, vit_from_config
 
 POSE_DEPTH_INDICES = (2, 5, 8, 11)  # depth entries of the 12 pose numbers (u, v, depth per corner)
 
@@ -141,14 +141,15 @@ class AssetEncoder(nn.Module, ConfigMixin):
     (``register_to_config``): ``save_config`` writes them, ``from_config`` rebuilds it.
 
     Args:
-        backbone: ``"conv"`` (a small conv net trained jointly) or ``"dinov2"`` (transformers ``Dinov2Model``).
+        backbone: ``"conv"`` (a small conv net trained jointly), ``"dinov2"`` (transformers ``Dinov2Model``)
+            or ``"dino"`` (a DINO ``ViTModel``, e.g. the paper's ViT-B/8).
         backbone_channels: conv: output channels of each stride-2 stage.
-        backbone_path: dinov2: local folder or hub id of a pretrained ``Dinov2Model`` (its weights are
+        backbone_path: dinov2 / dino: local folder or hub id of the pretrained model (its weights are
             loaded when no ``dinov2_config`` is given).
-        backbone_trainable: dinov2: fine-tune (True) or freeze (False); the paper found fine-tuning best.
-        dinov2_image_size: dinov2: square input side in pixels, a multiple of its patch size.
-        dinov2_config: dinov2: its config, filled in when the pretrained model is loaded, so saved
-            weights rebuild without ``backbone_path`` (random weights, loaded afterwards).
+        backbone_trainable: dinov2 / dino: fine-tune (True) or freeze (False); the paper found fine-tuning best.
+        dinov2_image_size: dinov2 / dino: square input side in pixels, a multiple of its patch size.
+        dinov2_config: dinov2 / dino: the model's transformers config, filled in when the pretrained model
+            is loaded, so saved weights rebuild without ``backbone_path`` (random weights, loaded afterwards).
         roi_size: k: RoIAlign output is k x k, giving k*k appearance tokens per object and for the background.
         pose_frequencies: Fourier bands (2^0..2^(F-1) times pi) on the pose numbers; 0 feeds raw numbers.
         depth_scale: metres that map to 1.0 before the Fourier features.
@@ -201,20 +202,20 @@ class AssetEncoder(nn.Module, ConfigMixin):
             nn.init.zeros_(self.object_feature_proj.bias)
 
     def _build_backbone(self) -> nn.Module:
-        """The conv backbone, or DINOv2: from its stored config (random weights) or else pretrained from its path."""
+        """The conv backbone, or DINOv2 / DINO: from its stored config (random weights) or else pretrained from its path."""
         c = self.config
         if c.backbone == "conv":
             return ConvBackbone(tuple(c.backbone_channels))
-        if c.backbone == "dinov2":
+        if c.backbone in VIT_BACKBONES:
             if c.dinov2_config is not None:
-                model = dinov2_from_config(c.dinov2_config)
+                model = vit_from_config(c.dinov2_config)
             elif c.backbone_path:
-                model, model_config = load_dinov2(c.backbone_path)
+                model, model_config = load_vit(c.backbone_path, VIT_BACKBONES[c.backbone])
                 self.register_to_config(dinov2_config=model_config)
             else:
-                raise ConfigError("asset_encoder.backbone_path: the dinov2 backbone needs a folder or hub id")
+                raise ConfigError(f"asset_encoder.backbone_path: the {c.backbone} backbone needs a folder or hub id")
             return Dinov2Backbone(model, c.dinov2_image_size, c.backbone_trainable)
-        raise ConfigError(f"asset_encoder.backbone: {c.backbone!r} is not one of 'conv', 'dinov2'")
+        raise ConfigError(f"asset_encoder.backbone: {c.backbone!r} is not one of 'conv', {', '.join(map(repr, VIT_BACKBONES))}")
 
     @property
     def zero_initialised(self) -> tuple[str, ...]:

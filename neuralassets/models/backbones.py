@@ -6,8 +6,9 @@ normalised to [0, 1] maps to grid coordinates by multiplying with ``(w, h)``.
 
 - :class:`ConvBackbone`: a small strided conv net (stride 8) trained jointly with the
   denoiser; the default, cheap enough for CPU training.
-- :class:`Dinov2Backbone`: a transformers ``Dinov2Model`` (any size), loaded from a local
-  folder or hub id, frozen or fine-tuned; its patch tokens form the grid.
+- :class:`Dinov2Backbone`: a transformers ``Dinov2Model`` (any size) or a DINO ``ViTModel``
+  (e.g. ViT-B/8, the paper's), loaded from a local folder or hub id, frozen or fine-tuned; its
+  patch tokens form the grid.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, WeightsError
 
-# ImageNet statistics DINOv2 was trained with.
+#: ``asset_encoder.backbone`` names of the transformer backbones -> the transformers ``model_type`` each loads.
+VIT_BACKBONES = {"dinov2": "dinov2", "dino": "vit"}
+# ImageNet statistics DINO and DINOv2 were trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -60,14 +63,15 @@ class ConvBackbone(nn.Module):
 
 
 class Dinov2Backbone(nn.Module):
-    """DINOv2 patch features as a grid.
+    """DINOv2 (or DINO ViT) patch features as a grid.
 
     Images are resized to ``image_size`` (a multiple of the patch size) and normalised with
     ImageNet statistics; the CLS token is dropped and the patch tokens reshaped to
-    ``(B, C, image_size / patch, image_size / patch)``.
+    ``(B, C, image_size / patch, image_size / patch)``. A ViT's position embeddings are
+    interpolated to that size (DINOv2 does so by itself).
 
     Args:
-        model: a ``transformers.Dinov2Model``.
+        model: a ``transformers.Dinov2Model`` or ``ViTModel`` (without its pooling layer).
         image_size: side of the square input in pixels.
         trainable: fine-tune (True) or keep frozen in eval mode without gradients (False).
     """
@@ -98,33 +102,65 @@ class Dinov2Backbone(nn.Module):
         x = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
                           antialias=True)
         x = (x - self.mean) / self.std
+        extra = {"interpolate_pos_encoding": True} if self.model.config.model_type == "vit" else {}
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
-            tokens = self.model(pixel_values=x).last_hidden_state[:, 1:]
+            tokens = self.model(pixel_values=x, **extra).last_hidden_state[:, 1:]
         B, P, C = tokens.shape
         return tokens.transpose(1, 2).reshape(B, C, self.grid, self.grid)
 
 
-def load_dinov2(path: str) -> tuple[nn.Module, dict]:
-    """Load a pretrained ``Dinov2Model`` from a local folder or hub id.
+def load_vit(path: str, model_type: str = "dinov2") -> tuple[nn.Module, dict]:
+    """Load a pretrained ``Dinov2Model`` (``model_type`` "dinov2") or DINO ``ViTModel`` ("vit") from a folder or hub id.
 
     Returns:
         the model and its config as a plain dict (stored with our weights so a saved
         pipeline rebuilds the backbone without the original folder).
 
     Raises:
-        WeightsError: the folder or id cannot be loaded.
+        WeightsError: the folder or id cannot be loaded, or holds another kind of model.
     """
-    from transformers import Dinov2Model
+    from transformers import AutoConfig, Dinov2Model, ViTModel
 
     try:
-        model = Dinov2Model.from_pretrained(path)
+        found = AutoConfig.from_pretrained(path).model_type
+        if found != model_type:
+            raise WeightsError(f"asset_encoder.backbone_path: {path!r} holds a {found!r} model, expected {model_type!r}")
+        model = ViTModel.from_pretrained(path, add_pooling_layer=False) if model_type == "vit" else Dinov2Model.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise WeightsError(f"asset_encoder.backbone_path: cannot load a Dinov2Model from {path!r}: {e}") from e
+        raise WeightsError(f"asset_encoder.backbone_path: cannot load a {model_type} model from {path!r}: {e}") from e
     return model, model.config.to_dict()
 
 
-def dinov2_from_config(config: dict) -> nn.Module:
-    """A randomly initialised ``Dinov2Model`` from a stored config dict (weights are loaded afterwards)."""
-    from transformers import Dinov2Config, Dinov2Model
+def load_frozen_vit(path: str) -> Dinov2Backbone:
+    """A frozen DINO (``ViTModel``, e.g. ViT-B/8) or DINOv2 (``Dinov2Model``) folder as a feature grid.
 
+    A ViT sees images at the size its position embeddings were trained for (``config.image_size``,
+    224 for DINO); DINOv2 at 224 pixels.
+
+    Args:
+        path: a local transformers model folder (or hub id).
+
+    Raises:
+        WeightsError: the folder cannot be loaded or holds another kind of model.
+    """
+    from transformers import AutoConfig
+
+    try:
+        model_type = AutoConfig.from_pretrained(path).model_type
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{path!r}: cannot load a DINO ViT or DINOv2 model ({e})") from None
+    if model_type not in VIT_BACKBONES.values():
+        raise WeightsError(f"{path!r}: a {model_type!r} model, expected a DINO ViT or DINOv2 folder")
+    model, config = load_vit(path, model_type)
+    patch = int(config["patch_size"])
+    size = int(config["image_size"]) if model_type == "vit" else 224
+    return Dinov2Backbone(model.eval(), max(patch, size - size % patch), trainable=False)
+
+
+def vit_from_config(config: dict) -> nn.Module:
+    """A randomly initialised ``Dinov2Model`` or ``ViTModel`` from a stored config dict (weights are loaded afterwards)."""
+    from transformers import Dinov2Config, Dinov2Model, ViTConfig, ViTModel
+
+    if config.get("model_type") == "vit":
+        return ViTModel(ViTConfig.from_dict(config), add_pooling_layer=False)
     return Dinov2Model(Dinov2Config.from_dict(config))

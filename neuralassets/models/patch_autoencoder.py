@@ -40,9 +40,9 @@ from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..conditioning import REFERENCE_CHANNELS
 from ..errors import ConfigError, ValidationError, WeightsError
 
-REFERENCE_CHANNELS = 4  # an object reference: colour (3) and coverage (1)
 GATE_INIT_LOGIT = -4.0  # the reference gate starts at sigmoid(-4) = 0.018: nearly the decoder without a reference
 
 

@@ -32,6 +32,8 @@ class FrameDetections:
         labels: K class names or text prompts, or None.
         ids: (K,) long object ids >= 1 when the source already knows identities (ground
             truth, video propagation), else None.
+        estimates: (K, 10) float 3D box estimates in image terms when the segmenter predicts
+            boxes too (:data:`~neuralassets.perception.learned.ESTIMATE_FIELDS`), else None.
     """
 
     masks: Tensor
@@ -39,6 +41,7 @@ class FrameDetections:
     scores: Tensor
     labels: list[str] | None = None
     ids: Tensor | None = None
+    estimates: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.masks = torch.as_tensor(self.masks).bool()
@@ -54,15 +57,20 @@ class FrameDetections:
             self.ids = torch.as_tensor(self.ids, dtype=torch.long).reshape(-1)
             if self.ids.shape[0] != K:
                 raise ValidationError(f"FrameDetections: {self.ids.shape[0]} ids for {K} masks")
+        if self.estimates is not None:
+            self.estimates = torch.as_tensor(self.estimates, dtype=torch.float32)
+            if self.estimates.dim() != 2 or self.estimates.shape[0] != K:
+                raise ValidationError(f"FrameDetections: estimates {tuple(self.estimates.shape)} for {K} masks, "
+                                      "expected (K, 10)")
 
     @classmethod
     def from_masks(cls, masks: Tensor, scores: Tensor | None = None, labels: list[str] | None = None,
-                   ids: Tensor | None = None) -> FrameDetections:
+                   ids: Tensor | None = None, estimates: Tensor | None = None) -> FrameDetections:
         """Detections whose boxes are the masks' bounds; scores default to 1."""
         masks = torch.as_tensor(masks).bool()
         if scores is None:
             scores = torch.ones(masks.shape[0])
-        return cls(masks, masks_to_boxes(masks), scores, labels, ids)
+        return cls(masks, masks_to_boxes(masks), scores, labels, ids, estimates)
 
     @classmethod
     def empty(cls, height: int, width: int) -> FrameDetections:
@@ -80,7 +88,8 @@ class FrameDetections:
         keep = keep.long()
         labels = None if self.labels is None else [self.labels[i] for i in keep.tolist()]
         ids = None if self.ids is None else self.ids[keep]
-        return FrameDetections(self.masks[keep], self.boxes[keep], self.scores[keep], labels, ids)
+        estimates = None if self.estimates is None else self.estimates[keep]
+        return FrameDetections(self.masks[keep], self.boxes[keep], self.scores[keep], labels, ids, estimates)
 
 
 @runtime_checkable

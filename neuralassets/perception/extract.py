@@ -9,7 +9,10 @@ so memory grows with the clip by about a bit per object pixel and a few numbers 
 frame, not by objects x frames x pixels. Cameras wait for the first few frames (their
 vanishing points give the pitch); boxes are lifted frame by frame once the cameras are
 known and then stabilised per object. Every piece can be swapped (a SAM segmenter, SAM 2
-propagation, Depth Anything, known cameras), and the defaults need no model weights.
+propagation, Depth Anything, known cameras). By default the learned model shipped in
+``weights/perception`` segments, gives metric depth and places each object's box
+(:mod:`~neuralassets.perception.learned`); without its weights the weights-free classical
+stack does.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from .camera import (
 )
 from .classical import ClassicalSegmenter
 from .detections import CroppedMask, FrameDetections, Segmenter, Tracker, Tracks
+from .learned import LearnedPerception, boxes_from_estimates, default_perception
 from .lifting import DepthLifter, GroundPlaneLifter, LiftedBoxes, camera_from_floor, fit_floor, stabilise
 from .tracking import MaskTracker
 
@@ -73,7 +77,11 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
         frames: (T, 3, H, W) float in [0, 1]; T = 2 is a frame pair.
         segmenter: anything with ``segment(frames) -> list[FrameDetections]`` (see
             :class:`~neuralassets.perception.detections.Segmenter`; called one frame at a
-            time); default :class:`~neuralassets.perception.classical.ClassicalSegmenter`.
+            time); default: the learned model of ``weights/perception``
+            (:func:`~neuralassets.perception.learned.default_perception`) when it is there,
+            else :class:`~neuralassets.perception.classical.ClassicalSegmenter`. Detections
+            that carry box estimates (the learned model's) get their 3D boxes from them,
+            not from the lifter.
         tracker: default :class:`~neuralassets.perception.tracking.MaskTracker`; a tracker
             with only ``track(frames, detections) -> Tracks`` (SAM 2) sees the whole clip.
         lifter: anything with ``lift_frame(masks, camera, depth) -> (K, 7)`` and a
@@ -86,7 +94,8 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
         depth: (T, H, W) float camera-frame depth in metres.
         depth_estimator: used when ``depth`` is None: anything with ``estimate(frames) ->
             (T, H, W)`` and a bool ``metric``; relative depth is scaled so the fitted floor
-            lies at the camera's height (see docs/PERCEPTION.md).
+            lies at the camera's height (see docs/PERCEPTION.md). Default: the segmenter
+            when it is the learned model (its metric depth), else none.
         config: see :class:`ExtractionConfig`.
         progress: show a progress bar over the frames.
 
@@ -112,6 +121,7 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
         raise ValidationError(f"extract: depth must be (T, H, W) = {(T, H, W)}, got {tuple(depth.shape)}")
     if isinstance(camera, list) and len(camera) != T:
         raise ValidationError(f"extract: {len(camera)} cameras for {T} frames")
+    segmenter, depth_estimator = _default_pieces(segmenter, depth is not None, depth_estimator)
     segmenter, tracker = _whole_clip_tracking(frames, segmenter, tracker)
     run = _Extraction(H, W, segmenter, tracker, lifter, camera, depth, depth_estimator, config)
     for frame in tqdm(frames, desc="extract", disable=not progress, leave=False):
@@ -160,6 +170,7 @@ def extract_video(source: str | os.PathLike, out: str | os.PathLike, max_side: i
         write_overlay(out, overlay, fps, scene.assets, scene.cameras, lambda t: to_uint8_frames(scene.frames[t:t + 1])[0],
                       lambda t: [None if a.masks is None else a.masks[t].numpy() for a in scene.assets])
         return out
+    segmenter, depth_estimator = _default_pieces(segmenter, False, depth_estimator)
     stream, fps = iter_video(source, max_side=max_side, max_frames=max_frames, stride=stride)
     writer = SceneWriter(out)
     run = None
@@ -187,14 +198,33 @@ def extract_video(source: str | os.PathLike, out: str | os.PathLike, max_side: i
 # The frame-by-frame run
 # --------------------------------------------------------------------------------------
 
+def _default_pieces(segmenter: Segmenter | None, depth_given: bool, depth_estimator) -> tuple:
+    """The segmenter and depth estimator a run uses when the caller left them out.
+
+    The segmenter defaults to the learned model of ``weights/perception`` where it is
+    shipped, else to :class:`~neuralassets.perception.classical.ClassicalSegmenter`; the
+    learned model, default or given, also gives the depth unless depth or a depth estimator
+    was given (one forward pass serves both).
+
+    Returns:
+        ``(segmenter, depth_estimator)``.
+    """
+    if segmenter is None:
+        segmenter = default_perception() or ClassicalSegmenter()
+    if depth_estimator is None and not depth_given and isinstance(segmenter, LearnedPerception):
+        depth_estimator = segmenter
+    return segmenter, depth_estimator
+
+
 @dataclass
 class _Detection:
-    """What is kept of one detection: its track id, mask (cropped), score and label."""
+    """What is kept of one detection: its track id, mask (cropped), score, label and 3D box estimate (if any)."""
 
     track: int
     mask: CroppedMask
     score: float
     label: str
+    estimate: np.ndarray | None = None  # (10,) learned.ESTIMATE_FIELDS, from segmenters that predict boxes
 
 
 class _Extraction:
@@ -232,6 +262,7 @@ class _Extraction:
         self.grey_frames = 0
         self.object_cover = 0.0
         self.given_ids = True
+        self.estimated_boxes = self.lifted_boxes = 0  # per-frame boxes from the segmenter's estimates / the lifter
 
     @property
     def t(self) -> int:
@@ -249,12 +280,14 @@ class _Extraction:
         ids = self.tracker.update(frame, det)
         labels = det.labels or ["object"] * len(det)
         kept: dict[int, _Detection] = {}
-        for k, i in enumerate(ids):  # detections sharing a given id are one object
+        for k, i in enumerate(ids):  # detections sharing a given id are one object (lifted, not estimated)
             if i in kept:
                 merged = kept[i].mask.full(self.H, self.W) | det.masks[k].numpy()
                 kept[i] = _Detection(i, CroppedMask.from_mask(merged), max(kept[i].score, float(det.scores[k])), labels[k])
             else:
-                kept[i] = _Detection(i, CroppedMask.from_mask(det.masks[k].numpy()), float(det.scores[k]), labels[k])
+                estimate = None if det.estimates is None else det.estimates[k].numpy()
+                kept[i] = _Detection(i, CroppedMask.from_mask(det.masks[k].numpy()), float(det.scores[k]), labels[k],
+                                     estimate)
         self.detections.append(list(kept.values()))
         objects = any_along(det.masks, 0) if len(det) else torch.zeros(self.H, self.W, dtype=torch.bool)
         self.object_cover += float(objects.float().mean())
@@ -375,9 +408,7 @@ class _Extraction:
             found = [d for d in found if d.track in row]
             if not found:
                 continue
-            masks = torch.from_numpy(np.stack([d.mask.full(self.H, self.W) for d in found]))
-            boxes = self.lifter.lift_frame(masks, self.cameras[t], self.depth_frames[t] if self.depth_frames else None)
-            for d, box in zip(found, boxes):
+            for d, box in zip(found, self._boxes(found, t)):
                 raw[row[d.track], t] = box
         attempted = sum(1 for frame in self.detections for d in frame if d.track in row)
         lifted = int(torch.isfinite(raw[..., 0]).sum())
@@ -387,12 +418,25 @@ class _Extraction:
         depth = torch.stack(self.depth_frames) if self.depth_frames else None
         return _Found(self, kept, stabilise(raw, self.lifter.config), depth)
 
+    def _boxes(self, found: list[_Detection], t: int) -> Tensor:
+        """(K, 7) per-frame boxes of frame t's detections: from their estimates where they have them, else lifted."""
+        estimated = [k for k, d in enumerate(found) if d.estimate is not None]
+        self.estimated_boxes += len(estimated)
+        self.lifted_boxes += len(found) - len(estimated)
+        if len(estimated) == len(found):
+            return boxes_from_estimates(torch.from_numpy(np.stack([d.estimate for d in found])), self.cameras[t])
+        masks = torch.from_numpy(np.stack([d.mask.full(self.H, self.W) for d in found]))
+        boxes = self.lifter.lift_frame(masks, self.cameras[t], self.depth_frames[t] if self.depth_frames else None)
+        if estimated:
+            boxes[estimated] = boxes_from_estimates(torch.from_numpy(np.stack([found[k].estimate for k in estimated])),
+                                                    self.cameras[t])
+        return boxes
 
-def _whole_clip_tracking(frames: Tensor, segmenter: Segmenter | None, tracker: Tracker | None) -> tuple:
+
+def _whole_clip_tracking(frames: Tensor, segmenter: Segmenter, tracker: Tracker | None) -> tuple:
     """A tracker that needs the whole clip (SAM 2) runs first; its tracks then stream as detections with ids."""
     if tracker is None or hasattr(tracker, "update"):
         return segmenter, tracker
-    segmenter = segmenter or ClassicalSegmenter()
     if hasattr(segmenter, "reset"):
         segmenter.reset()
     tracks = tracker.track(frames, segmenter.segment(frames))
@@ -469,7 +513,9 @@ class _Found:
         extraction = {
             "segmenter": type(run.segmenter).__name__ if not isinstance(run.segmenter, _TrackedDetections)
             else "from tracker",
-            "tracker": type(run.tracker).__name__, "lifter": type(run.lifter).__name__,
+            "tracker": type(run.tracker).__name__,
+            "lifter": " + ".join((["segmenter estimates"] if run.estimated_boxes else [])
+                                 + ([type(run.lifter).__name__] if run.lifted_boxes or not run.estimated_boxes else [])),
             "depth": "given" if run.depth is not None else type(run.depth_estimator).__name__ if run.depth_estimator
             else None,
             "cameras": "given" if run.given_cameras is not None else "estimated",

@@ -45,9 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..conditioning import Conditioning
+from ..conditioning import REFERENCE_CHANNELS, Conditioning
 from ..image_ops import resize_images, resize_maps
-from ..models.patch_autoencoder import REFERENCE_CHANNELS
 from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 from .zbuffer import splat_points
 
