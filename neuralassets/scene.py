@@ -12,7 +12,7 @@ Folder format (``FORMAT_VERSION`` 2)::
     frames/00000.png ...  one RGB PNG per frame
     masks/asset_0001/00000.png, 00032.png ...
                           the asset's masks in files of N = mask_frames_per_file frames each, named by
-                          their first frame; a file stacks its masks vertically, (N*H, W) 8-bit greyscale
+                          their first frame; a file stacks its masks vertically, (N*H, W) 1-bit greyscale (8-bit read too)
                           (the last file holds the frames left over)
     appearance/asset_0001.png  appearance image of an asset brought from another scene
     background.png        the background image, when the scene has an explicit one
@@ -34,6 +34,7 @@ import copy
 import json
 import operator
 import os
+import shutil
 import struct
 import tempfile
 import warnings
@@ -443,20 +444,37 @@ class Scene:
         return self
 
     # -- files ------------------------------------------------------------------------
-    def save(self, folder: str | os.PathLike) -> Path:
+    def save(self, folder: str | os.PathLike, like: tuple[str | os.PathLike, Scene] | None = None) -> Path:
         """Write the scene to ``folder`` (created if needed); returns the folder path.
 
         ``scene.json`` goes last and a ``scene.json`` already in the folder is deleted before
         anything else is written, so an interrupted save leaves a folder that fails to load
         (:class:`SceneFormatError`: ``scene.json`` missing) instead of one that loads as a mix
         of the old and the new scene. Other files in the folder are left alone.
+
+        Args:
+            folder: where to write.
+            like: ``(scene_folder, scene)``: another saved Scene folder and the Scene loaded from
+                it, typically the one this scene was edited from. Frames equal to its frames and
+                masks equal to its asset's of the same id are copied from its files rather than
+                encoded again (an edit of a long clip then saves in file copies). Ignored where
+                ``scene_folder`` is ``folder`` itself, not a folder of this format, or of another size.
         """
         self.validate()
         writer = SceneWriter(folder)
-        for frame in self.frames:
-            writer.add_frame(frame)
+        reuse = _SavedFiles.of(like, folder, self)
+        if reuse is not None and torch.equal(reuse.scene.frames, self.frames):
+            writer.copy_frames(reuse.folder, self.num_frames, (self.height, self.width))
+        else:
+            for frame in self.frames:
+                writer.add_frame(frame)
         for a in self.assets:
-            if a.masks is not None:
+            if a.masks is None:
+                continue
+            files = reuse.mask_folder(a) if reuse is not None else None
+            if files is not None:
+                writer.copy_masks(a.id, files, reuse.masks_per_file)
+            else:
                 writer.add_masks(a.id, a.masks)
         return writer.finish(self.cameras, self.assets, self.background, self.depth, self.metadata)
 
@@ -622,6 +640,44 @@ class Scene:
                 raise SceneFormatError(str(e).replace(str(root), name)) from None
 
 
+@dataclass
+class _SavedFiles:
+    """A saved format-2 Scene folder and the Scene loaded from it, whose files a save may copy."""
+
+    folder: Path
+    scene: Scene
+    masks_per_file: int
+    mask_folders: dict[int, Path]  # asset id -> its masks' folder
+
+    @classmethod
+    def of(cls, like: tuple[str | os.PathLike, Scene] | None, target: str | os.PathLike, scene: Scene) -> _SavedFiles | None:
+        """The files of ``like`` where a save of ``scene`` into ``target`` may copy them, else None."""
+        if like is None:
+            return None
+        folder, source = Path(like[0]), like[1]
+        if not folder.is_dir() or folder.resolve() == Path(target).resolve() or \
+                (source.num_frames, source.height, source.width) != (scene.num_frames, scene.height, scene.width):
+            return None
+        try:
+            meta = json.loads((folder / _SCENE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if meta.get("format_version") != FORMAT_VERSION or not isinstance(meta.get("mask_frames_per_file"), int):
+            return None
+        entries = {e.get("id"): e.get("masks") for e in meta.get("assets", []) if isinstance(e, dict)}
+        mask_folders = {i: folder / m for i, m in entries.items() if isinstance(i, int) and isinstance(m, str)}
+        return cls(folder, source, meta["mask_frames_per_file"], mask_folders)
+
+    def mask_folder(self, asset: Asset) -> Path | None:
+        """The folder of ``asset``'s masks where the saved scene's asset of its id has the same masks, else None."""
+        if asset.id not in self.mask_folders:
+            return None
+        saved = next((a for a in self.scene.assets if a.id == asset.id), None)
+        if saved is None or saved.masks is None or not torch.equal(saved.masks, asset.masks):
+            return None
+        return self.mask_folders[asset.id]
+
+
 class SceneWriter:
     """Writes a Scene folder piece by piece: frames as they come, then each asset's masks, then the rest.
 
@@ -654,6 +710,33 @@ class SceneWriter:
                                   f"but the first frame is {self.size[1]}x{self.size[0]}")
         _write_png(self.folder / "frames" / f"{self.num_frames:05d}.png", image)
         self.num_frames += 1
+
+    def copy_frames(self, source: Path, count: int, size: tuple[int, int]) -> None:
+        """Take frames 0..count-1 as the PNG files of Scene folder ``source`` (frames of ``size`` (H, W)), unencoded.
+
+        For a folder with no frames yet; the caller vouches that they are the frames to write.
+        """
+        if self.num_frames:
+            raise ValidationError("SceneWriter.copy_frames: frames were already added")
+        self.size = tuple(size)
+        self.masks_per_file = max(1, MASK_FILE_PIXELS // (self.size[0] * self.size[1]))
+        for t in range(count):
+            shutil.copyfile(source / "frames" / f"{t:05d}.png", self.folder / "frames" / f"{t:05d}.png")
+        self.num_frames = count
+
+    def copy_masks(self, asset_id: int, source: Path, masks_per_file: int) -> None:
+        """Take asset ``asset_id``'s masks as the mask files of folder ``source`` (written ``masks_per_file`` frames a file)."""
+        if masks_per_file != self.masks_per_file:
+            raise ValidationError(f"SceneWriter.copy_masks: {source.name} holds {masks_per_file} frames a file, "
+                                  f"this folder {self.masks_per_file}")
+        key = f"asset_{int(asset_id):04d}"
+        folder = self.folder / "masks" / key
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.png"):
+            stale.unlink()
+        for start in range(0, self.num_frames, self.masks_per_file):
+            shutil.copyfile(source / f"{start:05d}.png", folder / f"{start:05d}.png")
+        self._masks[int(asset_id)] = f"masks/{key}"
 
     def add_masks(self, asset_id: int, masks: Tensor | Iterable[Tensor]) -> None:
         """Write asset ``asset_id``'s masks: (T, H, W) bool, or T (H, W) bool masks one at a time."""
@@ -887,10 +970,11 @@ def _write_png(path: Path, image: Tensor) -> None:
 
 
 def _write_mask_png(path: Path, masks: Iterable[Tensor], size: tuple[int, int]) -> int:
-    """Write N (H, W) bool masks one below the other as one 8-bit greyscale PNG of (N * H, W) pixels; returns N.
+    """Write N (H, W) bool masks one below the other as one 1-bit greyscale PNG of (N * H, W) pixels; returns N.
 
     The masks are compressed one at a time as they come (zlib scanlines), so only the
     compressed file is ever whole in memory; its first row is the first mask's top row.
+    One bit a pixel makes the scanlines 8x shorter to compress and to inflate on reading.
     No file is written when ``masks`` is empty.
     """
     H, W = size
@@ -898,8 +982,9 @@ def _write_mask_png(path: Path, masks: Iterable[Tensor], size: tuple[int, int]) 
     count = 0
     data = bytearray()
     for mask in masks:
-        rows = np.zeros((H, W + 1), np.uint8)  # each scanline starts with its filter type, 0: none
-        rows[:, 1:] = mask.numpy().astype(np.uint8) * 255
+        bits = np.packbits(mask.numpy().astype(bool), axis=1)  # (H, ceil(W / 8)), first pixel in the high bit
+        rows = np.zeros((H, bits.shape[1] + 1), np.uint8)  # each scanline starts with its filter type, 0: none
+        rows[:, 1:] = bits
         data += compressor.compress(rows.tobytes())
         count += 1
     if count == 0:
@@ -909,7 +994,7 @@ def _write_mask_png(path: Path, masks: Iterable[Tensor], size: tuple[int, int]) 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
-    header = struct.pack(">IIBBBBB", W, H * count, 8, 0, 0, 0, 0)  # 8-bit greyscale, no interlace
+    header = struct.pack(">IIBBBBB", W, H * count, 1, 0, 0, 0, 0)  # 1-bit greyscale, no interlace
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", bytes(data)) + chunk(b"IEND", b""))
     return count
@@ -966,10 +1051,10 @@ def _read_mask_png(path: Path, count: int, size: tuple[int, int]) -> Tensor:
             if img.size != (W, count * H):
                 raise SceneFormatError(f"{path}: expected {W}x{count * H} pixels, got {img.width}x{img.height} "
                                        f"({count} masks of {W}x{H} stacked)")
-            arr = np.asarray(img.convert("L"))
+            arr = np.asarray(img) if img.mode == "1" else np.asarray(img.convert("L")) > 127  # 1-bit, or 8-bit (older)
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as e:
         raise SceneFormatError(f"{path}: not a readable PNG image ({e})") from None
-    return torch.from_numpy(arr > 127).reshape(count, H, W)
+    return torch.from_numpy(np.array(arr, dtype=bool)).reshape(count, H, W)
 
 
 __all__ = ["FORMAT_VERSION", "MASK_FILE_PIXELS", "MAX_ZIP_BYTES", "MAX_ZIP_ENTRIES", "MAX_ZIP_RATIO", "ZIP_RATIO_FLOOR",

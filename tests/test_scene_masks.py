@@ -74,8 +74,8 @@ def test_long_clip_masks_are_stored_in_files_below_the_pillow_limit_and_round_tr
         for f in files:
             start = int(f.stem)
             with Image.open(f) as img:
-                assert img.mode == "L" and img.size == (16, 12 * min(3, 20 - start))
-                stacked = np.asarray(img).reshape(-1, 12, 16) > 127
+                assert img.mode == "1" and img.size == (16, 12 * min(3, 20 - start))  # one bit a pixel
+                stacked = np.asarray(img).reshape(-1, 12, 16)
             assert np.array_equal(stacked, masks[start:start + 3].numpy())
         assert_same_scene(Scene.load(folder), long_clip)
     # the same masks as one format-1 PNG: Pillow refuses to open it ...
@@ -194,3 +194,32 @@ def test_400_frames_of_960x540_masks_round_trip(tmp_path):
     assert loaded.shape == (T, H, W)
     for t in range(T):
         assert torch.equal(loaded[t], mask(t)), t
+
+
+def test_a_save_like_a_saved_scene_copies_its_unchanged_files(tmp_path, monkeypatch):
+    from neuralassets import edits as E
+
+    source = small_scene(T=5, H=12, W=16)
+    source.assets[1].masks = torch.roll(source.assets[0].masks, 1, dims=2)
+    first = Scene.load(source.save(tmp_path / "first"))
+    encoded = []
+    monkeypatch.setattr(scene_module, "_write_png", lambda path, image: encoded.append(path.name) or
+                        Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(path))
+    written = []
+    real_masks = scene_module._write_mask_png
+    monkeypatch.setattr(scene_module, "_write_mask_png", lambda path, masks, size: written.append(path.parent.name) or
+                        real_masks(path, masks, size))
+    moved = E.move(first, 1, (0.2, 0.0, 0.0))  # poses change; frames and masks do not
+    moved.assets[1].masks = moved.assets[1].masks.clone()
+    moved.assets[1].masks[0, 0, 0] = ~moved.assets[1].masks[0, 0, 0]  # one pixel of asset 2's masks differs
+    moved.save(tmp_path / "moved", like=(tmp_path / "first", first))
+    assert encoded == [] and set(written) == {"asset_0002"}  # frames and asset 1's masks copied, asset 2's encoded
+    assert_same_scene(Scene.load(tmp_path / "moved"), moved)
+    for t in range(5):
+        assert (tmp_path / "moved/frames" / f"{t:05d}.png").read_bytes() == (tmp_path / "first/frames" / f"{t:05d}.png").read_bytes()
+    # other frames, or saving over the folder it was read from: everything is encoded
+    changed = first.replace(frames=first.frames.flip(-1))
+    changed.save(tmp_path / "changed", like=(tmp_path / "first", first))
+    assert len(encoded) == 5
+    first.save(tmp_path / "first", like=(tmp_path / "first", first))
+    assert len(encoded) == 10

@@ -291,7 +291,7 @@ def _run(args: argparse.Namespace) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     clear_outputs(out)
-    edited.save(out)
+    edited.save(out, like=(args.scene, scene))  # the frames and untouched masks are copied, not encoded again
     E.save_edits(out / "edits.json", edited)
     added = E.history(edited)[len(E.history(scene)):]
     print(f"{out}: {len(added)} edit(s) ({', '.join(e.op for e in added)}); {len(edited)} assets")
