@@ -110,3 +110,20 @@ def test_inpaint_changes_only_the_hole():
     assert np.array_equal(out[~hole], image[~hole]) and not np.array_equal(out[hole], image[hole])
     grown = inpaint(image, hole, grow=1)
     assert np.array_equal(grown[:4], image[:4]) and not np.array_equal(grown[4, 4:9], image[4, 4:9])
+
+
+@pytest.mark.parametrize("seed", [3, 12])
+def test_objects_the_edit_leaves_alone_keep_their_photo_pixels_exactly(seed):
+    from neuralassets.data.synthetic import generate_scene
+
+    config = generator_config({"image_size": 96, "num_frames": 1, "min_objects": 5, "max_objects": 5})
+    scene = blind_target(select_frames(generate_scene(seed, config), [0, 0]))
+    asset = scene.assets[0]
+    moved = edits.move(scene, asset.id, [0.5, 0.0], frames=1, frame_of_reference="floor")
+    out = GeometricRenderer()(moved, 1, source_frame=0)
+    after = render(moved, frames=[1]).masks()[0, 0]  # where the moved object now stands
+    touched = _grown(asset.masks[0] | after, 3)
+    others = torch.stack([a.masks[0] for a in scene.assets[1:]]).any(0) & ~touched
+    assert int(others.sum()) > 100
+    photo = scene.frames[0]
+    assert torch.equal(out[:, ~touched], photo[:, ~touched])  # the other objects (drawn over, in place) included

@@ -115,7 +115,30 @@ class GeometricRenderer:
         stay = {e.asset.id for e, turned in zip(entries, in_place) if turned and e.frame is not None}
         canvas = self.background(scene, target_frame, source_frame, stay)
         reference = object_reference(cond, (scene.height, scene.width), self.thresholds)
-        return torch.where(reference_coverage(reference)[0], (reference[0, :3] + 1) / 2, canvas).clamp(0, 1)
+        image = torch.where(reference_coverage(reference)[0], (reference[0, :3] + 1) / 2, canvas).clamp(0, 1)
+        return self._keep_untouched(image, scene, cond, entries, target_frame, source_frame, stay)
+
+    def _keep_untouched(self, image: Tensor, scene: Scene, cond, entries, target_frame: int, source_frame: int | None,
+                        stay: set[int]) -> Tensor:
+        """``image`` with the photo's own pixels wherever the render changes nothing, when the target camera took the photo.
+
+        Every object is drawn on top, those left where the photo shows them too, so that they
+        hide what moves behind them; drawn again in place, a splat can take a neighbour's pixel.
+        Outside the region the edit touches (the holes cut for changed objects and where the
+        changed objects are drawn) the photo's pixels are kept as they are.
+        """
+        view = background_view(scene, target_frame, source_frame)
+        frame = _photo_frame(scene, view)
+        if frame is None or not same_camera(view.camera, scene.cameras[target_frame]) \
+                or tuple(view.image.shape[-2:]) != tuple(image.shape[-2:]):
+            return image
+        unmoved = _unmoved(scene, frame, target_frame, source_frame)
+        changed = torch.zeros_like(cond.object_mask)
+        changed[0, :len(entries)] = torch.tensor([e.asset.id not in unmoved for e in entries], dtype=torch.bool)
+        drawn = reference_coverage(object_reference(replace(cond, object_mask=cond.object_mask & changed),
+                                                    tuple(image.shape[-2:]), self.thresholds))[0]
+        touched = drawn | _grown(self._cut(scene, view, target_frame, source_frame, stay))
+        return torch.where(touched, image, view.image.float())
 
     def background(self, scene: Scene, target_frame: int, source_frame: int | None = None,
                    stay: set[int] = frozenset()) -> Tensor:
@@ -133,9 +156,7 @@ class GeometricRenderer:
         target = scene.cameras[target_frame]
         H, W = scene.height, scene.width
         image = view.image.float()
-        cut = self._cut(scene, view, target_frame, source_frame, stay)
-        if cut.any():
-            cut = torch.from_numpy(cv2.dilate(cut.numpy().astype(np.uint8), np.ones((2 * HOLE_DILATION + 1,) * 2, np.uint8)) > 0)
+        cut = _grown(self._cut(scene, view, target_frame, source_frame, stay))
         if same_camera(view.camera, target) or tuple(image.shape[-2:]) != (view.camera.height, view.camera.width):
             # The target camera took the photo (or a photo of another size stands in for it): nothing moves.
             seen = resize_images(image.masked_fill(cut, float("nan"))[None], (H, W))[0]
@@ -154,18 +175,12 @@ class GeometricRenderer:
         """(H', W') bool pixels of the background photo to cut: objects whose pixels there the render does not keep."""
         height, width = view.image.shape[-2:]
         cut = torch.zeros(height, width, dtype=torch.bool)
-        frame = next((f for f in range(scene.num_frames) if scene.frames[f].shape == view.image.shape
-                      and torch.equal(scene.frames[f], view.image)), None)
+        frame = _photo_frame(scene, view)
         known = []  # boxes of the photo whose object's mask the scene has
         if frame is not None:
-            target = scene.cameras[target_frame]
-            kept = set()
-            if same_camera(scene.cameras[frame], target):
-                for entry in appearance_photos(scene, source_frame)[1]:
-                    a = entry.asset
-                    if entry.frame == frame and (a.id in stay or torch.allclose(
-                            a.pose_features(target_frame, target), a.photo_pose(frame, scene.cameras[frame]), atol=SAME_POSE)):
-                        kept.add(a.id)
+            kept = _unmoved(scene, frame, target_frame, source_frame)
+            if same_camera(scene.cameras[frame], scene.cameras[target_frame]):
+                kept |= {e.asset.id for e in appearance_photos(scene, source_frame)[1] if e.asset.id in stay and e.frame == frame}
             for a in scene.assets:
                 if a.masks is not None and float(a.visibility[frame]) > 0:
                     known.append(a.boxes_2d[frame])
@@ -175,6 +190,28 @@ class GeometricRenderer:
             if not any(torch.allclose(box, k, atol=SAME_BOX) for k in known):
                 cut |= box_mask(box[None], height, width, cover="touch")
         return cut
+
+
+def _photo_frame(scene: Scene, view) -> int | None:
+    """The frame of ``scene`` that ``view``'s photo is, if it is one."""
+    return next((f for f in range(scene.num_frames) if scene.frames[f].shape == view.image.shape
+                 and torch.equal(scene.frames[f], view.image)), None)
+
+
+def _unmoved(scene: Scene, frame: int, target_frame: int, source_frame: int | None) -> set[int]:
+    """Ids of the objects drawn from photo ``frame`` at the pose it shows them in, where the target camera took it."""
+    target = scene.cameras[target_frame]
+    if not same_camera(scene.cameras[frame], target):
+        return set()
+    return {e.asset.id for e in appearance_photos(scene, source_frame)[1] if e.frame == frame and torch.allclose(
+        e.asset.pose_features(target_frame, target), e.asset.photo_pose(frame, scene.cameras[frame]), atol=SAME_POSE)}
+
+
+def _grown(cut: Tensor) -> Tensor:
+    """``cut`` (H, W) bool dilated by :data:`HOLE_DILATION` pixels, so an object's anti-aliased rim goes with it."""
+    if not cut.any():
+        return cut
+    return torch.from_numpy(cv2.dilate(cut.numpy().astype(np.uint8), np.ones((2 * HOLE_DILATION + 1,) * 2, np.uint8)) > 0)
 
 
 __all__ = ["FAR_DEPTH", "HOLE_DILATION", "INPAINT_RADIUS", "GeometricRenderer", "floor_depth", "inpaint"]
