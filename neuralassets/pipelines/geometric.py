@@ -2,7 +2,7 @@
 
 :class:`GeometricRenderer` takes exactly what the neural pipeline takes for a render (the
 scene's :func:`~neuralassets.conditioning.conditioning_from_scene` and
-:func:`~neuralassets.conditioning.background_view`) and draws the target view in four steps:
+:func:`~neuralassets.conditioning.background_view`) and draws the target view in five steps:
 
 1. Every object the render changes is cut out of the background photo: its mask, grown by
    :data:`HOLE_DILATION` pixels so its anti-aliased rim goes too, or its whole box where the
@@ -17,6 +17,8 @@ scene's :func:`~neuralassets.conditioning.conditioning_from_scene` and
    (:func:`~neuralassets.pipelines.surface_splatting.object_reference`: the splat of the pixels the
    object covers in its photo at their depth; the object's 3D box as a stand-in surface where the
    photo's depth or the object's mask is unknown, at any turn).
+5. Where the target camera took the photo, every pixel outside what the edit touches (the holes
+   of step 1 and where the changed objects are drawn) is the photo's own, bit for bit.
 
 It is the benchmark's ``geometric`` baseline: what depth, masks and boxes give without a
 model, so that a learned renderer is measured against the geometry it is handed.
