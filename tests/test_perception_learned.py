@@ -359,7 +359,7 @@ def eager_model(folder, frames):
 
 @pytest.mark.filterwarnings("ignore")  # a random model finds implausible objects
 def test_extract_uses_the_learned_model_when_its_weights_are_there(tmp_path, monkeypatch):
-    from neuralassets.perception import ClassicalSegmenter, extract
+    from neuralassets.perception import ClassicalSegmenter, ExtractionConfig, extract
 
     frames = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 0.5 + 0.25
     monkeypatch.setattr(learned, "DEFAULT_PERCEPTION_WEIGHTS", tmp_path / "absent")
@@ -371,7 +371,10 @@ def test_extract_uses_the_learned_model_when_its_weights_are_there(tmp_path, mon
     present = scene.metadata["extraction"]
     assert present["segmenter"] == "LearnedPerception" and present["depth"] == "LearnedPerception"
     assert present["lifter"] == "segmenter estimates"
-    assert len(scene) > 0 and scene.depth.shape == (3, 32, 32)
+    assert len(scene) > 0 and scene.depth is None and present["depth_stored"] is False  # it placed camera and boxes only
+    kept = extract(frames, config=ExtractionConfig(keep_learned_depth=True))
+    assert kept.depth.shape == (3, 32, 32) and kept.metadata["extraction"]["depth_stored"] is True
+    assert torch.equal(kept.assets[0].centers, scene.assets[0].centers)  # the same boxes either way
     # given pieces take over: a segmenter (no depth then), or depth (the learned model still segments)
     classical = extract(frames, ClassicalSegmenter()).metadata["extraction"]
     assert classical["segmenter"] == "ClassicalSegmenter" and classical["depth"] is None

@@ -340,6 +340,8 @@ class ExtractedInputs:
         segmenter, tracker, depth_estimator: extraction's pieces (None: its defaults, the learned model of
             ``weights/perception`` when it is there).
         camera_config: extraction's camera assumptions.
+        keep_learned_depth: keep the default learned model's depth in the extracted scenes
+            (:class:`~neuralassets.perception.ExtractionConfig`).
         known_camera: give extraction the generator's cameras instead of their intrinsics.
         min_iou: see :func:`match_masks`.
         max_objects: keep at most this many extracted assets, the largest in the source frame
@@ -349,16 +351,17 @@ class ExtractedInputs:
     name = "extracted"
 
     def __init__(self, segmenter=None, tracker=None, depth_estimator=None, camera_config=None, known_camera: bool = False,
-                 min_iou: float = MIN_MATCH_IOU, max_objects: int | None = None):
+                 min_iou: float = MIN_MATCH_IOU, max_objects: int | None = None, keep_learned_depth: bool = False):
         self.segmenter, self.tracker, self.depth_estimator = segmenter, tracker, depth_estimator
-        self.camera_config, self.known_camera = camera_config, known_camera
+        self.camera_config, self.known_camera, self.keep_learned_depth = camera_config, known_camera, keep_learned_depth
         self.min_iou, self.max_objects = min_iou, max_objects
 
     def describe(self) -> str:
         from ..perception import default_perception
 
         pieces = [type(p).__name__ for p in (self.segmenter, self.tracker, self.depth_estimator) if p is not None]
-        default = ("the default stack (the shipped learned perception model: masks, metric depth, 3D boxes)"
+        depth = "its depth kept" if self.keep_learned_depth else "its depth used for the camera and boxes only"
+        default = (f"the default stack (the shipped learned perception model: masks, 3D boxes; {depth})"
                    if default_perception() is not None else "the weights-free classical stack")
         return (f"extracted: {', '.join(pieces) or default} "
                 f"({'the generator cameras' if self.known_camera else 'intrinsics only'} given; "
@@ -373,7 +376,7 @@ class ExtractedInputs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "no objects found": then nothing is matched and the case fails
             scene = extract(frames, self.segmenter, self.tracker, camera=camera, depth_estimator=self.depth_estimator,
-                            config=ExtractionConfig(camera=self.camera_config))
+                            config=ExtractionConfig(camera=self.camera_config, keep_learned_depth=self.keep_learned_depth))
         if self.max_objects is not None and len(scene) > self.max_objects:
             area = {a.id: int(a.masks[0].sum()) for a in scene.assets}
             largest = set(sorted(area, key=area.get, reverse=True)[: self.max_objects])

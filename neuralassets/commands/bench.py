@@ -137,7 +137,7 @@ def input_modes(args: argparse.Namespace) -> tuple[str, list]:
             raise ValidationError(f"--match-iou: expected a value in (0, 1], got {iou}")
         camera = CameraConfig(fov_degrees=args.fov, height=args.camera_height, pitch_degrees=args.camera_pitch)
         mode = ExtractedInputs(**perception_pieces(args), camera_config=camera,
-                               known_camera=args.known_camera, min_iou=iou)
+                               known_camera=args.known_camera, min_iou=iou, keep_learned_depth=args.keep_depth)
         return "pose_edit-extracted", [mode]
     if args.sweep is not None:
         if args.perturb:

@@ -37,6 +37,9 @@ def add_perception_arguments(p: argparse.ArgumentParser) -> None:
                         "clip's vanishing points, else 30)")
     p.add_argument("--perception-model", metavar="DIR",
                    help="learned perception model folder (default: weights/perception when it is there)")
+    p.add_argument("--keep-depth", action="store_true",
+                   help="store the learned model's depth in the scene (it always places the camera and the boxes; "
+                        "without it, renders draw objects through their 3D boxes, which scored higher)")
     p.add_argument("--classical", action="store_true",
                    help="segment with the weights-free classical segmenter, even when the learned model is there")
     p.add_argument("--sam-checkpoint", metavar="PTH", help="segment-anything .pth checkpoint (replaces the default segmenter)")
@@ -121,7 +124,7 @@ def extract_one(video: Path, out: Path, args: argparse.Namespace, pieces: dict) 
     from ..perception import CameraConfig, ExtractionConfig, extract_video
 
     config = ExtractionConfig(camera=CameraConfig(fov_degrees=args.fov, height=args.camera_height,
-                                                  pitch_degrees=args.camera_pitch))
+                                                  pitch_degrees=args.camera_pitch), keep_learned_depth=args.keep_depth)
     return extract_video(video, out, max_side=args.max_side, max_frames=args.max_frames, stride=args.stride,
                          overlay=args.overlay, config=config, progress=not args.no_progress, **pieces)
 

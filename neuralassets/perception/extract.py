@@ -66,6 +66,9 @@ class ExtractionConfig:
     min_floor_share: float = 0.5  # fewer lifted (object, frame) pairs than this share: the clip shows no floor
     training_pitch: tuple[float, float] = (15.0, 50.0)  # camera pitches of the shipped model's training scenes, widened
     max_object_cover: float = 0.5  # objects covering more of the frame than this on average: not objects on a floor
+    # Keep the default learned model's depth in the Scene. It always places the camera and the boxes; off, renders draw
+    # objects through their 3D boxes, which scored higher end to end than its depth (docs/PERCEPTION.md).
+    keep_learned_depth: bool = False
 
 
 def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker | None = None, lifter=None,
@@ -121,9 +124,9 @@ def extract(frames: Tensor, segmenter: Segmenter | None = None, tracker: Tracker
         raise ValidationError(f"extract: depth must be (T, H, W) = {(T, H, W)}, got {tuple(depth.shape)}")
     if isinstance(camera, list) and len(camera) != T:
         raise ValidationError(f"extract: {len(camera)} cameras for {T} frames")
-    segmenter, depth_estimator = _default_pieces(segmenter, depth is not None, depth_estimator)
+    segmenter, depth_estimator, store_depth = _default_pieces(segmenter, depth is not None, depth_estimator, config)
     segmenter, tracker = _whole_clip_tracking(frames, segmenter, tracker)
-    run = _Extraction(H, W, segmenter, tracker, lifter, camera, depth, depth_estimator, config)
+    run = _Extraction(H, W, segmenter, tracker, lifter, camera, depth, depth_estimator, config, store_depth)
     for frame in tqdm(frames, desc="extract", disable=not progress, leave=False):
         run.add(frame)
     found = run.finish()
@@ -170,7 +173,7 @@ def extract_video(source: str | os.PathLike, out: str | os.PathLike, max_side: i
         write_overlay(out, overlay, fps, scene.assets, scene.cameras, lambda t: to_uint8_frames(scene.frames[t:t + 1])[0],
                       lambda t: [None if a.masks is None else a.masks[t].numpy() for a in scene.assets])
         return out
-    segmenter, depth_estimator = _default_pieces(segmenter, False, depth_estimator)
+    segmenter, depth_estimator, store_depth = _default_pieces(segmenter, False, depth_estimator, config)
     stream, fps = iter_video(source, max_side=max_side, max_frames=max_frames, stride=stride)
     writer = SceneWriter(out)
     run = None
@@ -178,7 +181,7 @@ def extract_video(source: str | os.PathLike, out: str | os.PathLike, max_side: i
         frame = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
         if run is None:
             run = _Extraction(frame.shape[1], frame.shape[2], segmenter, tracker, lifter, camera, None, depth_estimator,
-                              config)
+                              config, store_depth)
         writer.add_frame(frame)
         run.add(frame)
     found = run.finish()
@@ -198,22 +201,27 @@ def extract_video(source: str | os.PathLike, out: str | os.PathLike, max_side: i
 # The frame-by-frame run
 # --------------------------------------------------------------------------------------
 
-def _default_pieces(segmenter: Segmenter | None, depth_given: bool, depth_estimator) -> tuple:
-    """The segmenter and depth estimator a run uses when the caller left them out.
+def _default_pieces(segmenter: Segmenter | None, depth_given: bool, depth_estimator,
+                    config: ExtractionConfig | None) -> tuple:
+    """The segmenter and depth estimator a run uses when the caller left them out, and whether its Scene keeps the depth.
 
     The segmenter defaults to the learned model of ``weights/perception`` where it is
     shipped, else to :class:`~neuralassets.perception.classical.ClassicalSegmenter`; the
     learned model, default or given, also gives the depth unless depth or a depth estimator
-    was given (one forward pass serves both).
+    was given (one forward pass serves both). That depth places the camera and the boxes and
+    is left out of the Scene unless ``config.keep_learned_depth``; depth given, or from a
+    depth estimator given, is kept.
 
     Returns:
-        ``(segmenter, depth_estimator)``.
+        ``(segmenter, depth_estimator, store_depth)``.
     """
     if segmenter is None:
         segmenter = default_perception() or ClassicalSegmenter()
+    store_depth = True
     if depth_estimator is None and not depth_given and isinstance(segmenter, LearnedPerception):
         depth_estimator = segmenter
-    return segmenter, depth_estimator
+        store_depth = (config or ExtractionConfig()).keep_learned_depth
+    return segmenter, depth_estimator, store_depth
 
 
 @dataclass
@@ -232,8 +240,9 @@ class _Extraction:
 
     def __init__(self, height: int, width: int, segmenter: Segmenter | None, tracker: Tracker | None, lifter,
                  camera: Camera | list[Camera] | Tensor | None, depth: Tensor | None, depth_estimator,
-                 config: ExtractionConfig | None) -> None:
+                 config: ExtractionConfig | None, store_depth: bool = True) -> None:
         self.cfg = config or ExtractionConfig()
+        self.store_depth = store_depth
         self.camera_cfg = self.cfg.camera or CameraConfig()
         self.H, self.W = height, width
         self.segmenter = segmenter or ClassicalSegmenter()
@@ -415,7 +424,7 @@ class _Extraction:
         if attempted and lifted < self.cfg.min_floor_share * attempted and "no floor" not in self.notes:
             self.notes["no floor"] = (f"no floor found under most objects: {attempted - lifted} of {attempted} object "
                                       "outlines never meet a floor the camera sees, so they get no 3D box there")
-        depth = torch.stack(self.depth_frames) if self.depth_frames else None
+        depth = torch.stack(self.depth_frames) if self.depth_frames and self.store_depth else None
         return _Found(self, kept, stabilise(raw, self.lifter.config), depth)
 
     def _boxes(self, found: list[_Detection], t: int) -> Tensor:
@@ -518,6 +527,7 @@ class _Found:
                                  + ([type(run.lifter).__name__] if run.lifted_boxes or not run.estimated_boxes else [])),
             "depth": "given" if run.depth is not None else type(run.depth_estimator).__name__ if run.depth_estimator
             else None,
+            "depth_stored": run.store_depth and (run.depth is not None or run.depth_estimator is not None),
             "cameras": "given" if run.given_cameras is not None else "estimated",
             "camera": run.camera_note,
             "warnings": list(notes.values()),
