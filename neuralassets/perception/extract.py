@@ -246,6 +246,9 @@ class _Extraction:
         self.camera_cfg = self.cfg.camera or CameraConfig()
         self.H, self.W = height, width
         self.segmenter = segmenter or ClassicalSegmenter()
+        # depth maps are held for the Scene or for lifting; the learned model's detections carry their boxes, so unless
+        # the Scene keeps its depth the clip's depth maps are not held and memory does not grow with them
+        self.hold_depth = store_depth or not isinstance(self.segmenter, LearnedPerception)
         self.tracker = tracker or MaskTracker()
         for piece in (self.segmenter, self.tracker):
             if hasattr(piece, "reset"):
@@ -289,12 +292,16 @@ class _Extraction:
         ids = self.tracker.update(frame, det)
         labels = det.labels or ["object"] * len(det)
         kept: dict[int, _Detection] = {}
-        for k, i in enumerate(ids):  # detections sharing a given id are one object (lifted, not estimated)
+        areas = det.masks.flatten(1).sum(1).tolist() if len(det) else []
+        for k, i in enumerate(ids):  # detections sharing a given id are one object, estimated as its larger part
+            estimate = None if det.estimates is None else det.estimates[k].numpy()
             if i in kept:
                 merged = kept[i].mask.full(self.H, self.W) | det.masks[k].numpy()
-                kept[i] = _Detection(i, CroppedMask.from_mask(merged), max(kept[i].score, float(det.scores[k])), labels[k])
+                if kept[i].mask.area >= areas[k]:
+                    estimate = kept[i].estimate
+                kept[i] = _Detection(i, CroppedMask.from_mask(merged), max(kept[i].score, float(det.scores[k])), labels[k],
+                                     estimate)
             else:
-                estimate = None if det.estimates is None else det.estimates[k].numpy()
                 kept[i] = _Detection(i, CroppedMask.from_mask(det.masks[k].numpy()), float(det.scores[k]), labels[k],
                                      estimate)
         self.detections.append(list(kept.values()))
@@ -327,7 +334,8 @@ class _Extraction:
                 normal, offset, share = self._fit_floor(depth, objects)
                 self.depth_scale = self._scale_height() / offset
             depth = depth * self.depth_scale
-        self.depth_frames.append(depth)
+        if self.hold_depth:
+            self.depth_frames.append(depth)
         return depth
 
     def _scale_height(self) -> float:
