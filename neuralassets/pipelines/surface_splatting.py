@@ -441,14 +441,18 @@ def _box_reference(cond: Conditioning, boxed: Tensor, size: tuple[int, int], thr
                    ) -> tuple[Tensor, Tensor, Tensor]:
     """Objects ``boxed`` ((B, N) bool) reprojected through their boxes: colour (B, 3, H, W) in [-1, 1], depth (B, H, W)
     of the nearest box entry (``inf`` where none), and whether that entry is a pasted one the photo saw (B, H, W) bool."""
-    B, N = boxed.shape
     H, W = size
     dtype = torch.float32
-    poses, source_poses = cond.object_poses.to(dtype), cond.object_source_poses.to(dtype)
+    # only the slots some example boxes are followed: the others never cover a pixel, and a full-size view of many
+    # objects would cost a ray-box test per pixel for each of them
+    slots = boxed.any(dim=0).nonzero().flatten()
+    boxed = boxed[:, slots]
+    B, N = boxed.shape
+    poses, source_poses = cond.object_poses[:, slots].to(dtype), cond.object_source_poses[:, slots].to(dtype)
     depth, source_uv, seen = reproject_box_surface(poses, source_poses, size, thresholds.same_point)
     # A box is larger than its object: where the point falls outside the object's box in its photo the ray
     # passed the object by, and a farther object may be what the pixel sees.
-    box = cond.object_boxes.to(dtype)[..., None, None, :]
+    box = cond.object_boxes[:, slots].to(dtype)[..., None, None, :]
     inside = ((source_uv >= box[..., :2]) & (source_uv <= box[..., 2:])).all(dim=-1)
     depth = depth.masked_fill(~(inside & boxed[..., None, None]), float("inf"))  # (B, N, H, W)
     nearest = depth.argmin(dim=1, keepdim=True)  # (B, 1, H, W)
@@ -456,7 +460,7 @@ def _box_reference(cond: Conditioning, boxed: Tensor, size: tuple[int, int], thr
     nearest_depth = depth.gather(1, nearest)[:, 0]
     covered = (seen & pasted[..., None, None]).gather(1, nearest)[:, 0] & torch.isfinite(nearest_depth)
     images = cond.appearance_images.to(dtype)
-    picked = images[torch.arange(B, device=images.device)[:, None], cond.object_image_index].flatten(0, 1)  # (B*N, 3, h, w)
+    picked = images[torch.arange(B, device=images.device)[:, None], cond.object_image_index[:, slots]].flatten(0, 1)
     colour = F.grid_sample(picked * 2 - 1, source_uv.flatten(0, 1) * 2 - 1, mode="bilinear", padding_mode="border",
                            align_corners=False).view(B, N, 3, H, W)
     return colour.gather(1, nearest[:, :, None].expand(B, 1, 3, H, W))[:, 0], nearest_depth, covered
