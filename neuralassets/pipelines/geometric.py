@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -115,13 +116,13 @@ class GeometricRenderer:
         cond = conditioning_from_scene(scene, target_frame, max(1, len(entries)), source_frame)
         in_place = turned_in_place(cond, self.thresholds)[0].tolist()
         stay = {e.asset.id for e, turned in zip(entries, in_place) if turned and e.frame is not None}
-        canvas = self.background(scene, target_frame, source_frame, stay)
+        photo = _photo_cut(scene, target_frame, entries, stay, background_view(scene, target_frame, source_frame))
+        canvas = self._seen_background(scene, target_frame, photo)
         reference = object_reference(cond, (scene.height, scene.width), self.thresholds)
         image = torch.where(reference_coverage(reference)[0], (reference[0, :3] + 1) / 2, canvas).clamp(0, 1)
-        return self._keep_untouched(image, scene, cond, entries, target_frame, source_frame, stay)
+        return self._keep_untouched(image, scene, cond, entries, target_frame, photo)
 
-    def _keep_untouched(self, image: Tensor, scene: Scene, cond, entries, target_frame: int, source_frame: int | None,
-                        stay: set[int]) -> Tensor:
+    def _keep_untouched(self, image: Tensor, scene: Scene, cond, entries, target_frame: int, photo: _PhotoCut) -> Tensor:
         """``image`` with the photo's own pixels wherever the render changes nothing, when the target camera took the photo.
 
         Every object is drawn on top, those left where the photo shows them too, so that they
@@ -129,18 +130,15 @@ class GeometricRenderer:
         Outside the region the edit touches (the holes cut for changed objects and where the
         changed objects are drawn) the photo's pixels are kept as they are.
         """
-        view = background_view(scene, target_frame, source_frame)
-        frame = _photo_frame(scene, view)
-        if frame is None or not same_camera(view.camera, scene.cameras[target_frame]) \
+        view = photo.view
+        if photo.frame is None or not same_camera(view.camera, scene.cameras[target_frame]) \
                 or tuple(view.image.shape[-2:]) != tuple(image.shape[-2:]):
             return image
-        unmoved = _unmoved(scene, frame, target_frame, source_frame)
         changed = torch.zeros_like(cond.object_mask)
-        changed[0, :len(entries)] = torch.tensor([e.asset.id not in unmoved for e in entries], dtype=torch.bool)
+        changed[0, :len(entries)] = torch.tensor([e.asset.id not in photo.unmoved for e in entries], dtype=torch.bool)
         drawn = reference_coverage(object_reference(replace(cond, object_mask=cond.object_mask & changed),
                                                     tuple(image.shape[-2:]), self.thresholds))[0]
-        touched = drawn | _grown(self._cut(scene, view, target_frame, source_frame, stay))
-        return torch.where(touched, image, view.image.float())
+        return torch.where(drawn | photo.cut, image, view.image.float())
 
     def background(self, scene: Scene, target_frame: int, source_frame: int | None = None,
                    stay: set[int] = frozenset()) -> Tensor:
@@ -154,11 +152,16 @@ class GeometricRenderer:
         Returns:
             (3, H, W) float in [0, 1].
         """
-        view = background_view(scene, target_frame, source_frame)
+        entries = appearance_photos(scene, source_frame)[1]
+        photo = _photo_cut(scene, target_frame, entries, stay, background_view(scene, target_frame, source_frame))
+        return self._seen_background(scene, target_frame, photo)
+
+    def _seen_background(self, scene: Scene, target_frame: int, photo: _PhotoCut) -> Tensor:
+        """:meth:`background` from the photo and the pixels cut from it."""
+        view, cut = photo.view, photo.cut
         target = scene.cameras[target_frame]
         H, W = scene.height, scene.width
         image = view.image.float()
-        cut = _grown(self._cut(scene, view, target_frame, source_frame, stay))
         if same_camera(view.camera, target) or tuple(image.shape[-2:]) != (view.camera.height, view.camera.width):
             # The target camera took the photo (or a photo of another size stands in for it): nothing moves.
             seen = resize_images(image.masked_fill(cut, float("nan"))[None], (H, W))[0]
@@ -172,26 +175,38 @@ class GeometricRenderer:
         filled = inpaint(to_numpy_image(seen.nan_to_num(0.0)), hole.numpy())
         return torch.where(hole, from_numpy_image(filled), seen)
 
-    @staticmethod
-    def _cut(scene: Scene, view, target_frame: int, source_frame: int | None, stay: set[int]) -> Tensor:
-        """(H', W') bool pixels of the background photo to cut: objects whose pixels there the render does not keep."""
-        height, width = view.image.shape[-2:]
-        cut = torch.zeros(height, width, dtype=torch.bool)
-        frame = _photo_frame(scene, view)
-        known = []  # boxes of the photo whose object's mask the scene has
-        if frame is not None:
-            kept = _unmoved(scene, frame, target_frame, source_frame)
-            if same_camera(scene.cameras[frame], scene.cameras[target_frame]):
-                kept |= {e.asset.id for e in appearance_photos(scene, source_frame)[1] if e.asset.id in stay and e.frame == frame}
-            for a in scene.assets:
-                if a.masks is not None and float(a.visibility[frame]) > 0:
-                    known.append(a.boxes_2d[frame])
-                    if a.id not in kept:
-                        cut |= a.masks[frame]
-        for box in view.object_boxes:
-            if not any(torch.allclose(box, k, atol=SAME_BOX) for k in known):
-                cut |= box_mask(box[None], height, width, cover="touch")
-        return cut
+
+class _PhotoCut(NamedTuple):
+    """The background photo of a render and what of it the render does not keep."""
+
+    view: object  # conditioning.background_view's photo, camera, depth and object boxes
+    frame: int | None  # the scene frame the photo is, if it is one
+    unmoved: set[int]  # ids of the objects drawn from that frame at the pose it shows them in, same camera
+    cut: Tensor  # (H', W') bool pixels of the photo cut out, grown by HOLE_DILATION
+
+
+def _photo_cut(scene: Scene, target_frame: int, entries, stay: set[int], view) -> _PhotoCut:
+    """The pixels of ``view``'s photo to cut: objects whose pixels there the render does not keep (``entries``: the
+    scene's :func:`~neuralassets.conditioning.appearance_photos`; ``stay``: ids turned in place, kept in the photo)."""
+    height, width = view.image.shape[-2:]
+    cut = torch.zeros(height, width, dtype=torch.bool)
+    frame = _photo_frame(scene, view)
+    unmoved: set[int] = set()
+    known = []  # boxes of the photo whose object's mask the scene has
+    if frame is not None:
+        unmoved = _unmoved(scene, frame, target_frame, entries)
+        kept = set(unmoved)
+        if same_camera(scene.cameras[frame], scene.cameras[target_frame]):
+            kept |= {e.asset.id for e in entries if e.asset.id in stay and e.frame == frame}
+        for a in scene.assets:
+            if a.masks is not None and float(a.visibility[frame]) > 0:
+                known.append(a.boxes_2d[frame])
+                if a.id not in kept:
+                    cut |= a.masks[frame]
+    for box in view.object_boxes:
+        if not any(torch.allclose(box, k, atol=SAME_BOX) for k in known):
+            cut |= box_mask(box[None], height, width, cover="touch")
+    return _PhotoCut(view, frame, unmoved, _grown(cut))
 
 
 def _photo_frame(scene: Scene, view) -> int | None:
@@ -200,12 +215,13 @@ def _photo_frame(scene: Scene, view) -> int | None:
                  and torch.equal(scene.frames[f], view.image)), None)
 
 
-def _unmoved(scene: Scene, frame: int, target_frame: int, source_frame: int | None) -> set[int]:
-    """Ids of the objects drawn from photo ``frame`` at the pose it shows them in, where the target camera took it."""
+def _unmoved(scene: Scene, frame: int, target_frame: int, entries) -> set[int]:
+    """Ids of the objects (of ``entries``) drawn from photo ``frame`` at the pose it shows them in, where the target
+    camera took it."""
     target = scene.cameras[target_frame]
     if not same_camera(scene.cameras[frame], target):
         return set()
-    return {e.asset.id for e in appearance_photos(scene, source_frame)[1] if e.frame == frame and torch.allclose(
+    return {e.asset.id for e in entries if e.frame == frame and torch.allclose(
         e.asset.pose_features(target_frame, target), e.asset.photo_pose(frame, scene.cameras[frame]), atol=SAME_POSE)}
 
 
