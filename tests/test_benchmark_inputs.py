@@ -163,7 +163,7 @@ def test_bench_inputs_options_pick_the_modes_and_file_names():
     assert base == "pose_edit" and [m.name for m in modes] == ["exact"]
     base, modes = input_modes(_args("--inputs", "extracted", "--known-camera", "--match-iou", "0.3"))
     assert base == "pose_edit-extracted" and modes[0].known_camera and modes[0].min_iou == 0.3
-    assert modes[0].camera_config.fov_degrees == 50.0
+    assert modes[0].config.camera.fov_degrees == 50.0 and not modes[0].config.keep_learned_depth
     base, modes = input_modes(_args("--inputs", "perturbed", "--perturb", "depth_scale=1.1", "--perturb", "mask=-1"))
     assert base == "pose_edit-perturbed" and modes[0].perturbations == {"depth_scale": 1.1, "mask": -1.0}
     base, modes = input_modes(_args("--inputs", "perturbed", "--sweep"))

@@ -339,9 +339,8 @@ class ExtractedInputs:
     Args:
         segmenter, tracker, depth_estimator: extraction's pieces (None: its defaults, the learned model of
             ``weights/perception`` when it is there).
-        camera_config: extraction's camera assumptions.
-        keep_learned_depth: keep the default learned model's depth in the extracted scenes
-            (:class:`~neuralassets.perception.ExtractionConfig`).
+        config: extraction's settings (:class:`~neuralassets.perception.ExtractionConfig`: camera
+            assumptions, whether the learned model's depth is kept); None: its defaults.
         known_camera: give extraction the generator's cameras instead of their intrinsics.
         min_iou: see :func:`match_masks`.
         max_objects: keep at most this many extracted assets, the largest in the source frame
@@ -350,17 +349,19 @@ class ExtractedInputs:
 
     name = "extracted"
 
-    def __init__(self, segmenter=None, tracker=None, depth_estimator=None, camera_config=None, known_camera: bool = False,
-                 min_iou: float = MIN_MATCH_IOU, max_objects: int | None = None, keep_learned_depth: bool = False):
+    def __init__(self, segmenter=None, tracker=None, depth_estimator=None, config=None, known_camera: bool = False,
+                 min_iou: float = MIN_MATCH_IOU, max_objects: int | None = None):
+        from ..perception import ExtractionConfig
+
         self.segmenter, self.tracker, self.depth_estimator = segmenter, tracker, depth_estimator
-        self.camera_config, self.known_camera, self.keep_learned_depth = camera_config, known_camera, keep_learned_depth
+        self.config, self.known_camera = config or ExtractionConfig(), known_camera
         self.min_iou, self.max_objects = min_iou, max_objects
 
     def describe(self) -> str:
         from ..perception import default_perception
 
         pieces = [type(p).__name__ for p in (self.segmenter, self.tracker, self.depth_estimator) if p is not None]
-        depth = "its depth kept" if self.keep_learned_depth else "its depth used for the camera and boxes only"
+        depth = "its depth kept" if self.config.keep_learned_depth else "its depth used for the camera and boxes only"
         default = (f"the default stack (the shipped learned perception model: masks, 3D boxes; {depth})"
                    if default_perception() is not None else "the weights-free classical stack")
         return (f"extracted: {', '.join(pieces) or default} "
@@ -370,13 +371,13 @@ class ExtractedInputs:
     def extract(self, frames: Tensor, cameras: list[Camera]) -> Scene:
         """Extract a clip: frames (T, 3, H, W) float in [0, 1] and the generator's T cameras (only their
         intrinsics are used unless ``known_camera``); the :attr:`max_objects` largest assets are kept."""
-        from ..perception import ExtractionConfig, extract
+        from ..perception import extract
 
         camera = (cameras if len(cameras) > 1 else cameras[0]) if self.known_camera else cameras[0].K
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "no objects found": then nothing is matched and the case fails
             scene = extract(frames, self.segmenter, self.tracker, camera=camera, depth_estimator=self.depth_estimator,
-                            config=ExtractionConfig(camera=self.camera_config, keep_learned_depth=self.keep_learned_depth))
+                            config=self.config)
         if self.max_objects is not None and len(scene) > self.max_objects:
             area = {a.id: int(a.masks[0].sum()) for a in scene.assets}
             largest = set(sorted(area, key=area.get, reverse=True)[: self.max_objects])

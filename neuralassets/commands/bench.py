@@ -129,15 +129,13 @@ def input_modes(args: argparse.Namespace) -> tuple[str, list]:
     if args.inputs == "exact":
         return "pose_edit", [ExactInputs()]
     if args.inputs == "extracted":
-        from ..perception import CameraConfig
-        from .extract import perception_pieces
+        from .extract import extraction_config, perception_pieces
 
         iou = MIN_MATCH_IOU if args.match_iou is None else args.match_iou
         if not 0 < iou <= 1:
             raise ValidationError(f"--match-iou: expected a value in (0, 1], got {iou}")
-        camera = CameraConfig(fov_degrees=args.fov, height=args.camera_height, pitch_degrees=args.camera_pitch)
-        mode = ExtractedInputs(**perception_pieces(args), camera_config=camera,
-                               known_camera=args.known_camera, min_iou=iou, keep_learned_depth=args.keep_depth)
+        mode = ExtractedInputs(**perception_pieces(args), config=extraction_config(args),
+                               known_camera=args.known_camera, min_iou=iou)
         return "pose_edit-extracted", [mode]
     if args.sweep is not None:
         if args.perturb:

@@ -119,14 +119,20 @@ def is_complete(folder: Path) -> bool:
     return True
 
 
+def extraction_config(args: argparse.Namespace):
+    """The :class:`~neuralassets.perception.ExtractionConfig` of the camera and depth options."""
+    from ..perception import CameraConfig, ExtractionConfig
+
+    return ExtractionConfig(camera=CameraConfig(fov_degrees=args.fov, height=args.camera_height,
+                                                pitch_degrees=args.camera_pitch), keep_learned_depth=args.keep_depth)
+
+
 def extract_one(video: Path, out: Path, args: argparse.Namespace, pieces: dict) -> Path:
     """Extract ``video`` into the Scene folder ``out`` (with its overlay), frame by frame; returns ``out``."""
-    from ..perception import CameraConfig, ExtractionConfig, extract_video
+    from ..perception import extract_video
 
-    config = ExtractionConfig(camera=CameraConfig(fov_degrees=args.fov, height=args.camera_height,
-                                                  pitch_degrees=args.camera_pitch), keep_learned_depth=args.keep_depth)
     return extract_video(video, out, max_side=args.max_side, max_frames=args.max_frames, stride=args.stride,
-                         overlay=args.overlay, config=config, progress=not args.no_progress, **pieces)
+                         overlay=args.overlay, config=extraction_config(args), progress=not args.no_progress, **pieces)
 
 
 def describe(out: Path) -> str:
