@@ -703,8 +703,7 @@ class SceneWriter:
         """Append frame ``num_frames``: (3, H, W) float in [0, 1], the size of the first frame."""
         _check_tensor(image, (3, None, None), f"frames[{self.num_frames}]")
         if self.size is None:
-            self.size = tuple(image.shape[1:])
-            self.masks_per_file = max(1, MASK_FILE_PIXELS // (self.size[0] * self.size[1]))
+            self._set_size(tuple(image.shape[1:]))
         elif tuple(image.shape[1:]) != self.size:
             raise ValidationError(f"frames[{self.num_frames}]: {image.shape[2]}x{image.shape[1]} pixels, "
                                   f"but the first frame is {self.size[1]}x{self.size[0]}")
@@ -718,8 +717,7 @@ class SceneWriter:
         """
         if self.num_frames:
             raise ValidationError("SceneWriter.copy_frames: frames were already added")
-        self.size = tuple(size)
-        self.masks_per_file = max(1, MASK_FILE_PIXELS // (self.size[0] * self.size[1]))
+        self._set_size(tuple(size))
         for t in range(count):
             shutil.copyfile(source / "frames" / f"{t:05d}.png", self.folder / "frames" / f"{t:05d}.png")
         self.num_frames = count
@@ -729,24 +727,16 @@ class SceneWriter:
         if masks_per_file != self.masks_per_file:
             raise ValidationError(f"SceneWriter.copy_masks: {source.name} holds {masks_per_file} frames a file, "
                                   f"this folder {self.masks_per_file}")
-        key = f"asset_{int(asset_id):04d}"
-        folder = self.folder / "masks" / key
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.png"):
-            stale.unlink()
+        folder = self._empty_mask_folder(asset_id)
         for start in range(0, self.num_frames, self.masks_per_file):
             shutil.copyfile(source / f"{start:05d}.png", folder / f"{start:05d}.png")
-        self._masks[int(asset_id)] = f"masks/{key}"
+        self._masks[int(asset_id)] = f"masks/{folder.name}"
 
     def add_masks(self, asset_id: int, masks: Tensor | Iterable[Tensor]) -> None:
         """Write asset ``asset_id``'s masks: (T, H, W) bool, or T (H, W) bool masks one at a time."""
         if self.size is None:
             raise ValidationError("SceneWriter.add_masks: add the frames first")
-        key = f"asset_{int(asset_id):04d}"
-        folder = self.folder / "masks" / key
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.png"):  # an earlier scene saved here may have had more frames
-            stale.unlink()
+        folder = self._empty_mask_folder(asset_id)
 
         def checked() -> Iterator[Tensor]:
             for t, mask in enumerate(masks):
@@ -760,7 +750,21 @@ class SceneWriter:
             count += written
         if count != self.num_frames:
             raise ValidationError(f"asset {asset_id}: {count} masks for {self.num_frames} frames")
-        self._masks[int(asset_id)] = f"masks/{key}"
+        self._masks[int(asset_id)] = f"masks/{folder.name}"
+
+    def _set_size(self, size: tuple[int, int]) -> None:
+        """Fix the frames' (H, W) and so the number of masks a mask file holds."""
+        self.size = size
+        self.masks_per_file = max(1, MASK_FILE_PIXELS // (size[0] * size[1]))
+
+    def _empty_mask_folder(self, asset_id: int) -> Path:
+        """Asset ``asset_id``'s mask folder, created and emptied (an earlier scene saved here may have had more frames)."""
+        key = f"asset_{int(asset_id):04d}"
+        folder = self.folder / "masks" / key
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.png"):
+            stale.unlink()
+        return folder
 
     def finish(self, cameras: list[Camera], assets: list[Asset], background: Background | None = None,
                depth: Tensor | None = None, metadata: dict | None = None) -> Path:
