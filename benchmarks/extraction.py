@@ -65,6 +65,7 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from neuralassets.data.synthetic import GeneratorConfig, generate_scene, split_seed
+from neuralassets.geometry import transform_points
 from neuralassets.image_ops import any_along
 from neuralassets.perception import (
     ClassicalSegmenter,
@@ -166,7 +167,8 @@ def evaluate(gt: Scene, pred: Scene) -> dict:
                 continue
             extent = float(g.sizes[t].max())
             g_cam, p_cam = gt.cameras[t], pred.cameras[t]  # centres compared where each scene's camera sees them
-            offset = (p_cam.R @ p.centers[t] + p_cam.t) - (g_cam.R @ g.centers[t] + g_cam.t)
+            offset = (transform_points(p.centers[t][None], p_cam.R, p_cam.t)
+                      - transform_points(g.centers[t][None], g_cam.R, g_cam.t))
             centre.append(100 * float(offset.norm()) / extent)
             shape = g.attributes.get("shape")
             _, _, _, upright = flat_yaw(g.rotations[t], g.sizes[t])
