@@ -247,6 +247,24 @@ def test_bad_inputs_are_named():
         extract(frames, camera=[Camera.look_at([0, -3, 2], [0, 0, 0], 50, 8, 8)] * 3)
 
 
+def test_fit_floor_per_point_thresholds_follow_depth():
+    """A depth map's error grows with depth: per-point margins keep the far floor and drop near clutter."""
+    g = torch.Generator().manual_seed(1)
+    near = torch.cat([torch.rand(200, 2, generator=g) * 2 - 1, torch.zeros(200, 1)], 1) + torch.tensor([0.0, 3.0, 0.0])
+    far = torch.cat([torch.rand(200, 2, generator=g) * 6 - 3, torch.zeros(200, 1)], 1) + torch.tensor([0.0, 12.0, 0.0])
+    far[:, 2] += (torch.rand(200, generator=g) - 0.5) * 0.2  # +-0.1 m: 1 % of its distance
+    clutter = near[:40] + torch.tensor([0.0, 0.0, 0.15])  # 15 cm above the near floor: over 3 % of its distance
+    world = torch.cat([near, far, clutter])
+    cam = Camera.look_at([0.0, -1.0, 2.0], [0.0, 6.0, 0.0], 50.0, 64, 48)
+    points = geometry.transform_points(world, cam.R, cam.t)
+    normal, offset, inliers = fit_floor(points, threshold=0.02 * points[:, 2])
+    assert inliers[:400].all() and not inliers[400:].any()
+    assert offset == pytest.approx(2.0, abs=0.02)
+    assert torch.allclose(normal, cam.R[:, 2], atol=5e-3)
+    with pytest.raises(ValidationError, match=r"\(3,\) thresholds for 440 points"):
+        fit_floor(points, threshold=torch.ones(3))
+
+
 def test_perception_runs_on_numpy_drawn_frame_pair():
     """A frame pair (T = 2): the colour cue alone segments it."""
     frames = torch.full((2, 3, 40, 40), 0.3)

@@ -59,7 +59,7 @@ class ExtractionConfig:
     """Settings of :func:`extract` beyond the pieces it is given."""
 
     camera: CameraConfig | None = None  # given or assumed camera values (see CameraConfig)
-    floor_threshold: float = 0.02  # RANSAC inlier distance as a fraction of the median background depth
+    floor_threshold: float = 0.02  # RANSAC inlier distance as a fraction of each background pixel's depth
     min_visible_frames: int = 1  # tracks lifted in fewer frames are left out of the scene
     up_frames: int = 8  # first frames whose vanishing points give the camera's pitch (held until then)
     top_down_degrees: float = 65.0  # a camera pitched down more than this films from above
@@ -357,7 +357,7 @@ class _Extraction:
         xs, ys = xs[::step], ys[::step]
         uv = torch.stack([xs, ys], -1).float() + 0.5
         points = geometry.unproject_points(uv, depth[ys, xs], self.K, torch.eye(3), torch.zeros(3))
-        normal, offset, inliers = fit_floor(points, threshold=self.cfg.floor_threshold * float(depth[ys, xs].median()))
+        normal, offset, inliers = fit_floor(points, threshold=self.cfg.floor_threshold * depth[ys, xs])
         return normal, offset, float(inliers.float().mean())
 
     def _needs_vanishing_points(self) -> bool:

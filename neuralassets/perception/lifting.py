@@ -375,12 +375,18 @@ def stabilise(raw: Tensor, cfg: LiftingConfig | None = None) -> LiftedBoxes:
 # The floor
 # --------------------------------------------------------------------------------------
 
-def fit_floor(points: Tensor, threshold: float = 0.02, iterations: int = 200, seed: int = 0) -> tuple[Tensor, float, Tensor]:
-    """RANSAC plane through the largest set of points, refined by least squares on its inliers.
+REFINEMENTS = 3  # least-squares fits of fit_floor, each to the inliers of the one before (the first to RANSAC's)
+
+
+def fit_floor(points: Tensor, threshold: float | Tensor = 0.02, iterations: int = 200, seed: int = 0
+              ) -> tuple[Tensor, float, Tensor]:
+    """RANSAC plane through the largest set of points, refined by least squares on its inliers (:data:`REFINEMENTS` times).
 
     Args:
         points: (P, 3) float camera-frame points in metres (e.g. unprojected background pixels).
-        threshold: inlier distance in metres (scale it with the depth's units).
+        threshold: inlier distance in metres (scale it with the depth's units), one for all
+            points or (P,) one per point: a depth map's error grows with depth, so a far point
+            needs a wider margin than a near one to count as on the plane.
         iterations: random three-point hypotheses tried.
         seed: integer seed of the hypothesis sampler.
 
@@ -393,6 +399,9 @@ def fit_floor(points: Tensor, threshold: float = 0.02, iterations: int = 200, se
     if P < 3:
         raise ValidationError(f"fit_floor: needs at least 3 points, got {P}")
     pts = points.double()
+    threshold = torch.as_tensor(threshold, dtype=torch.float64)
+    if threshold.dim() and threshold.shape != (P,):
+        raise ValidationError(f"fit_floor: {tuple(threshold.shape)} thresholds for {P} points")
     g = torch.Generator().manual_seed(seed)
     triples = torch.randint(0, P, (iterations, 3), generator=g)
     a, b, c = pts[triples[:, 0]], pts[triples[:, 1]], pts[triples[:, 2]]
@@ -403,17 +412,21 @@ def fit_floor(points: Tensor, threshold: float = 0.02, iterations: int = 200, se
         raise ValidationError("fit_floor: the points are collinear; no plane fits")
     normals = normals[good] / norm[good]
     offsets = -(normals * a[good]).sum(-1)
-    counts = ((pts @ normals.T + offsets).abs() < threshold).sum(0)
+    counts = ((pts @ normals.T + offsets).abs() < threshold.reshape(-1, 1)).sum(0)
     best = int(counts.argmax())
-    inliers = (pts @ normals[best] + offsets[best]).abs() < threshold
-    # least squares on the inliers: the plane through their mean normal to their least principal axis
-    sel = pts[inliers]
-    mean = sel.mean(0)
-    normal = torch.linalg.svd(sel - mean, full_matrices=False).Vh[-1]
-    offset = -float(normal @ mean)
+    normal, offset = normals[best], float(offsets[best])
+    inliers = (pts @ normal + offset).abs() < threshold
+    for _ in range(REFINEMENTS):
+        if int(inliers.sum()) < 3:
+            break
+        # least squares on the inliers: the plane through their mean normal to their least principal axis
+        sel = pts[inliers]
+        mean = sel.mean(0)
+        normal = torch.linalg.svd(sel - mean, full_matrices=False).Vh[-1]
+        offset = -float(normal @ mean)
+        inliers = (pts @ normal + offset).abs() < threshold
     if offset < 0:
         normal, offset = -normal, -offset
-    inliers = (pts @ normal + offset).abs() < threshold
     return normal.float(), offset, inliers
 
 
