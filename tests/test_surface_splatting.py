@@ -164,6 +164,22 @@ def test_a_drawn_surface_gives_back_its_pixels_in_place_and_moves_and_turns_with
     assert object_reference(back, (SIZE, SIZE), ANY_TURN).abs().sum() == 0
 
 
+def test_a_depth_that_disagrees_with_the_box_is_not_drawn_through_and_the_box_stands_in():
+    photo = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    disc = ((torch.arange(SIZE) - 7.5)[:, None] ** 2 + (torch.arange(SIZE) - 7.5)[None] ** 2) < 9
+    depths, slots = _front_face_surface(shape=disc)
+    moved = _pose(center=(0.3, 0.0, 0.0))
+    cond = _conditioning(photo[None], [0], [[0, 0, 1, 1]], [moved], [_pose()], [True], depths, slots)
+    unknown = object_reference(replace(cond, appearance_depths=torch.zeros_like(cond.appearance_depths)), (SIZE, SIZE))
+    assert not torch.equal(object_reference(cond, (SIZE, SIZE)), unknown)  # the depth agrees: the disc is drawn
+    # 10 % too far: the face 4 m away lies 0.4 m behind it, inside the 2 m cube; 30 % too far puts it behind the cube
+    assert not torch.equal(object_reference(replace(cond, appearance_depths=depths[None] * 1.1), (SIZE, SIZE)), unknown)
+    too_far = object_reference(replace(cond, appearance_depths=depths[None] * 1.6), (SIZE, SIZE))
+    assert torch.equal(too_far, unknown) and reference_coverage(too_far).sum() > disc.sum()  # the box's face, wider
+    trusting = object_reference(replace(cond, appearance_depths=depths[None] * 1.6), (SIZE, SIZE), RenderThresholds(depth_in_box=0.0))
+    assert not torch.equal(trusting, unknown)  # with the check off the wrong depth is drawn through
+
+
 def test_a_drawn_surface_hides_the_one_behind_it():
     images = torch.stack([torch.ones(3, SIZE, SIZE), torch.zeros(3, SIZE, SIZE)])  # white photo, black photo
     depths, slots = _front_face_surface(photo_slots=2)

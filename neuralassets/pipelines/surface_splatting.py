@@ -18,6 +18,11 @@ keeps the photo's own pixels there, whose shading belongs to where they are
 (:func:`turned_in_place`). The test reads only the drawn and the photo's pixels, never what
 kind of object it is.
 
+A depth map that disagrees with an object's box (most of the points it gives lie outside the
+box in the photo, :func:`depth_agrees`: a depth estimate at another scale than the boxes and
+cameras, or a box from elsewhere) is not drawn through: drawn points would land where neither
+the depth nor the box puts the object. The box then stands in, as where no depth is known.
+
 Otherwise the 3D box stands in for the surface (:func:`reproject_box_surface`): each target
 pixel's ray enters the object's box at a surface point, projected into the photo
 (``Conditioning.object_source_poses``) to read its pixel. A point the photo saw from behind
@@ -52,6 +57,7 @@ from .zbuffer import splat_points
 
 _PARALLEL = 1e-9  # a determinant or slope below this is zero: a flat box (unknown pose) or a ray along a face
 _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))  # a pixel and its right, lower and lower-right neighbours
+_IN_BOX = 1e-3  # box units a surface point may lie outside its box and still count as inside (rounding of depth and poses)
 
 
 def pose_frame(poses: Tensor) -> tuple[Tensor, Tensor]:
@@ -351,6 +357,8 @@ def object_reference(cond: Conditioning, size: tuple[int, int], thresholds: Rend
     if N == 0:
         return reference
     surfaces = photo_surfaces(cond, thresholds.surface_density)
+    agrees = depth_agrees(surfaces, B, N, thresholds.depth_in_box)
+    surfaces = Surfaces(*(field[agrees[surfaces.batch, surfaces.owner]] for field in surfaces))
     drawn = torch.zeros(B, N, dtype=torch.bool, device=reference.device).index_put_((surfaces.batch, surfaces.owner),
                                                                                    torch.tensor(True, device=reference.device))
     colour, depth, owner = splat_surfaces(cond, surfaces, size, thresholds.surface_depth_tolerance)
@@ -365,6 +373,35 @@ def object_reference(cond: Conditioning, size: tuple[int, int], thresholds: Rend
     reference[:, :3] = colour * coverage.unsqueeze(1)
     reference[:, 3] = coverage
     return reference
+
+
+def depth_agrees(surfaces: Surfaces, batch_size: int, num_slots: int, share: float = DEFAULT_THRESHOLDS.depth_in_box
+                 ) -> Tensor:
+    """(B, N) bool: objects whose photo surface (from the photo's depth) lies mostly inside their box in the photo.
+
+    A surface point lies inside its object's box (box coordinates in [0, 1], up to rounding)
+    wherever the depth and the box describe the same object; a depth map at another scale than
+    the boxes (10 % too far puts an object 6 m away 60 cm behind its box) leaves few inside.
+
+    Args:
+        surfaces: :func:`photo_surfaces` of a batch of ``batch_size`` examples with ``num_slots`` slots.
+        share: fraction of an object's points that must lie inside its box.
+
+    Returns:
+        (B, N) bool, False for slots without surface points.
+
+    Example:
+        >>> points = torch.tensor([[0.5, 0.5, 0.2], [0.4, 0.6, 0.1], [0.5, 0.5, 1.7], [0.5, 0.4, 1.9]])
+        >>> surfaces = Surfaces(points, torch.zeros(4, 2, 3), torch.zeros(4, 3), torch.zeros(4, dtype=torch.long),
+        ...                     torch.tensor([0, 0, 1, 1]))
+        >>> depth_agrees(surfaces, 1, 2).tolist()
+        [[True, False]]
+    """
+    inside = ((surfaces.points >= -_IN_BOX) & (surfaces.points <= 1 + _IN_BOX)).all(dim=-1)
+    index = surfaces.batch * num_slots + surfaces.owner
+    count = torch.zeros(batch_size * num_slots, device=index.device).index_add_(0, index, torch.ones_like(index, dtype=torch.float32))
+    hits = torch.zeros_like(count).index_add_(0, index, inside.float())
+    return ((count > 0) & (hits >= share * count)).view(batch_size, num_slots)
 
 
 def reference_coverage(reference: Tensor) -> Tensor:

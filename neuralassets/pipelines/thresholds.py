@@ -23,6 +23,9 @@ class RenderThresholds:
     # -- the object reference: each object's photo pixels drawn where the target view sees it (surface_splatting)
     surface_density: int = 2  # surface points per photo pixel along each axis: no gaps where an object is drawn up to 2x larger
     surface_depth_tolerance: float = 0.02  # relative depth within which drawn points count as the nearest surface
+    # share of an object's photo surface points (from the photo's depth) that must lie inside its box for the depth to
+    # be drawn through; below, depth and box disagree and the box stands in for the surface
+    depth_in_box: float = 0.5
     same_point: float = 1e-3  # box-frame distance (box extents) within which the photo's ray enters a box at the same point
     # degrees an object drawn through its box may turn relative to the camera (pasting every seen face cost validation
     # rotation 1.4 dB)
