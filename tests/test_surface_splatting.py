@@ -8,6 +8,7 @@ from neuralassets import geometry
 from neuralassets.conditioning import Conditioning
 from neuralassets.pipelines.surface_splatting import (
     REFERENCE_CHANNELS,
+    depth_scale_to_boxes,
     object_reference,
     ray_box_entry,
     reference_coverage,
@@ -164,7 +165,7 @@ def test_a_drawn_surface_gives_back_its_pixels_in_place_and_moves_and_turns_with
     assert object_reference(back, (SIZE, SIZE), ANY_TURN).abs().sum() == 0
 
 
-def test_a_depth_that_disagrees_with_the_box_is_not_drawn_through_and_the_box_stands_in():
+def test_a_depth_that_disagrees_with_the_box_is_scaled_to_it_or_not_drawn_through():
     photo = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     disc = ((torch.arange(SIZE) - 7.5)[:, None] ** 2 + (torch.arange(SIZE) - 7.5)[None] ** 2) < 9
     depths, slots = _front_face_surface(shape=disc)
@@ -172,12 +173,39 @@ def test_a_depth_that_disagrees_with_the_box_is_not_drawn_through_and_the_box_st
     cond = _conditioning(photo[None], [0], [[0, 0, 1, 1]], [moved], [_pose()], [True], depths, slots)
     unknown = object_reference(replace(cond, appearance_depths=torch.zeros_like(cond.appearance_depths)), (SIZE, SIZE))
     assert not torch.equal(object_reference(cond, (SIZE, SIZE)), unknown)  # the depth agrees: the disc is drawn
-    # 10 % too far: the face 4 m away lies 0.4 m behind it, inside the 2 m cube; 30 % too far puts it behind the cube
-    assert not torch.equal(object_reference(replace(cond, appearance_depths=depths[None] * 1.1), (SIZE, SIZE)), unknown)
-    too_far = object_reference(replace(cond, appearance_depths=depths[None] * 1.6), (SIZE, SIZE))
-    assert torch.equal(too_far, unknown) and reference_coverage(too_far).sum() > disc.sum()  # the box's face, wider
-    trusting = object_reference(replace(cond, appearance_depths=depths[None] * 1.6), (SIZE, SIZE), RenderThresholds(depth_in_box=0.0))
-    assert not torch.equal(trusting, unknown)  # with the check off the wrong depth is drawn through
+    # 60 % too far puts the face 4 m away behind the 2 m cube: scaled back to the cube's back face, the nearest agreeing
+    # factor (one object gives the factor up to the cube's depth), it is drawn; not scaled, the cube stands in
+    too_far = replace(cond, appearance_depths=depths[None] * 1.6)
+    assert abs(depth_scale_to_boxes(too_far).item() - 6.0 / 6.4) < 1e-3
+    drawn = reference_coverage(object_reference(cond, (SIZE, SIZE)))
+    assert torch.equal(reference_coverage(object_reference(too_far, (SIZE, SIZE))), drawn)
+    unscaled = RenderThresholds(depth_scale_range=(1.0, 1.0))
+    assert torch.equal(object_reference(too_far, (SIZE, SIZE), unscaled), unknown)
+    assert reference_coverage(unknown).sum() > disc.sum()  # the box's face, wider than the disc
+    trusting = object_reference(too_far, (SIZE, SIZE), replace(unscaled, depth_in_box=0.0))
+    assert not torch.equal(trusting, unknown)  # with both checks off the wrong depth is drawn through
+
+
+def test_depth_scale_to_boxes_finds_a_depth_scale_error_from_objects_seen_from_above():
+    size = 32
+    camera = Camera.look_at([0.0, -6.0, 5.0], [0.0, 0.0, 0.0], 50.0, size, size)
+    centres = [(-1.2, 0.0, 0.5), (1.2, 0.5, 0.4), (0.0, -1.5, 0.3)]
+    poses = [geometry.pose_features(torch.tensor(c), torch.tensor([1.0, 0.8, 2 * c[2]]), torch.eye(3), camera.K, camera.R,
+                                    camera.t, size, size) for c in centres]
+    depth, _, seen = reproject_box_surface(torch.stack(poses), torch.stack(poses), (size, size))
+    nearest = depth.masked_fill(~seen, float("inf")).min(dim=0)
+    slots = torch.where(torch.isfinite(nearest.values), nearest.indices, -1).to(torch.int16)
+    exact = torch.where(slots >= 0, nearest.values, 0.0)
+    cond = Conditioning(appearance_images=torch.rand(1, 1, 3, size, size), appearance_depths=exact[None, None],
+                        appearance_slots=slots[None, None], object_image_index=torch.zeros(1, 3, dtype=torch.long),
+                        object_boxes=torch.tensor([[[0.0, 0.0, 1.0, 1.0]] * 3]), object_poses=torch.stack(poses)[None],
+                        object_target_boxes=torch.zeros(1, 3, 4), object_source_poses=torch.stack(poses)[None],
+                        object_mask=torch.ones(1, 3, dtype=torch.bool), background_image=torch.zeros(1, 3, size, size),
+                        camera_pose=torch.zeros(1, 12))
+    assert depth_scale_to_boxes(cond).tolist() == [[1.0]]  # the boxes' own surfaces: kept exactly
+    for error in (0.8, 1.1, 1.25):
+        scale = depth_scale_to_boxes(replace(cond, appearance_depths=cond.appearance_depths * error)).item()
+        assert abs(scale * error - 1) < 0.01, (error, scale)
 
 
 def test_a_drawn_surface_hides_the_one_behind_it():

@@ -18,10 +18,12 @@ keeps the photo's own pixels there, whose shading belongs to where they are
 (:func:`turned_in_place`). The test reads only the drawn and the photo's pixels, never what
 kind of object it is.
 
-A depth map that disagrees with an object's box (most of the points it gives lie outside the
-box in the photo, :func:`depth_agrees`: a depth estimate at another scale than the boxes and
-cameras, or a box from elsewhere) is not drawn through: drawn points would land where neither
-the depth nor the box puts the object. The box then stands in, as where no depth is known.
+The depth and the boxes must describe one scene. A depth estimate is often right up to its
+scale, and a scale off by 10 % puts an object 6 m away 60 cm from its box: each photo's depth
+is first brought to the scale at which most of its objects' surface points lie inside their
+boxes (:func:`depth_scale_to_boxes`; 1 when the depth already agrees), and an object whose
+depth still disagrees with its box (most of its points outside, :func:`depth_agrees`: a box
+or a mask from elsewhere) is not drawn through: the box stands in, as where no depth is known.
 
 Otherwise the 3D box stands in for the surface (:func:`reproject_box_surface`): each target
 pixel's ray enters the object's box at a surface point, projected into the photo
@@ -44,6 +46,8 @@ object is covered all channels are 0, exactly what a decoder sees when given no 
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
@@ -57,6 +61,7 @@ from .zbuffer import splat_points
 
 _PARALLEL = 1e-9  # a determinant or slope below this is zero: a flat box (unknown pose) or a ray along a face
 _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))  # a pixel and its right, lower and lower-right neighbours
+_SAME_VOTE = 1e-6  # vote totals closer than this are equal (sums of fractions)
 _IN_BOX = 1e-3  # box units a surface point may lie outside its box and still count as inside (rounding of depth and poses)
 
 
@@ -356,6 +361,8 @@ def object_reference(cond: Conditioning, size: tuple[int, int], thresholds: Rend
     reference = torch.zeros(B, REFERENCE_CHANNELS, H, W, dtype=dtype, device=cond.object_mask.device)
     if N == 0:
         return reference
+    scales = depth_scale_to_boxes(cond, thresholds.depth_scale_range)
+    cond = replace(cond, appearance_depths=cond.appearance_depths * scales[..., None, None].to(cond.appearance_depths.dtype))
     surfaces = photo_surfaces(cond, thresholds.surface_density)
     agrees = depth_agrees(surfaces, B, N, thresholds.depth_in_box)
     surfaces = Surfaces(*(field[agrees[surfaces.batch, surfaces.owner]] for field in surfaces))
@@ -373,6 +380,88 @@ def object_reference(cond: Conditioning, size: tuple[int, int], thresholds: Rend
     reference[:, :3] = colour * coverage.unsqueeze(1)
     reference[:, 3] = coverage
     return reference
+
+
+def depth_scale_to_boxes(cond: Conditioning, scale_range: tuple[float, float] = DEFAULT_THRESHOLDS.depth_scale_range
+                         ) -> Tensor:
+    """(B, S) factor for each photo's depth: the one that puts most of its objects' surface points inside their boxes.
+
+    A point at depth ``z`` lies at ``s z (u, v, 1)`` when the depth is scaled by ``s``; in its
+    box's coordinates that is ``s a - b``, inside the box for an interval of ``s``. Each object
+    of the photo votes with its points (each object's votes summing to one, so a large object
+    does not outvote a small one); the factor is the point of ``scale_range`` most votes cover,
+    the one nearest 1 among equals, so a depth that already agrees with its boxes is kept as it
+    is. A photo without drawable objects keeps factor 1.
+
+    Args:
+        cond: batched conditioning (B examples, S photos).
+        scale_range: (lowest, highest) factor considered.
+
+    Returns:
+        (B, S) float factors.
+
+    Example:
+        >>> from neuralassets import geometry
+        >>> from neuralassets.scene import Camera
+        >>> cam = Camera.look_at([0.0, -5.0, 0.0], [0.0, 0.0, 0.0], 50.0, 16, 16)
+        >>> pose = geometry.pose_features(torch.zeros(3), torch.full((3,), 2.0), torch.eye(3), cam.K, cam.R, cam.t, 16, 16)
+        >>> depths, slots = torch.zeros(1, 1, 16, 16), torch.full((1, 1, 16, 16), -1, dtype=torch.int16)
+        >>> depths[..., 6:10, 6:10], slots[..., 6:10, 6:10] = 4.4, 0  # the cube's front face 4 m away, depth 10 % too far
+        >>> cond = Conditioning(torch.zeros(1, 1, 3, 16, 16), depths, slots, torch.zeros(1, 1, dtype=torch.long),
+        ...     torch.tensor([[[0.0, 0.0, 1.0, 1.0]]]), pose[None, None], torch.zeros(1, 1, 4), pose[None, None],
+        ...     torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 3, 16, 16), torch.zeros(1, 12))
+        >>> round(depth_scale_to_boxes(cond).item(), 3)  # 4.4 m times 1 is inside the 2 m cube: kept
+        1.0
+        >>> depths[..., 6:10, 6:10] = 6.4  # behind the cube: brought back to its back face, the nearest factor
+        >>> round(depth_scale_to_boxes(cond).item(), 3)
+        0.938
+    """
+    B, S = cond.appearance_slots.shape[:2]
+    N = cond.object_mask.shape[1]
+    scales = torch.ones(B, S)
+    if N == 0:
+        return scales
+    surfaces = photo_surfaces(cond, 1)
+    if not len(surfaces.points):
+        return scales
+    origin, edges = pose_frame(cond.object_source_poses.float())
+    start = torch.einsum("kij,kj->ki", torch.linalg.inv(_solid(edges)[1])[surfaces.batch, surfaces.owner],
+                         origin[surfaces.batch, surfaces.owner])  # b: the box coordinates of the camera, negated
+    slope = surfaces.points + start  # a: the box coordinates of the point per unit of scale
+    low, high = -_IN_BOX, 1 + _IN_BOX
+    flat = slope.abs() < _PARALLEL
+    safe = torch.where(flat, torch.ones_like(slope), slope)
+    ends = torch.stack([(low + start) / safe, (high + start) / safe])
+    first = torch.where(flat, torch.where((start >= -high) & (start <= -low), -math.inf, math.inf), ends.amin(0)).amax(-1)
+    last = torch.where(flat, torch.where((start >= -high) & (start <= -low), math.inf, -math.inf), ends.amax(0)).amin(-1)
+    lowest, highest = scale_range
+    first, last = first.clamp(lowest, highest), last.clamp(lowest, highest)
+    votes = first < last
+    photo = cond.object_image_index[surfaces.batch, surfaces.owner]
+    group = surfaces.batch * N + surfaces.owner
+    count = torch.zeros(B * N).index_add_(0, group, torch.ones_like(first))
+    weight = 1.0 / count[group]
+    for b, s in {(int(b), int(s)) for b, s in zip(surfaces.batch[votes].tolist(), photo[votes].tolist())}:
+        at = votes & (surfaces.batch == b) & (photo == s)
+        scales[b, s] = _most_covered(first[at], last[at], weight[at])
+    return scales
+
+
+def _most_covered(first: Tensor, last: Tensor, weight: Tensor) -> float:
+    """The point nearest 1 among those the intervals [first, last] cover with the most weight."""
+    # openings before closings at one position, so that intervals which touch overlap there
+    events = sorted([(a, 0, w) for a, w in zip(first.tolist(), weight.tolist())]
+                    + [(b, 1, -w) for b, w in zip(last.tolist(), weight.tolist())])
+    best, covered, segments = 0.0, 0.0, []
+    for k, (at, _, change) in enumerate(events):
+        covered += change
+        if change > 0:
+            segment = (at, events[k + 1][0])
+            if covered > best + _SAME_VOTE:
+                best, segments = covered, [segment]
+            elif covered >= best - _SAME_VOTE:
+                segments.append(segment)
+    return min((min(max(1.0, a), b) for a, b in segments), key=lambda x: abs(x - 1.0))
 
 
 def depth_agrees(surfaces: Surfaces, batch_size: int, num_slots: int, share: float = DEFAULT_THRESHOLDS.depth_in_box

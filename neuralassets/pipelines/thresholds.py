@@ -26,6 +26,8 @@ class RenderThresholds:
     # share of an object's photo surface points (from the photo's depth) that must lie inside its box for the depth to
     # be drawn through; below, depth and box disagree and the box stands in for the surface
     depth_in_box: float = 0.5
+    # lowest and highest factor a photo's depth may be scaled by to agree with its objects' boxes
+    depth_scale_range: tuple[float, float] = (0.5, 2.0)
     same_point: float = 1e-3  # box-frame distance (box extents) within which the photo's ray enters a box at the same point
     # degrees an object drawn through its box may turn relative to the camera (pasting every seen face cost validation
     # rotation 1.4 dB)
