@@ -387,9 +387,9 @@ def depth_scale_to_boxes(cond: Conditioning, scale_range: tuple[float, float] = 
     """(B, S) factor for each photo's depth: the one that puts most of its objects' surface points inside their boxes.
 
     A point at depth ``z`` lies at ``s z (u, v, 1)`` when the depth is scaled by ``s``; in its
-    box's coordinates that is ``s a - b``, inside the box for an interval of ``s``. Each object
-    of the photo votes with its points (each object's votes summing to one, so a large object
-    does not outvote a small one); the factor is the point of ``scale_range`` most votes cover,
+    box's coordinates that is ``s a - b``, inside the box for an interval of ``s``. Each point
+    votes for its interval with one over its object's number of points (so a large object does
+    not outvote a small one); the factor is the point of ``scale_range`` most votes cover,
     the one nearest 1 among equals, so a depth that already agrees with its boxes is kept as it
     is. A photo without drawable objects keeps factor 1.
 
@@ -428,12 +428,15 @@ def depth_scale_to_boxes(cond: Conditioning, scale_range: tuple[float, float] = 
     start = torch.einsum("kij,kj->ki", torch.linalg.inv(_solid(edges)[1])[surfaces.batch, surfaces.owner],
                          origin[surfaces.batch, surfaces.owner])  # b: the box coordinates of the camera, negated
     slope = surfaces.points + start  # a: the box coordinates of the point per unit of scale
+    # the box coordinate s * slope - start lies in [low, high] for s between two ends; along an axis where the point
+    # does not move with s (slope 0) it is inside for every s or for none
     low, high = -_IN_BOX, 1 + _IN_BOX
     flat = slope.abs() < _PARALLEL
     safe = torch.where(flat, torch.ones_like(slope), slope)
     ends = torch.stack([(low + start) / safe, (high + start) / safe])
-    first = torch.where(flat, torch.where((start >= -high) & (start <= -low), -math.inf, math.inf), ends.amin(0)).amax(-1)
-    last = torch.where(flat, torch.where((start >= -high) & (start <= -low), math.inf, -math.inf), ends.amax(0)).amin(-1)
+    always = (start >= -high) & (start <= -low)
+    first = torch.where(flat, torch.where(always, -math.inf, math.inf), ends.amin(0)).amax(-1)
+    last = torch.where(flat, torch.where(always, math.inf, -math.inf), ends.amax(0)).amin(-1)
     lowest, highest = scale_range
     first, last = first.clamp(lowest, highest), last.clamp(lowest, highest)
     votes = first < last
