@@ -362,7 +362,7 @@ def object_reference(cond: Conditioning, size: tuple[int, int], thresholds: Rend
     if N == 0:
         return reference
     scales = depth_scale_to_boxes(cond, thresholds.depth_scale_range)
-    cond = replace(cond, appearance_depths=cond.appearance_depths * scales[..., None, None].to(cond.appearance_depths.dtype))
+    cond = replace(cond, appearance_depths=cond.appearance_depths * scales[..., None, None].to(cond.appearance_depths))
     surfaces = photo_surfaces(cond, thresholds.surface_density)
     agrees = depth_agrees(surfaces, B, N, thresholds.depth_in_box)
     surfaces = Surfaces(*(field[agrees[surfaces.batch, surfaces.owner]] for field in surfaces))
@@ -441,8 +441,7 @@ def depth_scale_to_boxes(cond: Conditioning, scale_range: tuple[float, float] = 
     first, last = first.clamp(lowest, highest), last.clamp(lowest, highest)
     votes = first < last
     photo = cond.object_image_index[surfaces.batch, surfaces.owner]
-    group = surfaces.batch * N + surfaces.owner
-    count = torch.zeros(B * N).index_add_(0, group, torch.ones_like(first))
+    group, count = _points_per_object(surfaces, B, N)
     weight = 1.0 / count[group]
     for b, s in {(int(b), int(s)) for b, s in zip(surfaces.batch[votes].tolist(), photo[votes].tolist())}:
         at = votes & (surfaces.batch == b) & (photo == s)
@@ -490,10 +489,17 @@ def depth_agrees(surfaces: Surfaces, batch_size: int, num_slots: int, share: flo
         [[True, False]]
     """
     inside = ((surfaces.points >= -_IN_BOX) & (surfaces.points <= 1 + _IN_BOX)).all(dim=-1)
-    index = surfaces.batch * num_slots + surfaces.owner
-    count = torch.zeros(batch_size * num_slots, device=index.device).index_add_(0, index, torch.ones_like(index, dtype=torch.float32))
+    index, count = _points_per_object(surfaces, batch_size, num_slots)
     hits = torch.zeros_like(count).index_add_(0, index, inside.float())
     return ((count > 0) & (hits >= share * count)).view(batch_size, num_slots)
+
+
+def _points_per_object(surfaces: Surfaces, batch_size: int, num_slots: int) -> tuple[Tensor, Tensor]:
+    """Each point's object counted over the batch ((K,) long, ``batch * num_slots + slot``) and each object's number of
+    points ((batch_size * num_slots,) float)."""
+    index = surfaces.batch * num_slots + surfaces.owner
+    count = torch.zeros(batch_size * num_slots, device=index.device).index_add_(0, index, torch.ones_like(index, dtype=torch.float32))
+    return index, count
 
 
 def reference_coverage(reference: Tensor) -> Tensor:
