@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = LearnedPerception.from_pretrained(args.weights, batch_size=1)
     for setting in args.decode:
         name, value = setting.split("=", 1)
-        setattr(model.config, name, type(getattr(model.config, name))(value))
+        kind = type(getattr(model.config, name))
+        setattr(model.config, name, value.lower() in ("1", "true", "yes") if kind is bool else kind(value))
     config = GeneratorConfig(image_size=args.size)
     rows = []
     for i in range(args.videos):

@@ -107,10 +107,10 @@ def test_segment_then_estimate_runs_the_net_once(monkeypatch):
     frames = torch.rand(1, 3, 32, 32)
     model.segment(frames)
     model.estimate(frames)
-    assert len(calls) == 1
+    assert len(calls) == 2  # the frame and its mirror image (PerceptionConfig.mirror_average)
     model.estimate(frames + 0.0 * frames)  # equal values: still cached
     model.estimate(frames.flip(-1))
-    assert len(calls) == 2
+    assert len(calls) == 4
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -308,6 +308,31 @@ def test_flipping_the_targets_equals_the_targets_of_the_flipped_frame():
         assert torch.allclose(flipped[key][0], value, atol=1e-4), key
     again = flip_horizontally(flipped, torch.tensor([True]))
     assert all(torch.equal(again[k], batch[k]) for k in batch)
+
+
+def test_mirror_average_makes_the_model_see_a_mirrored_frame_mirrored():
+    frames = torch.rand(2, 3, 32, 32)
+    for mirror_average in (True, False):
+        model = tiny_model()
+        model.config.mirror_average = mirror_average
+        depth, mirrored_depth = model.estimate(frames), model.estimate(frames.flip(-1))
+        # the mean of the two views of a frame is the same mean, mirrored, for its mirror image
+        assert torch.equal(mirrored_depth, depth.flip(-1)) == mirror_average
+
+
+def test_mirror_maps_negates_horizontal_offsets_and_turns_and_undoes_itself():
+    torch.manual_seed(0)
+    maps = learned.PerceptionMaps(*(torch.randn(1, *shape) for shape in [(4, 6), (4, 6), (4, 6), (2, 4, 6), (13, 4, 6)]))
+    mirrored = learned.mirror_maps(maps)
+    assert torch.equal(mirrored.offsets[0, 0], -maps.offsets[0, 0].flip(-1))
+    assert torch.equal(mirrored.offsets[0, 1], maps.offsets[0, 1].flip(-1))
+    for i, name in enumerate(learned.BOX_CHANNELS):
+        sign = -1 if name in ("footprint_du", "centre_du", "sin2_yaw", "sin4_yaw") else 1
+        assert torch.equal(mirrored.box[0, i], sign * maps.box[0, i].flip(-1)), name
+    again = learned.mirror_maps(mirrored)
+    assert all(torch.equal(getattr(again, k), getattr(maps, k)) for k in ("log_depth", "heat", "offsets", "box"))
+    halfway = maps.mean_with(mirrored)
+    assert torch.allclose(halfway.log_depth, (maps.log_depth + maps.log_depth.flip(-1)) / 2)
 
 
 def test_training_resumes_and_exports(tmp_path):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -59,6 +59,8 @@ BOX_CHANNELS = (
     "log_centre_depth", "log_centre_height", "log_long_side", "log_short_side", "log_height",
     "cos2_yaw", "sin2_yaw", "cos4_yaw", "sin4_yaw",  # of relative_yaw
 )
+#: Box channels that change sign when the frame is mirrored left to right (a mirror turns the other way).
+MIRRORED_BOX_CHANNELS = ("footprint_du", "centre_du", "sin2_yaw", "sin4_yaw")
 
 
 @dataclass
@@ -76,6 +78,7 @@ class PerceptionConfig:
     centre_threshold: float = 0.3  # a heatmap peak above this is an object
     centre_window: int = 5  # peaks are maxima over this window
     min_pixels: int = 6  # objects with fewer working pixels are dropped
+    mirror_average: bool = True  # average the maps of each frame and of its mirror image (twice the compute)
 
     def __post_init__(self) -> None:
         self.widths, self.decoder_widths = tuple(self.widths), tuple(self.decoder_widths)
@@ -104,6 +107,10 @@ class PerceptionMaps:
     heat: Tensor
     offsets: Tensor
     box: Tensor
+
+    def mean_with(self, other: PerceptionMaps) -> PerceptionMaps:
+        """The mean of these maps and ``other``'s, map by map."""
+        return PerceptionMaps(*((getattr(self, f.name) + getattr(other, f.name)) / 2 for f in fields(self)))
 
 
 def coordinates(height: int, width: int) -> Tensor:
@@ -172,6 +179,20 @@ class PerceptionNet(nn.Module):
             y = up(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
         pixels = self.pixel_head(y)
         return PerceptionMaps(pixels[:, 0], pixels[:, 1], objects[:, 0], objects[:, 1:3], objects[:, 3:])
+
+
+def mirror_signs() -> tuple[Tensor, Tensor]:
+    """(2,) and (13,) float: +1 or -1 per offset and box channel, what mirroring a frame left to right does to it."""
+    offsets = torch.tensor([-1.0, 1.0])
+    box = torch.tensor([-1.0 if name in MIRRORED_BOX_CHANNELS else 1.0 for name in BOX_CHANNELS])
+    return offsets, box
+
+
+def mirror_maps(maps: PerceptionMaps) -> PerceptionMaps:
+    """The maps of a frame mirrored left to right, given those of the mirror image (and the other way round)."""
+    offset_sign, box_sign = (s.to(maps.box)[:, None, None] for s in mirror_signs())
+    return PerceptionMaps(maps.log_depth.flip(-1), maps.foreground.flip(-1), maps.heat.flip(-1),
+                          maps.offsets.flip(-1) * offset_sign, maps.box.flip(-1) * box_sign)
 
 
 # --------------------------------------------------------------------------------------
@@ -523,6 +544,9 @@ class LearnedPerception:
         images = F.interpolate(frames, size=(h, w), mode="bilinear", antialias=True, align_corners=False) if resized \
             else frames
         maps = self.net(images)
+        if cfg.mirror_average:  # the net was trained on mirrored frames too: two views of one frame, averaged
+            mirrored = mirror_maps(self.net(images.flip(-1)))
+            maps = maps.mean_with(mirrored)
         pixel_scale = (W / w, H / h)
         dense = torch.cat([maps.log_depth[:, None], maps.foreground[:, None], maps.offsets, maps.box], 1)
         if resized:

@@ -36,7 +36,6 @@ from torch import Tensor
 from ..data.synthetic import GeneratorConfig, generate_scene, split_seed
 from ..errors import ValidationError
 from ..perception.learned import (
-    BOX_CHANNELS,
     ESTIMATE_FIELDS,
     PerceptionConfig,
     PerceptionNet,
@@ -44,6 +43,7 @@ from ..perception.learned import (
     coordinates,
     encode_estimates,
     flat_box,
+    mirror_signs,
 )
 
 MAX_OBJECTS = 16  # object rows per frame in a shard (the generator draws at most 10)
@@ -178,12 +178,8 @@ def flip_horizontally(batch: dict[str, Tensor], which: Tensor) -> dict[str, Tens
     out = {}
     for key, value in batch.items():
         out[key] = torch.where(which.view(-1, *[1] * (value.dim() - 1)), value.flip(-1), value)
-    sign = torch.where(which, -1.0, 1.0).view(-1, 1, 1)
-    offsets, box = out["offsets"].clone(), out["box"].clone()
-    offsets[:, 0] *= sign
-    for name in ("footprint_du", "centre_du", "sin2_yaw", "sin4_yaw"):
-        box[:, BOX_CHANNELS.index(name)] *= sign
-    out["offsets"], out["box"] = offsets, box
+    for key, sign in zip(("offsets", "box"), mirror_signs()):
+        out[key] = out[key] * torch.where(which[:, None], sign, 1.0)[:, :, None, None]
     return out
 
 
