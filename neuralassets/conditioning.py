@@ -185,12 +185,14 @@ class BackgroundView(NamedTuple):
         camera: the :class:`~neuralassets.scene.Camera` that took it.
         object_boxes: (M, 4) float pixel boxes of the objects in it (greyed out for the encoder).
         depth: (H', W') float camera-frame depth in metres, or None when unknown.
+        object_masks: (M, H', W') bool masks of the objects in it when every one is known, else None.
     """
 
     image: Tensor
     camera: Camera
     object_boxes: Tensor
     depth: Tensor | None
+    object_masks: Tensor | None = None
 
 
 def background_view(scene: Scene, target_frame: int, source_frame: int | None = None,
@@ -209,7 +211,10 @@ def background_view(scene: Scene, target_frame: int, source_frame: int | None = 
         source_frame = slotted[0].source_frame if slotted else target_frame
     boxes = torch.stack([a.boxes_2d[source_frame] for a in scene.assets]) if scene.assets else torch.zeros(0, 4)
     depth = scene.depth[source_frame] if scene.depth is not None else None
-    return BackgroundView(scene.frames[source_frame], scene.cameras[source_frame], boxes, depth)
+    masks = None
+    if scene.assets and all(a.masks is not None for a in scene.assets):
+        masks = torch.stack([a.masks[source_frame] for a in scene.assets])
+    return BackgroundView(scene.frames[source_frame], scene.cameras[source_frame], boxes, depth, masks)
 
 
 def index_of_photo(photos: list[Tensor], photo: Tensor) -> int | None:

@@ -90,20 +90,45 @@ def test_the_reference_is_the_background_photo_only_when_seen_by_the_target_came
     moved = unchanged_photo(simple_scene, 2, 0)
     expected = reproject_image(simple_scene.frames[0], simple_scene.depth[0], simple_scene.cameras[0], simple_scene.cameras[2])
     assert torch.equal(moved.nan_to_num(-1), expected.nan_to_num(-1)) and 0 < moved.isnan().float().mean() < 1
-    assert unchanged_photo(simple_scene.replace(depth=None), 2, 0) is None
+    assert unchanged_photo(simple_scene.replace(depth=None), 2, 0) is not None  # the floor stands in for depth
     assert torch.equal(unchanged_photo(simple_scene, 1, 1), simple_scene.frames[1])
     view = background_view(static_scene, 2, 1)
     assert torch.equal(view.image, static_scene.frames[1]) and view.object_boxes.shape == (2, 4)
     assert torch.equal(view.depth, static_scene.depth[1])
-    # a background photo from another camera (a background swap) has nothing to keep
+    # a background photo of the scene from another camera, without depth, is carried over by the floor
     other = Camera.look_at([0.0, -5.0, 3.0], [0.0, 0.0, 0.0], 50.0, 32, 24)
     static_scene.background = Background(torch.rand(3, 24, 32), other)
-    assert unchanged_photo(static_scene, 2, 0) is None
+    carried = unchanged_photo(static_scene, 2, 0)
+    assert carried.shape == (3, 24, 32) and 0 < carried.isnan().float().mean() < 1
     static_scene.background = Background(torch.rand(3, 24, 32), copy.deepcopy(static_scene.cameras[0]))
     assert torch.equal(unchanged_photo(static_scene, 2, 0), static_scene.background.image)
     static_scene.background.shows_scene = False  # another scene's photo standing in for the view
     assert unchanged_photo(static_scene, 2, 0) is None
     assert unchanged_photo(E.swap_background(static_scene.replace(background=None), simple_scene), 2, 0) is None
+
+
+def test_without_depth_the_floor_carries_the_photo_to_a_moved_camera_and_its_objects_stay_behind():
+    from neuralassets.data.synthetic import GeneratorConfig, generate_scene
+    from neuralassets.pipelines.reprojection import floor_depth
+
+    scene = generate_scene(5, GeneratorConfig(image_size=48, num_frames=8, min_objects=3, max_objects=3))
+    target = scene.cameras[7]
+    assert not same_camera(scene.cameras[0], target)
+    through_depth = unchanged_photo(scene, 7, 0)
+    through_floor = unchanged_photo(scene.replace(depth=None), 7, 0)
+    # where the target sees the floor (the generator's floor is the plane z = 0), both carry the same photo pixels
+    floor = (floor_depth(target) - scene.depth[7]).abs() < 1e-3 * scene.depth[7]
+    both = floor & ~through_depth.isnan().any(0) & ~through_floor.isnan().any(0)
+    assert both.float().mean() > 0.3
+    assert torch.allclose(through_floor[:, both], through_depth[:, both], atol=1e-3)
+    # the photo's objects do not lie on the floor: none of their pixels is carried over (painted one colour, a carried
+    # pixel inside one would keep that colour exactly)
+    painted = scene.frames.clone()
+    objects = torch.stack([asset.masks[0] for asset in scene.assets]).any(0)
+    painted[0][:, objects] = torch.tensor([1.0, 0.0, 1.0])[:, None]
+    carried = unchanged_photo(scene.replace(frames=painted, depth=None), 7, 0)
+    assert not (carried == torch.tensor([1.0, 0.0, 1.0])[:, None, None]).all(0).any()
+    assert (unchanged_photo(scene.replace(frames=painted), 7, 0) == torch.tensor([1.0, 0.0, 1.0])[:, None, None]).all(0).any()
 
 
 def test_the_pipeline_keeps_unchanged_pixels_at_the_scene_size(simple_scene, static_scene):
@@ -125,8 +150,13 @@ def test_the_pipeline_keeps_unchanged_pixels_at_the_scene_size(simple_scene, sta
     assert torch.allclose(run(static_scene), expected, atol=1e-6)
     pipe.thresholds = KEEP_EVERYTHING
     assert torch.allclose(run(static_scene), photo, atol=1e-6)  # the photo's own pixels, not resized twice
+    # the camera moved and there is no depth: the photo carried over by the floor where it sees it, else the render
     no_depth = simple_scene.replace(depth=None)
-    assert torch.equal(run(no_depth), run(no_depth, keep_unchanged=False))  # the camera moved, no depth: the render alone
+    carried = unchanged_photo(no_depth, 2, 0)[None]
+    floor_kept, floor_raw = run(no_depth), run(no_depth, keep_unchanged=False)
+    unseen = carried.isnan().any(1, keepdim=True).expand_as(floor_kept)
+    assert unseen.any() and (~unseen).any() and torch.equal(floor_kept[unseen], floor_raw[unseen])
+    assert torch.allclose(floor_kept[~unseen], carried[~unseen], atol=1e-6)
     # with depth, the reprojected photo where it sees the scene and the render where it does not
     reprojected = unchanged_photo(simple_scene, 2, 0)[None]
     moved, moved_raw = run(simple_scene), run(simple_scene, keep_unchanged=False)

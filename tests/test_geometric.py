@@ -9,7 +9,8 @@ from neuralassets import Camera, edits
 from neuralassets.data.edit_cases import blind_target
 from neuralassets.data.renderer import render
 from neuralassets.data.synthetic import fill_from_render, generator_config, sample_scene_spec, select_frames
-from neuralassets.pipelines.geometric import FAR_DEPTH, GeometricRenderer, floor_depth, inpaint
+from neuralassets.pipelines.geometric import GeometricRenderer, inpaint
+from neuralassets.pipelines.reprojection import FAR_DEPTH, floor_depth
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ scene's :func:`~neuralassets.conditioning.conditioning_from_scene` and
    that same photo at the pose the photo shows stays in it, rim and all.
 2. The rest of the photo is shown from the target camera through the photo's depth
    (:func:`~neuralassets.pipelines.reprojection.reproject_image`); without depth, through the floor plane
-   ``z = 0``, a pixel whose ray misses the floor taken as :data:`FAR_DEPTH` away.
+   ``z = 0``, a pixel whose ray misses the floor taken as :data:`~.reprojection.FAR_DEPTH` away.
 3. What the target sees and the photo does not is filled by OpenCV's Telea inpainting
    (:func:`inpaint`).
 4. Every object's photo surface is drawn at its target pose on top, nearest first
@@ -40,11 +40,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import geometry
 from ..conditioning import appearance_photos, background_view, conditioning_from_scene
 from ..image_ops import box_mask, from_numpy_image, resize_images, to_numpy_image
-from ..scene import Camera, Scene
-from .reprojection import reproject_image, same_camera
+from ..scene import Scene
+from .reprojection import floor_depth, reproject_image, same_camera
 from .surface_splatting import object_reference, reference_coverage, turned_in_place
 from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 
@@ -52,8 +51,6 @@ from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 INPAINT_RADIUS = 3
 #: Pixels a cut object's hole grows by, so its anti-aliased rim is cut too.
 HOLE_DILATION = 1
-#: Depth in metres given to background pixels whose ray misses the floor when the photo's depth is unknown.
-FAR_DEPTH = 1000.0
 #: Pose-number difference up to which an object counts as drawn where its photo shows it.
 SAME_POSE = 1e-4
 #: Pixels by which a box of the background photo may differ from an asset's and still be that asset's.
@@ -77,14 +74,6 @@ def inpaint(image: np.ndarray, hole: np.ndarray, grow: int = 0) -> np.ndarray:
     if grow > 0:
         hole = cv2.dilate(hole, np.ones((2 * grow + 1,) * 2, np.uint8))
     return cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-
-
-def floor_depth(camera: Camera) -> Tensor:
-    """(H, W) float camera-frame depth in metres of the floor plane ``z = 0``; :data:`FAR_DEPTH` where a ray misses it."""
-    v, u = torch.meshgrid(torch.arange(camera.height) + 0.5, torch.arange(camera.width) + 0.5, indexing="ij")
-    points, hit = geometry.ground_intersection(torch.stack([u, v], -1).reshape(-1, 2), camera.K, camera.R, camera.t)
-    _, depth = camera.project(torch.where(hit[:, None], points, torch.zeros_like(points)))
-    return torch.where(hit, depth, torch.full_like(depth, FAR_DEPTH)).view(camera.height, camera.width)
 
 
 class GeometricRenderer:
@@ -232,4 +221,4 @@ def _grown(cut: Tensor) -> Tensor:
     return torch.from_numpy(cv2.dilate(cut.numpy().astype(np.uint8), np.ones((2 * HOLE_DILATION + 1,) * 2, np.uint8)) > 0)
 
 
-__all__ = ["FAR_DEPTH", "HOLE_DILATION", "INPAINT_RADIUS", "GeometricRenderer", "floor_depth", "inpaint"]
+__all__ = ["HOLE_DILATION", "INPAINT_RADIUS", "GeometricRenderer", "inpaint"]

@@ -23,10 +23,22 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import geometry
-from ..conditioning import background_view
+from ..conditioning import BackgroundView, background_view
+from ..image_ops import box_mask
 from ..scene import Camera, Scene
 from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 from .zbuffer import splat_points
+
+#: Depth in metres given to background pixels whose ray misses the floor when the photo's depth is unknown.
+FAR_DEPTH = 1000.0
+
+
+def floor_depth(camera: Camera) -> Tensor:
+    """(H, W) float camera-frame depth in metres of the floor plane ``z = 0``; :data:`FAR_DEPTH` where a ray misses it."""
+    v, u = torch.meshgrid(torch.arange(camera.height) + 0.5, torch.arange(camera.width) + 0.5, indexing="ij")
+    points, hit = geometry.ground_intersection(torch.stack([u, v], -1).reshape(-1, 2), camera.K, camera.R, camera.t)
+    _, depth = camera.project(torch.where(hit[:, None], points, torch.zeros_like(points)))
+    return torch.where(hit, depth, torch.full_like(depth, FAR_DEPTH)).view(camera.height, camera.width)
 
 
 def _pixel_centres(height: int, width: int) -> Tensor:
@@ -91,18 +103,19 @@ def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera
 
 
 def unchanged_photo(scene: Scene, target_frame: int, source_frame: int | None = None,
-                        thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
+                    thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
     """The background photo (:func:`background_view`) as ``target_frame``'s camera sees it.
 
     It shows the parts of the target view that an edit leaves alone, so a render can keep
     those pixels (:mod:`neuralassets.pipelines.compositing`): the photo itself when the target
-    camera took it, else the photo reprojected through its depth
-    (:func:`reproject_image`), NaN where it does not see.
+    camera took it, else the photo reprojected through its depth (:func:`reproject_image`).
+    Without depth the scene's floor stands in (:func:`floor_depth`: the plane ``z = 0`` the
+    scene's boxes stand on), and the objects' own pixels (their masks, else their boxes) are
+    left out: they do not lie on the floor. NaN where it does not see.
 
     Returns:
-        (3, H', W') float in [0, 1] (NaN where unseen), or None when the cameras differ and
-        the photo's depth is unknown, or the background is another scene's photo
-        (``Background.shows_scene`` False, after a background swap).
+        (3, H', W') float in [0, 1] (NaN where unseen), or None when the background is another
+        scene's photo (``Background.shows_scene`` False, after a background swap).
     """
     if scene.background is not None and not scene.background.shows_scene:
         return None
@@ -110,9 +123,16 @@ def unchanged_photo(scene: Scene, target_frame: int, source_frame: int | None = 
     target = scene.cameras[target_frame]
     if same_camera(view.camera, target):
         return view.image
-    if view.depth is None:
-        return None
-    return reproject_image(view.image, view.depth, view.camera, target, thresholds.reprojection_depth_tolerance)
+    depth = view.depth if view.depth is not None else floor_depth(view.camera).masked_fill(_objects(view), 0.0)
+    return reproject_image(view.image, depth, view.camera, target, thresholds.reprojection_depth_tolerance)
+
+
+def _objects(view: BackgroundView) -> Tensor:
+    """(H', W') bool: the pixels of ``view``'s photo its objects cover (their masks where known, else their boxes)."""
+    height, width = view.image.shape[-2:]
+    if view.object_masks is not None and tuple(view.object_masks.shape[-2:]) == (height, width):
+        return view.object_masks.any(0) if len(view.object_masks) else torch.zeros(height, width, dtype=torch.bool)
+    return box_mask(view.object_boxes, height, width)
 
 
 def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
@@ -121,4 +141,4 @@ def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
             and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
 
 
-__all__ = ["reproject_image", "same_camera", "splat_depth", "unchanged_photo"]
+__all__ = ["FAR_DEPTH", "floor_depth", "reproject_image", "same_camera", "splat_depth", "unchanged_photo"]
