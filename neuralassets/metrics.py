@@ -113,6 +113,40 @@ def ssim(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
     return region_mean(ssim_map(pred, target), mask)
 
 
+def untouched_kept(pred: Tensor, source: Tensor, target: Tensor, grow: int = 2, tolerance: float = 2 / 255) -> Tensor:
+    """Percentage of the pixels an edit left alone that a prediction shows as the source did.
+
+    A pixel is left alone when the target shows it as the source does (within one 8-bit
+    level in every channel) and so does every pixel within ``grow`` of it: a vacated spot, a
+    moved shadow and their rims count as touched, the rest of the frame does not. It is kept
+    when the prediction is within ``tolerance`` of the source in every channel.
+
+    Args:
+        pred, source, target: (B, 3, H, W) float in [0, 1].
+        grow: pixels by which the touched region grows.
+        tolerance: largest colour difference of a kept pixel.
+
+    Returns:
+        (B,) float in [0, 100]; NaN for an image the edit touched everywhere.
+
+    Example:
+        >>> source = torch.zeros(1, 3, 8, 8); target = source.clone(); target[..., 2:4, 2:4] = 1.0
+        >>> pred = target.clone(); pred[..., 7, 7] = 0.5  # the edit drawn, one far pixel changed
+        >>> round(untouched_kept(pred, source, target).item(), 2)  # 27 of the 28 pixels 2 away from the edit
+        96.43
+    """
+    _check_pair(pred, target)
+    _check_pair(source, target)
+    touched = ((target - source).abs() > 1.5 / 255).any(dim=1, keepdim=True).float()
+    if grow > 0:
+        touched = F.max_pool2d(touched, 2 * grow + 1, stride=1, padding=grow)
+    untouched = touched[:, 0] == 0
+    kept = ((pred - source).abs() <= tolerance).all(dim=1) & untouched
+    count = untouched.flatten(1).sum(1).float()
+    share = 100 * kept.flatten(1).sum(1).float() / count.clamp(min=1)
+    return torch.where(count > 0, share, torch.full_like(share, float("nan")))
+
+
 def region_mask(scene: Scene, asset_ids: Iterable[int], frames: Sequence[int]) -> Tensor:
     """Pixels inside the projected 3D boxes of some assets in some frames of a scene.
 
@@ -410,4 +444,4 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
 
 
 __all__ = ["LPIPS", "appearance_similarity", "backbone_descriptor", "classical_descriptor", "crop_boxes", "load_lpips", "mean_ci",
-           "psnr", "region_mask", "region_mean", "ssim", "ssim_map"]
+           "psnr", "region_mask", "region_mean", "ssim", "ssim_map", "untouched_kept"]

@@ -186,7 +186,8 @@ def test_report_writes_tables_charts_and_grids(baseline_result, tmp_path):
     names = {p.name for p in written}
     assert names == {"pose_edit-quick.md", "pose_edit-quick.json", "pose_edit-quick_examples_translation.png",
                      "pose_edit-quick_examples_removal.png",
-                     *(f"pose_edit-quick_{k}.png" for k in ("psnr", "ssim", "psnr_box", "ssim_box", "identity", "ms_per_edit"))}
+                     *(f"pose_edit-quick_{k}.png" for k in ("psnr", "ssim", "psnr_box", "ssim_box", "identity", "untouched_kept",
+                                                             "ms_per_edit"))}
     text = (tmp_path / "pose_edit-quick.md").read_text()
     assert "| identity |" in text and "| copy-paste |" in text and "n/a" in text
     data = json.loads((tmp_path / "pose_edit-quick.json").read_text())
@@ -226,11 +227,15 @@ def test_markdown_gives_mean_and_interval():
                              ["identity"], ["translation"])
     for i, v in enumerate([20.0, 22.0, 24.0]):
         result.rows.append({"task": "translation", "index": i, "seed": i, "method": "identity", "psnr": v, "ssim": 0.5,
-                            "psnr_box": v, "ssim_box": 0.5, "lpips": float("nan"), "identity": 0.9, "ms_per_edit": 1.0})
+                            "psnr_box": v, "ssim_box": 0.5, "lpips": float("nan"), "identity": 0.9,
+                            "untouched_kept": 90.0 + 5 * i, "ms_per_edit": 1.0})
     text = markdown(result)
     # mean 22, sample std 2, t(0.975, 2) = 4.3027 -> 4.3027 * 2 / sqrt(3) = 4.97
     assert "| identity | 22.00 ± 4.97 | 0.500 ± 0.000 |" in text
     assert "n/a" in text
+    # kept shares 90, 95, 100: mean 95, half-width 4.3027 * 5 / sqrt(3) = 12.42, worst 90
+    assert "| 95.0 ± 12.4 (worst 90.0) |" in text
+    assert result.summary()["translation"]["identity"]["ms_per_edit"]["worst"] == 1.0  # lower is better: the largest
 
 
 # -- models --------------------------------------------------------------------------

@@ -191,3 +191,18 @@ def test_mean_ci_matches_student_t_and_skips_nan():
     assert (mean, n) == (2.5, 4)
     assert half == pytest.approx(3.18245 * 1.29099 / 2, rel=1e-4)
     assert math.isnan(mean_ci([5.0])[1]) and math.isnan(mean_ci([])[0])
+
+
+def test_untouched_kept_counts_only_pixels_away_from_the_edit_and_is_undefined_without_any():
+    from neuralassets.metrics import untouched_kept
+
+    source = torch.zeros(2, 3, 10, 10)
+    target = source.clone()
+    target[0, :, 0, 0] = 1.0  # one touched pixel: with grow 1, the 2 x 2 corner is touched, 96 pixels are not
+    target[1] = 0.5  # everything touched
+    pred = source.clone()
+    pred[0, 1, 9, 9] = 3 / 255  # over the tolerance: not kept
+    pred[0, 2, 9, 0] = 1 / 255  # within it: kept
+    kept = untouched_kept(pred, source, target, grow=1)
+    assert kept[0].item() == pytest.approx(100 * 95 / 96) and torch.isnan(kept[1])
+    assert untouched_kept(source, source, source).tolist() == [100.0, 100.0]

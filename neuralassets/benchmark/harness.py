@@ -14,6 +14,7 @@ inputs at once (a robustness sweep), rendering each case's ground truth once.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,8 @@ from ..data.edit_cases import TASKS, Case, TaskConfig, iter_cases
 from ..data.synthetic import generator_config
 from ..errors import ValidationError
 from ..image_ops import to_uint8
-from ..metrics import LPIPS, appearance_similarity, mean_ci, psnr, region_mean, ssim_map
+from ..metrics import LPIPS, appearance_similarity, mean_ci, psnr, region_mean, ssim_map, untouched_kept
+from ..pipelines.reprojection import same_camera
 from .baselines import Method
 from .inputs import ExactInputs, Inputs
 
@@ -38,6 +40,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "ssim_box": ("SSIM in box", True),
     "lpips": ("LPIPS", False),
     "identity": ("identity sim.", True),
+    "untouched_kept": ("untouched kept %", True),
     "ms_per_edit": ("ms / edit", False),
 }
 
@@ -90,16 +93,19 @@ class BenchmarkResult:
     inputs: str = "exact: the generator's depth, masks, 2D and 3D boxes and cameras"
 
     def summary(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-        """task -> method -> metric -> {"mean", "ci95", "n"} over the task's cases."""
+        """task -> method -> metric -> {"mean", "ci95", "n", "worst"} over the task's cases (NaN where undefined)."""
         out: dict = {}
         for task in self.tasks:
             out[task] = {}
             for method in self.methods:
                 rows = [r for r in self.rows if r["task"] == task and r["method"] == method]
                 out[task][method] = {}
-                for key in METRICS:
-                    mean, half, n = mean_ci(r[key] for r in rows)
-                    out[task][method][key] = {"mean": mean, "ci95": half, "n": n}
+                for key, (_, higher) in METRICS.items():
+                    values = [r.get(key, math.nan) for r in rows]  # rows of older reports lack newer metrics
+                    mean, half, n = mean_ci(values)
+                    defined = [v for v in values if not math.isnan(v)]
+                    worst = (min if higher else max)(defined) if defined else math.nan
+                    out[task][method][key] = {"mean": mean, "ci95": half, "n": n, "worst": worst}
         return out
 
     def failures(self) -> dict[str, tuple[int, int]]:
@@ -187,8 +193,10 @@ def score(cases: Sequence[Case], predictions: Tensor, lpips: LPIPS | None = None
         identity: whether to compute the identity similarity (NaN when not).
 
     Returns:
-        B dicts with ``psnr``, ``ssim``, ``psnr_box``, ``ssim_box``, ``lpips`` and
-        ``identity`` (mean similarity over the edited objects present in the target; NaN for removal).
+        B dicts with ``psnr``, ``ssim``, ``psnr_box``, ``ssim_box``, ``lpips``, ``identity``
+        (mean similarity over the edited objects present in the target; NaN for removal) and
+        ``untouched_kept`` (:func:`~neuralassets.metrics.untouched_kept` against the source
+        frame; NaN where the camera moved, which touches every pixel).
     """
     if predictions.shape[0] != len(cases):
         raise ValidationError(f"predictions: expected {len(cases)} images, got {predictions.shape[0]}")
@@ -201,6 +209,9 @@ def score(cases: Sequence[Case], predictions: Tensor, lpips: LPIPS | None = None
         "psnr_box": psnr(preds, targets, regions), "ssim_box": region_mean(similarity, regions),
         "lpips": lpips(preds, targets) if lpips is not None else torch.full((len(cases),), float("nan")),
     }
+    still = torch.tensor([same_camera(*c.truth.scene.cameras[:2]) for c in cases])
+    kept = untouched_kept(preds, torch.stack([c.source for c in cases]).float(), targets)
+    values["untouched_kept"] = torch.where(still, kept, torch.full_like(kept, float("nan")))
     identities = []
     for i, case in enumerate(cases):
         boxes = target_boxes(case) if identity else torch.zeros(0, 4)

@@ -36,7 +36,7 @@ MARGIN_BASELINES = ("geometric", "copy-paste")
 
 
 def table_cell(stats: dict[str, float], key: str, lpips_available: bool, identity_available: bool = True) -> str:
-    """A metric's summary (``{"mean", "ci95", "n"}``) as a markdown table cell: "mean ± ci95", "–" or "n/a"."""
+    """A metric's summary (``{"mean", "ci95", "n", "worst"}``) as a markdown table cell: "mean ± ci95", "–" or "n/a"."""
     if (key == "lpips" and not lpips_available) or (key == "identity" and not identity_available):
         return "n/a"
     mean, half = stats["mean"], stats["ci95"]
@@ -44,6 +44,8 @@ def table_cell(stats: dict[str, float], key: str, lpips_available: bool, identit
         return "–"
     if key == "ms_per_edit":
         return f"{mean:.0f}"  # measured per batch, so a per-case interval would be meaningless
+    if key == "untouched_kept":  # a share that must hold in the worst case too
+        return f"{mean:.1f}" + ("" if math.isnan(half) else f" ± {half:.1f}") + f" (worst {stats['worst']:.1f})"
     digits = 2 if key.startswith("psnr") else 3
     return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
 
