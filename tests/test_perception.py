@@ -266,11 +266,20 @@ def test_fit_floor_per_point_thresholds_follow_depth():
 
 
 def test_perception_runs_on_numpy_drawn_frame_pair():
-    """A frame pair (T = 2): the colour cue alone segments it."""
+    """A frame pair (T = 2): the colour cue alone segments it exactly; the default (learned) path finds the square too."""
     frames = torch.full((2, 3, 40, 40), 0.3)
     frames[0, :, 10:22, 8:20] = torch.tensor([0.9, 0.9, 0.1])[:, None, None]
     frames[1, :, 12:24, 14:26] = torch.tensor([0.9, 0.9, 0.1])[:, None, None]
-    scene = extract(frames)
+    scene = extract(frames, ClassicalSegmenter())
     assert len(scene) == 1
     assert scene.assets[0].boxes_2d[1].tolist() == [14, 12, 26, 24]
     assert np.isfinite(scene.assets[0].centers.numpy()).all()
+    # The default learned model: a flat square on grey is far from its training scenes, and its two views (the frame
+    # and its mirror image) put the square's centre a few pixels apart, so the averaged heatmap has two peaks and the
+    # second frame's square comes out in two halves, one of them tracked (docs/PERCEPTION.md, limits).
+    found = extract(frames)
+    assert len(found) == 1 and np.isfinite(found.assets[0].centers.numpy()).all()
+    drawn = torch.zeros(40, 40, dtype=torch.bool)
+    drawn[12:24, 14:26] = True
+    mask = found.assets[0].masks[1]
+    assert not (mask & ~drawn).any() and mask.sum() >= drawn.sum() / 2
