@@ -131,7 +131,7 @@ def _objects(view: BackgroundView) -> Tensor:
     """(H', W') bool: the pixels of ``view``'s photo its objects cover (their masks where known, else their boxes)."""
     height, width = view.image.shape[-2:]
     if view.object_masks is not None and tuple(view.object_masks.shape[-2:]) == (height, width):
-        return view.object_masks.any(0) if len(view.object_masks) else torch.zeros(height, width, dtype=torch.bool)
+        return view.object_masks.any(0)
     return box_mask(view.object_boxes, height, width)
 
 
