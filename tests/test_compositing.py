@@ -17,6 +17,7 @@ from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.scene import Background, Camera
 
 KEEP_EVERYTHING = RenderThresholds(unchanged_below=10.0, changed_above=11.0)  # nothing counts as changed
+COMPOSITING_ONLY = RenderThresholds(edit_margin=None)  # the sampler draws every latent cell (tests/test_edit_region.py)
 
 
 def test_a_uniform_difference_follows_the_ramp():
@@ -133,6 +134,7 @@ def test_without_depth_the_floor_carries_the_photo_to_a_moved_camera_and_its_obj
 
 def test_the_pipeline_keeps_unchanged_pixels_at_the_scene_size(simple_scene, static_scene):
     pipe = tiny_pipeline()  # renders 32 x 32; the scenes are 24 x 32
+    pipe.thresholds = COMPOSITING_ONLY
     before = copy.deepcopy(static_scene)
 
     def run(scene, **kwargs):
@@ -196,10 +198,11 @@ def test_frames_sharing_one_photo_reconstruct_it_once(simple_scene, static_scene
                                  batch_size=batch_size)
 
     together = video(static_scene, 3)
-    assert batches == [1]  # a still camera: every frame keeps pixels of the same photo
-    assert torch.allclose(together, video(static_scene, 1), atol=1e-5) and batches == [1, 1, 1]
+    assert batches == [1, 1]  # a still camera: every frame keeps the same photo's latents, then its pixels
+    assert torch.allclose(together, video(static_scene, 1), atol=1e-5) and batches == [1, 1] * 3
     video(simple_scene, 3)
-    assert batches == [3]  # a moving camera: each frame's reprojection has its own unseen pixels
+    # a moving camera: latents kept only at the frame the photo is, each frame's reprojection with its own unseen pixels
+    assert batches == [1, 3]
 
 
 def test_compositing_checks_its_photos():
@@ -222,6 +225,7 @@ def _two_frame_scene():
 
 def test_the_pipeline_says_which_pixels_it_kept(static_scene):
     pipe = tiny_pipeline()
+    pipe.thresholds = COMPOSITING_ONLY
 
     def run(**kwargs):
         return pipe(static_scene, target_frame=2, source_frame=0, generator=torch.Generator().manual_seed(3), **kwargs)

@@ -357,13 +357,15 @@ def test_neural_back_end_loads_once_and_is_seeded(loaded, tmp_path):
 
     tiny_pipeline(replace(TINY, max_objects=10)).save_pretrained(tmp_path / "tiny")
     renderers = Renderers(weights=tmp_path / "tiny")
-    settings = RenderSettings(backend="neural", steps=2, guidance=2.0, seed=7)
+    # the model alone: with keep_unchanged the unedited scene keeps the photo's latents whatever the seed
+    settings = RenderSettings(backend="neural", steps=2, guidance=2.0, seed=7, keep_unchanged=False)
     first, _ = cb.render(loaded, renderers, settings)
     second, _ = cb.render(loaded, renderers, settings)
     other, _ = cb.render(loaded, renderers, replace(settings, seed=8))
     assert renderers.loads == 1 and renderers.neural_status() == "Neural back end: model loaded."
     assert first.rendered.shape == (3, 128, 128)  # the scene's size; the model renders 32x32
     assert torch.equal(first.rendered, second.rendered) and not torch.equal(first.rendered, other.rendered)
+    settings = replace(settings, keep_unchanged=True)
     # the frame's own pixels are kept where the render leaves the scene unchanged; here: everywhere
     renderers.pipeline().thresholds = RenderThresholds(unchanged_below=10.0, changed_above=11.0)
     kept, _ = cb.render(loaded, renderers, settings)

@@ -30,7 +30,8 @@ from torch import Tensor
 from .. import geometry
 from ..data.edit_cases import Case
 from ..image_ops import box_mask, from_numpy_image, resize_images, to_numpy_image
-from ..pipelines.geometric import HOLE_DILATION, GeometricRenderer, inpaint
+from ..pipelines.edit_region import HOLE_DILATION
+from ..pipelines.geometric import GeometricRenderer, inpaint
 from ..scene import Scene
 
 STATIC_TOLERANCE = 0.25  # pixels an object's projected corners may move and still count as static

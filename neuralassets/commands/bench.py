@@ -13,6 +13,7 @@ same photos (``extracted``, files ``pose_edit-extracted*``), or exact scenes wit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -194,7 +195,7 @@ def parse_overrides(items: list[str], option: str) -> dict:
 
 
 def threshold_overrides(items: list[str]) -> dict:
-    """``--threshold KEY=VALUE`` items -> {``RenderThresholds`` field: number}, checked against the default thresholds.
+    """``--threshold KEY=VALUE`` items -> {``RenderThresholds`` field: number, or None where the field takes it}, checked.
 
     Raises:
         ConfigError: a key that is no field (the fields are listed) or a value that is not a number.
@@ -205,9 +206,12 @@ def threshold_overrides(items: list[str]) -> dict:
     from ..pipelines.thresholds import RenderThresholds
 
     overrides = parse_overrides(items, "--threshold")
+    optional = {f.name for f in dataclasses.fields(RenderThresholds) if "None" in str(f.type)}
     for key, value in overrides.items():
+        if value is None and key in optional:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"--threshold {key}: expected a number, got {value!r}")
+            raise ConfigError(f"--threshold {key}: expected a number{' or null' if key in optional else ''}, got {value!r}")
     try:
         from_dict(RenderThresholds, overrides, "--threshold")  # names unknown keys; RenderThresholds checks the values
     except ConfigError:

@@ -5,7 +5,7 @@ scene's :func:`~neuralassets.conditioning.conditioning_from_scene` and
 :func:`~neuralassets.conditioning.background_view`) and draws the target view in five steps:
 
 1. Every object the render changes is cut out of the background photo: its mask, grown by
-   :data:`HOLE_DILATION` pixels so its anti-aliased rim goes too, or its whole box where the
+   :data:`~.edit_region.HOLE_DILATION` pixels so its anti-aliased rim goes too, or its whole box where the
    mask is unknown or the scene no longer has the object (a removal). An object drawn from
    that same photo at the pose the photo shows stays in it, rim and all.
 2. The rest of the photo is shown from the target camera through the photo's depth
@@ -33,28 +33,22 @@ Example:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..conditioning import appearance_photos, background_view, conditioning_from_scene
-from ..image_ops import box_mask, from_numpy_image, resize_images, to_numpy_image
+from ..conditioning import appearance_photos, background_view
+from ..image_ops import from_numpy_image, resize_images, to_numpy_image
 from ..scene import Scene
+from .edit_region import PhotoCut, edit_layout, photo_cut, touched_pixels
 from .reprojection import floor_depth, reproject_image, same_camera
-from .surface_splatting import object_reference, reference_coverage, turned_in_place
+from .surface_splatting import object_reference, reference_coverage
 from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 
 #: Pixels OpenCV's Telea inpainting looks around each hole pixel.
 INPAINT_RADIUS = 3
-#: Pixels a cut object's hole grows by, so its anti-aliased rim is cut too.
-HOLE_DILATION = 1
-#: Pose-number difference up to which an object counts as drawn where its photo shows it.
-SAME_POSE = 1e-4
-#: Pixels by which a box of the background photo may differ from an asset's and still be that asset's.
-SAME_BOX = 0.5
 
 
 def inpaint(image: np.ndarray, hole: np.ndarray, grow: int = 0) -> np.ndarray:
@@ -101,33 +95,14 @@ class GeometricRenderer:
         Returns:
             (3, H, W) float in [0, 1] at the scene's size.
         """
-        entries = appearance_photos(scene, source_frame)[1]
-        cond = conditioning_from_scene(scene, target_frame, max(1, len(entries)), source_frame)
-        in_place = turned_in_place(cond, self.thresholds)[0].tolist()
-        stay = {e.asset.id for e, turned in zip(entries, in_place) if turned and e.frame is not None}
-        photo = _photo_cut(scene, target_frame, entries, stay, background_view(scene, target_frame, source_frame))
-        canvas = self._seen_background(scene, target_frame, photo)
-        reference = object_reference(cond, (scene.height, scene.width), self.thresholds)
+        layout = edit_layout(scene, target_frame, source_frame, self.thresholds)
+        canvas = self._seen_background(scene, target_frame, layout.photo)
+        reference = object_reference(layout.cond, (scene.height, scene.width), self.thresholds)
         image = torch.where(reference_coverage(reference)[0], (reference[0, :3] + 1) / 2, canvas).clamp(0, 1)
-        return self._keep_untouched(image, scene, cond, entries, target_frame, photo)
-
-    def _keep_untouched(self, image: Tensor, scene: Scene, cond, entries, target_frame: int, photo: _PhotoCut) -> Tensor:
-        """``image`` with the photo's own pixels wherever the render changes nothing, when the target camera took the photo.
-
-        Every object is drawn on top, those left where the photo shows them too, so that they
-        hide what moves behind them; drawn again in place, a splat can take a neighbour's pixel.
-        Outside the region the edit touches (the holes cut for changed objects and where the
-        changed objects are drawn) the photo's pixels are kept as they are.
-        """
-        view = photo.view
-        if photo.frame is None or not same_camera(view.camera, scene.cameras[target_frame]) \
-                or tuple(view.image.shape[-2:]) != tuple(image.shape[-2:]):
-            return image
-        changed = torch.zeros_like(cond.object_mask)
-        changed[0, :len(entries)] = torch.tensor([e.asset.id not in photo.unmoved for e in entries], dtype=torch.bool)
-        drawn = reference_coverage(object_reference(replace(cond, object_mask=cond.object_mask & changed),
-                                                    tuple(image.shape[-2:]), self.thresholds))[0]
-        return torch.where(drawn | photo.cut, image, view.image.float())
+        # Every object is drawn on top, those left where the photo shows them too, so that they hide what moves
+        # behind them; outside what the edit touches the photo's own pixels are kept as they are.
+        touched = touched_pixels(layout, scene, target_frame, self.thresholds)
+        return image if touched is None else torch.where(touched, image, layout.photo.view.image.float())
 
     def background(self, scene: Scene, target_frame: int, source_frame: int | None = None,
                    stay: set[int] = frozenset()) -> Tensor:
@@ -142,10 +117,10 @@ class GeometricRenderer:
             (3, H, W) float in [0, 1].
         """
         entries = appearance_photos(scene, source_frame)[1]
-        photo = _photo_cut(scene, target_frame, entries, stay, background_view(scene, target_frame, source_frame))
+        photo = photo_cut(scene, target_frame, entries, stay, background_view(scene, target_frame, source_frame))
         return self._seen_background(scene, target_frame, photo)
 
-    def _seen_background(self, scene: Scene, target_frame: int, photo: _PhotoCut) -> Tensor:
+    def _seen_background(self, scene: Scene, target_frame: int, photo: PhotoCut) -> Tensor:
         """:meth:`background` from the photo and the pixels cut from it."""
         view, cut = photo.view, photo.cut
         target = scene.cameras[target_frame]
@@ -165,60 +140,4 @@ class GeometricRenderer:
         return torch.where(hole, from_numpy_image(filled), seen)
 
 
-class _PhotoCut(NamedTuple):
-    """The background photo of a render and what of it the render does not keep."""
-
-    view: object  # conditioning.background_view's photo, camera, depth and object boxes
-    frame: int | None  # the scene frame the photo is, if it is one
-    unmoved: set[int]  # ids of the objects drawn from that frame at the pose it shows them in, same camera
-    cut: Tensor  # (H', W') bool pixels of the photo cut out, grown by HOLE_DILATION
-
-
-def _photo_cut(scene: Scene, target_frame: int, entries, stay: set[int], view) -> _PhotoCut:
-    """The pixels of ``view``'s photo to cut: objects whose pixels there the render does not keep (``entries``: the
-    scene's :func:`~neuralassets.conditioning.appearance_photos`; ``stay``: ids turned in place, kept in the photo)."""
-    height, width = view.image.shape[-2:]
-    cut = torch.zeros(height, width, dtype=torch.bool)
-    frame = _photo_frame(scene, view)
-    unmoved: set[int] = set()
-    known = []  # boxes of the photo whose object's mask the scene has
-    if frame is not None:
-        unmoved = _unmoved(scene, frame, target_frame, entries)
-        kept = set(unmoved)
-        if same_camera(scene.cameras[frame], scene.cameras[target_frame]):
-            kept |= {e.asset.id for e in entries if e.asset.id in stay and e.frame == frame}
-        for a in scene.assets:
-            if a.masks is not None and float(a.visibility[frame]) > 0:
-                known.append(a.boxes_2d[frame])
-                if a.id not in kept:
-                    cut |= a.masks[frame]
-    for box in view.object_boxes:
-        if not any(torch.allclose(box, k, atol=SAME_BOX) for k in known):
-            cut |= box_mask(box[None], height, width, cover="touch")
-    return _PhotoCut(view, frame, unmoved, _grown(cut))
-
-
-def _photo_frame(scene: Scene, view) -> int | None:
-    """The frame of ``scene`` that ``view``'s photo is, if it is one."""
-    return next((f for f in range(scene.num_frames) if scene.frames[f].shape == view.image.shape
-                 and torch.equal(scene.frames[f], view.image)), None)
-
-
-def _unmoved(scene: Scene, frame: int, target_frame: int, entries) -> set[int]:
-    """Ids of the objects (of ``entries``) drawn from photo ``frame`` at the pose it shows them in, where the target
-    camera took it."""
-    target = scene.cameras[target_frame]
-    if not same_camera(scene.cameras[frame], target):
-        return set()
-    return {e.asset.id for e in entries if e.frame == frame and torch.allclose(
-        e.asset.pose_features(target_frame, target), e.asset.photo_pose(frame, scene.cameras[frame]), atol=SAME_POSE)}
-
-
-def _grown(cut: Tensor) -> Tensor:
-    """``cut`` (H, W) bool dilated by :data:`HOLE_DILATION` pixels, so an object's anti-aliased rim goes with it."""
-    if not cut.any():
-        return cut
-    return torch.from_numpy(cv2.dilate(cut.numpy().astype(np.uint8), np.ones((2 * HOLE_DILATION + 1,) * 2, np.uint8)) > 0)
-
-
-__all__ = ["HOLE_DILATION", "INPAINT_RADIUS", "GeometricRenderer", "inpaint"]
+__all__ = ["INPAINT_RADIUS", "GeometricRenderer", "inpaint"]

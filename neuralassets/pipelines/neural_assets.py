@@ -21,9 +21,11 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
@@ -40,11 +42,12 @@ from ..models.build import Components, ModelConfig, build_components, part_confi
 from ..models.denoiser import Denoiser
 from ..models.patch_autoencoder import autoencoder_class, autoencoder_kind, takes_reference
 from ..models.quantization import quantize_state
-from ..models.scheduler import SCHEDULERS
+from ..models.scheduler import SCHEDULERS, is_flow_matching
 from ..models.weights import load_weights, save_weights
 from ..scene import Scene
 from ..video import write_video
 from . import compositing
+from .edit_region import edit_layout, touched_pixels
 from .reprojection import unchanged_photo
 from .surface_splatting import object_reference, reference_coverage
 from .thresholds import RenderThresholds
@@ -93,6 +96,19 @@ class NeuralAssetsPipelineOutput:
 
     images: Tensor | np.ndarray | list[Image.Image]
     kept: Tensor | None = None
+
+
+class KeptLatents(NamedTuple):
+    """Latents the sampler keeps where an edit leaves the photo alone (:meth:`NeuralAssetsPipeline.denoise`).
+
+    Attributes:
+        latents: (B, C, h, w) scaled clean latents of the photos.
+        free: (B, 1, h, w) bool, True where the sampler draws and False where it keeps ``latents``
+            (noised to the level of each step, clean after the last).
+    """
+
+    latents: Tensor
+    free: Tensor
 
 
 class NeuralAssetsPipeline:
@@ -274,10 +290,14 @@ class NeuralAssetsPipeline:
             generator: a ``torch.Generator`` seeding the initial noise; the same seed gives the same image.
             latents: (B, C, h, w) initial noise to use instead of drawing it (videos keep it fixed).
             output_type: ``"pt"``, ``"np"`` or ``"pil"``.
-            keep_unchanged: keep the pixels of the photo the background comes from wherever
-                the render leaves the scene unchanged (:meth:`composite_unchanged`), that photo seen
-                by the target camera (reprojected through the scene's depth when the camera
-                moved; skipped when neither applies); False returns the model's render alone.
+            keep_unchanged: keep the photo the background comes from where the edit leaves it
+                alone: while sampling, when the target camera took that photo, its latents
+                outside what the edit touches (:func:`~.edit_region.edit_region`, grown by
+                ``thresholds.edit_margin`` latent cells), so the model draws only the edit; after
+                decoding, its pixels wherever the render leaves the scene unchanged
+                (:meth:`composite_unchanged`), that photo seen by the target camera (reprojected
+                through the scene's depth when the camera moved; skipped when neither applies).
+                False returns the model's render alone.
             callback: called as ``callback(step, num_steps)`` after each denoising step
                 (``step`` counts from 1), e.g. to report progress.
 
@@ -404,7 +424,8 @@ class NeuralAssetsPipeline:
             views = [(squares[id(s)], f) for s, f in views]
             photos = photos and [None if photo is None else cut(photo, window, math.nan) for photo in photos]
         images, reference = self._sample_and_decode(Conditioning.collate([condition(s, f) for s, f in views]),
-                                                    num_inference_steps, guidance_scale, generator, latents, callback)
+                                                    num_inference_steps, guidance_scale, generator, latents, callback,
+                                                    self._kept_latents(views, source_frame) if keep_unchanged else None)
         kept = None
         if photos is None or all(photo is None for photo in photos):
             images = resize_images(images, (views[0][0].height, views[0][0].width))
@@ -430,11 +451,38 @@ class NeuralAssetsPipeline:
         """
         return self._sample_and_decode(cond, num_inference_steps, guidance_scale, generator, latents)[0]
 
+    def _kept_latents(self, views: list[tuple[Scene, int]], source_frame: int | None) -> KeptLatents | None:
+        """The background photos' latents outside what each view's edit touches, or None when no view keeps any.
+
+        A latent cell is free when any of its pixels is touched, and the free region grows by
+        ``thresholds.edit_margin`` cells (None: nothing is kept); a view whose camera did not take
+        its photo is free everywhere.
+        """
+        margin = self.thresholds.edit_margin
+        if margin is None:
+            return None
+        layouts = [edit_layout(s, f, source_frame, self.thresholds) for s, f in views]
+        touched = [touched_pixels(layout, s, f, self.thresholds) for layout, (s, f) in zip(layouts, views)]
+        if all(t is None for t in touched):
+            return None
+        size, grid = (self.config.image_size,) * 2, (self.latent_size,) * 2
+        free = torch.ones(len(views), 1, *grid, dtype=torch.bool)
+        rows = [i for i, t in enumerate(touched) if t is not None]
+        for i in rows:
+            cells = F.adaptive_max_pool2d(touched[i][None, None].float(), grid)
+            free[i] = F.max_pool2d(cells, 2 * margin + 1, stride=1, padding=margin)[0] > 0
+        photos = resize_images(torch.stack([layouts[i].photo.view.image.float() for i in rows]), size)
+        unique, inverse = _unique_images(photos, torch.zeros(len(rows), dtype=torch.bool))  # a still video's one photo
+        latents = torch.zeros(len(views), *self.latent_shape(1)[1:], device=self.device)
+        latents[rows] = self.encode_images(photos[unique])[inverse]
+        return KeptLatents(latents, free.to(self.device))
+
     def _sample_and_decode(self, cond: Conditioning, num_inference_steps: int | None, guidance_scale: float | None,
                            generator: torch.Generator | None, latents: Tensor | None,
-                           callback: StepCallback | None = None) -> tuple[Tensor, Tensor | None]:
+                           callback: StepCallback | None = None, kept: KeptLatents | None = None
+                           ) -> tuple[Tensor, Tensor | None]:
         """(B, 3, S, S) renders of ``cond`` and the decoder's object reference (None when it takes none)."""
-        latents = self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents, callback)
+        latents = self.sample_latents(cond, num_inference_steps, guidance_scale, generator, latents, callback, kept)
         reference = self._reference(latents, cond)
         return self._decode(latents, reference), reference
 
@@ -510,15 +558,16 @@ class NeuralAssetsPipeline:
 
     def sample_latents(self, cond: Conditioning, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                        generator: torch.Generator | None = None, latents: Tensor | None = None,
-                       callback: StepCallback | None = None) -> Tensor:
-        """:meth:`render` without the decoding: (B, C, h, w) scaled clean latents (arguments as there)."""
+                       callback: StepCallback | None = None, kept: KeptLatents | None = None) -> Tensor:
+        """:meth:`render` without the decoding: (B, C, h, w) scaled clean latents (arguments as there;
+        ``kept`` as in :meth:`denoise`)."""
         steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance = self.config.guidance_scale if guidance_scale is None else guidance_scale
         self._check_settings(cond, steps, guidance, generator)
         cond = self.fit_conditioning(cond)
         tokens = self.encode_tokens(cond, guidance)
         latents = self.prepare_latents(cond.batch_size, generator, latents)
-        return self.denoise(latents, tokens, steps, guidance, callback)
+        return self.denoise(latents, tokens, steps, guidance, callback, kept)
 
     def fit_conditioning(self, cond: Conditioning) -> Conditioning:
         """Resize the conditioning's images and maps to the model's square ``image_size`` (boxes are normalised, so they stay)."""
@@ -551,11 +600,18 @@ class NeuralAssetsPipeline:
         return latents.to(self.device, torch.float32) * float(getattr(self.scheduler, "init_noise_sigma", 1.0))
 
     def denoise(self, latents: Tensor, tokens: AssetTokens, num_inference_steps: int, guidance_scale: float,
-                callback: StepCallback | None = None) -> Tensor:
-        """Run the sampler from noise to clean latents, with classifier-free guidance when the scale is not 1."""
+                callback: StepCallback | None = None, kept: KeptLatents | None = None) -> Tensor:
+        """Run the sampler from noise to clean latents, with classifier-free guidance when the scale is not 1.
+
+        With ``kept``, after every step the latents outside ``kept.free`` are replaced by
+        ``kept.latents`` noised to the level the sampler has reached, with the initial noise
+        (blended sampling): the model sees the photo there at every step and draws the free
+        region to join it, and the result there is the photo's latents.
+        """
         guided = guidance_scale != 1.0
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
+        noise = latents / float(getattr(self.scheduler, "init_noise_sigma", 1.0))
         for step, t in enumerate(timesteps, start=1):
             x = torch.cat([latents, latents]) if guided else latents
             if hasattr(self.scheduler, "scale_model_input"):  # flow matching has no input scaling
@@ -566,9 +622,21 @@ class NeuralAssetsPipeline:
                 null, full = pred.chunk(2)
                 pred = null + guidance_scale * (full - null)
             latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+            if kept is not None:
+                latents = torch.where(kept.free, latents, self._noised(kept.latents, noise, step))
             if callback is not None:
                 callback(step, len(timesteps))
         return latents
+
+    def _noised(self, clean: Tensor, noise: Tensor, step: int) -> Tensor:
+        """(B, C, h, w) ``clean`` latents at the noise level the sampler reaches after ``step`` steps (clean after the last)."""
+        timesteps = self.scheduler.timesteps
+        if step >= len(timesteps):
+            return clean
+        if is_flow_matching(self.scheduler):
+            sigma = float(self.scheduler.sigmas[step])
+            return (1 - sigma) * clean + sigma * noise
+        return self.scheduler.add_noise(clean, noise, timesteps[step].expand(len(clean)))
 
     def decode_latents(self, latents: Tensor, cond: Conditioning | None = None) -> Tensor:
         """(B, C, h, w) scaled latents -> (B, 3, H, W) float in [0, 1].

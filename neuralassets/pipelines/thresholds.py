@@ -47,8 +47,13 @@ class RenderThresholds:
     changed_above: float = 0.12  # difference at or above which a pixel is changed; in between the two blend linearly
     difference_blur: float = 1.5  # standard deviation in pixels of the blur on the difference, so noise and stray pixels do not flip it
     grow: int = 2  # pixels the changed region grows by (then feathered by half as much): a changed object's rim and soft shadow edge
+    # latent cells the region an edit touches grows by while sampling (outside it the photo's latents are kept): room for
+    # the changed objects' shadows and for the model to join what it draws to what it keeps; None: every cell is sampled
+    edit_margin: int | None = 1
 
     def __post_init__(self) -> None:
+        if self.edit_margin is not None and self.edit_margin < 0:
+            raise ValueError(f"expected edit_margin >= 0 or None, got {self.edit_margin}")
         if not 0 <= self.unchanged_below < self.changed_above:
             raise ValueError(f"expected 0 <= unchanged_below < changed_above, got {self.unchanged_below}, {self.changed_above}")
 

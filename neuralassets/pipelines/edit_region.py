@@ -1,0 +1,185 @@
+"""Which pixels of the background photo an edit touches, and so which it leaves as they are.
+
+An edit changes a scene in a few places: where a changed object stood in the photo (a moved,
+turned, scaled, restyled or removed object's pixels, cut out by :func:`photo_cut`) and where
+the changed objects are drawn at their new poses. Seen by the camera that took the photo,
+every other pixel shows what the photo shows. Both renderers keep those pixels: the geometric
+baseline pastes the photo there, and the neural pipeline keeps the photo's latents there while
+it samples (:func:`edit_region`), so that the model draws only what the edit changes.
+An object counts as changed unless it is drawn from that photo at the pose the photo shows it
+in; nothing here refers to a particular kind of object.
+
+Example:
+    >>> from neuralassets import edits
+    >>> from neuralassets.data.synthetic import generate_scene, generator_config
+    >>> scene = generate_scene(3, generator_config({"image_size": 32, "num_frames": 1}))
+    >>> bool(edit_region(scene, 0).any())  # nothing edited: nothing touched
+    False
+    >>> moved = edits.move(scene, scene.assets[0].id, [0.5, 0.0, 0.0])
+    >>> bool(edit_region(moved, 0).any())
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..conditioning import BackgroundView, Conditioning, PhotoEntry, appearance_photos, background_view, conditioning_from_scene
+from ..image_ops import box_mask
+from ..scene import Scene
+from .reprojection import same_camera
+from .surface_splatting import object_reference, reference_coverage, turned_in_place
+from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
+
+#: Pixels a cut object's hole grows by, so its anti-aliased rim is cut too.
+HOLE_DILATION = 1
+#: Pose-number difference up to which an object counts as drawn where its photo shows it.
+SAME_POSE = 1e-4
+#: Pixels by which a box of the background photo may differ from an asset's and still be that asset's.
+SAME_BOX = 0.5
+
+
+class PhotoCut(NamedTuple):
+    """The background photo of a render and what of it the render does not keep.
+
+    Attributes:
+        view: the photo, its camera, depth and object boxes (:func:`~neuralassets.conditioning.background_view`).
+        frame: the scene frame the photo is, if it is one.
+        unmoved: ids of the objects drawn from that frame at the pose it shows them in, same camera.
+        cut: (H', W') bool pixels of the photo cut out, grown by :data:`HOLE_DILATION`.
+    """
+
+    view: BackgroundView
+    frame: int | None
+    unmoved: set[int]
+    cut: Tensor
+
+
+class EditLayout(NamedTuple):
+    """What a render of an edited scene draws from where (:func:`edit_layout`).
+
+    Attributes:
+        cond: the scene's conditioning, one slot per entry.
+        entries: the slotted assets and their photos (:func:`~neuralassets.conditioning.appearance_photos`).
+        photo: the background photo and the changed objects cut from it.
+    """
+
+    cond: Conditioning
+    entries: list[PhotoEntry]
+    photo: PhotoCut
+
+
+def edit_layout(scene: Scene, target_frame: int, source_frame: int | None = None,
+                thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> EditLayout:
+    """The conditioning, appearance entries and photo cut of rendering ``scene`` at ``target_frame``.
+
+    Objects turned in place (:func:`~.surface_splatting.turned_in_place`) keep their pixels in
+    the photo, so that behind the surface drawn over them their own pixels show rather than
+    the floor's.
+    """
+    entries = appearance_photos(scene, source_frame)[1]
+    cond = conditioning_from_scene(scene, target_frame, max(1, len(entries)), source_frame)
+    in_place = turned_in_place(cond, thresholds)[0].tolist()
+    stay = {e.asset.id for e, turned in zip(entries, in_place) if turned and e.frame is not None}
+    return EditLayout(cond, entries, photo_cut(scene, target_frame, entries, stay,
+                                               background_view(scene, target_frame, source_frame)))
+
+
+def touched_pixels(layout: EditLayout, scene: Scene, target_frame: int,
+                   thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
+    """(H', W') bool at the photo's size: the pixels the edit touches, or None when every pixel may change.
+
+    That is the changed objects' holes in the photo and where they are drawn at their new
+    poses; None when the target camera did not take the background photo (a moved camera, a
+    swapped background) or the photo is not of the scene's size.
+    """
+    photo, entries = layout.photo, layout.entries
+    view = photo.view
+    size = tuple(view.image.shape[-2:])
+    if photo.frame is None or not same_camera(view.camera, scene.cameras[target_frame]) or size != (scene.height, scene.width):
+        return None
+    changed = torch.zeros_like(layout.cond.object_mask)
+    changed[0, :len(entries)] = torch.tensor([e.asset.id not in photo.unmoved for e in entries], dtype=torch.bool)
+    cond = replace(layout.cond, object_mask=layout.cond.object_mask & changed)
+    return reference_coverage(object_reference(cond, size, thresholds))[0] | photo.cut
+
+
+def edit_region(scene: Scene, target_frame: int, source_frame: int | None = None,
+                thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
+    """(H, W) bool at the scene's size: what an edit touches when ``scene`` is rendered at ``target_frame``.
+
+    Outside it the target view shows the background photo's own pixels. None when that photo
+    is not seen by the target camera (every pixel may change).
+
+    Args:
+        scene: the (edited) scene.
+        target_frame: the frame rendered.
+        source_frame: the frame appearance and background come from (default: each asset's own).
+        thresholds: the drawing's tolerances (:class:`~.thresholds.RenderThresholds`).
+    """
+    return touched_pixels(edit_layout(scene, target_frame, source_frame, thresholds), scene, target_frame, thresholds)
+
+
+def photo_cut(scene: Scene, target_frame: int, entries: list[PhotoEntry], stay: set[int], view: BackgroundView) -> PhotoCut:
+    """The pixels of ``view``'s photo to cut: objects whose pixels there the render does not keep.
+
+    Args:
+        scene, target_frame: the render.
+        entries: the scene's :func:`~neuralassets.conditioning.appearance_photos` entries.
+        stay: ids of objects turned in place, kept in the photo.
+        view: the background photo.
+
+    A changed object's mask is cut, or its whole box where its mask is unknown or the scene no
+    longer has the object (a removal).
+    """
+    height, width = view.image.shape[-2:]
+    cut = torch.zeros(height, width, dtype=torch.bool)
+    frame = _photo_frame(scene, view)
+    unmoved: set[int] = set()
+    known = []  # boxes of the photo whose object's mask the scene has
+    if frame is not None:
+        unmoved = _unmoved(scene, frame, target_frame, entries)
+        kept = set(unmoved)
+        if same_camera(scene.cameras[frame], scene.cameras[target_frame]):
+            kept |= {e.asset.id for e in entries if e.asset.id in stay and e.frame == frame}
+        for a in scene.assets:
+            if a.masks is not None and float(a.visibility[frame]) > 0:
+                known.append(a.boxes_2d[frame])
+                if a.id not in kept:
+                    cut |= a.masks[frame]
+    for box in view.object_boxes:
+        if not any(torch.allclose(box, k, atol=SAME_BOX) for k in known):
+            cut |= box_mask(box[None], height, width, cover="touch")
+    return PhotoCut(view, frame, unmoved, _grown(cut))
+
+
+def _photo_frame(scene: Scene, view: BackgroundView) -> int | None:
+    """The frame of ``scene`` that ``view``'s photo is, if it is one."""
+    return next((f for f in range(scene.num_frames) if scene.frames[f].shape == view.image.shape
+                 and torch.equal(scene.frames[f], view.image)), None)
+
+
+def _unmoved(scene: Scene, frame: int, target_frame: int, entries: list[PhotoEntry]) -> set[int]:
+    """Ids of the objects (of ``entries``) drawn from photo ``frame`` at the pose it shows them in, where the target
+    camera took it."""
+    target = scene.cameras[target_frame]
+    if not same_camera(scene.cameras[frame], target):
+        return set()
+    return {e.asset.id for e in entries if e.frame == frame and torch.allclose(
+        e.asset.pose_features(target_frame, target), e.asset.photo_pose(frame, scene.cameras[frame]), atol=SAME_POSE)}
+
+
+def _grown(cut: Tensor) -> Tensor:
+    """``cut`` (H, W) bool dilated by :data:`HOLE_DILATION` pixels, so an object's anti-aliased rim goes with it."""
+    if not cut.any():
+        return cut
+    return torch.from_numpy(cv2.dilate(cut.numpy().astype(np.uint8), np.ones((2 * HOLE_DILATION + 1,) * 2, np.uint8)) > 0)
+
+
+__all__ = ["HOLE_DILATION", "EditLayout", "PhotoCut", "edit_layout", "edit_region", "photo_cut", "touched_pixels"]
