@@ -198,11 +198,13 @@ def test_frames_sharing_one_photo_reconstruct_it_once(simple_scene, static_scene
                                  batch_size=batch_size)
 
     together = video(static_scene, 3)
-    assert batches == [1, 1]  # a still camera: every frame keeps the same photo's latents, then its pixels
+    # a still camera: the latents of the photo less what each frame's edit touches (nothing at frame 0, the same pixels
+    # at frames 1 and 2: both objects moved, their masks cut), then the one photo's pixels
+    assert batches == [2, 1]
     assert torch.allclose(together, video(static_scene, 1), atol=1e-5) and batches == [1, 1] * 3
     video(simple_scene, 3)
-    # a moving camera: latents kept only at the frame the photo is, each frame's reprojection with its own unseen pixels
-    assert batches == [1, 3]
+    # a moving camera: each frame keeps the latents, then the pixels, of its own reprojection of the photo
+    assert batches == [3, 3]
 
 
 def test_compositing_checks_its_photos():

@@ -55,9 +55,17 @@ def test_a_removed_object_touches_its_box_and_a_swapped_look_touches_the_object(
     assert swapped[a.masks[0]].all() and swapped[b.masks[0]].all()
 
 
-def test_no_region_when_the_target_camera_did_not_take_the_photo(still_pair):
+def test_after_a_camera_move_every_object_and_what_the_photo_does_not_see_are_touched(still_pair):
     orbit = edits.move_camera(still_pair, 1, eye=[3.0, -4.0, 3.0], target=[0.0, 0.0, 0.0])
-    assert edit_region(orbit, 1, source_frame=0) is None
+    region = edit_region(orbit, 1, source_frame=0)
+    objects = render(orbit, frames=[1]).masks()[0].any(0)  # where the moved camera sees the objects
+    assert region[objects].float().mean() > 0.9  # none is where the photo shows it
+    assert (~region).float().mean() > 0.2  # the floor the photo sees, carried through its depth
+
+
+def test_no_region_for_a_background_from_another_scene(still_pair):
+    other = generate_scene(9, generator_config({"image_size": 48, "num_frames": 1}))
+    assert edit_region(edits.swap_background(still_pair, other), 1, source_frame=0) is None
 
 
 def test_the_sampler_keeps_the_photo_latents_outside_the_free_cells():
@@ -89,7 +97,7 @@ def test_the_kept_latents_are_noised_to_each_steps_level():
 
 
 def test_a_render_samples_only_the_latent_cells_the_edit_touches(still_pair):
-    pipe = tiny_pipeline()  # renders 32 x 32 with 16 x 16 latents: a cell is 3 x 3 pixels of the 48 x 48 scene
+    pipe = tiny_pipeline()  # renders 32 x 32 with 16 x 16 latents: a cell is 2 x 2 pixels at the model's size
     asset = still_pair.assets[0]
     moved = edits.move(still_pair, asset.id, [0.6, 0.3], frames=1, frame_of_reference="floor")
     before = copy.deepcopy(moved)
@@ -102,8 +110,13 @@ def test_a_render_samples_only_the_latent_cells_the_edit_touches(still_pair):
         pipe(moved, target_frame=1, source_frame=0, generator=torch.Generator().manual_seed(2), **kwargs)
         return decoded[0][0]
 
-    photo = pipe.encode_images(resize_images(still_pair.frames[0][None], (32, 32)))[0]
-    touched = F.max_pool2d(edit_region(moved, 1, source_frame=0)[None, None].float(), 3)[0, 0] > 0
+    # the photo at the model's size, what the edit touches filled with the mean colour of the rest
+    region = edit_region(moved, 1, source_frame=0)
+    untouched = resize_images(still_pair.frames[0].masked_fill(region, float("nan"))[None], (32, 32))
+    unseen = untouched.isnan().any(1, keepdim=True)
+    mean = untouched[0][:, ~unseen[0, 0]].mean(1)
+    photo = pipe.encode_images(torch.where(unseen, mean[None, :, None, None], untouched))[0]
+    touched = F.max_pool2d(unseen.float(), 2)[0, 0] > 0
     free = _grown(touched, 1)  # the margin: one cell
     assert 0 < free.float().mean() < 0.5
     latents = run()

@@ -31,9 +31,9 @@ import torch
 from torch import Tensor
 
 from ..conditioning import BackgroundView, Conditioning, PhotoEntry, appearance_photos, background_view, conditioning_from_scene
-from ..image_ops import box_mask
+from ..image_ops import box_mask, resize_images
 from ..scene import Scene
-from .reprojection import same_camera
+from .reprojection import floor_depth, reproject_image, same_camera
 from .surface_splatting import object_reference, reference_coverage, turned_in_place
 from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 
@@ -91,31 +91,65 @@ def edit_layout(scene: Scene, target_frame: int, source_frame: int | None = None
                                                background_view(scene, target_frame, source_frame)))
 
 
-def touched_pixels(layout: EditLayout, scene: Scene, target_frame: int,
-                   thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
-    """(H', W') bool at the photo's size: the pixels the edit touches, or None when every pixel may change.
+def seen_photo(photo: PhotoCut, scene: Scene, target_frame: int,
+               thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor:
+    """(3, H, W) float in [0, 1] at the scene's size: the background photo less its cut pixels, as the target camera sees it.
 
-    That is the changed objects' holes in the photo and where they are drawn at their new
-    poses; None when the target camera did not take the background photo (a moved camera, a
-    swapped background) or the photo is not of the scene's size.
+    The photo itself when the target camera took it (or a photo of another size stands in for
+    the view: resized); else the photo reprojected through its depth
+    (:func:`~.reprojection.reproject_image`), without depth through the floor plane ``z = 0``
+    (:func:`~.reprojection.floor_depth`). NaN where it does not show what the target camera sees,
+    the cut pixels included.
+    """
+    view, cut = photo.view, photo.cut
+    target = scene.cameras[target_frame]
+    image = view.image.float()
+    if same_camera(view.camera, target) or tuple(image.shape[-2:]) != (view.camera.height, view.camera.width):
+        return resize_images(image.masked_fill(cut, float("nan"))[None], (scene.height, scene.width))[0]
+    depth = view.depth if view.depth is not None else floor_depth(view.camera)
+    return reproject_image(image, depth.masked_fill(cut, 0.0), view.camera, target, thresholds.reprojection_depth_tolerance)
+
+
+def untouched_photo(layout: EditLayout, seen: Tensor, scene: Scene, target_frame: int,
+                    thresholds: RenderThresholds = DEFAULT_THRESHOLDS, boxes: bool = True) -> Tensor | None:
+    """(3, H, W) float in [0, 1]: what the target view shows of the background photo where the edit leaves it alone.
+
+    Args:
+        layout: the render's :func:`edit_layout`.
+        seen: its :func:`seen_photo`.
+        scene, target_frame: the render.
+        thresholds: the drawing's tolerances.
+        boxes: a changed object may be anywhere in the 2D bounds of its projected 3D box (a
+            model draws it from its tokens); False: only where its photo's pixels are drawn
+            (the geometric baseline draws nothing else).
+
+    Returns:
+        ``seen`` with NaN also where a changed object is at its new pose (every object when the
+        camera moved: none is seen where the photo shows it), or None when the background photo
+        is not one of the scene's frames (a swapped background) or not of the scene's size.
     """
     photo, entries = layout.photo, layout.entries
-    view = photo.view
-    size = tuple(view.image.shape[-2:])
-    if photo.frame is None or not same_camera(view.camera, scene.cameras[target_frame]) or size != (scene.height, scene.width):
+    size = tuple(photo.view.image.shape[-2:])
+    if photo.frame is None or size != (scene.height, scene.width):
         return None
     changed = torch.zeros_like(layout.cond.object_mask)
     changed[0, :len(entries)] = torch.tensor([e.asset.id not in photo.unmoved for e in entries], dtype=torch.bool)
-    cond = replace(layout.cond, object_mask=layout.cond.object_mask & changed)
-    return reference_coverage(object_reference(cond, size, thresholds))[0] | photo.cut
+    changed &= layout.cond.object_mask
+    drawn = reference_coverage(object_reference(replace(layout.cond, object_mask=changed), size, thresholds))[0]
+    if boxes:
+        height, width = size
+        bounds = layout.cond.object_target_boxes[0][changed[0]] * torch.tensor([width, height, width, height])
+        drawn |= box_mask(bounds, height, width, cover="touch")
+    return seen.masked_fill(drawn, float("nan"))
 
 
 def edit_region(scene: Scene, target_frame: int, source_frame: int | None = None,
                 thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
     """(H, W) bool at the scene's size: what an edit touches when ``scene`` is rendered at ``target_frame``.
 
-    Outside it the target view shows the background photo's own pixels. None when that photo
-    is not seen by the target camera (every pixel may change).
+    Outside it the target view shows the background photo (:func:`untouched_photo`): the
+    photo's own pixels when the target camera took it, else the photo seen through its depth
+    or the floor. None when the background is not a photo of the scene (every pixel may change).
 
     Args:
         scene: the (edited) scene.
@@ -123,7 +157,10 @@ def edit_region(scene: Scene, target_frame: int, source_frame: int | None = None
         source_frame: the frame appearance and background come from (default: each asset's own).
         thresholds: the drawing's tolerances (:class:`~.thresholds.RenderThresholds`).
     """
-    return touched_pixels(edit_layout(scene, target_frame, source_frame, thresholds), scene, target_frame, thresholds)
+    layout = edit_layout(scene, target_frame, source_frame, thresholds)
+    seen = seen_photo(layout.photo, scene, target_frame, thresholds)
+    untouched = untouched_photo(layout, seen, scene, target_frame, thresholds)
+    return None if untouched is None else untouched.isnan().any(0)
 
 
 def photo_cut(scene: Scene, target_frame: int, entries: list[PhotoEntry], stay: set[int], view: BackgroundView) -> PhotoCut:
@@ -182,4 +219,5 @@ def _grown(cut: Tensor) -> Tensor:
     return torch.from_numpy(cv2.dilate(cut.numpy().astype(np.uint8), np.ones((2 * HOLE_DILATION + 1,) * 2, np.uint8)) > 0)
 
 
-__all__ = ["HOLE_DILATION", "EditLayout", "PhotoCut", "edit_layout", "edit_region", "photo_cut", "touched_pixels"]
+__all__ = ["HOLE_DILATION", "EditLayout", "PhotoCut", "edit_layout", "edit_region", "photo_cut", "seen_photo",
+           "untouched_photo"]

@@ -40,10 +40,9 @@ import torch
 from torch import Tensor
 
 from ..conditioning import appearance_photos, background_view
-from ..image_ops import from_numpy_image, resize_images, to_numpy_image
+from ..image_ops import from_numpy_image, to_numpy_image
 from ..scene import Scene
-from .edit_region import PhotoCut, edit_layout, photo_cut, touched_pixels
-from .reprojection import floor_depth, reproject_image, same_camera
+from .edit_region import edit_layout, photo_cut, seen_photo, untouched_photo
 from .surface_splatting import object_reference, reference_coverage
 from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
 
@@ -96,13 +95,13 @@ class GeometricRenderer:
             (3, H, W) float in [0, 1] at the scene's size.
         """
         layout = edit_layout(scene, target_frame, source_frame, self.thresholds)
-        canvas = self._seen_background(scene, target_frame, layout.photo)
+        seen = seen_photo(layout.photo, scene, target_frame, self.thresholds)
         reference = object_reference(layout.cond, (scene.height, scene.width), self.thresholds)
-        image = torch.where(reference_coverage(reference)[0], (reference[0, :3] + 1) / 2, canvas).clamp(0, 1)
+        image = torch.where(reference_coverage(reference)[0], (reference[0, :3] + 1) / 2, _inpainted(seen)).clamp(0, 1)
         # Every object is drawn on top, those left where the photo shows them too, so that they hide what moves
         # behind them; outside what the edit touches the photo's own pixels are kept as they are.
-        touched = touched_pixels(layout, scene, target_frame, self.thresholds)
-        return image if touched is None else torch.where(touched, image, layout.photo.view.image.float())
+        untouched = untouched_photo(layout, seen, scene, target_frame, self.thresholds, boxes=False)
+        return image if untouched is None else torch.where(untouched.isnan(), image, untouched)
 
     def background(self, scene: Scene, target_frame: int, source_frame: int | None = None,
                    stay: set[int] = frozenset()) -> Tensor:
@@ -118,26 +117,16 @@ class GeometricRenderer:
         """
         entries = appearance_photos(scene, source_frame)[1]
         photo = photo_cut(scene, target_frame, entries, stay, background_view(scene, target_frame, source_frame))
-        return self._seen_background(scene, target_frame, photo)
+        return _inpainted(seen_photo(photo, scene, target_frame, self.thresholds))
 
-    def _seen_background(self, scene: Scene, target_frame: int, photo: PhotoCut) -> Tensor:
-        """:meth:`background` from the photo and the pixels cut from it."""
-        view, cut = photo.view, photo.cut
-        target = scene.cameras[target_frame]
-        H, W = scene.height, scene.width
-        image = view.image.float()
-        if same_camera(view.camera, target) or tuple(image.shape[-2:]) != (view.camera.height, view.camera.width):
-            # The target camera took the photo (or a photo of another size stands in for it): nothing moves.
-            seen = resize_images(image.masked_fill(cut, float("nan"))[None], (H, W))[0]
-        else:
-            depth = view.depth if view.depth is not None else floor_depth(view.camera)
-            seen = reproject_image(image, depth.masked_fill(cut, 0.0), view.camera, target,
-                                   self.thresholds.reprojection_depth_tolerance)
-        hole = torch.isnan(seen).any(0)
-        if not hole.any():
-            return seen
-        filled = inpaint(to_numpy_image(seen.nan_to_num(0.0)), hole.numpy())
-        return torch.where(hole, from_numpy_image(filled), seen)
+
+def _inpainted(seen: Tensor) -> Tensor:
+    """(3, H, W) ``seen`` with its NaN pixels filled by :func:`inpaint`."""
+    hole = torch.isnan(seen).any(0)
+    if not hole.any():
+        return seen
+    filled = inpaint(to_numpy_image(seen.nan_to_num(0.0)), hole.numpy())
+    return torch.where(hole, from_numpy_image(filled), seen)
 
 
 __all__ = ["INPAINT_RADIUS", "GeometricRenderer", "inpaint"]

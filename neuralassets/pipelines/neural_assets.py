@@ -47,7 +47,7 @@ from ..models.weights import load_weights, save_weights
 from ..scene import Scene
 from ..video import write_video
 from . import compositing
-from .edit_region import edit_layout, touched_pixels
+from .edit_region import edit_layout, seen_photo, untouched_photo
 from .reprojection import unchanged_photo
 from .surface_splatting import object_reference, reference_coverage
 from .thresholds import RenderThresholds
@@ -291,8 +291,8 @@ class NeuralAssetsPipeline:
             latents: (B, C, h, w) initial noise to use instead of drawing it (videos keep it fixed).
             output_type: ``"pt"``, ``"np"`` or ``"pil"``.
             keep_unchanged: keep the photo the background comes from where the edit leaves it
-                alone: while sampling, when the target camera took that photo, its latents
-                outside what the edit touches (:func:`~.edit_region.edit_region`, grown by
+                alone: while sampling, its latents as the target camera sees it outside what the
+                edit touches (:func:`~.edit_region.edit_region`, grown by
                 ``thresholds.edit_margin`` latent cells), so the model draws only the edit; after
                 decoding, its pixels wherever the render leaves the scene unchanged
                 (:meth:`composite_unchanged`), that photo seen by the target camera (reprojected
@@ -452,26 +452,33 @@ class NeuralAssetsPipeline:
         return self._sample_and_decode(cond, num_inference_steps, guidance_scale, generator, latents)[0]
 
     def _kept_latents(self, views: list[tuple[Scene, int]], source_frame: int | None) -> KeptLatents | None:
-        """The background photos' latents outside what each view's edit touches, or None when no view keeps any.
+        """The background photo's latents, as each view's camera sees it, outside what the edit touches; None when no
+        view keeps any.
 
-        A latent cell is free when any of its pixels is touched, and the free region grows by
-        ``thresholds.edit_margin`` cells (None: nothing is kept); a view whose camera did not take
-        its photo is free everywhere.
+        A latent cell is free when any of its pixels is touched or unseen by the photo
+        (:func:`~.edit_region.untouched_photo`), and the free region grows by
+        ``thresholds.edit_margin`` cells (None: nothing is kept). Unseen pixels are filled with
+        the seen ones' mean colour before encoding, so they pull no cell towards black.
         """
         margin = self.thresholds.edit_margin
         if margin is None:
             return None
-        layouts = [edit_layout(s, f, source_frame, self.thresholds) for s, f in views]
-        touched = [touched_pixels(layout, s, f, self.thresholds) for layout, (s, f) in zip(layouts, views)]
-        if all(t is None for t in touched):
+        untouched = []
+        for s, f in views:
+            layout = edit_layout(s, f, source_frame, self.thresholds)
+            seen = seen_photo(layout.photo, s, f, self.thresholds)
+            untouched.append(untouched_photo(layout, seen, s, f, self.thresholds))
+        rows = [i for i, u in enumerate(untouched) if u is not None and not u.isnan().all()]
+        if not rows:
             return None
         size, grid = (self.config.image_size,) * 2, (self.latent_size,) * 2
+        photos = resize_images(torch.stack([untouched[i] for i in rows]), size)
+        unseen = photos.isnan().any(1, keepdim=True)
+        mean = photos.nan_to_num(0.0).sum((2, 3), keepdim=True) / (~unseen).sum((2, 3), keepdim=True)
+        photos = torch.where(unseen, mean, photos)
         free = torch.ones(len(views), 1, *grid, dtype=torch.bool)
-        rows = [i for i, t in enumerate(touched) if t is not None]
-        for i in rows:
-            cells = F.adaptive_max_pool2d(touched[i][None, None].float(), grid)
-            free[i] = F.max_pool2d(cells, 2 * margin + 1, stride=1, padding=margin)[0] > 0
-        photos = resize_images(torch.stack([layouts[i].photo.view.image.float() for i in rows]), size)
+        cells = F.adaptive_max_pool2d(unseen.float(), grid)
+        free[rows] = F.max_pool2d(cells, 2 * margin + 1, stride=1, padding=margin) > 0
         unique, inverse = _unique_images(photos, torch.zeros(len(rows), dtype=torch.bool))  # a still video's one photo
         latents = torch.zeros(len(views), *self.latent_shape(1)[1:], device=self.device)
         latents[rows] = self.encode_images(photos[unique])[inverse]
