@@ -307,6 +307,10 @@ def test_bench_command_rejects_bad_arguments(capsys):
     assert "--threshold.unmoved; valid keys of --threshold: changed_above" in capsys.readouterr().err
     assert cli_main(["bench", "--quick", "--threshold", "grow=wide"]) == 2
     assert "--threshold grow: expected a number, got 'wide'" in capsys.readouterr().err
+    assert cli_main(["bench", "--quick", "--threshold", "grow=null"]) == 2
+    assert "--threshold grow: expected a number, got None" in capsys.readouterr().err
+    assert cli_main(["bench", "--quick", "--threshold", "edit_margin=-1"]) == 2
+    assert "--threshold: expected edit_margin >= 0 or None, got -1" in capsys.readouterr().err
     assert cli_main(["bench", "--quick", "--threshold", "unchanged_below=0.5"]) == 2  # above changed_above
     assert "--threshold: expected 0 <= unchanged_below < changed_above, got 0.5, 0.12" in capsys.readouterr().err
 
