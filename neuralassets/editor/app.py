@@ -206,7 +206,7 @@ def build_app(renderers: Renderers | None = None, workdir: str | os.PathLike | N
                                          elem_id="guidance")
                     seed = gr.Number(RenderSettings.seed, precision=0, minimum=0, label="seed", elem_id="seed")
                 keep = gr.Checkbox(value=RenderSettings.keep_unchanged, label="keep unchanged pixels", elem_id="keep-unchanged",
-                                   info="neural: the frame's own pixels wherever the render leaves the scene unchanged")
+                                   info="neural: the model draws only what the edit touches; the frame's own pixels elsewhere")
             with gr.Tab("Export"):
                 with gr.Row():
                     export_png = gr.Button("Render as PNG", elem_id="export-png")

@@ -28,9 +28,9 @@ class RenderSettings:
         steps: denoising steps of the neural back end.
         guidance: classifier-free guidance scale of the neural back end (1 = off).
         seed: seeds the neural back end's initial noise; the same seed gives the same image.
-        keep_unchanged: the neural back end keeps the frame's own pixels wherever its render
-            leaves the scene unchanged (``NeuralAssetsPipeline.keep_unchanged``); False shows
-            the render alone.
+        keep_unchanged: the neural back end samples only what the edit touches and keeps the
+            frame's own pixels wherever its render leaves the scene unchanged (the pipeline's
+            ``keep_unchanged``); False shows the render alone.
     """
 
     backend: str = "ground truth"
