@@ -386,6 +386,7 @@ def test_both_back_ends_and_every_export_download(server, browser, tmp_path):
     assert np.array_equal(geometric[~region.numpy()], as_uint8(scene.frames[0])[~region.numpy()])  # the photo's own pixels
     assert not np.array_equal(geometric, as_uint8(scene.frames[0]))  # and the object moved
     page.get_by_label("neural").check()
+    assert page.get_by_text("neural: the model draws only what the edit touches").is_visible()  # the checkbox says so
     screenshot(page, "render_settings", tmp_path)
     page.click("#render")
     message = wait_status(page, "Rendered frame 0 with the neural back end.")
@@ -394,6 +395,11 @@ def test_both_back_ends_and_every_export_download(server, browser, tmp_path):
     kept = image_of(page, "kept")
     assert kept.shape == (scene.height * scale + LEGEND_HEIGHT, scene.width * scale, 3)  # the map and its legend
     neural = image_of(page, "after", scale)
+    # the model drew only what the move touches (its boxes grown by a latent cell): beyond, the photo's own pixels
+    far = ~(box_region(scene, target.id, 3 * MARGIN) | box_region(E.move(scene, target.id, (MOVE_X, 0.0, 0.0)), target.id,
+                                                                   3 * MARGIN)).numpy()
+    difference = np.abs(neural.astype(int) - as_uint8(scene.frames[0]).astype(int)).max(-1)[far]
+    assert far.mean() > 0.5 and (difference == 0).mean() >= 0.995 and difference.max() <= 2
 
     tab(page, "Export")
     png = download(page, "export-png", tmp_path, "Saved the render as render.png")
