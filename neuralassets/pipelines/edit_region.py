@@ -143,11 +143,23 @@ def untouched_photo(layout: EditLayout, seen: Tensor, scene: Scene, target_frame
     return seen.masked_fill(drawn, float("nan"))
 
 
+def untouched_view(scene: Scene, target_frame: int, source_frame: int | None = None,
+                   thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
+    """:func:`untouched_photo` of rendering ``scene`` at ``target_frame``, from its :func:`edit_layout` and :func:`seen_photo`.
+
+    Returns:
+        (3, H, W) float in [0, 1] at the scene's size, NaN where the edit may change the view; None
+        when the background is not a photo of the scene.
+    """
+    layout = edit_layout(scene, target_frame, source_frame, thresholds)
+    return untouched_photo(layout, seen_photo(layout.photo, scene, target_frame, thresholds), scene, target_frame, thresholds)
+
+
 def edit_region(scene: Scene, target_frame: int, source_frame: int | None = None,
                 thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
     """(H, W) bool at the scene's size: what an edit touches when ``scene`` is rendered at ``target_frame``.
 
-    Outside it the target view shows the background photo (:func:`untouched_photo`): the
+    Outside it the target view shows the background photo (:func:`untouched_view`): the
     photo's own pixels when the target camera took it, else the photo seen through its depth
     or the floor. None when the background is not a photo of the scene (every pixel may change).
 
@@ -157,9 +169,7 @@ def edit_region(scene: Scene, target_frame: int, source_frame: int | None = None
         source_frame: the frame appearance and background come from (default: each asset's own).
         thresholds: the drawing's tolerances (:class:`~.thresholds.RenderThresholds`).
     """
-    layout = edit_layout(scene, target_frame, source_frame, thresholds)
-    seen = seen_photo(layout.photo, scene, target_frame, thresholds)
-    untouched = untouched_photo(layout, seen, scene, target_frame, thresholds)
+    untouched = untouched_view(scene, target_frame, source_frame, thresholds)
     return None if untouched is None else untouched.isnan().any(0)
 
 
@@ -220,4 +230,4 @@ def _grown(cut: Tensor) -> Tensor:
 
 
 __all__ = ["HOLE_DILATION", "EditLayout", "PhotoCut", "edit_layout", "edit_region", "photo_cut", "seen_photo",
-           "untouched_photo"]
+           "untouched_photo", "untouched_view"]

@@ -47,7 +47,7 @@ from ..models.weights import load_weights, save_weights
 from ..scene import Scene
 from ..video import write_video
 from . import compositing
-from .edit_region import edit_layout, seen_photo, untouched_photo
+from .edit_region import untouched_view
 from .reprojection import unchanged_photo
 from .surface_splatting import object_reference, reference_coverage
 from .thresholds import RenderThresholds
@@ -456,18 +456,14 @@ class NeuralAssetsPipeline:
         view keeps any.
 
         A latent cell is free when any of its pixels is touched or unseen by the photo
-        (:func:`~.edit_region.untouched_photo`), and the free region grows by
+        (:func:`~.edit_region.untouched_view`), and the free region grows by
         ``thresholds.edit_margin`` cells (None: nothing is kept). Unseen pixels are filled with
         the seen ones' mean colour before encoding, so they pull no cell towards black.
         """
         margin = self.thresholds.edit_margin
         if margin is None:
             return None
-        untouched = []
-        for s, f in views:
-            layout = edit_layout(s, f, source_frame, self.thresholds)
-            seen = seen_photo(layout.photo, s, f, self.thresholds)
-            untouched.append(untouched_photo(layout, seen, s, f, self.thresholds))
+        untouched = [untouched_view(s, f, source_frame, self.thresholds) for s, f in views]
         rows = [i for i, u in enumerate(untouched) if u is not None and not u.isnan().all()]
         if not rows:
             return None
