@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neuralassets import Camera, Scene, geometry
-from neuralassets.errors import ValidationError
+from neuralassets.errors import ConfigError, ValidationError
 from neuralassets.image_ops import masks_to_boxes
 from neuralassets.perception import (
     ClassicalSegmenter,
@@ -22,7 +22,7 @@ from neuralassets.perception import (
     fit_floor,
     mask_iou,
 )
-from neuralassets.perception.camera import ASSUMED_HEIGHT
+from neuralassets.perception.camera import ASSUMED_HEIGHT, CameraConfig
 
 
 @pytest.fixture(scope="module")
@@ -164,22 +164,37 @@ def test_yaw_is_continuous_when_a_box_is_seen_turned_by_90_degrees():
     assert boxes.centers[0, 2].tolist() == pytest.approx([0.1, 0.0, 0.5])
 
 
-def test_camera_motion_follows_the_ground_truth(synthetic):
+@pytest.mark.parametrize("with_depth", [True, False])
+def test_camera_motion_follows_the_ground_truth(synthetic, with_depth):
+    """The camera orbits 7° over the clip; points followed from the keyframe keep every estimate within 8 cm and
+    0.6° of the truth, with the true depth or with points lifted onto the floor (frame-to-frame ORB matches
+    drifted to 17 cm and 2° with depth, 80 cm and 7.5° without)."""
     objects = torch.stack([a.masks for a in synthetic.assets]).any(0)
-    cams = estimate_camera_motion(synthetic.frames, synthetic.cameras[0], objects, synthetic.depth)
+    cams = estimate_camera_motion(synthetic.frames, synthetic.cameras[0], objects, synthetic.depth if with_depth else None)
+
     def angle(A, B):
         return math.degrees(float(torch.arccos(((A @ B.T).trace() - 1).clamp(-2, 2) / 2)))
 
     first = synthetic.cameras[0]
-    # the camera orbits; the estimate must beat staying put every frame, and by far at the end
+    assert cams[0] is first
     for est, gt in zip(cams[1:], synthetic.cameras[1:]):
-        assert float((est.center - gt.center).norm()) < float((first.center - gt.center).norm()) + 0.02
-        assert angle(est.R, gt.R) < angle(first.R, gt.R) + 0.2
+        assert float((est.center - gt.center).norm()) < 0.08
+        assert angle(est.R, gt.R) < 0.6
     est, gt = cams[-1], synthetic.cameras[-1]
-    assert float((est.center - gt.center).norm()) < 0.4 * float((first.center - gt.center).norm())
-    assert angle(est.R, gt.R) < 0.4 * angle(first.R, gt.R)
+    assert float((est.center - gt.center).norm()) < 0.15 * float((first.center - gt.center).norm())
+    assert angle(est.R, gt.R) < 0.15 * angle(first.R, gt.R)
+
+
+def test_camera_motion_of_a_still_clip_is_the_first_camera(synthetic):
     still = estimate_camera_motion(synthetic.frames[:1].expand(3, -1, -1, -1), synthetic.cameras[0])
-    assert all(torch.equal(c.R, synthetic.cameras[0].R) for c in still)
+    assert all(torch.equal(c.R, synthetic.cameras[0].R) and torch.equal(c.t, synthetic.cameras[0].t) for c in still)
+
+
+def test_camera_motion_settings_are_checked():
+    with pytest.raises(ConfigError, match="flow_side >= 16"):
+        CameraConfig(flow_side=8)
+    with pytest.raises(ConfigError, match="key_share"):
+        CameraConfig(key_share=0.0)
 
 
 def test_extract_with_ground_truth_round_trips_through_a_scene_folder(synthetic, tmp_path):

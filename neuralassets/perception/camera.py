@@ -7,16 +7,18 @@
   the pitch and roll given (:attr:`CameraConfig.pitch_degrees`) or read from the first
   frame's vertical vanishing point (:func:`estimate_up`: the image's near-vertical line
   segments meet where the world's up direction projects), else the assumed pitch.
-* Motion (:class:`CameraMotion`, frame by frame): ORB features outside every object mask
-  are matched from the previous frame; its features are lifted to 3D (with depth, or onto
-  the floor) and the new pose is solved by PnP with RANSAC. Too few matches, or sub-pixel
-  motion, keeps the previous pose (the static-camera fallback).
+* Motion (:class:`CameraMotion`, frame by frame): points of the background (away from every
+  object mask) are followed by dense optical flow (OpenCV's DIS, checked forwards and
+  backwards) from a keyframe and from the previous frame, lifted to 3D there (with depth, or
+  onto the floor) and the new pose is solved by PnP with RANSAC. Too few points keeps the
+  previous pose; sub-pixel motion since the keyframe keeps the keyframe's (a still camera).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -39,10 +41,14 @@ class CameraConfig:
     pitch_degrees: float | None = None  # downward tilt of the optical axis; None: from depth or the vanishing point,
     # else ASSUMED_PITCH
     far: float = 60.0  # metres: boxes farther from the camera than this are implausible
-    features: int = 400  # ORB features per frame
-    min_matches: int = 12  # fewer matched (or PnP-inlier) features keep the previous pose
-    static_pixels: float = 0.3  # median feature motion (pixels) below which the camera is taken as still
-    reprojection_pixels: float = 2.0  # PnP RANSAC inlier threshold
+    flow_side: int = 160  # frames are scaled (up or down) to this longer side for the optical flow; pixel figures
+    # of the camera motion are at that size
+    flow_step: int = 4  # pixels (at the flow's size) between the background points followed by the flow
+    flow_consistency: float = 1.0  # the backward flow must lead a point back this close (pixels), else it is dropped
+    key_share: float = 0.5  # a new keyframe once fewer than this share of the keyframe's points still follow it
+    min_matches: int = 12  # fewer followed (or PnP-inlier) points keep the previous pose
+    static_pixels: float = 0.5  # median motion since the keyframe (pixels) below which the camera is taken as still
+    reprojection_pixels: float = 2.0  # PnP RANSAC inlier threshold (pixels)
     vanishing_degrees: float = 1.0  # a line segment within this angle of a vanishing direction supports it
     vanishing_min_support: float = 0.15  # share of the segment length the up direction must be consistent with
     vanishing_min_segments: int = 10  # and at least this many segments
@@ -53,6 +59,8 @@ class CameraConfig:
             raise ConfigError(f"camera field of view: expected 5..170 degrees, got {self.fov_degrees}")
         if self.height is not None and not 0 < self.height <= 1000:
             raise ConfigError(f"camera height: expected metres above the floor in (0, 1000], got {self.height}")
+        if self.flow_side < 16 or self.flow_step < 1 or not 0 < self.key_share <= 1:
+            raise ConfigError("camera motion: flow_side >= 16, flow_step >= 1 and 0 < key_share <= 1 are required")
         if self.pitch_degrees is not None and not -90 < self.pitch_degrees <= 90:
             raise ConfigError(f"camera pitch: expected degrees below the horizon in (-90, 90], got {self.pitch_degrees}")
 
@@ -194,8 +202,24 @@ def _vanishing_direction(segments: np.ndarray, K: np.ndarray, degrees: float, rn
     return direction / np.linalg.norm(direction)
 
 
+class _View(NamedTuple):
+    """A frame the camera motion tracks background points from."""
+
+    gray: np.ndarray  # (h, w) uint8 at the flow's size
+    background: np.ndarray  # (h, w) bool: pixels away from every object
+    depth: Tensor | None  # (H, W) metres at the frame's size, or None (points lie on the floor)
+    camera: Camera | None  # None until solved
+
+
 class CameraMotion:
     """Cameras frame by frame, starting from a known first camera (see the module docstring).
+
+    Background points are followed by dense optical flow into each new frame from two views: a
+    keyframe (at first the first frame, whose camera is given) and the previous frame. The
+    keyframe's points hold the estimate to one reference, so the error does not add up frame by
+    frame; the previous frame's keep it when the view has moved on. A new keyframe is taken
+    when fewer than ``config.key_share`` of the points the keyframe gave its next frame still
+    follow it. Memory holds two frames whatever the clip's length.
 
     Args:
         first: the camera of frame 0 (world frame with the floor at z = 0).
@@ -204,36 +228,99 @@ class CameraMotion:
 
     def __init__(self, first: Camera, config: CameraConfig | None = None) -> None:
         self.first, self.config = first, config or CameraConfig()
-        self._orb = cv2.ORB_create(nfeatures=self.config.features, edgeThreshold=8, patchSize=15, fastThreshold=10)
-        self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._K = first.K.numpy().astype(np.float64)
-        self._previous = None  # (features, depth) of the previous frame
-        self._camera: Camera | None = None
+        self._scale = self.config.flow_side / max(first.width, first.height)  # frame pixels -> the flow's pixels
+        self._key: _View | None = None
+        self._key_points: int | None = None  # points the keyframe gave the frame after it
+        self._previous: _View | None = None
 
     def update(self, frame: Tensor, object_mask: Tensor | None = None, depth: Tensor | None = None) -> Camera:
         """The camera of the next frame.
 
         Args:
             frame: (3, H, W) float in [0, 1].
-            object_mask: (H, W) bool union of the frame's object masks; features there are
-                ignored because objects move on their own.
-            depth: (H, W) float metres, or None to lift features onto the floor instead.
+            object_mask: (H, W) bool union of the frame's object masks; points there are
+                not followed because objects move on their own.
+            depth: (H, W) float metres, or None to lift points onto the floor instead.
 
         Returns:
             The first camera for the first frame, then each frame's estimate.
         """
-        gray = to_uint8(frame.float().mean(0)).numpy()
-        allowed = np.full(gray.shape, 255, np.uint8)
-        if object_mask is not None:
-            allowed = cv2.erode(allowed * ~object_mask.numpy(), np.ones((5, 5), np.uint8), borderValue=255)
-        features = self._orb.detectAndCompute(gray, allowed)
-        if self._camera is None:
-            self._camera = self.first
+        H, W = frame.shape[-2:]
+        background = np.ones((H, W), bool) if object_mask is None else \
+            ~cv2.dilate(object_mask.numpy().astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        size = (round(W * self._scale), round(H * self._scale))
+        view = _View(cv2.resize(to_uint8(frame.float().mean(0)).numpy(), size, interpolation=cv2.INTER_AREA
+                                if self._scale < 1 else cv2.INTER_LINEAR),
+                     cv2.resize(background.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool), depth, None)
+        if self._key is None:
+            camera, from_key = self.first, None
         else:
-            self._camera = _next_camera(self._previous[0], features, self._camera, self._matcher, self._K,
-                                        self._previous[1], self.config)
-        self._previous = (features, depth)
-        return self._camera
+            from_key = self._points(self._key, view)
+            from_previous = self._points(self._previous, view) if self._previous is not self._key else None
+            camera = self._solve(from_key, from_previous, self._previous.camera)
+            if self._key_points is None:
+                self._key_points = len(from_key[0])
+        view = view._replace(camera=camera)
+        if self._key is None or len(from_key[0]) < self.config.key_share * self._key_points:
+            self._key, self._key_points = view, None
+        self._previous = view
+        return camera
+
+    def _points(self, source: _View, target: _View) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Background points of ``source`` that the flow follows into ``target``: (N, 3) world points, (N, 2) their
+        pixels in ``target`` (frame scale, pixel centres at .5) and (N,) how far they moved (pixels at the flow's
+        scale). Points the backward flow does not lead back to, or that land off the frame or on an object, are left out."""
+        cfg = self.config
+        forward = self._flow.calc(source.gray, target.gray, None)
+        backward = self._flow.calc(target.gray, source.gray, None)
+        h, w = source.gray.shape
+        ys, xs = np.mgrid[cfg.flow_step // 2:h:cfg.flow_step, cfg.flow_step // 2:w:cfg.flow_step]
+        keep = source.background[ys, xs]
+        ys, xs = ys[keep], xs[keep]
+        moved = forward[ys, xs]
+        x1, y1 = xs + moved[:, 0], ys + moved[:, 1]
+        keep = (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
+        ys, xs, x1, y1, moved = ys[keep], xs[keep], x1[keep], y1[keep], moved[keep]
+        landed = np.round(y1).astype(int), np.round(x1).astype(int)
+        keep = (np.linalg.norm(moved + backward[landed], axis=1) < cfg.flow_consistency) & target.background[landed]
+        uv0 = torch.from_numpy(np.stack([xs[keep] + 0.5, ys[keep] + 0.5], 1) / self._scale).float()
+        uv1 = np.stack([x1[keep] + 0.5, y1[keep] + 0.5], 1) / self._scale
+        camera = source.camera
+        if source.depth is not None:
+            H, W = source.depth.shape
+            z = source.depth[uv0[:, 1].long().clamp(0, H - 1), uv0[:, 0].long().clamp(0, W - 1)]
+            world, ok = geometry.unproject_points(uv0, z, camera.K, camera.R, camera.t), torch.isfinite(z) & (z > 0)
+        else:
+            world, ok = geometry.ground_intersection(uv0, camera.K, camera.R, camera.t)
+        ok = ok.numpy()
+        return world.numpy()[ok], uv1[ok], np.linalg.norm(moved[keep][ok], axis=1)
+
+    def _solve(self, from_key, from_previous, previous: Camera) -> Camera:
+        """The camera that sees the followed points where the flow put them (PnP with RANSAC, then refined on the
+        inliers); the keyframe's camera when they hardly moved, the previous one when there are too few."""
+        cfg = self.config
+        if len(from_key[2]) and float(np.median(from_key[2])) < cfg.static_pixels:
+            return _copy(self._key.camera)
+        world, uv = from_key[0], from_key[1]
+        if from_previous is not None:
+            world, uv = np.concatenate([world, from_previous[0]]), np.concatenate([uv, from_previous[1]])
+        if len(world) < cfg.min_matches:
+            return _copy(previous)
+        world, uv = world.astype(np.float64), uv.astype(np.float64)
+        found, rvec, tvec, inliers = cv2.solvePnPRansac(
+            world, uv, self._K, None, rvec=cv2.Rodrigues(previous.R.numpy().astype(np.float64))[0],
+            tvec=previous.t.numpy().astype(np.float64).reshape(3, 1), useExtrinsicGuess=True,
+            reprojectionError=cfg.reprojection_pixels / self._scale, iterationsCount=200, confidence=0.999,
+            flags=cv2.SOLVEPNP_ITERATIVE)
+        if not found or inliers is None or len(inliers) < cfg.min_matches:
+            return _copy(previous)
+        inliers = inliers.ravel()
+        rvec, tvec = cv2.solvePnPRefineLM(world[inliers], uv[inliers], self._K, None, rvec, tvec)
+        R, _ = cv2.Rodrigues(rvec)
+        return Camera(previous.K.clone(), torch.from_numpy(R).float(), torch.from_numpy(tvec.ravel()).float(),
+                      previous.width, previous.height)
 
 
 def estimate_camera_motion(frames: Tensor, first: Camera, object_masks: Tensor | None = None,
@@ -253,45 +340,6 @@ def estimate_camera_motion(frames: Tensor, first: Camera, object_masks: Tensor |
     motion = CameraMotion(first, config)
     return [motion.update(frames[t], None if object_masks is None else object_masks[t], None if depth is None else depth[t])
             for t in range(frames.shape[0])]
-
-
-def _next_camera(previous, current, camera: Camera, matcher, K: np.ndarray, depth: Tensor | None,
-                 cfg: CameraConfig) -> Camera:
-    """A frame's camera from the previous frame's camera, depth ((H, W) or None) and ORB features; the previous pose when unsure."""
-    (kp0, des0), (kp1, des1) = previous, current
-    if des0 is None or des1 is None or len(kp0) < cfg.min_matches or len(kp1) < cfg.min_matches:
-        return _copy(camera)
-    matches = matcher.match(des0, des1)
-    if len(matches) < cfg.min_matches:
-        return _copy(camera)
-    p0 = np.float32([kp0[m.queryIdx].pt for m in matches])
-    p1 = np.float32([kp1[m.trainIdx].pt for m in matches])
-    if np.median(np.linalg.norm(p1 - p0, axis=1)) < cfg.static_pixels:
-        return _copy(camera)
-    # OpenCV keypoints have the top-left pixel centre at (0, 0); the library puts it at (0.5, 0.5)
-    uv0 = torch.from_numpy(p0 + 0.5)
-    if depth is not None:
-        H, W = depth.shape
-        cols = uv0[:, 0].long().clamp(0, W - 1)
-        rows = uv0[:, 1].long().clamp(0, H - 1)
-        z = depth[rows, cols]
-        ok = torch.isfinite(z) & (z > 0)
-        world = geometry.unproject_points(uv0, z, camera.K, camera.R, camera.t)
-    else:
-        world, ok = geometry.ground_intersection(uv0, camera.K, camera.R, camera.t)
-    ok = ok.numpy()
-    if ok.sum() < cfg.min_matches:
-        return _copy(camera)
-    rvec0, _ = cv2.Rodrigues(camera.R.numpy().astype(np.float64))
-    found, rvec, tvec, inliers = cv2.solvePnPRansac(
-        world.numpy()[ok].astype(np.float64), (p1[ok] + 0.5).astype(np.float64), K, None,
-        rvec=rvec0, tvec=camera.t.numpy().astype(np.float64).reshape(3, 1), useExtrinsicGuess=True,
-        reprojectionError=cfg.reprojection_pixels, iterationsCount=200, confidence=0.999, flags=cv2.SOLVEPNP_ITERATIVE)
-    if not found or inliers is None or len(inliers) < cfg.min_matches:
-        return _copy(camera)
-    R, _ = cv2.Rodrigues(rvec)
-    return Camera(camera.K.clone(), torch.from_numpy(R).float(), torch.from_numpy(tvec.ravel()).float(), camera.width,
-                  camera.height)
 
 
 def _copy(camera: Camera) -> Camera:
