@@ -76,15 +76,18 @@ class EditLayout(NamedTuple):
 
 
 def edit_layout(scene: Scene, target_frame: int, source_frame: int | None = None,
-                thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> EditLayout:
+                thresholds: RenderThresholds = DEFAULT_THRESHOLDS, cond: Conditioning | None = None) -> EditLayout:
     """The conditioning, appearance entries and photo cut of rendering ``scene`` at ``target_frame``.
 
     Objects turned in place (:func:`~.surface_splatting.turned_in_place`) keep their pixels in
     the photo, so that behind the surface drawn over them their own pixels show rather than
-    the floor's.
+    the floor's. ``cond``: the render's own conditioning of the view (a batch of one, slots in
+    the order of :func:`~neuralassets.conditioning.appearance_photos`, more slots than assets
+    allowed; a slot left out of it is no object), when the caller has built it; else it is built here.
     """
     entries = appearance_photos(scene, source_frame)[1]
-    cond = conditioning_from_scene(scene, target_frame, max(1, len(entries)), source_frame)
+    if cond is None:
+        cond = conditioning_from_scene(scene, target_frame, max(1, len(entries)), source_frame)
     in_place = turned_in_place(cond, thresholds)[0].tolist()
     stay = {e.asset.id for e, turned in zip(entries, in_place) if turned and e.frame is not None}
     return EditLayout(cond, entries, photo_cut(scene, target_frame, entries, stay,
@@ -144,14 +147,15 @@ def untouched_photo(layout: EditLayout, seen: Tensor, scene: Scene, target_frame
 
 
 def untouched_view(scene: Scene, target_frame: int, source_frame: int | None = None,
-                   thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
-    """:func:`untouched_photo` of rendering ``scene`` at ``target_frame``, from its :func:`edit_layout` and :func:`seen_photo`.
+                   thresholds: RenderThresholds = DEFAULT_THRESHOLDS, cond: Conditioning | None = None) -> Tensor | None:
+    """:func:`untouched_photo` of rendering ``scene`` at ``target_frame``, from its :func:`edit_layout` (``cond`` as
+    there) and :func:`seen_photo`.
 
     Returns:
         (3, H, W) float in [0, 1] at the scene's size, NaN where the edit may change the view; None
         when the background is not a photo of the scene.
     """
-    layout = edit_layout(scene, target_frame, source_frame, thresholds)
+    layout = edit_layout(scene, target_frame, source_frame, thresholds, cond)
     return untouched_photo(layout, seen_photo(layout.photo, scene, target_frame, thresholds), scene, target_frame, thresholds)
 
 

@@ -423,9 +423,10 @@ class NeuralAssetsPipeline:
             squares = {id(s): window_scene(s, window) for s, _ in views}  # a video's frames share one scene
             views = [(squares[id(s)], f) for s, f in views]
             photos = photos and [None if photo is None else cut(photo, window, math.nan) for photo in photos]
-        images, reference = self._sample_and_decode(Conditioning.collate([condition(s, f) for s, f in views]),
-                                                    num_inference_steps, guidance_scale, generator, latents, callback,
-                                                    self._kept_latents(views, source_frame) if keep_unchanged else None)
+        conds = [condition(s, f) for s, f in views]
+        images, reference = self._sample_and_decode(Conditioning.collate(conds), num_inference_steps, guidance_scale,
+                                                    generator, latents, callback,
+                                                    self._kept_latents(views, conds, source_frame) if keep_unchanged else None)
         kept = None
         if photos is None or all(photo is None for photo in photos):
             images = resize_images(images, (views[0][0].height, views[0][0].width))
@@ -451,9 +452,10 @@ class NeuralAssetsPipeline:
         """
         return self._sample_and_decode(cond, num_inference_steps, guidance_scale, generator, latents)[0]
 
-    def _kept_latents(self, views: list[tuple[Scene, int]], source_frame: int | None) -> KeptLatents | None:
-        """The background photo's latents, as each view's camera sees it, outside what the edit touches; None when no
-        view keeps any.
+    def _kept_latents(self, views: list[tuple[Scene, int]], conds: list[Conditioning],
+                      source_frame: int | None) -> KeptLatents | None:
+        """The background photo's latents, as each view's camera sees it, outside what the edit touches (``conds``:
+        each view's conditioning); None when no view keeps any.
 
         A latent cell is free when any of its pixels is touched or unseen by the photo
         (:func:`~.edit_region.untouched_view`), and the free region grows by
@@ -463,7 +465,7 @@ class NeuralAssetsPipeline:
         margin = self.thresholds.edit_margin
         if margin is None:
             return None
-        untouched = [untouched_view(s, f, source_frame, self.thresholds) for s, f in views]
+        untouched = [untouched_view(s, f, source_frame, self.thresholds, c) for (s, f), c in zip(views, conds)]
         rows = [i for i, u in enumerate(untouched) if u is not None and not u.isnan().all()]
         if not rows:
             return None
