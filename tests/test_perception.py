@@ -22,7 +22,7 @@ from neuralassets.perception import (
     fit_floor,
     mask_iou,
 )
-from neuralassets.perception.camera import ASSUMED_HEIGHT, CameraConfig
+from neuralassets.perception.camera import ASSUMED_HEIGHT, CameraConfig, CameraMotion
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +183,25 @@ def test_camera_motion_follows_the_ground_truth(synthetic, with_depth):
     est, gt = cams[-1], synthetic.cameras[-1]
     assert float((est.center - gt.center).norm()) < 0.15 * float((first.center - gt.center).norm())
     assert angle(est.R, gt.R) < 0.15 * angle(first.R, gt.R)
+
+
+def test_camera_motion_takes_new_keyframes_as_the_view_moves_on():
+    """A 57° orbit leaves the first frame's background behind: new keyframes are taken and the last camera is
+    within 10 % of the motion of the truth (measured: 0.18 m of 4.9 m, 2.8° of 57°)."""
+    from neuralassets.data import GeneratorConfig, generate_scene
+
+    scene = generate_scene(7, GeneratorConfig(image_size=96, num_frames=24, min_objects=3, max_objects=4,
+                                              camera_orbit_degrees=60.0))
+    objects = torch.stack([a.masks for a in scene.assets]).any(0)
+    motion = CameraMotion(scene.cameras[0])
+    for t in range(scene.num_frames):
+        est = motion.update(scene.frames[t], objects[t], scene.depth[t])
+    first, gt = scene.cameras[0], scene.cameras[-1]
+    turned = math.degrees(float(torch.arccos(((first.R @ gt.R.T).trace() - 1).clamp(-2, 2) / 2)))
+    error = math.degrees(float(torch.arccos(((est.R @ gt.R.T).trace() - 1).clamp(-2, 2) / 2)))
+    assert motion.keyframes >= 2 and turned > 45
+    assert error < 0.1 * turned
+    assert float((est.center - gt.center).norm()) < 0.1 * float((first.center - gt.center).norm())
 
 
 def test_camera_motion_of_a_still_clip_is_the_first_camera(synthetic):

@@ -224,10 +224,14 @@ class CameraMotion:
     Args:
         first: the camera of frame 0 (world frame with the floor at z = 0).
         config: thresholds, see :class:`CameraConfig`.
+
+    Attributes:
+        keyframes: how many keyframes have been taken (the first frame is the first).
     """
 
     def __init__(self, first: Camera, config: CameraConfig | None = None) -> None:
         self.first, self.config = first, config or CameraConfig()
+        self.keyframes = 0
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._K = first.K.numpy().astype(np.float64)
         self._scale = self.config.flow_side / max(first.width, first.height)  # frame pixels -> the flow's pixels
@@ -265,6 +269,7 @@ class CameraMotion:
         view = view._replace(camera=camera)
         if self._key is None or len(from_key[0]) < self.config.key_share * self._key_points:
             self._key, self._key_points = view, None
+            self.keyframes += 1
         self._previous = view
         return camera
 
