@@ -41,7 +41,7 @@ class CameraConfig:
     pitch_degrees: float | None = None  # downward tilt of the optical axis; None: from depth or the vanishing point,
     # else ASSUMED_PITCH
     far: float = 60.0  # metres: boxes farther from the camera than this are implausible
-    flow_side: int = 160  # frames are scaled (up or down) to this longer side for the optical flow; pixel figures
+    flow_side: int = 256  # frames are scaled (up or down) to this longer side for the optical flow; pixel figures
     # of the camera motion are at that size
     flow_step: int = 4  # pixels (at the flow's size) between the background points followed by the flow
     flow_consistency: float = 1.0  # the backward flow must lead a point back this close (pixels), else it is dropped
