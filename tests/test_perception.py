@@ -204,6 +204,23 @@ def test_camera_motion_takes_new_keyframes_as_the_view_moves_on():
     assert float((est.center - gt.center).norm()) < 0.1 * float((first.center - gt.center).norm())
 
 
+def test_camera_motion_replaces_a_keyframe_that_gives_too_few_points(synthetic):
+    """Frame 0 wholly covered by objects gives no background points: its successor becomes the keyframe, which
+    carries the next frames (a keyframe kept for its share of nothing would never be replaced)."""
+    objects = torch.stack([a.masks for a in synthetic.assets]).any(0)
+    objects[0] = True
+    motion = CameraMotion(synthetic.cameras[0])
+    cams = [motion.update(synthetic.frames[t], objects[t], synthetic.depth[t]) for t in range(2)]
+    assert motion.keyframes == 2 and torch.equal(cams[1].R, cams[0].R)  # nothing to follow: the pose is kept
+    for t in range(2, synthetic.num_frames):
+        cams.append(motion.update(synthetic.frames[t], objects[t], synthetic.depth[t]))
+    assert motion.keyframes == 2
+    # frame 1's pose (kept from frame 0) anchors the rest: their motion relative to it is right
+    rel_est = cams[-1].R @ cams[1].R.T
+    rel_true = synthetic.cameras[-1].R @ synthetic.cameras[1].R.T
+    assert math.degrees(float(torch.arccos(((rel_est @ rel_true.T).trace() - 1).clamp(-2, 2) / 2))) < 0.6
+
+
 def test_camera_motion_of_a_still_clip_is_the_first_camera(synthetic):
     still = estimate_camera_motion(synthetic.frames[:1].expand(3, -1, -1, -1), synthetic.cameras[0])
     assert all(torch.equal(c.R, synthetic.cameras[0].R) and torch.equal(c.t, synthetic.cameras[0].t) for c in still)

@@ -211,6 +211,11 @@ class _View(NamedTuple):
     camera: Camera | None  # None until solved
 
 
+#: Points the flow follows from one view into the next: (N, 3) world points, (N, 2) their pixels in the new frame
+#: and (N,) how far they moved (pixels at the flow's size).
+_Followed = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 class CameraMotion:
     """Cameras frame by frame, starting from a known first camera (see the module docstring).
 
@@ -219,7 +224,8 @@ class CameraMotion:
     keyframe's points hold the estimate to one reference, so the error does not add up frame by
     frame; the previous frame's keep it when the view has moved on. A new keyframe is taken
     when fewer than ``config.key_share`` of the points the keyframe gave its next frame still
-    follow it. Memory holds two frames whatever the clip's length.
+    follow it, or too few for a pose (``config.min_matches``). Memory holds two frames whatever
+    the clip's length.
 
     Args:
         first: the camera of frame 0 (world frame with the floor at z = 0).
@@ -267,16 +273,16 @@ class CameraMotion:
             if self._key_points is None:
                 self._key_points = len(from_key[0])
         view = view._replace(camera=camera)
-        if self._key is None or len(from_key[0]) < self.config.key_share * self._key_points:
+        if self._key is None or len(from_key[0]) < max(self.config.min_matches, self.config.key_share * self._key_points):
             self._key, self._key_points = view, None
             self.keyframes += 1
         self._previous = view
         return camera
 
-    def _points(self, source: _View, target: _View) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Background points of ``source`` that the flow follows into ``target``: (N, 3) world points, (N, 2) their
-        pixels in ``target`` (frame scale, pixel centres at .5) and (N,) how far they moved (pixels at the flow's
-        scale). Points the backward flow does not lead back to, or that land off the frame or on an object, are left out."""
+    def _points(self, source: _View, target: _View) -> _Followed:
+        """Background points of ``source`` that the flow follows into ``target`` (their pixels at the frame's scale,
+        pixel centres at .5). Points the backward flow does not lead back to, or that land off the frame or on an
+        object, are left out."""
         cfg = self.config
         forward = self._flow.calc(source.gray, target.gray, None)
         backward = self._flow.calc(target.gray, source.gray, None)
@@ -302,7 +308,7 @@ class CameraMotion:
         ok = ok.numpy()
         return world.numpy()[ok], uv1[ok], np.linalg.norm(moved[keep][ok], axis=1)
 
-    def _solve(self, from_key, from_previous, previous: Camera) -> Camera:
+    def _solve(self, from_key: _Followed, from_previous: _Followed | None, previous: Camera) -> Camera:
         """The camera that sees the followed points where the flow put them (PnP with RANSAC, then refined on the
         inliers); the keyframe's camera when they hardly moved, the previous one when there are too few."""
         cfg = self.config
