@@ -30,6 +30,7 @@ from ..errors import ConfigError
 from ..image_ops import to_uint8
 from ..scene import Camera
 from .lifting import camera_from_floor
+from .motion import gray_for_flow
 
 
 @dataclass
@@ -257,13 +258,12 @@ class CameraMotion:
         Returns:
             The first camera for the first frame, then each frame's estimate.
         """
+        gray = gray_for_flow(frame, self._scale)
         H, W = frame.shape[-2:]
         background = np.ones((H, W), bool) if object_mask is None else \
             ~cv2.dilate(object_mask.numpy().astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-        size = (round(W * self._scale), round(H * self._scale))
-        view = _View(cv2.resize(to_uint8(frame.float().mean(0)).numpy(), size, interpolation=cv2.INTER_AREA
-                                if self._scale < 1 else cv2.INTER_LINEAR),
-                     cv2.resize(background.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool), depth, None)
+        background = cv2.resize(background.astype(np.uint8), gray.shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+        view = _View(gray, background, depth, None)
         if self._key is None:
             camera, from_key = self.first, None
         else:

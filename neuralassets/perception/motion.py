@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..image_ops import to_uint8
 
 
 @dataclass
@@ -66,6 +66,16 @@ class Motion:
     regions: np.ndarray
 
 
+def gray_for_flow(frame: Tensor, scale: float) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (round(H * scale), round(W * scale)) uint8 grey, the input of OpenCV's optical flow
+    (shrunk by area averaging, enlarged bilinearly)."""
+    gray = to_uint8(frame.float().mean(0)).numpy()
+    if scale == 1:
+        return gray
+    H, W = gray.shape
+    return cv2.resize(gray, (round(W * scale), round(H * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
 class MotionCue:
     """Residual flow of each frame against the previous one (see the module docstring).
 
@@ -87,11 +97,10 @@ class MotionCue:
         first frame of a clip, a frame of another size, or a frame the camera's motion does not explain (see the
         module docstring)."""
         cfg = self.config
-        gray = (frame.float().mean(0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-        size = gray.shape
+        size = tuple(frame.shape[-2:])
+        # flow on a smaller copy: outlines come from colour, the motion cue only has to find movers
         scale = min(1.0, cfg.flow_side / max(size))
-        if scale < 1:  # flow on a smaller copy: outlines come from colour, the motion cue only has to find movers
-            gray = cv2.resize(gray, (round(size[1] * scale), round(size[0] * scale)), interpolation=cv2.INTER_AREA)
+        gray = gray_for_flow(frame, scale)
         if self._previous and self._previous[-1].shape != gray.shape:
             self._previous.clear()
         gap = len(self._previous)
@@ -141,4 +150,4 @@ class MotionCue:
         return Motion(residual, regions > 0, regions)
 
 
-__all__ = ["Motion", "MotionConfig", "MotionCue"]
+__all__ = ["Motion", "MotionConfig", "MotionCue", "gray_for_flow"]
