@@ -15,6 +15,10 @@ with no tracking and the true camera, so the figures measure the model alone
   object's largest extent (mean and median), and median yaw error in degrees modulo the box's
   symmetry (90° for a square footprint, else 180°) over upright objects not round about the
   vertical;
+* the spread of the model's per-object estimates (root mean square error of where the centre
+  and footprint project, as a fraction of the frame's shorter side, of the centre height in
+  metres and of the centre depth relative to the depth): what
+  :class:`~neuralassets.perception.learned.EstimateNoise` holds for these weights;
 * frames per second of the model (net, objects and estimates) at the frame size, on
   ``--threads`` CPU threads;
 * the classical segmenter's per-frame mIoU on the same frames, for reference (``--classical``).
@@ -30,6 +34,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +43,7 @@ from scipy.optimize import linear_sum_assignment
 
 from neuralassets.data.synthetic import GeneratorConfig, generate_scene, split_seed
 from neuralassets.perception import ClassicalSegmenter, DepthLifter, Tracks, mask_iou
-from neuralassets.perception.learned import LearnedPerception, boxes_from_estimates, flat_box
+from neuralassets.perception.learned import EstimateNoise, LearnedPerception, box_estimates, boxes_from_estimates, flat_box
 from neuralassets.scene import Scene
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,13 +100,25 @@ def lifted_box(mask: torch.Tensor, others: torch.Tensor, camera, depth: torch.Te
     return torch.tensor([c[0], c[1], c[2] - s[2] / 2, s[0], s[1], s[2], yaw])
 
 
+NOISE_FIELDS = tuple(f.name for f in fields(EstimateNoise))
+
+
+def estimate_errors(estimate: torch.Tensor, asset, t: int, camera) -> dict[str, list[float]]:
+    """Errors of one object's estimate (10,) in the units of :class:`EstimateNoise`, by field."""
+    truth = box_estimates(asset.centers[t][None], asset.sizes[t][None], asset.rotations[t][None], camera)[0]
+    side = min(camera.width, camera.height)
+    error = estimate - truth
+    return {"centre_pixel": (error[2:4] / side).tolist(), "footprint_pixel": (error[0:2] / side).tolist(),
+            "centre_height": [float(error[5])], "centre_depth": [float(error[4] / truth[4])]}
+
+
 def evaluate_video(scene: Scene, model: LearnedPerception, classical: bool) -> dict:
     start = time.perf_counter()
     found = model.perceive(scene.frames)
     seconds = time.perf_counter() - start
     classical_dets = ClassicalSegmenter().segment(scene.frames) if classical else None
     out = {k: [] for k in ("abs_rel", "within5", "ious", "classical_ious", "centre_regressed", "centre_lifted",
-                           "yaw_regressed", "yaw_lifted")}
+                           "yaw_regressed", "yaw_lifted", *NOISE_FIELDS)}
     for t, p in enumerate(found):
         truth = scene.depth[t]
         rel = (p.depth - truth).abs() / truth
@@ -116,9 +133,12 @@ def evaluate_video(scene: Scene, model: LearnedPerception, classical: bool) -> d
         out["ious"].extend(ious.tolist())
         if classical_dets is not None:
             out["classical_ious"].extend(match_frame(gt, classical_dets[t].masks)[0].tolist())
-        regressed = boxes_from_estimates(p.estimates, scene.cameras[t])
+        camera = scene.cameras[t]
+        regressed = boxes_from_estimates(p.estimates, camera, model.estimate_noise)
         for g, k in pairs.items():
             asset = visible[g]
+            for name, error in estimate_errors(p.estimates[k], asset, t, camera).items():
+                out[name].extend(error)
             for name, box in (("regressed", regressed[k]),
                               ("lifted", lifted_box(pred[k], torch.cat([pred[:k], pred[k + 1:]]), scene.cameras[t],
                                                     p.depth))):
@@ -141,6 +161,7 @@ def summarise(rows: list[dict]) -> dict:
         **{f"centre_error_pct_{how}_{name}": f(f"centre_{name}") for name in ("regressed", "lifted")
            for how, f in (("mean", mean), ("median", median))},
         **{f"yaw_error_deg_median_{name}": median(f"yaw_{name}") for name in ("regressed", "lifted")},
+        "estimate_noise": {name: float(np.sqrt(np.mean(np.square(cat[name])))) for name in NOISE_FIELDS},
         "frames_per_second": sum(r["frames"] for r in rows) / sum(r["seconds"] for r in rows),
         "frames": sum(r["frames"] for r in rows),
     }
@@ -181,6 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"{r['centre_error_pct_mean_lifted']:.1f} / {r['centre_error_pct_median_lifted']:.1f} | "
         f"{r['yaw_error_deg_median_regressed']:.1f} / {r['yaw_error_deg_median_lifted']:.1f} | {r['frames_per_second']:.1f} |",
     ]
+    noise = r["estimate_noise"]
+    lines += ["", "Spread of the box estimates (root mean square error; `EstimateNoise`): "
+              + ", ".join(f"{name} {noise[name]:.4f}" for name in NOISE_FIELDS) + "."]
     table = "\n".join(lines) + "\n"
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from neuralassets.data.synthetic import GeneratorConfig, generate_scene
-from neuralassets.errors import WeightsError
+from neuralassets.errors import ConfigError, WeightsError
 from neuralassets.perception import learned
 from neuralassets.perception.detections import FrameDetections
 from neuralassets.perception.learned import (
     ESTIMATE_FIELDS,
+    EstimateNoise,
     LearnedPerception,
     PerceptionConfig,
     PerceptionNet,
@@ -115,9 +116,10 @@ def test_segment_then_estimate_runs_the_net_once(monkeypatch):
 
 def test_save_and_load_round_trip(tmp_path):
     model = tiny_model()
+    model.estimate_noise = EstimateNoise(centre_pixel=0.01, footprint_pixel=0.02, centre_height=0.03, centre_depth=0.04)
     folder = model.save_pretrained(tmp_path / "perception", training={"steps": 3})
     loaded = LearnedPerception.from_pretrained(folder)
-    assert loaded.config == model.config
+    assert loaded.config == model.config and loaded.estimate_noise == model.estimate_noise
     assert json.loads((folder / "config.json").read_text())["training"] == {"steps": 3}
     frames = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     for x, y in zip(model.perceive(frames), loaded.perceive(frames)):
@@ -189,26 +191,41 @@ def level_camera(height: float) -> Camera:
                   torch.tensor([0.0, height, 0.0]), 64, 64)
 
 
-def test_box_centre_is_where_the_centre_ray_reaches_the_centre_height():
+def test_box_from_agreeing_estimates_is_their_box():
     camera = level_camera(1.0)
-    # the centre pixel 10 px below the image centre: the ray drops 0.2 m per metre, reaching 0.5 m at 2.5 m
-    estimates = torch.tensor([[32.0, 50.0, 32.0, 42.0, 9.0, 0.5, 0.6, 0.4, 0.5, 0.0]])
+    # a box centred 0.5 m up, 2.5 m ahead: the centre projects 10 px below the middle, its footprint 20 px below
+    estimates = torch.tensor([[32.0, 52.0, 32.0, 42.0, 2.5, 0.5, 0.6, 0.4, 0.5, 0.0]])
     box = boxes_from_estimates(estimates, camera)[0]
     assert box[:2].tolist() == pytest.approx([0.0, 2.5], abs=1e-5)
-    assert float(box[2]) == pytest.approx(0.25)  # bottom = centre height - height / 2
+    assert float(box[2]) == pytest.approx(0.25, abs=1e-5)  # bottom = centre height - height / 2
     assert box[3:6].tolist() == pytest.approx([0.6, 0.4, 0.5])
     assert float(box[6]) == pytest.approx(math.pi / 2)  # relative yaw 0: the long side points along the ray
 
 
-def test_box_falls_back_to_the_footprint_ray_then_the_centre_depth():
+def test_box_weighs_height_against_depth_by_their_spreads():
     camera = level_camera(1.0)
-    # the centre above the camera: its ray (level) never reaches 1.5 m; the footprint pixel 20 px down meets the floor at 2.5 m
-    estimates = torch.tensor([[32.0, 52.0, 32.0, 32.0, 9.0, 1.5, 0.6, 0.4, 0.5, 0.0]])
-    assert boxes_from_estimates(estimates, camera)[0, :2].tolist() == pytest.approx([0.0, 2.5], abs=1e-5)
-    # the footprint pixel above the horizon too: the centre pixel is lifted with its depth, 4 m ahead
-    estimates[0, 1] = 20.0
-    estimates[0, 4] = 4.0
-    assert boxes_from_estimates(estimates, camera)[0, :2].tolist() == pytest.approx([0.0, 4.0], abs=1e-5)
+    # on the centre ray (0.2 m drop per metre) the height 0.5 m says 2.5 m ahead, the depth says 3.0 m; a 0.03 m
+    # height spread is 0.15 m along the ray, as much as 5 % of 3 m: equal weights, halfway (footprint left out)
+    estimates = torch.tensor([[32.0, 52.0, 32.0, 42.0, 3.0, 0.5, 0.6, 0.4, 0.5, 0.0]])
+    noise = EstimateNoise(centre_pixel=1e-5, footprint_pixel=1e3, centre_height=0.03, centre_depth=0.05)
+    box = boxes_from_estimates(estimates, camera, noise)[0]
+    assert box[:2].tolist() == pytest.approx([0.0, 2.75], abs=1e-4)
+    assert float(box[2]) == pytest.approx(1.0 - 0.2 * 2.75 - 0.25, abs=1e-4)  # the fitted centre's height on that ray
+    # a sharper depth pulls the centre to it
+    sharp = EstimateNoise(centre_pixel=1e-5, footprint_pixel=1e3, centre_height=0.03, centre_depth=0.005)
+    assert float(boxes_from_estimates(estimates, camera, sharp)[0, 1]) == pytest.approx(3.0, abs=0.01)
+
+
+def test_box_seen_along_a_level_ray_is_placed_by_depth_and_footprint():
+    camera = level_camera(0.5)
+    # the camera at the centre's height: the centre ray never drops, so the height cannot place the centre
+    estimates = torch.tensor([[32.0, 38.25, 32.0, 32.0, 4.0, 0.5, 0.6, 0.4, 1.0, 0.0]])
+    assert boxes_from_estimates(estimates, camera)[0, :2].tolist() == pytest.approx([0.0, 4.0], abs=1e-4)
+
+
+def test_estimate_noise_refuses_non_positive_spreads():
+    with pytest.raises(ConfigError, match="EstimateNoise.centre_depth"):
+        EstimateNoise(centre_depth=0.0)
 
 
 @pytest.mark.parametrize("yaw, square", [(0.2, False), (1.4, False), (-1.0, False), (0.2, True)])
@@ -416,7 +433,7 @@ def test_learned_boxes_are_placed_through_the_camera(tmp_path, monkeypatch):
     out = extract(scene.frames, camera=scene.cameras)
     assert len(out) > 0
     detections = LearnedPerception.from_pretrained(tmp_path / "m").segment(scene.frames[:1])[0]
-    expected = boxes_from_estimates(detections.estimates, scene.cameras[0])
+    expected = boxes_from_estimates(detections.estimates, scene.cameras[0], EstimateNoise())
     for asset in out.assets:  # its frame-0 box centre is its detection's estimate placed by camera 0
         iou = mask_iou(asset.masks[0][None], detections.masks)[0]
         if float(iou.max()) < 1:

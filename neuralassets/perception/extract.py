@@ -249,6 +249,7 @@ class _Extraction:
         # depth maps are held for the Scene or for lifting; the learned model's detections carry their boxes, so unless
         # the Scene keeps its depth the clip's depth maps are not held and memory does not grow with them
         self.hold_depth = store_depth or not isinstance(self.segmenter, LearnedPerception)
+        self.estimate_noise = getattr(self.segmenter, "estimate_noise", None)  # weighs a segmenter's box estimates
         self.tracker = tracker or MaskTracker()
         for piece in (self.segmenter, self.tracker):
             if hasattr(piece, "reset"):
@@ -441,12 +442,13 @@ class _Extraction:
         self.estimated_boxes += len(estimated)
         self.lifted_boxes += len(found) - len(estimated)
         if len(estimated) == len(found):
-            return boxes_from_estimates(torch.from_numpy(np.stack([d.estimate for d in found])), self.cameras[t])
+            return boxes_from_estimates(torch.from_numpy(np.stack([d.estimate for d in found])), self.cameras[t],
+                                        self.estimate_noise)
         masks = torch.from_numpy(np.stack([d.mask.full(self.H, self.W) for d in found]))
         boxes = self.lifter.lift_frame(masks, self.cameras[t], self.depth_frames[t] if self.depth_frames else None)
         if estimated:
             boxes[estimated] = boxes_from_estimates(torch.from_numpy(np.stack([found[k].estimate for k in estimated])),
-                                                    self.cameras[t])
+                                                    self.cameras[t], self.estimate_noise)
         return boxes
 
 
