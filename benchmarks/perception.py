@@ -15,9 +15,8 @@ with no tracking and the true camera, so the figures measure the model alone
   object's largest extent (mean and median), and median yaw error in degrees modulo the box's
   symmetry (90° for a square footprint, else 180°) over upright objects not round about the
   vertical;
-* the spread of the model's per-object estimates (root mean square error of where the centre
-  and footprint project, as a fraction of the frame's shorter side, of the centre height in
-  metres and of the centre depth relative to the depth): what
+* the spread of the model's estimates of an object's distance (root mean square error of the
+  centre's height in metres and of its depth relative to the depth): what
   :class:`~neuralassets.perception.learned.EstimateNoise` holds for these weights;
 * frames per second of the model (net, objects and estimates) at the frame size, on
   ``--threads`` CPU threads;
@@ -26,6 +25,8 @@ with no tracking and the true camera, so the figures measure the model alone
 Run ``python benchmarks/perception.py --split val --videos 20``; the table goes to
 ``benchmarks/results/perception.md`` and the numbers to ``perception.json`` (``--out`` to
 write elsewhere). Tune on the validation split; the test split is run once per shipped model.
+``--save-noise`` (validation only) writes the measured spreads into the weights' ``config.json``,
+where extraction reads them: run it once for newly trained weights.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,15 @@ from scipy.optimize import linear_sum_assignment
 
 from neuralassets.data.synthetic import GeneratorConfig, generate_scene, split_seed
 from neuralassets.perception import ClassicalSegmenter, DepthLifter, Tracks, mask_iou
-from neuralassets.perception.learned import EstimateNoise, LearnedPerception, box_estimates, boxes_from_estimates, flat_box
+from neuralassets.perception.learned import (
+    CONFIG_NAME,
+    DEFAULT_PERCEPTION_WEIGHTS,
+    EstimateNoise,
+    LearnedPerception,
+    box_estimates,
+    boxes_from_estimates,
+    flat_box,
+)
 from neuralassets.scene import Scene
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -106,10 +115,7 @@ NOISE_FIELDS = tuple(f.name for f in fields(EstimateNoise))
 def estimate_errors(estimate: torch.Tensor, asset, t: int, camera) -> dict[str, list[float]]:
     """Errors of one object's estimate (10,) in the units of :class:`EstimateNoise`, by field."""
     truth = box_estimates(asset.centers[t][None], asset.sizes[t][None], asset.rotations[t][None], camera)[0]
-    side = min(camera.width, camera.height)
-    error = estimate - truth
-    return {"centre_pixel": (error[2:4] / side).tolist(), "footprint_pixel": (error[0:2] / side).tolist(),
-            "centre_height": [float(error[5])], "centre_depth": [float(error[4] / truth[4])]}
+    return {"centre_height": [float(estimate[5] - truth[5])], "centre_depth": [float((estimate[4] - truth[4]) / truth[4])]}
 
 
 def evaluate_video(scene: Scene, model: LearnedPerception, classical: bool) -> dict:
@@ -178,7 +184,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--decode", action="append", default=[], metavar="NAME=VALUE",
                         help="override a decoding setting of the model's PerceptionConfig (e.g. centre_threshold=0.4)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for perception.md and perception.json")
+    parser.add_argument("--save-noise", action="store_true",
+                        help="write the measured spreads into the weights' config.json (estimate_noise; validation split only)")
     args = parser.parse_args(argv)
+    if args.save_noise and args.split != "val":
+        parser.error("--save-noise measures on the validation split only")
     torch.set_num_threads(args.threads)
     model = LearnedPerception.from_pretrained(args.weights, batch_size=1)
     for setting in args.decode:
@@ -203,12 +213,20 @@ def main(argv: list[str] | None = None) -> dict:
         f"{r['yaw_error_deg_median_regressed']:.1f} / {r['yaw_error_deg_median_lifted']:.1f} | {r['frames_per_second']:.1f} |",
     ]
     noise = r["estimate_noise"]
-    lines += ["", "Spread of the box estimates (root mean square error; `EstimateNoise`): "
+    lines += ["", "Spread of the distance estimates (root mean square error; `EstimateNoise`): "
               + ", ".join(f"{name} {noise[name]:.4f}" for name in NOISE_FIELDS) + "."]
     table = "\n".join(lines) + "\n"
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "perception.md").write_text(table)
+    if args.save_noise:
+        if not all(math.isfinite(v) for v in noise.values()):
+            raise SystemExit("perception benchmark: no object was matched, so there are no spreads to save")
+        model.estimate_noise = EstimateNoise(**noise)
+        config_path = Path(args.weights or DEFAULT_PERCEPTION_WEIGHTS) / CONFIG_NAME
+        meta = json.loads(config_path.read_text())
+        meta["estimate_noise"] = asdict(model.estimate_noise)
+        config_path.write_text(json.dumps(meta, indent=1) + "\n")
     (args.out / "perception.json").write_text(json.dumps({"split": args.split, "videos": args.videos, "size": args.size,
                                                           "threads": args.threads, "decode": args.decode, "results": r},
                                                          indent=1))

@@ -116,7 +116,7 @@ def test_segment_then_estimate_runs_the_net_once(monkeypatch):
 
 def test_save_and_load_round_trip(tmp_path):
     model = tiny_model()
-    model.estimate_noise = EstimateNoise(centre_pixel=0.01, footprint_pixel=0.02, centre_height=0.03, centre_depth=0.04)
+    model.estimate_noise = EstimateNoise(centre_height=0.03, centre_depth=0.04)
     folder = model.save_pretrained(tmp_path / "perception", training={"steps": 3})
     loaded = LearnedPerception.from_pretrained(folder)
     assert loaded.config == model.config and loaded.estimate_noise == model.estimate_noise
@@ -205,18 +205,18 @@ def test_box_from_agreeing_estimates_is_their_box():
 def test_box_weighs_height_against_depth_by_their_spreads():
     camera = level_camera(1.0)
     # on the centre ray (0.2 m drop per metre) the height 0.5 m says 2.5 m ahead, the depth says 3.0 m; a 0.03 m
-    # height spread is 0.15 m along the ray, as much as 5 % of 3 m: equal weights, halfway (footprint left out)
+    # height spread is 0.15 m along the ray, as much as 5 % of 3 m: equal weights, halfway
     estimates = torch.tensor([[32.0, 52.0, 32.0, 42.0, 3.0, 0.5, 0.6, 0.4, 0.5, 0.0]])
-    noise = EstimateNoise(centre_pixel=1e-5, footprint_pixel=1e3, centre_height=0.03, centre_depth=0.05)
+    noise = EstimateNoise(centre_height=0.03, centre_depth=0.05)
     box = boxes_from_estimates(estimates, camera, noise)[0]
     assert box[:2].tolist() == pytest.approx([0.0, 2.75], abs=1e-4)
     assert float(box[2]) == pytest.approx(1.0 - 0.2 * 2.75 - 0.25, abs=1e-4)  # the fitted centre's height on that ray
     # a sharper depth pulls the centre to it
-    sharp = EstimateNoise(centre_pixel=1e-5, footprint_pixel=1e3, centre_height=0.03, centre_depth=0.005)
+    sharp = EstimateNoise(centre_height=0.03, centre_depth=0.005)
     assert float(boxes_from_estimates(estimates, camera, sharp)[0, 1]) == pytest.approx(3.0, abs=0.01)
 
 
-def test_box_seen_along_a_level_ray_is_placed_by_depth_and_footprint():
+def test_box_seen_along_a_level_ray_is_placed_by_its_depth():
     camera = level_camera(0.5)
     # the camera at the centre's height: the centre ray never drops, so the height cannot place the centre
     estimates = torch.tensor([[32.0, 38.25, 32.0, 32.0, 4.0, 0.5, 0.6, 0.4, 1.0, 0.0]])
@@ -460,3 +460,24 @@ def test_cli_options_pick_the_segmenter(tmp_path):
         perception_pieces(Namespace(**{**base, "perception_model": str(tmp_path / "none")}))
     with pytest.raises(ConfigError, match="--classical and --perception-model"):
         perception_pieces(Namespace(**{**base, "classical": True, "perception_model": str(folder)}))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_perception_benchmark_saves_the_spreads_it_measures(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "perception.py"
+    spec = importlib.util.spec_from_file_location("perception_benchmark", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    scene = generate_scene(bench.split_seed("val", 0), GeneratorConfig(image_size=32))
+    folder = eager_model(tmp_path / "m", scene.frames)
+    with pytest.raises(SystemExit):  # the spreads are measured on the validation split only
+        bench.main(["--weights", str(folder), "--split", "test", "--save-noise", "--out", str(tmp_path)])
+    result = bench.main(["--weights", str(folder), "--videos", "1", "--size", "32", "--threads", "1", "--save-noise",
+                         "--out", str(tmp_path / "out")])
+    measured = result["estimate_noise"]
+    assert set(measured) == {"centre_height", "centre_depth"} and all(v > 0 for v in measured.values())
+    assert LearnedPerception.from_pretrained(folder).estimate_noise == EstimateNoise(**measured)
+    assert "centre_height" in (tmp_path / "out" / "perception.md").read_text()
