@@ -223,6 +223,14 @@ def test_box_seen_along_a_level_ray_is_placed_by_its_depth():
     assert boxes_from_estimates(estimates, camera)[0, :2].tolist() == pytest.approx([0.0, 4.0], abs=1e-4)
 
 
+def test_box_whose_height_puts_it_behind_the_camera_is_placed_by_its_depth():
+    camera = level_camera(1.0)
+    # the centre ray falls 0.2 m per metre, yet the centre is said to be 1.5 m up: only behind the camera
+    estimates = torch.tensor([[32.0, 52.0, 32.0, 42.0, 3.0, 1.5, 0.6, 0.4, 0.5, 0.0]])
+    box = boxes_from_estimates(estimates, camera, EstimateNoise(centre_height=0.001, centre_depth=0.05))[0]
+    assert box[:2].tolist() == pytest.approx([0.0, 3.0], abs=1e-4)
+
+
 def test_estimate_noise_refuses_non_positive_spreads():
     with pytest.raises(ConfigError, match="EstimateNoise.centre_depth"):
         EstimateNoise(centre_depth=0.0)

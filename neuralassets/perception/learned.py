@@ -313,8 +313,10 @@ def boxes_from_estimates(estimates: Tensor, camera: Camera, noise: EstimateNoise
     On validation videos this cut the mean centre error from 15.0 to 14.6 % of the object's
     size against the height alone, and left the renders of extracted scenes as they were;
     pulling the centre off its ray towards the footprint pixel's ray as well moved the
-    renders' objects off what the photo shows and cost up to 0.05 dB. Yaw is the relative
-    yaw plus the azimuth of the ray to the box.
+    renders' objects off what the photo shows and cost up to 0.05 dB. Where the fit would put
+    the centre behind the camera (a ray that falls towards a centre said to be above the
+    camera), the depth alone places it. Yaw is the relative yaw plus the azimuth of the ray to
+    the box.
 
     Args:
         estimates: (K, 10) :data:`ESTIMATE_FIELDS` in the camera's pixels.
@@ -336,6 +338,9 @@ def boxes_from_estimates(estimates: Tensor, camera: Camera, noise: EstimateNoise
     depth_weight = 1 / (noise.centre_depth * depth) ** 2
     along = ((height_weight * drop * (height - origin[2]) + depth_weight * ahead * depth)
              / (height_weight * drop ** 2 + depth_weight * ahead ** 2))
+    # the object is seen, so it is in front of the camera: where the height says otherwise (a ray that
+    # falls towards a centre said to be above the camera), the depth alone places it
+    along = torch.where(along * ahead > 0, along, depth / ahead)
     centre = origin + along[:, None] * directions
     to_box = centre[:, :2] - camera.center[:2]
     yaw = _wrap(estimates[:, 9] + torch.atan2(to_box[:, 1], to_box[:, 0]))
