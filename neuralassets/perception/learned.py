@@ -290,7 +290,8 @@ class EstimateNoise:
     that weigh them against each other in :func:`boxes_from_estimates` (saved with the model's config).
 
     The defaults were measured for the shipped model on validation frames
-    (``python benchmarks/perception.py --split val`` prints them for any weights).
+    (``python benchmarks/perception.py --split val`` prints them for any weights, and with
+    ``--save-noise`` writes them into the weights' ``config.json``).
     """
 
     centre_height: float = 0.0364  # root mean square error of the centre's height above the floor, metres
@@ -310,7 +311,7 @@ def boxes_from_estimates(estimates: Tensor, camera: Camera, noise: EstimateNoise
     estimates stray (``noise``; a weighted least-squares fit, in closed form): the centre's
     height above the floor, which pins the distance where the ray drops steeply and barely
     where it is nearly level, and the centre's depth, whose error grows with the distance.
-    On validation videos this cut the mean centre error from 15.0 to 14.6 % of the object's
+    On validation videos this cut the mean centre error from 15.0 to 14.4 % of the object's
     size against the height alone, and left the renders of extracted scenes as they were;
     pulling the centre off its ray towards the footprint pixel's ray as well moved the
     renders' objects off what the photo shows and cost up to 0.05 dB. Where the fit would put
