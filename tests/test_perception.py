@@ -25,6 +25,11 @@ from neuralassets.perception import (
 from neuralassets.perception.camera import ASSUMED_HEIGHT, CameraConfig, CameraMotion
 
 
+def rotation_angle(A: torch.Tensor, B: torch.Tensor) -> float:
+    """Degrees between two (3, 3) rotations."""
+    return math.degrees(float(torch.arccos(((A @ B.T).trace() - 1).clamp(-2, 2) / 2)))
+
+
 @pytest.fixture(scope="module")
 def synthetic():
     from neuralassets.data import GeneratorConfig, generate_scene
@@ -172,17 +177,14 @@ def test_camera_motion_follows_the_ground_truth(synthetic, with_depth):
     objects = torch.stack([a.masks for a in synthetic.assets]).any(0)
     cams = estimate_camera_motion(synthetic.frames, synthetic.cameras[0], objects, synthetic.depth if with_depth else None)
 
-    def angle(A, B):
-        return math.degrees(float(torch.arccos(((A @ B.T).trace() - 1).clamp(-2, 2) / 2)))
-
     first = synthetic.cameras[0]
     assert cams[0] is first
     for est, gt in zip(cams[1:], synthetic.cameras[1:]):
         assert float((est.center - gt.center).norm()) < 0.08
-        assert angle(est.R, gt.R) < 0.6
+        assert rotation_angle(est.R, gt.R) < 0.6
     est, gt = cams[-1], synthetic.cameras[-1]
     assert float((est.center - gt.center).norm()) < 0.15 * float((first.center - gt.center).norm())
-    assert angle(est.R, gt.R) < 0.15 * angle(first.R, gt.R)
+    assert rotation_angle(est.R, gt.R) < 0.15 * rotation_angle(first.R, gt.R)
 
 
 def test_camera_motion_takes_new_keyframes_as_the_view_moves_on():
@@ -197,8 +199,7 @@ def test_camera_motion_takes_new_keyframes_as_the_view_moves_on():
     for t in range(scene.num_frames):
         est = motion.update(scene.frames[t], objects[t], scene.depth[t])
     first, gt = scene.cameras[0], scene.cameras[-1]
-    turned = math.degrees(float(torch.arccos(((first.R @ gt.R.T).trace() - 1).clamp(-2, 2) / 2)))
-    error = math.degrees(float(torch.arccos(((est.R @ gt.R.T).trace() - 1).clamp(-2, 2) / 2)))
+    turned, error = rotation_angle(first.R, gt.R), rotation_angle(est.R, gt.R)
     assert motion.keyframes >= 2 and turned > 45
     assert error < 0.1 * turned
     assert float((est.center - gt.center).norm()) < 0.1 * float((first.center - gt.center).norm())
@@ -216,9 +217,7 @@ def test_camera_motion_replaces_a_keyframe_that_gives_too_few_points(synthetic):
         cams.append(motion.update(synthetic.frames[t], objects[t], synthetic.depth[t]))
     assert motion.keyframes == 2
     # frame 1's pose (kept from frame 0) anchors the rest: their motion relative to it is right
-    rel_est = cams[-1].R @ cams[1].R.T
-    rel_true = synthetic.cameras[-1].R @ synthetic.cameras[1].R.T
-    assert math.degrees(float(torch.arccos(((rel_est @ rel_true.T).trace() - 1).clamp(-2, 2) / 2))) < 0.6
+    assert rotation_angle(cams[-1].R @ cams[1].R.T, synthetic.cameras[-1].R @ synthetic.cameras[1].R.T) < 0.6
 
 
 def test_camera_motion_of_a_still_clip_is_the_first_camera(synthetic):
