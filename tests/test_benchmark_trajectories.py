@@ -1,10 +1,9 @@
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from neuralassets import geometry
 from neuralassets.benchmark.baselines import CopyPasteMethod
@@ -24,7 +23,6 @@ from neuralassets.pipelines import NeuralAssetsPipeline
 SMALL = {"image_size": 48, "min_objects": 4, "max_objects": 6}
 SEEDS = range(1_000_000, 1_000_002)  # validation seeds
 T = 24
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "animation.py"
 
 
 @pytest.fixture(scope="module")
@@ -204,10 +202,7 @@ def test_markdown_without_a_model_has_no_acceptance_lines():
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("animation_benchmark_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("animation")
 
 
 def test_script_quick_run_writes_quick_files(tiny_pipeline_dir, tmp_path):

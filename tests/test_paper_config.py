@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from benchmark_scripts import load_benchmark
 from dataset_fixtures import movi_example, write_tfrecord
 from test_models import one_thread  # noqa: F401 (autouse fixture)
 from test_training import ROOT, flat
@@ -133,11 +134,7 @@ def test_the_paper_configuration_trains_in_two_processes(tmp_path):
 
 
 def test_the_cost_table_counts_the_full_size_networks_of_the_config():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("paper_cost", ROOT / "benchmarks" / "paper_cost.py")
-    paper_cost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paper_cost)
+    paper_cost = load_benchmark("paper_cost")
     counted = paper_cost.count_step(batch=1)
     assert counted["params"]["unet"] == 865_910_724  # Stable Diffusion 2.1's UNet
     assert round(counted["params"]["dino_vitb8"] / 1e6, 1) == 85.8 and counted["tokens"] == 96

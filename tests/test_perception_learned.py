@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from neuralassets.data.synthetic import GeneratorConfig, generate_scene
 from neuralassets.errors import ConfigError, WeightsError
@@ -472,13 +473,7 @@ def test_cli_options_pick_the_segmenter(tmp_path):
 
 @pytest.mark.filterwarnings("ignore")
 def test_perception_benchmark_saves_the_spreads_it_measures(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "perception.py"
-    spec = importlib.util.spec_from_file_location("perception_benchmark", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("perception")
     scene = generate_scene(bench.split_seed("val", 0), GeneratorConfig(image_size=32))
     folder = eager_model(tmp_path / "m", scene.frames)
     with pytest.raises(SystemExit):  # the spreads are measured on the validation split only
