@@ -146,8 +146,7 @@ def evaluate_video(scene: Scene, model: LearnedPerception, classical: bool) -> d
             for name, error in estimate_errors(p.estimates[k], asset, t, camera).items():
                 out[name].extend(error)
             for name, box in (("regressed", regressed[k]),
-                              ("lifted", lifted_box(pred[k], torch.cat([pred[:k], pred[k + 1:]]), scene.cameras[t],
-                                                    p.depth))):
+                              ("lifted", lifted_box(pred[k], torch.cat([pred[:k], pred[k + 1:]]), camera, p.depth))):
                 centre, yaw = box_errors(asset, t, box)
                 if math.isfinite(centre):
                     out[f"centre_{name}"].append(centre)
@@ -222,10 +221,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.save_noise:
         if not all(math.isfinite(v) for v in noise.values()):
             raise SystemExit("perception benchmark: no object was matched, so there are no spreads to save")
-        model.estimate_noise = EstimateNoise(**noise)
         config_path = Path(args.weights or DEFAULT_PERCEPTION_WEIGHTS) / CONFIG_NAME
         meta = json.loads(config_path.read_text())
-        meta["estimate_noise"] = asdict(model.estimate_noise)
+        meta["estimate_noise"] = asdict(EstimateNoise(**noise))  # checked as extraction will read it
         config_path.write_text(json.dumps(meta, indent=1) + "\n")
     (args.out / "perception.json").write_text(json.dumps({"split": args.split, "videos": args.videos, "size": args.size,
                                                           "threads": args.threads, "decode": args.decode, "results": r},
