@@ -228,3 +228,19 @@ def test_the_sweep_report_tabulates_and_plots_each_kind_by_level(tmp_path):
     assert "## depth_scale (factor)" in text and "| translation | model | 21.40 | 21.50 |" in text
     assert "| translation | geometric | 18.50 | 38.50 |" in text
     assert len(json.loads((tmp_path / "sweep.json").read_text())["runs"]) == 4
+
+
+def test_a_turn_about_the_vertical_stays_one_under_a_camera_pitched_otherwise(cases):
+    case = cases["rotation"]
+    assert "yaw_deg" in case.params  # this seed's rotation is a yaw
+    original = case.original.copy()  # the inputs' camera pitched 6 degrees more than the truth's, the boxes upright
+    tilt = geometry.euler_to_matrix(torch.tensor(0.0), torch.tensor(0.1), torch.tensor(0.0))
+    original.cameras = [Camera(c.K, tilt @ c.R, tilt @ c.t, c.width, c.height) for c in original.cameras]
+    (asset_id,) = case.edited_ids
+    scene, _, _ = transfer_edit(case, original, None, {a.id: a.id for a in original.assets}, {})
+    before, after = case.original.asset(asset_id), case.scene.asset(asset_id)
+    yaw = after.rotations[1] @ before.rotations[0].T
+    got = scene.asset(asset_id)
+    assert torch.allclose(got.rotations[1], yaw @ original.asset(asset_id).rotations[0], atol=1e-5)
+    assert torch.allclose(got.rotations[1][2], torch.tensor([0.0, 0.0, 1.0]), atol=1e-5)  # still upright
+    assert torch.allclose(got.centers[1], original.asset(asset_id).centers[0], atol=1e-5)  # turned in place

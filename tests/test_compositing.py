@@ -12,7 +12,8 @@ from neuralassets.errors import ValidationError
 from neuralassets.framing import cut, letterbox_window, window_scene
 from neuralassets.image_ops import resize_images
 from neuralassets.pipelines.compositing import change_mask, keep_unchanged
-from neuralassets.pipelines.reprojection import reproject_image, same_camera, unchanged_photo
+from neuralassets.pipelines.edit_region import HOLE_DILATION, unchanged_photo
+from neuralassets.pipelines.reprojection import reproject_image, same_camera
 from neuralassets.pipelines.thresholds import RenderThresholds
 from neuralassets.scene import Background, Camera
 
@@ -82,29 +83,55 @@ def static_scene(simple_scene):
     return scene
 
 
-def test_the_reference_is_the_background_photo_only_when_seen_by_the_target_camera(simple_scene, static_scene):
+def standing_still(scene):
+    """A copy of ``scene`` whose objects stand at frame 0's pose in every frame."""
+    scene = copy.deepcopy(scene)
+    for a in scene.assets:
+        a.centers[:], a.sizes[:], a.rotations[:] = a.centers[0].clone(), a.sizes[0].clone(), a.rotations[0].clone()
+    return scene
+
+
+def grown(mask):
+    """(H, W) bool mask grown by HOLE_DILATION pixels (a 3 x 3 square), as a cut object's hole is."""
+    assert HOLE_DILATION == 1
+    return torch.nn.functional.max_pool2d(mask.float()[None], 3, stride=1, padding=1)[0] > 0
+
+
+def test_the_kept_photo_is_the_background_photo_less_what_the_edit_changed(simple_scene, static_scene):
     assert same_camera(simple_scene.cameras[0], copy.deepcopy(simple_scene.cameras[0]))
     assert not same_camera(simple_scene.cameras[0], simple_scene.cameras[1])
-    assert torch.equal(unchanged_photo(static_scene, 2, 0), static_scene.frames[0])
-    assert torch.equal(unchanged_photo(static_scene, 2), static_scene.frames[0])  # each asset's own source frame: 0
-    # the camera moved: the photo reprojected through its depth, or nothing without depth
-    moved = unchanged_photo(simple_scene, 2, 0)
-    expected = reproject_image(simple_scene.frames[0], simple_scene.depth[0], simple_scene.cameras[0], simple_scene.cameras[2])
-    assert torch.equal(moved.nan_to_num(-1), expected.nan_to_num(-1)) and 0 < moved.isnan().float().mean() < 1
+    unedited = standing_still(static_scene)
+    assert torch.equal(unchanged_photo(unedited, 2, 0), unedited.frames[0])
+    assert torch.equal(unchanged_photo(unedited, 2), unedited.frames[0])  # each asset's own source frame: 0
+    assert torch.equal(unchanged_photo(simple_scene, 1, 1), simple_scene.frames[1])  # the photo's own frame
+    # a moved object's pixels in the photo (grown) no longer show the scene; the rest is the photo itself
+    moved = E.move(unedited, 1, [0.3, 0.0, 0.0], frames=2)
+    hole = grown(unedited.assets[0].masks[0])
+    kept = unchanged_photo(moved, 2, 0)
+    assert kept.isnan().all(0).equal(hole) and torch.equal(kept[:, ~hole], unedited.frames[0][:, ~hole])
+    # the camera moved: the photo reprojected through its depth, its objects' pixels too where they stayed
+    cams = simple_scene.cameras
+    still = standing_still(simple_scene)
+    expected = reproject_image(still.frames[0], still.depth[0], cams[0], cams[2])
+    carried = unchanged_photo(still, 2, 0)
+    assert torch.equal(carried.nan_to_num(-1), expected.nan_to_num(-1)) and 0 < carried.isnan().float().mean() < 1
+    # ... and without the objects that moved (here both)
+    hole = grown(simple_scene.assets[0].masks[0] | simple_scene.assets[1].masks[0])
+    expected = reproject_image(simple_scene.frames[0], simple_scene.depth[0].masked_fill(hole, 0.0), cams[0], cams[2])
+    assert torch.equal(unchanged_photo(simple_scene, 2, 0).nan_to_num(-1), expected.nan_to_num(-1))
     assert unchanged_photo(simple_scene.replace(depth=None), 2, 0) is not None  # the floor stands in for depth
-    assert torch.equal(unchanged_photo(simple_scene, 1, 1), simple_scene.frames[1])
     view = background_view(static_scene, 2, 1)
     assert torch.equal(view.image, static_scene.frames[1]) and view.object_boxes.shape == (2, 4)
     assert torch.equal(view.depth, static_scene.depth[1])
     # a background photo of the scene from another camera, without depth, is carried over by the floor
     other = Camera.look_at([0.0, -5.0, 3.0], [0.0, 0.0, 0.0], 50.0, 32, 24)
-    static_scene.background = Background(torch.rand(3, 24, 32), other)
-    carried = unchanged_photo(static_scene, 2, 0)
+    unedited.background = Background(torch.rand(3, 24, 32), other)
+    carried = unchanged_photo(unedited, 2, 0)
     assert carried.shape == (3, 24, 32) and 0 < carried.isnan().float().mean() < 1
-    static_scene.background = Background(torch.rand(3, 24, 32), copy.deepcopy(static_scene.cameras[0]))
-    assert torch.equal(unchanged_photo(static_scene, 2, 0), static_scene.background.image)
-    static_scene.background.shows_scene = False  # another scene's photo standing in for the view
-    assert unchanged_photo(static_scene, 2, 0) is None
+    unedited.background = Background(torch.rand(3, 24, 32), copy.deepcopy(unedited.cameras[0]))
+    assert torch.equal(unchanged_photo(unedited, 2, 0), unedited.background.image)
+    unedited.background.shows_scene = False  # another scene's photo standing in for the view
+    assert unchanged_photo(unedited, 2, 0) is None
     assert unchanged_photo(E.swap_background(static_scene.replace(background=None), simple_scene), 2, 0) is None
 
 
@@ -129,12 +156,20 @@ def test_without_depth_the_floor_carries_the_photo_to_a_moved_camera_and_its_obj
     painted[0][:, objects] = torch.tensor([1.0, 0.0, 1.0])[:, None]
     carried = unchanged_photo(scene.replace(frames=painted, depth=None), 7, 0)
     assert not (carried == torch.tensor([1.0, 0.0, 1.0])[:, None, None]).all(0).any()
-    assert (unchanged_photo(scene.replace(frames=painted), 7, 0) == torch.tensor([1.0, 0.0, 1.0])[:, None, None]).all(0).any()
+    # depth carries them where they stayed; an object that moved is left out (its pixels painted another colour)
+    magenta, cyan = torch.tensor([1.0, 0.0, 1.0])[:, None, None], torch.tensor([0.0, 1.0, 1.0])[:, None, None]
+    painted[0][:, scene.assets[0].masks[0]] = cyan[:, 0]
+    still = standing_still(scene).replace(frames=painted)
+    shows = lambda photo, colour: bool((photo == colour).all(0).any())  # noqa: E731
+    assert shows(unchanged_photo(still, 7, 0), magenta) and shows(unchanged_photo(still, 7, 0), cyan)
+    moved = E.move(still, still.assets[0].id, [0.0, 0.4, 0.0], frames=7, check_visibility="ignore")
+    assert shows(unchanged_photo(moved, 7, 0), magenta) and not shows(unchanged_photo(moved, 7, 0), cyan)
 
 
 def test_the_pipeline_keeps_unchanged_pixels_at_the_scene_size(simple_scene, static_scene):
     pipe = tiny_pipeline()  # renders 32 x 32; the scenes are 24 x 32
     pipe.thresholds = COMPOSITING_ONLY
+    static_scene = standing_still(static_scene)  # nothing edited: the photo is the view
     before = copy.deepcopy(static_scene)
 
     def run(scene, **kwargs):
@@ -199,9 +234,12 @@ def test_frames_sharing_one_photo_reconstruct_it_once(simple_scene, static_scene
 
     together = video(static_scene, 3)
     # a still camera: the latents of the photo less what each frame's edit touches (nothing at frame 0, the same pixels
-    # at frames 1 and 2: both objects moved, their masks cut), then the one photo's pixels
-    assert batches == [2, 1]
+    # at frames 1 and 2: both objects moved, their masks cut), then the photo at frame 0 and, at frames 1 and 2, the
+    # photo less those masks, whose holes each frame fills with its own render
+    assert batches == [2, 3]
     assert torch.allclose(together, video(static_scene, 1), atol=1e-5) and batches == [1, 1] * 3
+    video(standing_still(static_scene), 3)  # nothing moves: one photo's latents, one reconstruction
+    assert batches == [1, 1]
     video(simple_scene, 3)
     # a moving camera: each frame keeps the latents, then the pixels, of its own reprojection of the photo
     assert batches == [3, 3]
@@ -226,6 +264,7 @@ def _two_frame_scene():
 
 
 def test_the_pipeline_says_which_pixels_it_kept(static_scene):
+    static_scene = standing_still(static_scene)  # nothing edited: every pixel may be kept
     pipe = tiny_pipeline()
     pipe.thresholds = COMPOSITING_ONLY
 
@@ -240,9 +279,15 @@ def test_the_pipeline_says_which_pixels_it_kept(static_scene):
     assert torch.allclose(out.images, out.kept * photo + (1 - out.kept) * raw.images, atol=1e-6)
     pipe.thresholds = KEEP_EVERYTHING
     assert torch.equal(run().kept, torch.ones(1, 1, 24, 32))
+    # a moved object's pixels in the photo are never kept, however alike the render
+    hole = grown(static_scene.assets[0].masks[0])
+    static_scene = E.move(static_scene, 1, [0.3, 0.0, 0.0], frames=2)
+    kept = run().kept[0, 0]
+    assert (kept[hole] == 0).all() and (kept[~hole] > 0).any()
 
 
 def test_a_wide_frame_is_letterboxed_not_squashed_and_its_unchanged_pixels_are_the_photos(static_scene):
+    static_scene = standing_still(static_scene)
     pipe = tiny_pipeline()
     window = letterbox_window(24, 32)  # (0, -4, 32, 28): bars of 4 rows above and below
     seeded = dict(target_frame=2, source_frame=0, generator=torch.Generator().manual_seed(3))

@@ -17,10 +17,14 @@ floor at ``z = 0`` under an assumed camera height and tilt, its yaw and scale ar
 its boxes are off. An edit is therefore carried over as what the user asked for, seen in the
 source photo, and applied to the matched asset's own box:
 
-- **turn**: each object keeps its rotation *relative to the camera*. With ``C`` the
-  world-to-camera rotations, truth ``R_s`` (in its photo, taken by ``C_s``) -> ``R_t`` (seen by
-  ``C_t``), the matched box ``E_s`` becomes ``E_t = C'_tᵀ (C_t R_t)(C_s R_s)ᵀ C'_s E_s``. A yaw
-  about the floor's normal stays a yaw about the other floor's normal;
+- **turn**: a turn about the floor's normal (a yaw, ``R_t R_sᵀ`` about ``z``) is the same turn
+  about the other floor's normal, ``E_t = R_t R_sᵀ E_s``, as a user turns an object in its scene
+  (carried relative to the camera instead, a yaw would tilt wherever the estimated camera's
+  pitch differs from the truth's). Any other turn (a pitch or roll) keeps each object's rotation
+  *relative to the camera*: with ``C`` the world-to-camera rotations, truth ``R_s`` (in its
+  photo, taken by ``C_s``) -> ``R_t`` (seen by ``C_t``), the matched box ``E_s`` becomes
+  ``E_t = C'_tᵀ (C_t R_t)(C_s R_s)ᵀ C'_s E_s``; so does an inserted object, which comes from
+  another scene's world;
 - **size**: the box's volume changes by the same factor (uniformly; the tasks scale uniformly,
   and the boxes' axes need not correspond);
 - **place**: the point under the box's centre at its lowest height (its floor contact) is
@@ -66,6 +70,8 @@ from ..scene import Box3D, Camera, Scene
 #: Mask IoU an extracted asset needs with a ground-truth object to count as that object (the
 #: usual detection criterion).
 MIN_MATCH_IOU = 0.5
+#: How far below 1 a turn's ``R[2, 2]`` may be for it to count as a yaw (1 exactly for a turn about ``z``).
+YAW_TOLERANCE = 1e-5
 
 
 class InapplicableEditError(NeuralAssetsError):
@@ -253,6 +259,9 @@ def _moved_box(truth: Case, truth_id: int, scene: Scene, asset_id: int, world: _
     box = scene.asset(asset_id).box(0)
     cams = (truth.original.cameras[0], scene.cameras[0]), (truth.scene.cameras[1], scene.cameras[1])
     rotation, size = _turned(box, before, after, *cams)
+    turn = after.rotation @ before.rotation.T
+    if float(turn[2, 2]) > 1 - YAW_TOLERANCE:  # a turn about the vertical: the same turn about the other floor's normal
+        rotation = turn @ box.rotation
     # The contact point is dragged in the source photo, on the plane of the asset's own lowest point.
     photo = truth.original.cameras[0]
     start, end = _contact(before), _contact(after)

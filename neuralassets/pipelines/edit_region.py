@@ -52,13 +52,19 @@ class PhotoCut(NamedTuple):
         view: the photo, its camera, depth and object boxes (:func:`~neuralassets.conditioning.background_view`).
         frame: the scene frame the photo is, if it is one.
         unmoved: ids of the objects drawn from that frame at the pose it shows them in, same camera.
-        cut: (H', W') bool pixels of the photo cut out, grown by :data:`HOLE_DILATION`.
+        cut: (H', W') bool pixels of the photo cut out, grown by :data:`HOLE_DILATION`: the changed
+            objects', and every object's when the target camera did not take the photo (a model
+            draws every object of a moved view).
+        stale: (H', W') bool, the part of ``cut`` that no camera sees as the photo shows it: the
+            pixels of the objects the edit changed (moved, turned, scaled, restyled or removed),
+            grown the same way. It is ``cut`` when the target camera took the photo.
     """
 
     view: BackgroundView
     frame: int | None
     unmoved: set[int]
     cut: Tensor
+    stale: Tensor
 
 
 class EditLayout(NamedTuple):
@@ -104,13 +110,41 @@ def seen_photo(photo: PhotoCut, scene: Scene, target_frame: int,
     (:func:`~.reprojection.floor_depth`). NaN where it does not show what the target camera sees,
     the cut pixels included.
     """
-    view, cut = photo.view, photo.cut
+    return _seen(photo.view, photo.cut, scene, target_frame, thresholds)
+
+
+def unchanged_photo(scene: Scene, target_frame: int, source_frame: int | None = None,
+                    thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
+    """(3, H, W) float in [0, 1] at the scene's size: the photo a render keeps pixels of where it left the scene unchanged.
+
+    The background photo less the objects the edit changed (:attr:`PhotoCut.stale` of the
+    render's :func:`edit_layout`), as the target camera sees it: the photo itself when the
+    target camera took it, else reprojected through its depth, which carries the photo's other
+    objects' pixels to the new view too; the compositor (:mod:`neuralassets.pipelines.compositing`)
+    keeps them where the render agrees. Without depth the photo is carried by the floor plane
+    ``z = 0``, which holds no object, so every object is left out (:attr:`PhotoCut.cut`).
+    NaN where the photo does not show what the target camera sees.
+
+    Returns:
+        The photo, or None when the background is not a photo of the scene
+        (``Background.shows_scene`` False, after a background swap): nothing of it is the target view.
+    """
+    background = scene.background
+    if background is not None and not background.shows_scene:
+        return None
+    photo = edit_layout(scene, target_frame, source_frame, thresholds).photo
+    hole = photo.stale if photo.view.depth is not None else photo.cut
+    return _seen(photo.view, hole, scene, target_frame, thresholds)
+
+
+def _seen(view: BackgroundView, hole: Tensor, scene: Scene, target_frame: int, thresholds: RenderThresholds) -> Tensor:
+    """``view``'s photo less ``hole`` ((H', W') bool) as ``target_frame``'s camera sees it, NaN where it does not."""
     target = scene.cameras[target_frame]
     image = view.image.float()
     if same_camera(view.camera, target) or tuple(image.shape[-2:]) != (view.camera.height, view.camera.width):
-        return resize_images(image.masked_fill(cut, float("nan"))[None], (scene.height, scene.width))[0]
+        return resize_images(image.masked_fill(hole, float("nan"))[None], (scene.height, scene.width))[0]
     depth = view.depth if view.depth is not None else floor_depth(view.camera)
-    return reproject_image(image, depth.masked_fill(cut, 0.0), view.camera, target, thresholds.reprojection_depth_tolerance)
+    return reproject_image(image, depth.masked_fill(hole, 0.0), view.camera, target, thresholds.reprojection_depth_tolerance)
 
 
 def untouched_photo(layout: EditLayout, seen: Tensor, scene: Scene, target_frame: int,
@@ -187,27 +221,32 @@ def photo_cut(scene: Scene, target_frame: int, entries: list[PhotoEntry], stay: 
         view: the background photo.
 
     A changed object's mask is cut, or its whole box where its mask is unknown or the scene no
-    longer has the object (a removal).
+    longer has the object (a removal); where the target camera did not take the photo, every object's.
     """
     height, width = view.image.shape[-2:]
-    cut = torch.zeros(height, width, dtype=torch.bool)
+    stale = torch.zeros(height, width, dtype=torch.bool)
+    others = torch.zeros(height, width, dtype=torch.bool)  # objects the edit left as the photo shows them
     frame = _photo_frame(scene, view)
+    still = frame is not None and same_camera(scene.cameras[frame], scene.cameras[target_frame])
     unmoved: set[int] = set()
     known = []  # boxes of the photo whose object's mask the scene has
     if frame is not None:
         unmoved = _unmoved(scene, frame, target_frame, entries)
         kept = set(unmoved)
-        if same_camera(scene.cameras[frame], scene.cameras[target_frame]):
+        if still:
             kept |= {e.asset.id for e in entries if e.asset.id in stay and e.frame == frame}
         for a in scene.assets:
             if a.masks is not None and float(a.visibility[frame]) > 0:
                 known.append(a.boxes_2d[frame])
-                if a.id not in kept:
-                    cut |= a.masks[frame]
+                if a.id in kept:
+                    others |= a.masks[frame]
+                else:
+                    stale |= a.masks[frame]
     for box in view.object_boxes:
         if not any(torch.allclose(box, k, atol=SAME_BOX) for k in known):
-            cut |= box_mask(box[None], height, width, cover="touch")
-    return PhotoCut(view, frame, unmoved, _grown(cut))
+            stale |= box_mask(box[None], height, width, cover="touch")
+    grown = _grown(stale)
+    return PhotoCut(view, frame, unmoved if still else set(), grown if still else _grown(stale | others), grown)
 
 
 def _photo_frame(scene: Scene, view: BackgroundView) -> int | None:
@@ -217,13 +256,11 @@ def _photo_frame(scene: Scene, view: BackgroundView) -> int | None:
 
 
 def _unmoved(scene: Scene, frame: int, target_frame: int, entries: list[PhotoEntry]) -> set[int]:
-    """Ids of the objects (of ``entries``) drawn from photo ``frame`` at the pose it shows them in, where the target
-    camera took it."""
-    target = scene.cameras[target_frame]
-    if not same_camera(scene.cameras[frame], target):
-        return set()
+    """Ids of the objects (of ``entries``) drawn from photo ``frame`` at the pose it shows them in (the box at
+    ``target_frame`` as the photo's camera sees it is the photo's), whichever camera the target is."""
+    camera = scene.cameras[frame]
     return {e.asset.id for e in entries if e.frame == frame and torch.allclose(
-        e.asset.pose_features(target_frame, target), e.asset.photo_pose(frame, scene.cameras[frame]), atol=SAME_POSE)}
+        e.asset.pose_features(target_frame, camera), e.asset.photo_pose(frame, camera), atol=SAME_POSE)}
 
 
 def _grown(cut: Tensor) -> Tensor:
@@ -234,4 +271,4 @@ def _grown(cut: Tensor) -> Tensor:
 
 
 __all__ = ["HOLE_DILATION", "EditLayout", "PhotoCut", "edit_layout", "edit_region", "photo_cut", "seen_photo",
-           "untouched_photo", "untouched_view"]
+           "unchanged_photo", "untouched_photo", "untouched_view"]

@@ -47,8 +47,7 @@ from ..models.weights import load_weights, save_weights
 from ..scene import Scene
 from ..video import write_video
 from . import compositing
-from .edit_region import untouched_view
-from .reprojection import unchanged_photo
+from .edit_region import unchanged_photo, untouched_view
 from .surface_splatting import object_reference, reference_coverage
 from .thresholds import RenderThresholds
 
@@ -405,8 +404,9 @@ class NeuralAssetsPipeline:
         """Render each (scene, frame) view, conditioned by ``condition(scene, frame)``, at its scene's size (one size for all).
 
         This is the one place a render of a Scene keeps the unchanged photo's pixels: the
-        background photo as the view's camera sees it (:func:`~.reprojection.unchanged_photo`)
-        replaces the render wherever the render left the scene unchanged (:meth:`composite_unchanged`).
+        background photo less what the edit changed, as the view's camera sees it
+        (:func:`~.edit_region.unchanged_photo`), replaces the render wherever the render left the
+        scene unchanged (:meth:`composite_unchanged`).
         The model renders squares: a frame of another shape is seen through its letterbox square
         (:func:`~neuralassets.framing.letterbox_window`, bars past the frame) rather than squashed,
         and the frame is cut back out of the square.
@@ -499,8 +499,8 @@ class NeuralAssetsPipeline:
         reconstruction, the model drew what the photo shows, and the photo's sharp pixel
         replaces the blurred one (:mod:`neuralassets.pipelines.compositing`, with :attr:`thresholds`).
         A photo must be seen by its render's camera, e.g.
-        :func:`~neuralassets.pipelines.reprojection.unchanged_photo` (the background photo, or
-        it reprojected through its depth when the camera moved).
+        :func:`~neuralassets.pipelines.edit_region.unchanged_photo` (the background photo less the
+        objects the edit changed, reprojected through its depth when the camera moved).
 
         Args:
             images: (B, 3, S, S) float in [0, 1], renders.

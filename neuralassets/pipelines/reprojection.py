@@ -23,10 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import geometry
-from ..conditioning import BackgroundView, background_view
-from ..image_ops import box_mask
-from ..scene import Camera, Scene
-from .thresholds import DEFAULT_THRESHOLDS, RenderThresholds
+from ..scene import Camera
+from .thresholds import DEFAULT_THRESHOLDS
 from .zbuffer import splat_points
 
 #: Depth in metres given to background pixels whose ray misses the floor when the photo's depth is unknown.
@@ -102,43 +100,10 @@ def reproject_image(image: Tensor, depth: Tensor, source: Camera, target: Camera
     return torch.where(seen, looked_up, torch.full_like(looked_up, float("nan")))
 
 
-def unchanged_photo(scene: Scene, target_frame: int, source_frame: int | None = None,
-                    thresholds: RenderThresholds = DEFAULT_THRESHOLDS) -> Tensor | None:
-    """The background photo (:func:`background_view`) as ``target_frame``'s camera sees it.
-
-    It shows the parts of the target view that an edit leaves alone, so a render can keep
-    those pixels (:mod:`neuralassets.pipelines.compositing`): the photo itself when the target
-    camera took it, else the photo reprojected through its depth (:func:`reproject_image`).
-    Without depth the scene's floor stands in (:func:`floor_depth`: the plane ``z = 0`` the
-    scene's boxes stand on), and the objects' own pixels (their masks, else their boxes) are
-    left out: they do not lie on the floor. NaN where it does not see.
-
-    Returns:
-        (3, H', W') float in [0, 1] (NaN where unseen), or None when the background is another
-        scene's photo (``Background.shows_scene`` False, after a background swap).
-    """
-    if scene.background is not None and not scene.background.shows_scene:
-        return None
-    view = background_view(scene, target_frame, source_frame)
-    target = scene.cameras[target_frame]
-    if same_camera(view.camera, target):
-        return view.image
-    depth = view.depth if view.depth is not None else floor_depth(view.camera).masked_fill(_objects(view), 0.0)
-    return reproject_image(view.image, depth, view.camera, target, thresholds.reprojection_depth_tolerance)
-
-
-def _objects(view: BackgroundView) -> Tensor:
-    """(H', W') bool: the pixels of ``view``'s photo its objects cover (their masks where known, else their boxes)."""
-    height, width = view.image.shape[-2:]
-    if view.object_masks is not None and tuple(view.object_masks.shape[-2:]) == (height, width):
-        return view.object_masks.any(0)
-    return box_mask(view.object_boxes, height, width)
-
-
 def same_camera(a: Camera, b: Camera, atol: float = 1e-5) -> bool:
     """Whether two cameras see the same view: equal image size, intrinsics and pose (within ``atol``)."""
     return ((a.width, a.height) == (b.width, b.height) and torch.allclose(a.K, b.K, atol=atol * max(float(a.K.abs().max()), 1.0))
             and torch.allclose(a.R, b.R, atol=atol) and torch.allclose(a.t, b.t, atol=atol))
 
 
-__all__ = ["FAR_DEPTH", "floor_depth", "reproject_image", "same_camera", "splat_depth", "unchanged_photo"]
+__all__ = ["FAR_DEPTH", "floor_depth", "reproject_image", "same_camera", "splat_depth"]
