@@ -5,7 +5,9 @@ turned, scaled, restyled or removed object's pixels, cut out by :func:`photo_cut
 the changed objects are drawn at their new poses. Seen by the camera that took the photo,
 every other pixel shows what the photo shows. Both renderers keep those pixels: the geometric
 baseline pastes the photo there, and the neural pipeline keeps the photo's latents there while
-it samples (:func:`edit_region`), so that the model draws only what the edit changes.
+it samples (:func:`edit_region`), so that the model draws only what the edit changes. After
+decoding, the pipeline keeps the photo's own pixels wherever its render agrees with them, except
+a changed object's (:func:`unchanged_photo`): those no longer show the scene.
 An object counts as changed unless it is drawn from that photo at the pose the photo shows it
 in; nothing here refers to a particular kind of object.
 
