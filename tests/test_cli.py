@@ -65,8 +65,8 @@ def test_model_render_is_of_the_source_frame(tmp_path, simple_scene, tiny_pipeli
                  "--weights", str(tiny_pipeline_dir), "--steps", "2"]) == 0
     assert "render.png: frame 1 (the source frame), 32x24, rendered by the model" in capsys.readouterr().out
     expected = NeuralAssetsPipeline.from_pretrained(tiny_pipeline_dir)(
-        Scene.load(tmp_path / "out"), target_frame=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
-        output_type="np").images[0]
+        Scene.load(tmp_path / "out"), target_frame=1, source_frame=1, num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0), output_type="np").images[0]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "render.png")), expected)
 
 

@@ -130,7 +130,7 @@ def test_render_keeps_unchanged_pixels_unless_raw(tmp_path, simple_scene):
         images[bool(flags)] = np.asarray(Image.open(tmp_path / "out" / "render.png"))
     edited = Scene.load(tmp_path / "out")
     for raw in (False, True):
-        expected = pipe(edited, target_frame=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
-                        output_type="np", keep_unchanged=not raw).images[0]
+        expected = pipe(edited, target_frame=1, source_frame=1, num_inference_steps=2,
+                        generator=torch.Generator().manual_seed(0), output_type="np", keep_unchanged=not raw).images[0]
         assert np.array_equal(images[raw], expected)
     assert not np.array_equal(images[False], images[True])

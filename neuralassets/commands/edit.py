@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = p.add_argument_group("rendering one frame of the edited scene")
     r.add_argument("--render-frame", "--target-frame", dest="render_frame", type=int, default=None, metavar="N",
                    help="frame to render (negative counts from the end; default: the first frame --frames edits, else the "
-                        "source frame, whose photo gives the background and the first object's appearance)")
+                        "first object's source frame); its own photo gives the background and the objects' appearance")
     r.add_argument("--render", action="store_true", help="render it to OUT_DIR/render.png with --backend")
     r.add_argument("--backend", choices=RENDER_BACKENDS, default="neural",
                    help="what --render draws with: neural (the model, default), geometric (the photo's own pixels moved "
@@ -309,8 +309,11 @@ def _run(args: argparse.Namespace) -> int:
                 raise WeightsError(f"--render: cannot load the model ({e}); the edited scene is saved in {out}") from None
             with warnings.catch_warnings(record=True) as said:
                 warnings.simplefilter("always", SlotWarning)
-                image = pipe(edited, target_frame=target, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                             generator=torch.Generator().manual_seed(args.seed), keep_unchanged=not args.raw).images[0]
+                # the rendered frame's own photo is the background and appearance, as the editor and the geometric back
+                # end take it: another frame's photo seen from this frame's camera would show little of it
+                image = pipe(edited, target_frame=target, source_frame=target, num_inference_steps=args.steps,
+                             guidance_scale=args.guidance, generator=torch.Generator().manual_seed(args.seed),
+                             keep_unchanged=not args.raw).images[0]
             for w in said:
                 _warn(w.message)
             by = "the model"
