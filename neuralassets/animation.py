@@ -379,8 +379,7 @@ def animate(scene: Scene, keyframes: Keyframes, num_frames: int, source_frame: i
 
     background = copy.deepcopy(scene.background)
     if background is None:
-        boxes = torch.stack([a.boxes_2d[src] for a in scene.assets]) if scene.assets else torch.zeros(0, 4)
-        background = Background(scene.frames[src].clone(), copy.deepcopy(scene.cameras[src]), boxes,
+        background = Background(scene.frames[src].clone(), copy.deepcopy(scene.cameras[src]), scene.photo_boxes(src),
                                 depth=None if scene.depth is None else scene.depth[src].clone())
     out = Scene(repeat(scene.frames), _cameras(scene.cameras[src], keyframes, T), [], background,
                 None if scene.depth is None else repeat(scene.depth), copy.deepcopy(scene.metadata))

@@ -209,10 +209,10 @@ def background_view(scene: Scene, target_frame: int, source_frame: int | None = 
     if source_frame is None:
         slotted = slotted_assets(scene, None, min_visibility)
         source_frame = slotted[0].source_frame if slotted else target_frame
-    boxes = torch.stack([a.boxes_2d[source_frame] for a in scene.assets]) if scene.assets else torch.zeros(0, 4)
+    boxes = scene.photo_boxes(source_frame)
     depth = scene.depth[source_frame] if scene.depth is not None else None
     masks = None
-    if scene.assets and all(a.masks is not None for a in scene.assets):
+    if scene.assets and len(boxes) == len(scene.assets) and all(a.masks is not None for a in scene.assets):
         masks = torch.stack([a.masks[source_frame] for a in scene.assets])
     return BackgroundView(scene.frames[source_frame], scene.cameras[source_frame], boxes, depth, masks)
 

@@ -517,25 +517,22 @@ def _dress(target: Asset, appearance: AppearanceSource, donor: Asset) -> None:
 def remove(scene: Scene, asset_id: int) -> Scene:
     """Remove an asset.
 
-    Its region in its source frame stays greyed out in the background source, so the
-    renderer fills it with background: without an explicit background, the scene gets one
-    (that frame, its camera, every asset's box there, and ``metadata["renderer"]`` as
-    attributes); an explicit background that is that frame gets the box added.
+    Every frame's photo still shows it, so its box in every frame is kept in
+    :attr:`Scene.removed_boxes` (NaN where it is not seen) and renders leave it out of their
+    background photo, whichever frame that is; an explicit background that is its source frame
+    gets that frame's box added.
     """
     asset = scene.asset(asset_id)
     out = scene.copy()
     out.assets = [a for a in out.assets if a.id != asset_id]
-    f = asset.source_frame
-    if not 0 <= f < scene.num_frames or float(asset.visibility[f]) <= 0:
+    seen = asset.visibility > 0
+    if not bool(seen.any()):
         return out  # not seen in this scene's frames (e.g. inserted): nothing to hide
-    if out.background is None:
-        # The implicit background is the source frame with the boxes of the scene's assets
-        # greyed; without this asset's box there it would reappear, so make it explicit.
-        boxes = torch.stack([a.boxes_2d[f] for a in scene.assets])
-        out.background = Background(scene.frames[f].clone(), copy.deepcopy(scene.cameras[f]), boxes,
-                                    copy.deepcopy(scene.metadata.get("renderer") or {}),
-                                    None if scene.depth is None else scene.depth[f].clone())
-    elif out.background.image.shape == scene.frames[f].shape and torch.equal(out.background.image, scene.frames[f]):
+    boxes = torch.where(seen[:, None], asset.boxes_2d, torch.full_like(asset.boxes_2d, float("nan")))[None]
+    out.removed_boxes = boxes if out.removed_boxes is None else torch.cat([out.removed_boxes, boxes])
+    f = asset.source_frame
+    if (out.background is not None and 0 <= f < scene.num_frames and out.background.image.shape == scene.frames[f].shape
+            and torch.equal(out.background.image, scene.frames[f])):
         out.background.object_boxes = torch.cat([out.background.object_boxes, asset.boxes_2d[f][None]])
     return out
 

@@ -140,7 +140,8 @@ def window_scene(scene: Scene, window: Window) -> Scene:
     return replace(scene, frames=cut(scene.frames, window), cameras=[_window_camera(c, window) for c in scene.cameras],
                    assets=assets, background=background,
                    depth=None if scene.depth is None else cut(scene.depth, window, 0.0),
-                   metadata=copy.deepcopy(scene.metadata))
+                   metadata=copy.deepcopy(scene.metadata),
+                   removed_boxes=None if scene.removed_boxes is None else _shift_boxes(scene.removed_boxes, window))
 
 
 def centre_square_window(height: int, width: int) -> Window:
@@ -192,7 +193,8 @@ def resized_scene(scene: Scene, height: int, width: int) -> Scene:
     return replace(scene, frames=resize_images(scene.frames, (height, width)).clamp(0, 1),
                    cameras=[camera(c) for c in scene.cameras], assets=assets, background=background,
                    depth=None if scene.depth is None else resize_maps(scene.depth, (height, width)),
-                   metadata=copy.deepcopy(scene.metadata))
+                   metadata=copy.deepcopy(scene.metadata),
+                   removed_boxes=None if scene.removed_boxes is None else scene.removed_boxes * scale)
 
 
 __all__ = ["FILL", "Window", "centre_square_window", "cut", "letterbox_window", "resized_scene", "window_intrinsics",

@@ -8,7 +8,8 @@ Folder format (``FORMAT_VERSION`` 2)::
 
     scene.json            format version, sizes, asset list, mask_frames_per_file, metadata (JSON)
     tensors.safetensors   cameras, per-frame asset poses, 2D boxes, visibility, depth (and the background's);
-                          the photos' pose numbers once edited and appearance poses, masks and depth, when known
+                          the photos' pose numbers once edited and appearance poses, masks and depth, when known;
+                          removed objects' per-frame boxes (``removed_boxes``), after a removal
     frames/00000.png ...  one RGB PNG per frame
     masks/asset_0001/00000.png, 00032.png ...
                           the asset's masks in files of N = mask_frames_per_file frames each, named by
@@ -354,6 +355,9 @@ class Scene:
             the source frame of the render.
         depth: (T, H, W) float camera-frame depth in metres, when known.
         metadata: JSON-serialisable extras (generator seed, renderer parameters, edit history).
+        removed_boxes: (R, T, 4) float pixel boxes ``(x0, y0, x1, y1)`` of the objects removed from
+            the scene, in every frame (NaN where one is not seen), or None: each frame's own photo
+            still shows them, so a render leaves them out of its background (:meth:`photo_boxes`).
     """
 
     frames: Tensor
@@ -362,11 +366,14 @@ class Scene:
     background: Background | None = None
     depth: Tensor | None = None
     metadata: dict = field(default_factory=dict)
+    removed_boxes: Tensor | None = None
 
     def __post_init__(self) -> None:
         self.frames = _f32(self.frames)
         if self.depth is not None:
             self.depth = _f32(self.depth)
+        if self.removed_boxes is not None:
+            self.removed_boxes = _f32(self.removed_boxes)
         self.cameras, self.assets = list(self.cameras), list(self.assets)
 
     # -- access -----------------------------------------------------------------------
@@ -428,6 +435,14 @@ class Scene:
         """A deep copy with some fields replaced (``dataclasses.replace`` semantics)."""
         return replace(self.copy(), **changes)
 
+    def photo_boxes(self, frame: int) -> Tensor:
+        """(M, 4) float pixel boxes of every object frame ``frame``'s photo shows: the assets' and the removed objects' seen there."""
+        boxes = [a.boxes_2d[frame] for a in self.assets]
+        if self.removed_boxes is not None:
+            removed = self.removed_boxes[:, frame]
+            boxes += list(removed[torch.isfinite(removed).all(-1)])
+        return torch.stack(boxes) if boxes else torch.zeros(0, 4)
+
     def instance_map(self, frame: int) -> Tensor:
         """(H, W) long instance ids at ``frame`` from the assets' masks (0 = background, later assets on top)."""
         out = torch.zeros(self.height, self.width, dtype=torch.long)
@@ -440,7 +455,8 @@ class Scene:
     def validate(self) -> Scene:
         """Check every field; raise :class:`ValidationError` naming the first bad one. Returns self."""
         check_frames(self.frames)
-        _validate_parts(self.num_frames, self.height, self.width, self.cameras, self.assets, self.background, self.depth)
+        _validate_parts(self.num_frames, self.height, self.width, self.cameras, self.assets, self.background, self.depth,
+                        self.removed_boxes)
         return self
 
     # -- files ------------------------------------------------------------------------
@@ -476,7 +492,7 @@ class Scene:
                 writer.copy_masks(a.id, files, reuse.masks_per_file)
             else:
                 writer.add_masks(a.id, a.masks)
-        return writer.finish(self.cameras, self.assets, self.background, self.depth, self.metadata)
+        return writer.finish(self.cameras, self.assets, self.background, self.depth, self.metadata, self.removed_boxes)
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Scene:
@@ -569,7 +585,8 @@ class Scene:
             camera = Camera(get("background.K"), get("background.R"), get("background.t"), bg["width"], bg["height"])
             background = Background(img, camera, get("background.object_boxes"), dict(bg.get("attributes") or {}),
                                     tensors.get("background.depth"), bool(bg.get("shows_scene", True)))
-        scene = cls(frames, cameras, assets, background, tensors.get("depth"), dict(meta.get("metadata") or {}))
+        scene = cls(frames, cameras, assets, background, tensors.get("depth"), dict(meta.get("metadata") or {}),
+                    tensors.get("removed_boxes"))
         try:
             return scene.validate()
         except ValidationError as e:
@@ -767,7 +784,7 @@ class SceneWriter:
         return folder
 
     def finish(self, cameras: list[Camera], assets: list[Asset], background: Background | None = None,
-               depth: Tensor | None = None, metadata: dict | None = None) -> Path:
+               depth: Tensor | None = None, metadata: dict | None = None, removed_boxes: Tensor | None = None) -> Path:
         """Write the tensors and ``scene.json``; returns the folder.
 
         ``assets`` whose masks were given to :meth:`add_masks` may carry ``masks=None``.
@@ -776,7 +793,7 @@ class SceneWriter:
         if self.size is None:
             raise ValidationError("SceneWriter.finish: a scene needs at least one frame")
         folder, T, (H, W) = self.folder, self.num_frames, self.size
-        _validate_parts(T, H, W, cameras, assets, background, depth)
+        _validate_parts(T, H, W, cameras, assets, background, depth, removed_boxes)
         tensors: dict[str, Tensor] = {
             "camera_K": torch.stack([c.K for c in cameras]),
             "camera_R": torch.stack([c.R for c in cameras]),
@@ -784,6 +801,8 @@ class SceneWriter:
         }
         if depth is not None:
             tensors["depth"] = depth
+        if removed_boxes is not None:
+            tensors["removed_boxes"] = removed_boxes
         assets_json = []
         for a in assets:
             key = f"asset_{a.id:04d}"
@@ -838,7 +857,7 @@ class SceneWriter:
 # --------------------------------------------------------------------------------------
 
 def _validate_parts(T: int, H: int, W: int, cameras: list[Camera], assets: list[Asset], background: Background | None,
-                    depth: Tensor | None) -> None:
+                    depth: Tensor | None, removed_boxes: Tensor | None = None) -> None:
     """:meth:`Scene.validate` for everything but the frames, of a scene of T frames of H x W pixels."""
     if len(cameras) != T:
         raise ValidationError(f"cameras: expected one per frame ({T}), got {len(cameras)}")
@@ -854,6 +873,8 @@ def _validate_parts(T: int, H: int, W: int, cameras: list[Camera], assets: list[
         seen.add(a.id)
     if depth is not None:
         _check_tensor(depth, (T, H, W), "depth", finite=False)
+    if removed_boxes is not None:
+        _check_tensor(removed_boxes, (None, T, 4), "removed_boxes", finite=False)
     if background is not None:
         _check_tensor(background.image, (3, None, None), "background.image")
         background.camera.validate("background.camera")

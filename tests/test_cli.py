@@ -140,7 +140,7 @@ def test_a_rerun_replaces_every_output_of_the_previous_run(generated, tmp_path):
     assert main(["edit", str(folder), "--out", str(out), "--remove", "1", "--ground-truth", "--allow-offscreen"]) == 0
     assert (out / "ground_truth.png").is_file() and (out / "masks" / "asset_0002" / "00000.png").is_file()
     assert main(["edit", str(folder), "--out", str(out), "--remove", "2"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["background.png", "edits.json", "frames", "masks", "scene.json",
+    assert sorted(p.name for p in out.iterdir()) == ["edits.json", "frames", "masks", "scene.json",
                                                    "tensors.safetensors"]  # no ground_truth.png from the first run
     assert not (out / "masks" / "asset_0002").exists()  # the removed asset's masks are not left over either
     assert [e.op for e in E.load_edits(out / "edits.json")] == ["remove"] and 2 not in Scene.load(out).asset_ids

@@ -10,8 +10,10 @@ import torch
 from neuralassets import AssetNotFoundError, Camera, Scene, ValidationError
 from neuralassets import edits as E
 from neuralassets import geometry as G
-from neuralassets.conditioning import GREY, conditioning_from_scene
-from neuralassets.scene import Asset
+from neuralassets.conditioning import GREY, background_view, conditioning_from_scene
+from neuralassets.data.synthetic import select_frames
+from neuralassets.framing import resized_scene, window_scene
+from neuralassets.scene import Asset, Background
 
 
 def poses(scene):
@@ -148,18 +150,37 @@ def test_interpenetration_warns_once_new(front_scene):
 
 def test_remove_greys_the_object_in_the_background(front_scene):
     out = E.remove(front_scene, 1)
-    assert out.asset_ids == [2] and front_scene.asset_ids == [1, 2]
-    assert torch.equal(out.background.image, front_scene.frames[0])
-    assert torch.equal(out.background.object_boxes, torch.stack([a.boxes_2d[0] for a in front_scene.assets]))
-    assert out.background.attributes == {"floor": "checker"}
-    deep = front_scene.replace(depth=torch.rand(front_scene.num_frames, front_scene.height, front_scene.width) + 1)
-    assert torch.equal(E.remove(deep, 1).background.depth, deep.depth[0])  # so moved cameras can reproject it
+    assert out.asset_ids == [2] and front_scene.asset_ids == [1, 2] and front_scene.removed_boxes is None
+    assert out.background is None and torch.equal(out.removed_boxes, front_scene.asset(1).boxes_2d[None])
+    assert torch.equal(out.photo_boxes(0), torch.stack([front_scene.asset(2).boxes_2d[0], front_scene.asset(1).boxes_2d[0]]))
     bg = conditioning_from_scene(out, 0, max_objects=4).background_image[0]
     assert torch.all(bg[:, 21:35, 25:39] == GREY)  # inside the removed cube's box
     assert torch.equal(bg[:, :18], front_scene.frames[0][:, :18])
-    # A second removal adds its box to the now explicit background.
-    both = E.remove(out, 2)
-    assert both.background.object_boxes.shape == (3, 4)
+    both = E.remove(out, 2)  # a second removal is remembered too
+    assert both.removed_boxes.shape == (2, 1, 4) and both.photo_boxes(0).shape == (2, 4)
+    # an explicit background that is the removed object's photo gets its box added
+    explicit = front_scene.replace(background=Background(front_scene.frames[0].clone(), front_scene.cameras[0],
+                                                         front_scene.asset(2).boxes_2d[:1]))
+    assert torch.equal(E.remove(explicit, 1).background.object_boxes[-1], front_scene.asset(1).boxes_2d[0])
+
+
+def test_a_removed_object_is_left_out_of_every_frames_own_photo(simple_scene, tmp_path):
+    moving = simple_scene.copy()
+    moving.asset(1).boxes_2d = torch.tensor([[2.0, 3.0, 12.0, 15.0], [8.0, 4.0, 18.0, 16.0], [0.0, 0.0, 0.0, 0.0]])
+    moving.asset(1).visibility = torch.tensor([1.0, 0.8, 0.0])  # gone from view at frame 2
+    out = E.remove(moving, 1)
+    for frame, expected in ((0, [2.0, 3.0, 12.0, 15.0]), (1, [8.0, 4.0, 18.0, 16.0])):
+        view = background_view(out, frame, frame)  # each frame's own photo, not the removed object's source frame's
+        assert torch.equal(view.image, moving.frames[frame]) and view.object_masks is None
+        assert torch.equal(view.object_boxes[-1], torch.tensor(expected)) and len(view.object_boxes) == 2
+    assert len(background_view(out, 2, 2).object_boxes) == 1  # not seen there: nothing to leave out
+    # the boxes travel with the scene: saved and loaded, frames selected, windowed and resized
+    assert torch.equal(Scene.load(out.save(tmp_path / "scene")).removed_boxes.nan_to_num(-1), out.removed_boxes.nan_to_num(-1))
+    assert torch.equal(select_frames(out, [1]).removed_boxes, out.removed_boxes[:, 1:2])
+    assert torch.equal(window_scene(out, (4, 2, 20, 18)).removed_boxes[0, 1], torch.tensor([4.0, 2.0, 14.0, 14.0]))
+    assert torch.equal(resized_scene(out, 48, 64).removed_boxes[0, 0], torch.tensor([4.0, 6.0, 24.0, 30.0]))
+    with pytest.raises(ValidationError, match="removed_boxes: expected shape"):
+        out.replace(removed_boxes=torch.zeros(1, 2, 4)).validate()
 
 
 def test_insert_places_and_turns_the_asset(front_scene, simple_scene):

@@ -444,7 +444,7 @@ def select_frames(scene: Scene, frames: list[int]) -> Scene:
     # Slice before copying: the full video is never duplicated.
     out = Scene(scene.frames[idx], [copy.deepcopy(scene.cameras[f]) for f in frames], [],
                 copy.deepcopy(scene.background), None if scene.depth is None else scene.depth[idx],
-                copy.deepcopy(scene.metadata))
+                copy.deepcopy(scene.metadata), None if scene.removed_boxes is None else scene.removed_boxes[:, idx])
     for asset in scene.assets:
         a = copy.copy(asset)
         a.centers, a.sizes, a.rotations = asset.centers[idx], asset.sizes[idx], asset.rotations[idx]
